@@ -1,0 +1,209 @@
+"""The dataset folder: `dataset.json` plus one HDF5 file per case, the format every stage reads.
+
+    my_dataset/
+      dataset.json          name, classes, splits, cases (patient, split, labelled, spacing...)
+      cases/<case_id>.h5    image float32 [Z, H, W] in [0, 1], label uint8 [Z, H, W] if any,
+                            attrs: spacing (z, y, x) in mm when known, affine and axes for NIfTI
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from idealseg import __version__
+from idealseg.atomic import atomic_file
+from idealseg.errors import IdealsegError, InputError
+
+SPLITS = ("train", "val", "test")
+_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class CaseVolume:
+    """One volume in memory, as an importer produces it and a writer stores it."""
+
+    case_id: str
+    patient: str
+    image: np.ndarray  # float32 [Z, H, W], normalised to [0, 1]
+    label: np.ndarray | None = None  # uint8 [Z, H, W]
+    spacing: tuple[float, float, float] | None = None  # (z, y, x) in mm
+    affine: np.ndarray | None = None  # 4x4 NIfTI affine of the source array
+    axes: tuple[int, int, int] | None = None  # source array axis feeding each of (Z, H, W)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CaseEntry:
+    """What dataset.json records about a case, enough to plan without opening the h5."""
+
+    id: str
+    patient: str
+    split: str
+    labeled: bool
+    shape: list[int]
+    spacing: list[float] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def check_case_id(case_id: str, source: str | Path) -> None:
+    """Refuse ids that could escape the cases/ folder or break file names."""
+    if not _CASE_ID.match(case_id) or ".." in case_id:
+        raise InputError(source, f"case id {case_id!r} is not a plain file name")
+
+
+def validate_volume(case: CaseVolume, source: str | Path, num_classes: int | None) -> None:
+    """Check one imported volume; every failure names the source file and the problem."""
+    image = case.image
+    if image.ndim != 3:
+        raise InputError(source, f"image must be 3D [Z, H, W], got shape {image.shape}")
+    if image.size == 0 or min(image.shape) == 0:
+        raise InputError(source, f"empty volume (shape {image.shape})")
+    if not np.isfinite(image).all():
+        raise InputError(source, "image contains NaN or Inf values")
+    if case.label is not None:
+        label = case.label
+        if label.shape != image.shape:
+            raise InputError(
+                source, f"image/label shape mismatch: {image.shape} vs {label.shape}"
+            )
+        if num_classes is not None and label.size and int(label.max()) >= num_classes:
+            bad = sorted(int(v) for v in np.unique(label) if v >= num_classes)
+            raise InputError(
+                source, f"label values {bad} outside the class set 0..{num_classes - 1}"
+            )
+    if case.spacing is not None:
+        sp = np.asarray(case.spacing, dtype=float)
+        if sp.shape != (3,) or not np.isfinite(sp).all() or (sp <= 0).any():
+            raise InputError(source, f"invalid voxel spacing {case.spacing} (must be > 0)")
+    if case.affine is not None and not np.isfinite(case.affine).all():
+        raise InputError(source, "affine contains NaN or Inf values")
+
+
+def labels_to_uint8(label: np.ndarray, source: str | Path) -> np.ndarray:
+    """Integer-valued labels only: fractional or negative values are an error, not a cast."""
+    if not np.isfinite(label).all():
+        raise InputError(source, "label contains NaN or Inf values")
+    if np.issubdtype(label.dtype, np.floating) and not np.all(np.mod(label, 1) == 0):
+        raise InputError(source, "label has fractional values; expected integer class ids")
+    if label.size and (label.min() < 0 or label.max() > 255):
+        raise InputError(source, f"label values must be 0..255, got {label.min()}..{label.max()}")
+    return label.astype(np.uint8)
+
+
+class DatasetWriter:
+    """Collects cases into a folder under construction (see `atomic_dir`) and writes dataset.json."""
+
+    def __init__(self, root: Path, name: str, classes: list[str], source: str, modality: str):
+        self.root = root
+        self.cases_dir = root / "cases"
+        self.cases_dir.mkdir(parents=True, exist_ok=True)
+        self.info: dict[str, Any] = {
+            "name": name,
+            "modality": modality,
+            "classes": classes,
+            "source": source,
+            "idealseg_version": __version__,
+            "splits": {s: [] for s in SPLITS},
+            "cases": [],
+        }
+        self._ids: set[str] = set()
+        self.infer_classes = not classes  # generic NIfTI without --classes: 0..max label seen
+        self._max_label = 0
+
+    def add(self, case: CaseVolume, split: str, source: str | Path) -> None:
+        check_case_id(case.case_id, source)
+        if case.case_id in self._ids:
+            raise InputError(source, f"duplicate case id {case.case_id!r}")
+        if split not in SPLITS:
+            raise IdealsegError(f"unknown split {split!r}; expected one of {SPLITS}")
+        validate_volume(case, source, None if self.infer_classes else len(self.info["classes"]))
+        if case.label is not None and case.label.size:
+            self._max_label = max(self._max_label, int(case.label.max()))
+        self._ids.add(case.case_id)
+        with h5py.File(self.cases_dir / f"{case.case_id}.h5", "w") as f:
+            f.create_dataset("image", data=case.image.astype(np.float32), compression="lzf")
+            if case.label is not None:
+                f.create_dataset("label", data=case.label.astype(np.uint8), compression="lzf")
+            if case.spacing is not None:
+                f.attrs["spacing"] = np.asarray(case.spacing, dtype=np.float64)
+            if case.affine is not None:
+                f.attrs["affine"] = np.asarray(case.affine, dtype=np.float64)
+            if case.axes is not None:
+                f.attrs["axes"] = np.asarray(case.axes, dtype=np.int64)
+        entry = CaseEntry(
+            id=case.case_id,
+            patient=case.patient,
+            split=split,
+            labeled=case.label is not None,
+            shape=list(case.image.shape),
+            spacing=None if case.spacing is None else [float(s) for s in case.spacing],
+            meta=case.meta,
+        )
+        self.info["cases"].append(asdict(entry))
+        self.info["splits"][split].append(case.case_id)
+
+    def finish(self, **extra: Any) -> None:
+        if not self.info["cases"]:
+            raise IdealsegError(f"{self.info['source']}: no cases found to import")
+        if self.infer_classes:
+            self.info["classes"] = ["background"] + [f"class{i}" for i in range(1, self._max_label + 1)]
+        self.info.update(extra)
+        with atomic_file(self.root / "dataset.json") as f:
+            json.dump(self.info, f, indent=1)
+
+
+class Dataset:
+    """Read access to a dataset folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        meta = self.root / "dataset.json"
+        if not meta.is_file():
+            raise InputError(self.root, "not a dataset folder (no dataset.json); run `idealseg prepare`")
+        try:
+            self.info = json.loads(meta.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(meta, f"unreadable dataset.json ({exc})") from None
+        for key in ("classes", "cases", "splits"):
+            if key not in self.info:
+                raise InputError(meta, f"dataset.json has no {key!r} entry")
+        self.cases = [CaseEntry(**c) for c in self.info["cases"]]
+        for c in self.cases:
+            check_case_id(c.id, meta)
+        self.by_id = {c.id: c for c in self.cases}
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.info["classes"])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.info["classes"])
+
+    def split(self, name: str) -> list[CaseEntry]:
+        return [c for c in self.cases if c.split == name]
+
+    def case_path(self, case_id: str) -> Path:
+        return self.root / "cases" / f"{case_id}.h5"
+
+    def load(self, case_id: str) -> CaseVolume:
+        """Load one case; a missing or corrupt file is a one-line error naming it."""
+        path = self.case_path(case_id)
+        entry = self.by_id[case_id]
+        try:
+            with h5py.File(path, "r") as f:
+                image = f["image"][...]
+                label = f["label"][...] if "label" in f else None
+                spacing = tuple(f.attrs["spacing"]) if "spacing" in f.attrs else None
+                affine = f.attrs["affine"] if "affine" in f.attrs else None
+                axes = tuple(int(a) for a in f.attrs["axes"]) if "axes" in f.attrs else None
+        except (OSError, KeyError) as exc:
+            raise InputError(path, f"unreadable case file ({exc})") from None
+        return CaseVolume(case_id, entry.patient, image, label, spacing, affine, axes, entry.meta)

@@ -1,0 +1,1 @@
+"""Importers turn one kind of source into a dataset folder; nothing downstream knows which."""

@@ -1,0 +1,98 @@
+"""The official ACDC release: patientXXX/{Info.cfg, patientXXX_frameYY.nii.gz, ..._gt.nii.gz}.
+
+ED and ES frames come from Info.cfg; where it is missing (as in many copies found in the wild)
+the two frames with a `_gt` file are used, the lower number as ED, and a warning says so.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
+from idealseg.data.importers.splits import assign_splits
+from idealseg.data.nifti_io import load_nifti, slicing_axes, spacing_zhw, to_zhw
+from idealseg.data.normalize import normalize_volume
+from idealseg.errors import InputError
+
+_FRAME = re.compile(r"^(patient\d+)_frame(\d+)_gt\.nii(\.gz)?$")
+
+
+def read_info_cfg(path: Path) -> dict[str, str]:
+    """Parse the `Key: value` lines of an ACDC Info.cfg."""
+    info = {}
+    for line in path.read_text().splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            info[key.strip()] = value.strip()
+    return info
+
+
+def _frames(patient_dir: Path) -> tuple[dict[str, int], dict[str, object]]:
+    """ED/ES frame numbers and patient metadata for one patient folder."""
+    gt_frames = sorted(
+        int(m.group(2)) for p in patient_dir.iterdir() if (m := _FRAME.match(p.name))
+    )
+    cfg = patient_dir / "Info.cfg"
+    if cfg.is_file():
+        info = read_info_cfg(cfg)
+        try:
+            frames = {"ED": int(info["ED"]), "ES": int(info["ES"])}
+        except (KeyError, ValueError):
+            raise InputError(cfg, "Info.cfg lacks integer ED and ES entries") from None
+        meta = {
+            "group": info.get("Group"),
+            "height": float(info["Height"]) if "Height" in info else None,
+            "weight": float(info["Weight"]) if "Weight" in info else None,
+        }
+        return frames, meta
+    if len(gt_frames) != 2:
+        raise InputError(patient_dir, f"no Info.cfg and {len(gt_frames)} _gt frames (need 2)")
+    warnings.warn(
+        f"{patient_dir}: no Info.cfg; ED/ES taken from the two _gt frames "
+        f"(ED=frame{gt_frames[0]:02d}, ES=frame{gt_frames[1]:02d}); group, height, weight unknown",
+        stacklevel=2,
+    )
+    return {"ED": gt_frames[0], "ES": gt_frames[1]}, {"group": None, "height": None, "weight": None}
+
+
+def read_acdc_frame(image_path: Path, label_path: Path | None, normalization: str):
+    """One ACDC frame as (image [Z,H,W] normalised, label or None, spacing, affine, axes)."""
+    data, affine, zooms, _ = load_nifti(image_path)
+    axes = slicing_axes(data.shape, zooms, image_path)
+    image = normalize_volume(to_zhw(np.asarray(data, dtype=np.float32), axes), normalization)
+    label = None
+    if label_path is not None:
+        ldata, _, _, _ = load_nifti(label_path)
+        if ldata.shape != data.shape:
+            raise InputError(label_path, f"image/label shape mismatch: {data.shape} vs {ldata.shape}")
+        label = labels_to_uint8(to_zhw(np.asarray(ldata), axes), label_path)
+    if not np.isfinite(np.asarray(data)).all():
+        raise InputError(image_path, "image contains NaN or Inf values")
+    return image, label, spacing_zhw(zooms, axes, image_path), affine, axes
+
+
+def import_acdc(
+    src: Path, writer: DatasetWriter, normalization: str, val: str | None, test: str | None, seed: int
+) -> None:
+    patients = sorted(p for p in src.iterdir() if p.is_dir() and p.name.startswith("patient"))
+    if not patients:
+        raise InputError(src, "no patientXXX folders found (not an ACDC release folder)")
+    splits = assign_splits([p.name for p in patients], val, test, seed)
+    for patient_dir in tqdm(patients, desc="patients", unit="patient"):
+        frames, meta = _frames(patient_dir)
+        for phase, frame in frames.items():
+            case_id = f"{patient_dir.name}_frame{frame:02d}"
+            image_path = patient_dir / f"{case_id}.nii.gz"
+            label_path = patient_dir / f"{case_id}_gt.nii.gz"
+            image, label, spacing, affine, axes = read_acdc_frame(
+                image_path, label_path if label_path.is_file() else None, normalization
+            )
+            case_meta = {**meta, "phase": phase, "frame": frame, "ED": frames["ED"], "ES": frames["ES"]}
+            volume = CaseVolume(case_id, patient_dir.name, image, label, spacing, affine, axes, case_meta)
+            writer.add(volume, splits[patient_dir.name], image_path)
+    writer.finish(normalization=normalization)

@@ -1,0 +1,66 @@
+"""NIfTI reading with one-line errors, and the axis convention shared by import and prediction.
+
+A 3D array is sliced along its axis of largest spacing (the through-plane axis of a stack of 2D
+slices) and stored as [Z, H, W]; `axes` records which source axis became Z, H and W so a mask
+can be written back in the input's own orientation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from idealseg.errors import InputError
+
+
+def load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...], nib.Nifti1Image]:
+    """Return (array, affine, zooms, image); any read failure names the file."""
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise InputError(path, f"unreadable NIfTI ({type(exc).__name__}: {exc})") from None
+    affine = np.asarray(img.affine, dtype=np.float64)
+    zooms = tuple(float(z) for z in img.header.get_zooms()[: data.ndim])
+    return data, affine, zooms, img
+
+
+def slicing_axes(shape: tuple[int, ...], zooms: tuple[float, ...], path: Path) -> tuple[int, int, int]:
+    """Choose (Z, H, W) source axes: Z is the axis of largest spacing (ties: the last axis)."""
+    if len(shape) == 2:
+        return (2, 1, 0)  # a single slice is promoted to [1, H, W] by `to_zhw`
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise InputError(path, f"expected a 2D or 3D image, got {len(shape)}D shape {tuple(shape)}")
+    z = max(range(3), key=lambda a: (round(zooms[a], 4), a))
+    h, w = [a for a in (2, 1, 0) if a != z][:2]
+    return (z, h, w)
+
+
+def to_zhw(data: np.ndarray, axes: tuple[int, int, int]) -> np.ndarray:
+    """Source array -> [Z, H, W] with the given axes (a 2D source becomes one slice)."""
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim == 2:
+        data = data[:, :, None]
+    return np.transpose(data, axes)
+
+
+def from_zhw(volume: np.ndarray, axes: tuple[int, int, int], ndim: int = 3) -> np.ndarray:
+    """Inverse of `to_zhw`: a [Z, H, W] mask back into the source array's axis order."""
+    out = np.transpose(volume, np.argsort(axes))
+    return out[:, :, 0] if ndim == 2 else out
+
+
+def spacing_zhw(zooms: tuple[float, ...], axes: tuple[int, int, int], path: Path) -> tuple[float, float, float]:
+    """Voxel spacing in (Z, H, W) order; zero, negative or non-finite spacing is an error."""
+    zooms = tuple(zooms) + (1.0,) * (3 - len(zooms))
+    spacing = tuple(float(zooms[a]) for a in axes)
+    if not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise InputError(path, f"invalid voxel spacing {zooms[:3]} in the header (must be > 0)")
+    return spacing  # type: ignore[return-value]

@@ -1,0 +1,58 @@
+"""`prepare`: any supported source -> a dataset folder, built under a temporary name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from idealseg.atomic import atomic_dir
+from idealseg.data.dataset import DatasetWriter
+from idealseg.data.importers.acdc import import_acdc
+from idealseg.data.importers.nifti import import_nifti, parse_label_map
+from idealseg.data.importers.phantom import PHANTOM_CLASSES, import_phantom
+from idealseg.data.importers.ssl4mis import ACDC_CLASSES, import_ssl4mis
+from idealseg.errors import InputError
+
+SOURCES = ("ssl4mis", "acdc", "nifti", "phantom")
+
+
+def prepare(
+    source: str,
+    out: str | Path,
+    src: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    patients: int = 20,
+    seed: int = 0,
+    normalization: str = "percentile",
+    label_map: str | None = None,
+    classes: list[str] | None = None,
+    val: str | None = None,
+    test: str | None = None,
+) -> Path:
+    """Import `src` (of kind `source`) into the dataset folder `out`; returns `out`."""
+    out = Path(out)
+    if source != "phantom":
+        if src is None or not Path(src).is_dir():
+            raise InputError(src or "SRC", "source folder not found")
+        src = Path(src)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        if source == "phantom":
+            writer = DatasetWriter(tmp, "phantom", PHANTOM_CLASSES, "phantom", "synthetic cine-MRI")
+            import_phantom(writer, patients, seed)
+        elif source == "ssl4mis":
+            writer = DatasetWriter(tmp, src.name, ACDC_CLASSES, f"ssl4mis:{src}", "cine-MRI")
+            import_ssl4mis(src, writer)
+        elif source == "acdc":
+            writer = DatasetWriter(tmp, "ACDC", ACDC_CLASSES, f"acdc:{src}", "cine-MRI")
+            import_acdc(src, writer, normalization, val, test, seed)
+        elif source == "nifti":
+            mapping = parse_label_map(label_map)
+            if classes is None:
+                n = (max(mapping.values()) + 1) if mapping else None
+                classes = ["background", *[f"class{i}" for i in range(1, n)]] if n else None
+            writer = DatasetWriter(tmp, src.name, classes or [], f"nifti:{src}", "unknown")
+            writer.infer_classes = classes is None
+            import_nifti(src, writer, normalization, mapping, val, test, seed)
+        else:
+            raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+    return out

@@ -1,0 +1,122 @@
+"""All training slices of a dataset in memory as tensors, so the training loop never reads files.
+
+Slices are resized to the run's square input size (bilinear images, nearest labels), the same
+rule SSL4MIS uses, and inference resizes logits back to each slice's native size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from idealseg.data.budgets import Budget
+from idealseg.data.dataset import Dataset
+
+
+def resize_slices(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """[N, 1, H, W] -> [N, 1, size, size]."""
+    if images.shape[-2:] == (size, size):
+        return images
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(images, size=(size, size), mode=mode, **kwargs)
+
+
+@dataclass
+class SliceStore:
+    images: torch.Tensor  # float32 [N, 1, S, S]
+    labels: torch.Tensor  # int64 [N, S, S]; zeros where unlabelled
+    labeled: torch.Tensor  # bool [N]
+    case_ids: list[str]
+    slice_index: list[int]
+    patients: list[str]
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, size: int, budget: Budget | None, split: str = "train"):
+        """Load `split` into memory; only slices inside the budget keep their labels."""
+        allowed = None if budget is None else set(budget.patients)
+        exact = None if budget is None or budget.slices is None else set(budget.slices)
+        images, labels, flags, case_ids, idx, patients = [], [], [], [], [], []
+        for entry in tqdm(dataset.split(split), desc=f"loading {split} slices", unit="case", leave=False):
+            case = dataset.load(entry.id)
+            vol = torch.from_numpy(case.image).float()[:, None]
+            images.append(resize_slices(vol, size, "bilinear"))
+            if case.label is not None:
+                lab = torch.from_numpy(case.label.astype(np.float32))[:, None]
+                labels.append(resize_slices(lab, size, "nearest")[:, 0].long())
+            else:
+                labels.append(torch.zeros(vol.shape[0], size, size, dtype=torch.long))
+            for z in range(vol.shape[0]):
+                use = case.label is not None and allowed is not None and entry.patient in allowed
+                if exact is not None:
+                    use = (entry.id, z) in exact
+                flags.append(use)
+                case_ids.append(entry.id)
+                idx.append(z)
+                patients.append(entry.patient)
+        if not images:
+            raise ValueError(f"{dataset.root}: split {split!r} has no cases")
+        return cls(
+            torch.cat(images).contiguous(),
+            torch.cat(labels).contiguous(),
+            torch.tensor(flags, dtype=torch.bool),
+            case_ids,
+            idx,
+            patients,
+        )
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+class BatchSampler:
+    """Draws B_l labelled + B_u unlabelled slice indices per step from shuffled epochs.
+
+    Each pool is walked through a seeded permutation, so a slice is not repeated before the pool
+    is exhausted. Under DDP every rank holds the same generator and takes its own shard of the
+    global batch, which splits the data without duplicates within a step.
+    """
+
+    def __init__(self, labeled: torch.Tensor, b_l: int, b_u: int, seed: int, rank: int = 0, world: int = 1):
+        self.pools = {
+            "l": torch.nonzero(labeled).flatten(),
+            "u": torch.nonzero(~labeled).flatten(),
+        }
+        if b_u and len(self.pools["u"]) == 0:  # fully labelled: unlabelled stream reuses all slices
+            self.pools["u"] = torch.arange(len(labeled))
+        if b_l and len(self.pools["l"]) == 0:
+            raise ValueError("the label budget selects no labelled slices")
+        self.sizes = {"l": b_l, "u": b_u}
+        self.rank, self.world = rank, world
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = {k: torch.empty(0, dtype=torch.long) for k in self.pools}
+
+    def _take(self, key: str, n: int) -> torch.Tensor:
+        out = []
+        while n > 0:
+            if len(self.order[key]) == 0:
+                pool = self.pools[key]
+                self.order[key] = pool[torch.randperm(len(pool), generator=self.generator)]
+            out.append(self.order[key][:n])
+            n -= len(out[-1])
+            self.order[key] = self.order[key][len(out[-1]):]
+        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(labelled indices, unlabelled indices) of this rank for one step."""
+        shards = []
+        for key in ("l", "u"):
+            n = self.sizes[key]
+            full = self._take(key, n * self.world)
+            shards.append(full[self.rank * n : (self.rank + 1) * n])
+        return shards[0], shards[1]
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": dict(self.order)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order = dict(state["order"])
