@@ -37,6 +37,68 @@ def _cmd_info(args: argparse.Namespace) -> None:
     print(dataset_summary(Dataset(args.dataset), args.labeled, args.seed))
 
 
+_TRAIN_OPTIONS = {  # CLI flag -> (type, help); every RunConfig field is also settable in --config YAML
+    "labeled": (str, "label budget: 7, 10%, ssl4mis:7, all or @ids.txt"),
+    "init": (str, "pre-training run folder (or encoder.pt) to initialise the encoder from"),
+    "seed": (int, "random seed (split of labelled patients, sampling, augmentation, init)"),
+    "iterations": (int, "maximum number of optimizer steps"),
+    "time_budget": (float, "wall-clock budget in seconds (0 = none); whichever ends first"),
+    "input_size": (int, "square training input size"),
+    "batch_labeled": (int, "labelled slices per step"),
+    "batch_unlabeled": (int, "unlabelled slices per step"),
+    "lr": (float, "base learning rate (poly decay)"),
+    "lambda_max": (float, "consistency weight after ramp-up"),
+    "head": (str, "pre-training head: dense (1x1 convs, IDEAL) or mlp (ablation)"),
+    "val_every": (int, "validate every N steps (0 = never)"),
+    "checkpoint_every": (int, "checkpoint every N steps"),
+    "threads": (int, "torch CPU threads (0 = default)"),
+}
+
+
+def _add_train_options(p: argparse.ArgumentParser, method_default: str | None) -> None:
+    p.add_argument("dataset", help="dataset folder written by `idealseg prepare`")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--method", default=method_default)
+    p.add_argument("--profile", default="cpu", help="cpu, gpu or tiny")
+    p.add_argument("--config", help="YAML file of options (any RunConfig field)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start again in an existing run folder")
+    for name, (kind, text) in _TRAIN_OPTIONS.items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=text)
+
+
+def _train_kwargs(args: argparse.Namespace) -> dict:
+    kwargs = {name: getattr(args, name) for name in _TRAIN_OPTIONS if getattr(args, name, None) is not None}
+    return dict(profile=args.profile, config=args.config, resume=args.resume, overwrite=args.overwrite, **kwargs)
+
+
+def _print_summary(summary: dict) -> None:
+    import json
+
+    print(json.dumps(summary, indent=1))
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> None:
+    from idealseg.pipeline import run_stage
+
+    opts = _train_kwargs(args)
+    opts.pop("labeled", None)
+    _print_summary(run_stage("pretrain", args.dataset, args.out, method=args.method, **opts))
+
+
+def _cmd_finetune(args: argparse.Namespace) -> None:
+    from idealseg.pipeline import run_stage
+
+    _print_summary(run_stage("finetune", args.dataset, args.out, method=args.method, **_train_kwargs(args)))
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from idealseg.pipeline import train
+
+    _print_summary(train(args.dataset, args.out, method=args.method, pretrain_method=args.pretrain_method,
+                         skip_pretrain=args.no_pretrain, **_train_kwargs(args)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="idealseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"idealseg {__version__}")
@@ -60,6 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labeled", help="show what this label budget selects")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("pretrain", help="contrastive pre-training of the encoder (labels never read)")
+    _add_train_options(p, "ideal-pretrain")
+    p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="semi-supervised fine-tuning (or a baseline method)")
+    _add_train_options(p, "ideal")
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("train", help="pretrain then finetune, into OUT/pretrain and OUT/finetune")
+    _add_train_options(p, "ideal")
+    p.add_argument("--pretrain-method", default="ideal-pretrain")
+    p.add_argument("--no-pretrain", action="store_true", help="fine-tune from scratch (ablation)")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -1,0 +1,138 @@
+"""Typed run configuration: defaults, the two profiles of METHOD.md section 7, YAML overrides.
+
+The resolved configuration is written into every run folder (config.yaml), which is what makes a
+run folder enough to resume, evaluate or predict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from idealseg.atomic import atomic_file
+from idealseg.errors import IdealsegError, InputError
+
+
+@dataclass
+class RunConfig:
+    # what and where
+    stage: str = "finetune"  # "pretrain" or "finetune"
+    method: str = "ideal"
+    dataset: str = ""
+    labeled: str = "7"  # label budget, see data/budgets.py
+    init: str | None = None  # pre-training run folder whose encoder initialises fine-tuning
+    seed: int = 0
+    profile: str = "cpu"
+    # data and model
+    input_size: int = 128
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    num_classes: int = 4
+    classes: tuple[str, ...] = ()
+    # budget: whichever ends first; time_budget 0 = none
+    iterations: int = 3000
+    time_budget: float = 0.0
+    batch_labeled: int = 8
+    batch_unlabeled: int = 8
+    # optimisation
+    optimizer: str = "sgd"  # "sgd" or "adam"
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    # IDEAL fine-tuning and baselines
+    lambda_max: float = 0.1
+    rampup: float = 0.4  # fraction of the budget over which lambda ramps up
+    perturb1: str = "dropout"
+    perturb2: str = "noise"
+    ema_decay: float = 0.99
+    # pre-training
+    temperature: float = 0.1
+    head: str = "dense"  # "dense" (1x1 convs, IDEAL) or "mlp" (pooled, ablation)
+    dense_level: int = -1  # encoder level of the dense head; -1 = deepest
+    momentum_key: float = 0.0  # 0: shared weights for E_Q and E_K; else MoCo momentum (0.99)
+    global_weight: float = 0.0  # weight of the optional SimCLR term
+    # engine
+    val_every: int = 200
+    checkpoint_every: int = 200
+    log_every: int = 10
+    amp: bool = True  # on CUDA only
+    channels_last: bool = False
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        d["classes"] = list(self.classes)
+        return d
+
+    def save(self, path: Path) -> None:
+        with atomic_file(path) as f:
+            yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+
+    def update(self, values: dict[str, Any], source: str) -> RunConfig:
+        known = {f.name: f for f in fields(self)}
+        for key, value in values.items():
+            key = key.replace("-", "_")
+            if key not in known:
+                raise IdealsegError(f"{source}: unknown option {key!r}")
+            if value is None:
+                continue
+            if key in ("channels", "classes"):
+                value = tuple(value)
+            setattr(self, key, value)
+        return self
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        return cls().update(read_yaml(path), str(path))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping, or a one-line error naming the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(path, f"unreadable YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "expected a mapping of option: value")
+    return data
+
+
+# The `cpu` profile: see the README ("Profiles") for how these were chosen on a 2-core machine.
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "cpu": {
+        "pretrain": dict(input_size=128, iterations=100000, time_budget=600, batch_labeled=0,
+                         batch_unlabeled=16, optimizer="adam", lr=1e-3, weight_decay=1e-5, val_every=0,
+                         checkpoint_every=100),
+        "finetune": dict(input_size=128, iterations=100000, time_budget=1080, batch_labeled=8,
+                         batch_unlabeled=8, optimizer="sgd", lr=0.01, val_every=300, checkpoint_every=100),
+    },
+    "gpu": {
+        "pretrain": dict(input_size=256, iterations=11000, time_budget=0, batch_labeled=0, batch_unlabeled=12,
+                         optimizer="adam", lr=1e-3, weight_decay=1e-5, val_every=0, checkpoint_every=1000),
+        "finetune": dict(input_size=256, iterations=30000, time_budget=0, batch_labeled=12, batch_unlabeled=12,
+                         optimizer="sgd", lr=0.01, val_every=1000, checkpoint_every=1000),
+    },
+    "tiny": {  # tests and the demo's smoke runs: seconds, not minutes
+        "pretrain": dict(input_size=64, iterations=20, batch_labeled=0, batch_unlabeled=4, optimizer="adam",
+                         lr=1e-3, val_every=0, checkpoint_every=10, channels=(8, 16, 32, 64, 128)),
+        "finetune": dict(input_size=64, iterations=20, batch_labeled=2, batch_unlabeled=2, val_every=10,
+                         checkpoint_every=10, channels=(8, 16, 32, 64, 128)),
+    },
+}
+
+
+def resolve_config(stage: str, profile: str, yaml_path: str | None, overrides: dict[str, Any]) -> RunConfig:
+    """Defaults < profile < YAML file < command-line options (those not left at None)."""
+    if profile not in PROFILES:
+        raise IdealsegError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
+    cfg = RunConfig(stage=stage, profile=profile)
+    cfg.update(PROFILES[profile][stage], f"profile {profile}")
+    if yaml_path:
+        cfg.update(read_yaml(yaml_path), yaml_path)
+    cfg.update(overrides, "command line")
+    cfg.stage = stage
+    return cfg

@@ -1,0 +1,143 @@
+"""Batched augmentation on tensors (CPU or CUDA), returning the spatial transform it applied.
+
+Spatial transforms are 2x3 matrices `theta` in `torch.nn.functional.affine_grid` convention:
+they map a location of the *output* view (normalised coordinates in [-1, 1]) to the location in
+the *source* slice it samples. Knowing theta for two views of one slice, `correspondence` maps
+each location of one view to the other, which is what the dense contrastive loss needs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class SpatialParams:
+    rotation_deg: float = 20.0  # uniform in [-r, r]
+    rot90: bool = True  # plus a random multiple of 90 degrees
+    flip: bool = True  # horizontal and vertical, each with p = 0.5
+    zoom: tuple[float, float] = (0.9, 1.1)  # > 1 zooms in (a crop of the slice)
+    translate: float = 0.0  # fraction of the half-width, on top of the crop freedom
+
+
+@dataclass
+class PhotometricParams:
+    p: float = 0.8  # probability of each transform per slice
+    brightness: float = 0.1
+    contrast: tuple[float, float] = (0.7, 1.3)
+    gamma: tuple[float, float] = (0.7, 1.5)
+    noise_std: float = 0.05
+    blur_sigma: tuple[float, float] = (0.1, 1.2)
+
+
+WEAK = SpatialParams()
+CONTRASTIVE = SpatialParams(rotation_deg=15.0, rot90=False, flip=True, zoom=(0.8, 1.4), translate=0.1)
+
+
+def _uniform(n: int, lo: float, hi: float, device) -> torch.Tensor:
+    return torch.rand(n, device=device) * (hi - lo) + lo
+
+
+def random_theta(n: int, params: SpatialParams, device="cpu") -> torch.Tensor:
+    """[n, 2, 3] random affine matrices (output -> source coordinates)."""
+    angle = _uniform(n, -params.rotation_deg, params.rotation_deg, device) * math.pi / 180
+    if params.rot90:
+        angle = angle + torch.randint(0, 4, (n,), device=device) * (math.pi / 2)
+    zoom = _uniform(n, *params.zoom, device)
+    scale = 1.0 / zoom
+    sx = scale * (torch.where(torch.rand(n, device=device) < 0.5, -1.0, 1.0) if params.flip else 1.0)
+    sy = scale * (torch.where(torch.rand(n, device=device) < 0.5, -1.0, 1.0) if params.flip else 1.0)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    room = (1 - scale).clamp(min=0) + params.translate  # a zoomed-in view may move inside the slice
+    tx = (torch.rand(n, device=device) * 2 - 1) * room
+    ty = (torch.rand(n, device=device) * 2 - 1) * room
+    theta = torch.stack(
+        [torch.stack([cos * sx, -sin * sy, tx], 1), torch.stack([sin * sx, cos * sy, ty], 1)], 1
+    )
+    return theta
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Resample [B, C, H, W] through theta; locations outside the source read zero."""
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+
+
+def warp_labels(labels: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour warp of integer labels [B, H, W]."""
+    return warp(labels[:, None].float(), theta, mode="nearest")[:, 0].long()
+
+
+def cell_centers(size: int, device="cpu") -> torch.Tensor:
+    """[size*size, 2] normalised (x, y) centres of a size x size grid, row-major."""
+    c = (torch.arange(size, device=device, dtype=torch.float32) * 2 + 1) / size - 1
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([xx.flatten(), yy.flatten()], 1)
+
+
+def correspondence(theta_q: torch.Tensor, theta_k: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each location of a size x size map of view q, the flat index of the same source point
+    in view k, and whether it exists there (inside both views and inside the source slice).
+
+    Returns (index [B, size*size] long, valid [B, size*size] bool).
+    """
+    p = cell_centers(size, theta_q.device)  # [L, 2]
+    ones = torch.ones(p.shape[0], 1, device=p.device)
+    ph = torch.cat([p, ones], 1)  # [L, 3]
+    src = torch.einsum("bij,lj->bli", theta_q.float(), ph)  # [B, L, 2] source coordinates
+    a_k, b_k = theta_k[:, :, :2].float(), theta_k[:, :, 2].float()
+    pk = torch.einsum("bij,blj->bli", torch.linalg.inv(a_k), src - b_k[:, None, :])  # [B, L, 2]
+    inside = (pk.abs() < 1).all(-1) & (src.abs() <= 1).all(-1)
+    ij = ((pk + 1) / 2 * size).floor().long().clamp(0, size - 1)  # (col, row)
+    return ij[..., 1] * size + ij[..., 0], inside
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-slice Gaussian blur of [B, 1, H, W] with sigma [B], via one grouped separable conv."""
+    radius = 3
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-(t[None] ** 2) / (2 * sigma[:, None].to(x.dtype) ** 2))
+    k = k / k.sum(1, keepdim=True)  # [B, 2r+1]
+    b = x.shape[0]
+    y = x.transpose(0, 1)  # [1, B, H, W]: slices as channels
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="reflect"), k[:, None, None, :], groups=b)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), k[:, None, :, None], groups=b)
+    return y.transpose(0, 1)
+
+
+def photometric(x: torch.Tensor, params: PhotometricParams = PhotometricParams()) -> torch.Tensor:
+    """Independent per-slice brightness, contrast, gamma, blur and noise on [B, 1, H, W] in [0, 1]."""
+    b, dev = x.shape[0], x.device
+
+    def on() -> torch.Tensor:
+        return (torch.rand(b, 1, 1, 1, device=dev) < params.p).to(x.dtype)
+
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    factor = _uniform(b, *params.contrast, dev).view(b, 1, 1, 1).to(x.dtype)
+    x = x + on() * ((x - mean) * factor + mean - x)
+    x = x + on() * _uniform(b, -params.brightness, params.brightness, dev).view(b, 1, 1, 1).to(x.dtype)
+    x = x.clamp(0, 1)
+    gamma = _uniform(b, *params.gamma, dev).view(b, 1, 1, 1).to(x.dtype)
+    x = x + on() * (x.clamp_min(1e-6) ** gamma - x)
+    x = x + on() * (_gaussian_blur(x, _uniform(b, *params.blur_sigma, dev)) - x)
+    std = _uniform(b, 0, params.noise_std, dev).view(b, 1, 1, 1).to(x.dtype)
+    x = x + on() * torch.randn_like(x) * std
+    return x
+
+
+def two_views(x: torch.Tensor, spatial: SpatialParams = CONTRASTIVE, photo: PhotometricParams = PhotometricParams()):
+    """Two independently augmented views of each slice and the transforms that made them."""
+    theta_q = random_theta(x.shape[0], spatial, x.device)
+    theta_k = random_theta(x.shape[0], spatial, x.device)
+    return photometric(warp(x, theta_q), photo), photometric(warp(x, theta_k), photo), theta_q, theta_k
+
+
+def weak_augment(images: torch.Tensor, labels: torch.Tensor | None, params: SpatialParams = WEAK):
+    """Fine-tuning augmentation: one random rotation/flip/zoom per slice, the same for its label."""
+    theta = random_theta(images.shape[0], params, images.device)
+    out = warp(images, theta)
+    return out, (warp_labels(labels, theta) if labels is not None else None)

@@ -1,0 +1,1 @@
+"""The one training loop: device, AMP, DDP, progress, logging, checkpoint/resume, budgets."""

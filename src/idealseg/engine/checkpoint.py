@@ -1,0 +1,47 @@
+"""Atomic checkpoints with a fallback: a truncated `last.pt` is reported and `last.prev.pt` used."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from idealseg.atomic import atomic_path
+from idealseg.errors import InputError
+
+
+def save_checkpoint(state: dict, path: Path, keep_previous: bool = True) -> None:
+    """Write to a temporary name, fsync, rename; the old file becomes `<name>.prev.pt`."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        if keep_previous and path.exists():
+            os.replace(path, path.with_suffix(".prev.pt"))
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """Load a checkpoint, or fail with one line naming the file."""
+    if not path.is_file():
+        raise InputError(path, "checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # truncated zip, pickle errors, ...
+        raise InputError(path, f"corrupt or truncated checkpoint ({type(exc).__name__})") from None
+
+
+def load_latest(run_dir: Path, map_location="cpu") -> dict | None:
+    """The newest readable of last.pt / last.prev.pt, warning when it had to fall back."""
+    last = run_dir / "checkpoints" / "last.pt"
+    prev = last.with_suffix(".prev.pt")
+    if not last.exists() and not prev.exists():
+        return None
+    try:
+        return load_checkpoint(last, map_location)
+    except InputError as exc:
+        if not prev.exists():
+            raise
+        warnings.warn(f"{exc}; resuming from the previous checkpoint {prev}", stacklevel=2)
+        return load_checkpoint(prev, map_location)

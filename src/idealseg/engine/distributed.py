@@ -1,0 +1,57 @@
+"""torch.distributed setup when launched by `torchrun` (gloo on CPU, NCCL on CUDA), else one process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Context:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def setup(prefer_cuda: bool = True) -> Context:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = prefer_cuda and torch.cuda.is_available()
+    if world <= 1:
+        return Context(torch.device("cuda" if cuda else "cpu"))
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if cuda:
+        torch.cuda.set_device(local)
+    return Context(torch.device(f"cuda:{local}" if cuda else "cpu"), rank, world, local)
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.distributed:
+        dist.barrier()
+
+
+def broadcast_flag(ctx: Context, value: bool) -> bool:
+    """Rank 0's decision (e.g. 'stop now: time is up') shared with every rank."""
+    if not ctx.distributed:
+        return value
+    t = torch.tensor([1.0 if value else 0.0], device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,246 @@
+"""The one training loop shared by every method (pre-training and fine-tuning alike).
+
+It owns devices, AMP, DDP, the learning-rate schedule, budgets in iterations or wall-clock
+seconds, progress, logging, validation, checkpoints and resume; methods own only their step.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from idealseg.atomic import atomic_path
+from idealseg.config import RunConfig
+from idealseg.data.budgets import select_budget
+from idealseg.data.dataset import Dataset
+from idealseg.data.slice_store import BatchSampler, SliceStore
+from idealseg.engine import distributed
+from idealseg.engine.checkpoint import load_latest, save_checkpoint
+from idealseg.engine.run_folder import encoder_state, load_encoder
+from idealseg.errors import IdealsegError
+from idealseg.evaluation.inference import predict_volume
+from idealseg.evaluation.metrics import mean_foreground_dice
+from idealseg.methods import get_method
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.ctx = distributed.setup()
+        self._prepare_folder(resume, overwrite)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self._seed(cfg.seed + self.ctx.rank)
+        self.dataset = Dataset(cfg.dataset)
+        cfg.num_classes, cfg.classes = self.dataset.num_classes, tuple(self.dataset.classes)
+        self.budget = select_budget(self.dataset, cfg.labeled, cfg.seed) if cfg.stage == "finetune" else None
+        self.store = SliceStore.from_dataset(self.dataset, cfg.input_size, self.budget)
+        self.sampler = BatchSampler(
+            self.store.labeled, cfg.batch_labeled, cfg.batch_unlabeled, cfg.seed, self.ctx.rank, self.ctx.world
+        )
+        self.method = get_method(cfg.method, cfg.stage)(cfg)
+        if cfg.init:
+            self.method.load_pretrained(load_encoder(cfg.init))
+        self.method.to(self.ctx.device)
+        if cfg.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+        params = [p for p in self.method.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            raise IdealsegError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
+        cuda = self.ctx.device.type == "cuda"
+        self.amp_dtype = None
+        if cuda and cfg.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.step, self.elapsed, self.best = 0, 0.0, -1.0
+        if resume:
+            self._restore()
+        if cfg.stage == "finetune" and cfg.val_every and self.ctx.is_main:
+            self.val_cases = [self.dataset.load(c.id) for c in self.dataset.split("val") if c.labeled]
+        else:
+            self.val_cases = []
+        self.model = self.method
+        if self.ctx.distributed:
+            ids = [self.ctx.device.index] if cuda else None
+            self.model = DistributedDataParallel(self.method, device_ids=ids)
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _prepare_folder(self, resume: bool, overwrite: bool) -> None:
+        ckpt = self.run_dir / "checkpoints"
+        if self.ctx.is_main:
+            if self.run_dir.exists() and any(self.run_dir.iterdir()) and not (resume or overwrite):
+                raise IdealsegError(f"{self.run_dir}: run folder exists (pass --resume to continue or --overwrite)")
+            if overwrite and not resume and self.run_dir.exists():
+                for p in [*ckpt.glob("*.pt"), self.run_dir / "log.csv", self.run_dir / "encoder.pt"]:
+                    p.unlink(missing_ok=True)
+            ckpt.mkdir(parents=True, exist_ok=True)
+        distributed.barrier(self.ctx)
+
+    @staticmethod
+    def _seed(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % (2**32))
+        torch.manual_seed(seed)
+
+    def _restore(self) -> None:
+        state = load_latest(self.run_dir, map_location=self.ctx.device)
+        if state is None:
+            return
+        self.method.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng"][self.ctx.rank] if self.ctx.rank < len(state["rng"]) else state["rng"][0])
+        if torch.cuda.is_available() and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
+        if self.ctx.is_main:
+            tqdm.write(f"resumed {self.run_dir} at step {self.step} ({self.elapsed:.0f} s trained)")
+
+    # -- the loop -------------------------------------------------------------------------------
+    def progress(self) -> float:
+        p = self.step / self.cfg.iterations
+        if self.cfg.time_budget:
+            p = max(p, self.elapsed / self.cfg.time_budget)
+        return min(p, 1.0)
+
+    def _done(self) -> bool:
+        return distributed.broadcast_flag(self.ctx, self.progress() >= 1.0)
+
+    def _batch(self):
+        idx_l, idx_u = self.sampler.next()
+        idx = torch.cat([idx_l, idx_u])
+        images = self.store.images[idx].to(self.ctx.device, non_blocking=True)
+        labels = self.store.labels[idx_l].to(self.ctx.device, non_blocking=True)
+        if self.cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, labels, len(idx_l)
+
+    def fit(self) -> dict:
+        cfg, ctx = self.cfg, self.ctx
+        self.method.train()
+        bar = tqdm(total=cfg.iterations, initial=self.step, disable=not ctx.is_main, unit="it",
+                   desc=f"{cfg.stage} {cfg.method}", dynamic_ncols=True, mininterval=2.0)
+        log_rows: list[dict] = []
+        last_ckpt = self.step
+        while not self._done():
+            t0 = time.perf_counter()
+            progress = self.progress()
+            lr = cfg.lr * (1 - progress) ** cfg.poly_power
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            images, labels, n_l = self._batch()
+            with torch.autocast(ctx.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                losses = self.model(images, labels, n_l, progress)
+            loss = losses["loss"]
+            losses = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
+            if not math.isfinite(losses["loss"]):
+                where = self.run_dir / "checkpoints" / "last.pt"
+                good = f"last good checkpoint: {where} (step {last_ckpt})" if where.exists() else "no checkpoint yet"
+                raise IdealsegError(f"training diverged: loss is {losses['loss']} at step {self.step + 1}; {good}")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.method.on_step_end()
+            self.step += 1
+            self.elapsed += time.perf_counter() - t0
+            if ctx.is_main:
+                self._update_bar(bar, losses)
+            if self.step % cfg.log_every == 0 or self._done():
+                row = {"step": self.step, "time": round(self.elapsed, 2), "lr": lr}
+                row.update({k: round(float(v), 5) for k, v in losses.items()})
+                log_rows.append(row)
+            if cfg.val_every and self.step % cfg.val_every == 0 and ctx.is_main and self.val_cases:
+                log_rows.append({"step": self.step, "time": round(self.elapsed, 2), "val_dice": self.validate()})
+            if self.step % cfg.checkpoint_every == 0:
+                self._flush_log(log_rows)
+                self.save()
+                last_ckpt = self.step
+        bar.close()
+        if cfg.val_every and ctx.is_main and self.val_cases and self.step % cfg.val_every:
+            log_rows.append({"step": self.step, "time": round(self.elapsed, 2), "val_dice": self.validate()})
+        self._flush_log(log_rows)
+        self.save()
+        summary = {"steps": self.step, "seconds": round(self.elapsed, 1), "best_val_dice": self.best}
+        if ctx.is_main and self.val_cases:
+            summary["final_val_dice"] = self.last_val
+        distributed.barrier(ctx)
+        return summary
+
+    def _update_bar(self, bar, losses) -> None:
+        if self.cfg.time_budget and self.elapsed > 0:
+            expected = min(self.cfg.iterations, math.ceil(self.step / self.elapsed * self.cfg.time_budget))
+            bar.total = max(expected, self.step)
+        bar.update(self.step - bar.n)
+        if self.step % self.cfg.log_every == 0:
+            bar.set_postfix({k: f"{float(v):.3f}" for k, v in losses.items()}, refresh=False)
+
+    # -- validation, logging, checkpoints ----------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean foreground 3D Dice over labelled val volumes; keeps best.pt."""
+        self.method.eval()
+        scores = []
+        for case in self.val_cases:
+            mask, _ = predict_volume(self.method.predict, case.image, self.cfg.input_size, self.ctx.device)
+            scores.append(mean_foreground_dice(mask, case.label, self.cfg.num_classes))
+        self.method.train()
+        self.last_val = float(np.mean(scores))
+        if self.last_val > self.best:
+            self.best = self.last_val
+            save_checkpoint({"model": self.method.state_dict(), "step": self.step, "val_dice": self.best},
+                            self.run_dir / "checkpoints" / "best.pt", keep_previous=False)
+        tqdm.write(f"step {self.step}: val Dice {self.last_val:.4f} (best {self.best:.4f})")
+        return round(self.last_val, 5)
+
+    def _flush_log(self, rows: list[dict]) -> None:
+        if not self.ctx.is_main or not rows:
+            rows.clear()
+            return
+        path = self.run_dir / "log.csv"
+        old = []
+        if path.exists():
+            with open(path, newline="") as f:
+                old = [r for r in csv.DictReader(f) if int(r["step"]) <= rows[0]["step"] - (1 if rows else 0)]
+        keys: list[str] = []
+        for r in old + rows:
+            keys += [k for k in r if k not in keys]
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(old + rows)
+        rows.clear()
+
+    def save(self) -> None:
+        if not self.ctx.is_main:
+            return
+        state = {
+            "model": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": [torch.get_rng_state()],
+            "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best": self.best,
+            "config": self.cfg.to_dict(),
+        }
+        save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
+        self.cfg.save(self.run_dir / "config.yaml")
+        if self.cfg.stage == "pretrain":
+            save_checkpoint({"encoder": encoder_state(self.method), "config": self.cfg.to_dict()},
+                            self.run_dir / "encoder.pt", keep_previous=False)

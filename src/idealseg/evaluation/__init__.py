@@ -1,0 +1,1 @@
+"""Inference (volume -> mask), metrics (Dice, HD95, ASD), reports and figures."""

@@ -1,0 +1,1 @@
+"""Losses: dense local contrastive, global NT-Xent, Dice + CE, bidirectional consistency."""

@@ -1,0 +1,32 @@
+"""NT-Xent (SimCLR, Chen et al. 2020): the global contrastive loss on pooled embeddings."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class NTXentLoss(nn.Module):
+    """Each embedding's positive is the other view of its slice; the other 2B-2 are negatives.
+
+    Args:
+        temperature: tau > 0 (default 0.1).
+
+    Shapes:
+        z1, z2: [B, D], L2-normalised; returns a scalar.
+    """
+
+    def __init__(self, temperature: float = 0.1):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (got {temperature}); try 0.1")
+        self.temperature = temperature
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        b = z1.shape[0]
+        z = torch.cat([z1, z2])  # [2B, D]
+        logits = (z @ z.T / self.temperature).float()  # [2B, 2B]
+        logits.fill_diagonal_(float("-inf"))  # a view is not its own negative
+        target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+        return F.cross_entropy(logits, target)

@@ -1,0 +1,45 @@
+"""The seam between a training method and the engine.
+
+A method is an `nn.Module` whose `forward(images, labels, n_labeled, progress)` computes one
+step's losses (so DDP can wrap it whole); it knows nothing about loops, devices or files.
+The first `n_labeled` slices of `images` carry `labels`; `progress` in [0, 1] is how far through
+its budget the run is (for ramp-ups).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from idealseg.config import RunConfig
+from idealseg.models.unet import Encoder
+
+
+class Method(nn.Module):
+    name: ClassVar[str]
+    stage: ClassVar[str] = "finetune"  # "pretrain" methods never read labels
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, n_labeled: int, progress: float) -> dict:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities [B, C, H, W] for un-augmented slices [B, 1, H, W]."""
+        raise NotImplementedError
+
+    def encoders(self) -> list[Encoder]:
+        """Encoders that a pre-trained checkpoint initialises."""
+        return []
+
+    def on_step_end(self) -> None:
+        """Called after each optimizer step (EMA teachers, momentum encoders)."""
+
+    def load_pretrained(self, state: dict) -> None:
+        for encoder in self.encoders():
+            encoder.load_state_dict(state)

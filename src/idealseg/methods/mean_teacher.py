@@ -1,0 +1,52 @@
+"""Mean Teacher (Tarvainen & Valpola 2017): an EMA teacher's softmax supervises the student."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from idealseg.data.augment import weak_augment
+from idealseg.losses.consistency import sigmoid_rampup
+from idealseg.losses.dice_ce import DiceCELoss
+from idealseg.methods.base import Method
+from idealseg.methods.cps import pad_labels
+from idealseg.models.unet import UNet
+
+
+class MeanTeacher(Method):
+    name = "mean-teacher"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.student = UNet(cfg.num_classes, channels=cfg.channels)
+        self.teacher = copy.deepcopy(self.student)
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.loss = DiceCELoss(cfg.num_classes)
+
+    def forward(self, images, labels, n_labeled, progress):
+        x, y = weak_augment(images, pad_labels(labels, len(images)))
+        logits = self.student(x)
+        noise = (torch.randn_like(x) * 0.1).clamp(-0.2, 0.2)
+        with torch.no_grad():
+            target = self.teacher(x + noise).softmax(1)
+        sup = self.loss(logits[:n_labeled], y[:n_labeled])
+        cons = ((logits.float().softmax(1) - target.float()) ** 2).mean()
+        lam = self.cfg.lambda_max * sigmoid_rampup(progress, self.cfg.rampup)
+        return {"loss": sup + lam * cons, "sup": sup, "cons": cons}
+
+    @torch.no_grad()
+    def on_step_end(self):
+        d = self.cfg.ema_decay
+        for t, s in zip(self.teacher.parameters(), self.student.parameters(), strict=True):
+            t.mul_(d).add_(s.detach(), alpha=1 - d)
+        for t, s in zip(self.teacher.buffers(), self.student.buffers(), strict=True):
+            t.copy_(s)
+
+    @torch.no_grad()
+    def predict(self, images):
+        return self.student(images).softmax(1)
+
+    def encoders(self):
+        return [self.student.encoder, self.teacher.encoder]

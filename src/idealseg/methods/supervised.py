@@ -1,0 +1,31 @@
+"""Supervised-only U-Net on the labelled slices (the lower bound every SSL method must beat)."""
+
+from __future__ import annotations
+
+import torch
+
+from idealseg.data.augment import weak_augment
+from idealseg.losses.dice_ce import DiceCELoss
+from idealseg.methods.base import Method
+from idealseg.models.unet import UNet
+
+
+class Supervised(Method):
+    name = "supervised"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.net = UNet(cfg.num_classes, channels=cfg.channels)
+        self.loss = DiceCELoss(cfg.num_classes)
+
+    def forward(self, images, labels, n_labeled, progress):
+        x, y = weak_augment(images[:n_labeled], labels)
+        sup = self.loss(self.net(x), y)
+        return {"loss": sup, "sup": sup}
+
+    @torch.no_grad()
+    def predict(self, images):
+        return self.net(images).softmax(1)
+
+    def encoders(self):
+        return [self.net.encoder]

@@ -1,0 +1,135 @@
+"""2D U-Net as in SSL4MIS (channels 16-32-64-128-256, BatchNorm, LeakyReLU), split into parts.
+
+IDEAL shares one `Encoder` between two decoders of different design (`Decoder(upsampling=
+"transposed")` and `Decoder(upsampling="bilinear")`); a plain `UNet` is encoder + one decoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+DEFAULT_CHANNELS = (16, 32, 64, 128, 256)
+DEFAULT_DROPOUT = (0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+class ConvBlock(nn.Sequential):
+    """conv3x3-BN-LeakyReLU, dropout, conv3x3-BN-LeakyReLU."""
+
+    def __init__(self, c_in: int, c_out: int, dropout: float):
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 3, padding=1),
+            nn.BatchNorm2d(c_out),
+            nn.LeakyReLU(),
+            nn.Dropout(dropout),
+            nn.Conv2d(c_out, c_out, 3, padding=1),
+            nn.BatchNorm2d(c_out),
+            nn.LeakyReLU(),
+        )
+
+
+class Encoder(nn.Module):
+    """Returns the feature map of every level, shallow to deep: [C0 x H], ..., [C4 x H/16]."""
+
+    def __init__(self, in_channels: int = 1, channels=DEFAULT_CHANNELS, dropout=DEFAULT_DROPOUT):
+        super().__init__()
+        if len(channels) != len(dropout):
+            raise ValueError("channels and dropout need one entry per level")
+        self.channels = tuple(channels)
+        blocks = [ConvBlock(in_channels, channels[0], dropout[0])]
+        for i in range(1, len(channels)):
+            blocks.append(nn.Sequential(nn.MaxPool2d(2), ConvBlock(channels[i - 1], channels[i], dropout[i])))
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for block in self.blocks:
+            x = block(x)
+            features.append(x)
+        return features
+
+
+class UpBlock(nn.Module):
+    """Upsample the deeper map (transposed conv, or bilinear + 1x1 conv), concat skip, ConvBlock."""
+
+    def __init__(self, c_deep: int, c_skip: int, c_out: int, upsampling: str):
+        super().__init__()
+        if upsampling == "transposed":
+            self.up = nn.ConvTranspose2d(c_deep, c_skip, kernel_size=2, stride=2)
+        elif upsampling == "bilinear":
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(c_deep, c_skip, kernel_size=1),
+            )
+        else:
+            raise ValueError(f"upsampling must be 'transposed' or 'bilinear', got {upsampling!r}")
+        self.conv = ConvBlock(2 * c_skip, c_out, 0.0)
+
+    def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([skip, self.up(deep)], dim=1))
+
+
+class Decoder(nn.Module):
+    """Encoder features -> class logits at input resolution."""
+
+    def __init__(self, num_classes: int, channels=DEFAULT_CHANNELS, upsampling: str = "bilinear"):
+        super().__init__()
+        ups = []
+        for i in range(len(channels) - 1, 0, -1):
+            c_deep = channels[i] if i == len(channels) - 1 else channels[i]
+            ups.append(UpBlock(c_deep, channels[i - 1], channels[i - 1], upsampling))
+        self.ups = nn.ModuleList(ups)
+        self.out = nn.Conv2d(channels[0], num_classes, kernel_size=3, padding=1)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = features[-1]
+        for up, skip in zip(self.ups, reversed(features[:-1]), strict=True):
+            x = up(x, skip)
+        return self.out(x)
+
+
+class UNet(nn.Module):
+    """Encoder + one decoder: the supervised, Mean Teacher and CPS backbone."""
+
+    def __init__(self, num_classes: int, in_channels: int = 1, channels=DEFAULT_CHANNELS,
+                 upsampling: str = "bilinear"):
+        super().__init__()
+        self.encoder = Encoder(in_channels, channels)
+        self.decoder = Decoder(num_classes, channels, upsampling)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class FeatureDropout(nn.Module):
+    """CCT feature dropout: zero the most activated regions (attention above a random threshold)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        attention = x.mean(dim=1, keepdim=True)
+        peak = attention.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+        threshold = peak * torch.empty_like(peak).uniform_(0.7, 0.9)
+        return x * (attention < threshold).to(x.dtype)
+
+
+class FeatureNoise(nn.Module):
+    """CCT uniform feature noise: x + x * U(-r, r), one noise map shared across channels."""
+
+    def __init__(self, radius: float = 0.3):
+        super().__init__()
+        self.radius = radius
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        noise = torch.empty_like(x[:1]).uniform_(-self.radius, self.radius)
+        return x + x * noise
+
+
+def perturbation(name: str) -> nn.Module:
+    """'dropout' | 'noise' | 'none' -> the module applied to each encoder feature of a stream."""
+    table = {"dropout": FeatureDropout, "noise": FeatureNoise, "none": nn.Identity}
+    if name not in table:
+        raise ValueError(f"perturbation must be one of {sorted(table)}, got {name!r}")
+    return table[name]()
