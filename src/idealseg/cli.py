@@ -99,6 +99,22 @@ def _cmd_train(args: argparse.Namespace) -> None:
                          skip_pretrain=args.no_pretrain, **_train_kwargs(args)))
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from idealseg.evaluation.evaluate import evaluate_run, markdown_table
+
+    summary = evaluate_run(args.run, args.split, args.dataset, args.checkpoint, args.out, args.tta)
+    print(markdown_table(summary))
+    print(f"{summary['volumes']} volumes in {summary['seconds']} s; wrote {summary['run']}/eval_{args.split}"
+          if not args.out else f"wrote {args.out}")
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> None:
+    from idealseg.benchmark import run_benchmark
+
+    root = run_benchmark(args.config, args.out, args.only.split(",") if args.only else None)
+    print((root / "report.md").read_text() if (root / "report.md").exists() else f"no results in {root}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="idealseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"idealseg {__version__}")
@@ -136,6 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-method", default="ideal-pretrain")
     p.add_argument("--no-pretrain", action="store_true", help="fine-tune from scratch (ablation)")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="Dice, HD95, ASD per volume and class on a split")
+    p.add_argument("run", help="fine-tuning run folder (or a `train` folder)")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--dataset", help="dataset folder (default: the one the run was trained on)")
+    p.add_argument("--checkpoint", default="last", choices=["last", "best"])
+    p.add_argument("--out", help="output folder (default RUN/eval_SPLIT)")
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("benchmark", help="methods x label budgets x seeds, resumable")
+    p.add_argument("config", help="benchmark YAML, e.g. benchmarks/acdc_cpu.yaml")
+    p.add_argument("--out", help="results folder (default: the YAML's `out`)")
+    p.add_argument("--only", help="comma-separated method names to run")
+    p.set_defaults(func=_cmd_benchmark)
     return parser
 
 

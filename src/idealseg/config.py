@@ -104,11 +104,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 # The `cpu` profile: see the README ("Profiles") for how these were chosen on a 2-core machine.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
-        "pretrain": dict(input_size=128, iterations=100000, time_budget=600, batch_labeled=0,
+        "pretrain": dict(input_size=128, iterations=100000, time_budget=480, batch_labeled=0,
                          batch_unlabeled=16, optimizer="adam", lr=1e-3, weight_decay=1e-5, val_every=0,
                          checkpoint_every=100),
-        "finetune": dict(input_size=128, iterations=100000, time_budget=1080, batch_labeled=8,
-                         batch_unlabeled=8, optimizer="sgd", lr=0.01, val_every=300, checkpoint_every=100),
+        "finetune": dict(input_size=128, iterations=100000, time_budget=1200, batch_labeled=4,
+                         batch_unlabeled=4, optimizer="sgd", lr=0.01, val_every=400, checkpoint_every=100),
     },
     "gpu": {
         "pretrain": dict(input_size=256, iterations=11000, time_budget=0, batch_labeled=0, batch_unlabeled=12,

@@ -7,6 +7,7 @@ seconds, progress, logging, validation, checkpoints and resume; methods own only
 from __future__ import annotations
 
 import csv
+import json
 import math
 import random
 import time
@@ -17,7 +18,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from idealseg.atomic import atomic_path
+from idealseg.atomic import atomic_file, atomic_path
 from idealseg.config import RunConfig
 from idealseg.data.budgets import select_budget
 from idealseg.data.dataset import Dataset
@@ -83,7 +84,8 @@ class Trainer:
             if self.run_dir.exists() and any(self.run_dir.iterdir()) and not (resume or overwrite):
                 raise IdealsegError(f"{self.run_dir}: run folder exists (pass --resume to continue or --overwrite)")
             if overwrite and not resume and self.run_dir.exists():
-                for p in [*ckpt.glob("*.pt"), self.run_dir / "log.csv", self.run_dir / "encoder.pt"]:
+                stale = [self.run_dir / n for n in ("log.csv", "encoder.pt", "summary.json")]
+                for p in [*ckpt.glob("*.pt"), *stale]:
                     p.unlink(missing_ok=True)
             ckpt.mkdir(parents=True, exist_ok=True)
         distributed.barrier(self.ctx)
@@ -177,6 +179,9 @@ class Trainer:
         summary = {"steps": self.step, "seconds": round(self.elapsed, 1), "best_val_dice": self.best}
         if ctx.is_main and self.val_cases:
             summary["final_val_dice"] = self.last_val
+        if ctx.is_main:
+            with atomic_file(self.run_dir / "summary.json") as f:
+                json.dump(summary, f, indent=1)
         distributed.barrier(ctx)
         return summary
 

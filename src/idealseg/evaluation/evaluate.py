@@ -1,0 +1,105 @@
+"""`evaluate`: segment a split's volumes with a run and write per-volume CSV, summary JSON, table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from idealseg.atomic import atomic_file
+from idealseg.data.dataset import Dataset
+from idealseg.engine.run_folder import load_run
+from idealseg.errors import IdealsegError
+from idealseg.evaluation.clinical import ejection_fractions
+from idealseg.evaluation.inference import predict_volume
+from idealseg.evaluation.metrics import volume_metrics
+
+METRICS = ("dice", "hd95", "asd")
+
+
+def evaluate_run(
+    run: str | Path, split: str = "val", dataset: str | Path | None = None, checkpoint: str = "last",
+    out: str | Path | None = None, flip_tta: bool = False, device: str | None = None,
+) -> dict:
+    """Evaluate `run` on `split`; returns the summary and writes it beside the CSV and table."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cfg, method, run_dir = load_run(run, checkpoint, device)
+    ds = Dataset(dataset or cfg.dataset)
+    cases = [c for c in ds.split(split) if c.labeled]
+    if not cases:
+        raise IdealsegError(f"{ds.root}: split {split!r} has no labelled cases to evaluate")
+    unit = "mm" if all(c.spacing for c in cases) else "voxels"
+    out = Path(out) if out else run_dir / f"eval_{split}"
+    rows, masks = [], {}
+    t0 = time.perf_counter()
+    for entry in tqdm(cases, desc=f"evaluate {split}", unit="vol"):
+        case = ds.load(entry.id)
+        mask, _ = predict_volume(method.predict, case.image, cfg.input_size, device, flip_tta=flip_tta)
+        masks[entry.id] = mask
+        spacing = case.spacing if unit == "mm" else None
+        for c, m in volume_metrics(mask, case.label, ds.num_classes, spacing).items():
+            rows.append({"case": entry.id, "patient": entry.patient, "class": ds.classes[c], **m})
+    seconds = time.perf_counter() - t0
+    summary = summarise(rows, ds.classes[1:], unit)
+    summary.update(run=str(run_dir), split=split, dataset=str(ds.root), checkpoint=checkpoint,
+                   volumes=len(cases), seconds=round(seconds, 2), method=cfg.method, labeled=cfg.labeled)
+    ef = ejection_fractions(ds, cases, masks)
+    if ef:
+        summary["ejection_fraction"] = ef
+    write_outputs(out, rows, summary)
+    return summary
+
+
+def summarise(rows: list[dict], classes: list[str], unit: str) -> dict:
+    """Mean and std over volumes per class and for the foreground mean; undefined distances
+    (one mask empty) are excluded from the distance means and counted in `undefined`."""
+    per_class: dict[str, dict] = {}
+    for name in [*classes, "mean"]:
+        sel = [r for r in rows if r["class"] == name] if name != "mean" else None
+        if sel is None:  # mean over classes per volume, then over volumes
+            by_case: dict[str, list] = {}
+            for r in rows:
+                by_case.setdefault(r["case"], []).append(r)
+            sel = [{m: float(np.nanmean([r[m] for r in rs])) if not all(np.isnan(r[m]) for r in rs)
+                    else float("nan") for m in METRICS} for rs in by_case.values()]
+        stats = {}
+        for m in METRICS:
+            values = np.array([r[m] for r in sel], dtype=float)
+            ok = values[~np.isnan(values)]
+            stats[m] = {"mean": float(ok.mean()) if len(ok) else None,
+                        "std": float(ok.std()) if len(ok) else None, "undefined": int(np.isnan(values).sum())}
+        per_class[name] = stats
+    return {"unit": unit, "classes": per_class}
+
+
+def markdown_table(summary: dict) -> str:
+    unit = summary["unit"]
+    lines = [f"| class | Dice | HD95 ({unit}) | ASD ({unit}) |", "|---|---|---|---|"]
+    for name, s in summary["classes"].items():
+        cells = []
+        for m in METRICS:
+            v = s[m]
+            cell = "n/a" if v["mean"] is None else f"{v['mean']:.3f} ± {v['std']:.3f}"
+            if v["undefined"]:
+                cell += f" ({v['undefined']} undefined)"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out / "per_volume.csv") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with atomic_file(out / "summary.json") as f:
+        json.dump(summary, f, indent=1)
+    with atomic_file(out / "table.md") as f:
+        f.write(f"{summary['method']} ({summary['labeled']} labelled), {summary['split']} split, "
+                f"{summary['volumes']} volumes\n\n" + markdown_table(summary))
