@@ -115,6 +115,21 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
     print((root / "report.md").read_text() if (root / "report.md").exists() else f"no results in {root}")
 
 
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from idealseg.evaluation.predict import predict_files
+
+    written = predict_files(args.run, args.input, args.out, args.checkpoint, args.tta)
+    print(f"wrote {len(written)} mask(s) to {args.out}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from idealseg.pipeline import demo
+
+    report = demo(args.out, args.patients, args.labeled, args.overwrite, args.resume, args.profile)
+    print((report / "report.md").read_text())
+    print(f"report and figures: {report}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="idealseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"idealseg {__version__}")
@@ -161,6 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default RUN/eval_SPLIT)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="segment NIfTI scans; masks keep the input's geometry")
+    p.add_argument("run", help="fine-tuning run folder (or a `train` folder)")
+    p.add_argument("input", help="a .nii/.nii.gz file or a folder of them")
+    p.add_argument("out", help="output folder (or a .nii.gz name for a single input)")
+    p.add_argument("--checkpoint", default="last", choices=["last", "best"])
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("demo", help="phantom -> pretrain -> IDEAL (2 labelled) -> test report, a few minutes")
+    p.add_argument("--out", default="idealseg-demo")
+    p.add_argument("--patients", type=int, default=10)
+    p.add_argument("--labeled", type=int, default=2)
+    p.add_argument("--profile", default="demo", help="demo (default) or tiny (seconds, for smoke tests)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("benchmark", help="methods x label budgets x seeds, resumable")
     p.add_argument("config", help="benchmark YAML, e.g. benchmarks/acdc_cpu.yaml")

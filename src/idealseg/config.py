@@ -116,6 +116,12 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "finetune": dict(input_size=256, iterations=30000, time_budget=0, batch_labeled=12, batch_unlabeled=12,
                          optimizer="sgd", lr=0.01, val_every=1000, checkpoint_every=1000),
     },
+    "demo": {  # `idealseg demo`: the phantom end to end in a few minutes on 2 cores
+        "pretrain": dict(input_size=64, iterations=100000, time_budget=45, batch_labeled=0, batch_unlabeled=16,
+                         optimizer="adam", lr=1e-3, weight_decay=1e-5, val_every=0, checkpoint_every=50),
+        "finetune": dict(input_size=64, iterations=100000, time_budget=150, batch_labeled=4, batch_unlabeled=4,
+                         optimizer="sgd", lr=0.01, val_every=200, checkpoint_every=100),
+    },
     "tiny": {  # tests and the demo's smoke runs: seconds, not minutes
         "pretrain": dict(input_size=64, iterations=20, batch_labeled=0, batch_unlabeled=4, optimizer="adam",
                          lr=1e-3, val_every=0, checkpoint_every=10, channels=(8, 16, 32, 64, 128)),

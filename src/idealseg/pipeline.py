@@ -41,3 +41,28 @@ def train(
     pre = summaries.get("pretrain", {}).get("seconds", 0.0)
     summaries["total_train_seconds"] = round(pre + summaries["finetune"]["seconds"], 1)
     return summaries
+
+
+def demo(out: str | Path = "idealseg-demo", patients: int = 10, labeled: int = 2, overwrite: bool = False,
+         resume: bool = False, profile: str = "demo") -> Path:
+    """The main job on the embedded default: phantom -> pretrain -> IDEAL fine-tune -> test report."""
+    from idealseg.atomic import atomic_dir
+    from idealseg.data.prepare import prepare
+    from idealseg.evaluation.evaluate import evaluate_run
+    from idealseg.evaluation.report import write_report
+
+    out = Path(out)
+    if out.exists() and not (overwrite or resume):
+        raise IdealsegError(f"{out}: exists (pass --resume to continue it or --overwrite to start again)")
+    if overwrite and out.exists():
+        with atomic_dir(out, overwrite=True):
+            pass  # replaces the old folder with an empty one, atomically
+    dataset = out / "dataset"
+    if not (dataset / "dataset.json").exists():
+        prepare("phantom", dataset, patients=patients, seed=0)
+    run = out / "run"
+    done = (run / "finetune" / "summary.json").exists()
+    if not done:
+        train(dataset, run, profile=profile, labeled=str(labeled), resume=resume or run.exists(), overwrite=False)
+    evaluate_run(run, "test")
+    return write_report(run, "test")

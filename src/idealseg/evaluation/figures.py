@@ -1,0 +1,87 @@
+"""PNG figures (matplotlib, no screen needed): training curves, overlays, Dice vs labelled patients."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+
+from idealseg.atomic import atomic_path  # noqa: E402
+
+CLASS_COLORS = ListedColormap([(0, 0, 0, 0), (0.9, 0.2, 0.2, 0.55), (0.2, 0.8, 0.2, 0.55), (0.2, 0.4, 1.0, 0.55),
+                               (1, 0.8, 0, 0.55), (0.8, 0, 0.8, 0.55), (0, 0.8, 0.8, 0.55), (1, 0.5, 0, 0.55)])
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path
+
+
+def training_curves(log_csv: Path, path: Path, title: str = "") -> Path:
+    """Losses against step, and validation Dice where logged."""
+    with open(log_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    keys = [k for k in rows[0] if k not in ("step", "time", "lr", "val_dice", "valid")] if rows else []
+    for key in keys:
+        pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+        if pts:
+            ax[0].plot(*zip(*pts, strict=True), label=key)
+    ax[0].set_xlabel("step")
+    ax[0].set_ylabel("loss")
+    ax[0].legend()
+    val = [(int(r["step"]), float(r["val_dice"])) for r in rows if r.get("val_dice") not in (None, "")]
+    if val:
+        ax[1].plot(*zip(*val, strict=True), marker="o")
+    ax[1].set_xlabel("step")
+    ax[1].set_ylabel("validation Dice")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def overlay(image: np.ndarray, reference: np.ndarray, prediction: np.ndarray, path: Path,
+            slices: list[int] | None = None, title: str = "") -> Path:
+    """Rows of slices; columns: image, reference over image, prediction over image."""
+    if slices is None:
+        fg = [z for z in range(image.shape[0]) if reference[z].any()] or list(range(image.shape[0]))
+        slices = sorted({fg[len(fg) // 4], fg[len(fg) // 2], fg[(3 * len(fg)) // 4]})
+    fig, axes = plt.subplots(len(slices), 3, figsize=(9, 3 * len(slices)), squeeze=False)
+    for row, z in enumerate(slices):
+        for col, (mask, name) in enumerate([(None, "image"), (reference, "reference"), (prediction, "prediction")]):
+            ax = axes[row, col]
+            ax.imshow(image[z], cmap="gray")
+            if mask is not None:
+                ax.imshow(mask[z], cmap=CLASS_COLORS, vmin=0, vmax=len(CLASS_COLORS.colors) - 1,
+                          interpolation="nearest")
+            ax.set_title(f"{name}, slice {z}")
+            ax.axis("off")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def dice_vs_labels(results: list[dict], path: Path) -> Path:
+    """Mean foreground Dice against the label budget, one line per method (benchmark results)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    budgets = list(dict.fromkeys(r["labeled"] for r in results))
+    for name in dict.fromkeys(r["name"] for r in results):
+        xs, ys = [], []
+        for i, b in enumerate(budgets):
+            rs = [r["metrics"]["mean"]["dice"]["mean"] for r in results if r["name"] == name and r["labeled"] == b]
+            if rs:
+                xs.append(i)
+                ys.append(float(np.mean(rs)))
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xticks(range(len(budgets)), [str(b) for b in budgets])
+    ax.set_xlabel("labelled patients")
+    ax.set_ylabel("mean foreground Dice")
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -1,0 +1,45 @@
+"""A run's report: evaluation table plus figures, in RUN/report/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from idealseg.atomic import atomic_file
+from idealseg.data.dataset import Dataset
+from idealseg.engine.run_folder import load_run, resolve_run
+from idealseg.evaluation.evaluate import markdown_table
+from idealseg.evaluation.figures import overlay, training_curves
+from idealseg.evaluation.inference import predict_volume
+
+
+def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
+    """Training curves (pre-training too, when present), overlays of `cases` volumes, the table."""
+    run_dir = resolve_run(run)
+    out = run_dir / "report"
+    parts = ["# idealseg report", ""]
+    pre = run_dir.parent / "pretrain" / "log.csv"
+    if pre.exists():
+        training_curves(pre, out / "pretrain_curves.png", "pre-training")
+        parts += ["![pre-training](pretrain_curves.png)", ""]
+    if (run_dir / "log.csv").exists():
+        training_curves(run_dir / "log.csv", out / "finetune_curves.png", "fine-tuning")
+        parts += ["![fine-tuning](finetune_curves.png)", ""]
+    summary_path = run_dir / f"eval_{split}" / "summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        parts += [f"## {split} split ({summary['volumes']} volumes)", "", markdown_table(summary)]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg, method, _ = load_run(run_dir, device=device)
+    ds = Dataset(cfg.dataset)
+    for entry in [c for c in ds.split(split) if c.labeled][:cases]:
+        case = ds.load(entry.id)
+        mask, _ = predict_volume(method.predict, case.image, cfg.input_size, device)
+        name = f"overlay_{entry.id}.png"
+        overlay(case.image, case.label, mask, out / name, title=entry.id)
+        parts += [f"![{entry.id}]({name})", ""]
+    with atomic_file(out / "report.md") as f:
+        f.write("\n".join(parts))
+    return out
