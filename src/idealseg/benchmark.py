@@ -4,6 +4,10 @@ Cells run one after another and are resumable: a cell whose evaluation summary e
 skipped, an interrupted one resumes from its last checkpoint. One pre-training serves every
 cell that names the same pre-training, but each cell's reported time counts the pre-training
 it used; with `equal_budget`, cells without pre-training get its time added to fine-tuning.
+
+With a `budget` entry, seconds become iterations through a calibration (seconds per step of each
+method, measured once and kept in calibration.json), so that the comparison is equal in compute
+and does not depend on what else the machine was doing while a cell ran.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import datetime
 import json
 import platform
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -69,31 +75,79 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
         prepare(source, spec["dataset"], src[0] if src else None)
     profile, options = spec["profile"], dict(spec["options"])
     pre_budget = PROFILES[profile]["pretrain"].get("time_budget", 0)
+    cells = [c for c in spec["methods"] if not only or c["name"] in only]
+    if spec.get("budget"):
+        calibrate(root, spec, cells)
     for labeled in spec["labeled"]:
-        for cell in spec["methods"]:
-            if only and cell["name"] not in only:
-                continue
+        for cell in cells:
             for seed in spec["seeds"]:
                 _run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget)
     write_results(root, spec)
     return root
 
 
+def _stage_key(stage: str, method: str, opts: dict) -> str:
+    return _slug(f"{stage}:{method}" + "".join(f"_{k}-{v}" for k, v in sorted(opts.items())))
+
+
+def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
+    """Seconds per training step of each (stage, method, options) in `cells`, measured once."""
+    path = root / "calibration.json"
+    table = json.loads(path.read_text()) if path.exists() else {}
+    steps = int(spec["budget"].get("calibrate_steps", 20))
+    jobs = []
+    for cell in cells:
+        if cell.get("pretrain"):
+            jobs.append(("pretrain", cell["pretrain"], cell.get("pretrain_options", {})))
+        jobs.append(("finetune", cell["method"], cell.get("options", {})))
+    for stage, method, opts in jobs:
+        key = _stage_key(stage, method, opts)
+        if key in table:
+            continue
+        tmp = Path(tempfile.mkdtemp(prefix="calibrate-", dir=root))
+        try:
+            run_stage(stage, spec["dataset"], tmp / "run", profile=spec["profile"], method=method,
+                      **{**spec["options"], **opts, "iterations": steps + 5, "time_budget": 0, "val_every": 0,
+                         "log_every": 5, "checkpoint_every": 10**9, "labeled": spec["labeled"][0]})
+            with open(tmp / "run" / "log.csv", newline="") as f:
+                times = {int(r["step"]): float(r["time"]) for r in csv.DictReader(f)}
+            table[key] = (times[steps + 5] - times[5]) / steps  # the first steps warm caches up
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_file(path) as f:
+            json.dump(table, f, indent=1)
+    return table
+
+
+def _iterations(root: Path, stage: str, method: str, opts: dict, seconds: float) -> int:
+    table = json.loads((root / "calibration.json").read_text())
+    return max(1, int(seconds / table[_stage_key(stage, method, opts)]))
+
+
 def _run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget) -> None:
     cell_dir = root / "cells" / _slug(f"{cell['name']}_{labeled}_seed{seed}")
     if (cell_dir / "result.json").exists():
         return
+    budget = spec.get("budget")
     pre_seconds, init = 0.0, None
     key = _pretrain_key(cell)
     if key:
         pre_dir = root / "pretrain" / f"{key}_seed{seed}"
+        pre_opts = {**options, **cell.get("pretrain_options", {})}
+        if budget:
+            pre_opts.update(time_budget=0, iterations=_iterations(
+                root, "pretrain", cell["pretrain"], cell.get("pretrain_options", {}), budget["pretrain_seconds"]))
         if not (pre_dir / "summary.json").exists():
             run_stage("pretrain", spec["dataset"], pre_dir, profile=profile, resume=True, seed=seed,
-                      method=cell["pretrain"], **{**options, **cell.get("pretrain_options", {})})
+                      method=cell["pretrain"], **pre_opts)
         pre_seconds = json.loads((pre_dir / "summary.json").read_text())["seconds"]
         init = str(pre_dir)
     ft_opts = {**options, **cell.get("options", {})}
-    if spec["equal_budget"] and not key and PROFILES[profile]["finetune"].get("time_budget"):
+    if budget:
+        ft_seconds = budget["total_seconds"] - (budget["pretrain_seconds"] if key else 0)
+        ft_opts.update(time_budget=0, iterations=_iterations(root, "finetune", cell["method"],
+                                                             cell.get("options", {}), ft_seconds))
+    elif spec["equal_budget"] and not key and PROFILES[profile]["finetune"].get("time_budget"):
         ft_opts["time_budget"] = PROFILES[profile]["finetune"]["time_budget"] + pre_budget
     ft_dir = cell_dir / "run"
     if not (ft_dir / "summary.json").exists():
@@ -106,6 +160,7 @@ def _run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget) -> 
         "seed": seed, "profile": profile, "split": spec["split"], "steps": train["steps"],
         "pretrain_seconds": pre_seconds, "finetune_seconds": train["seconds"],
         "train_seconds": round(pre_seconds + train["seconds"], 1), "eval_seconds": ev["seconds"],
+        "budget_seconds": budget["total_seconds"] if budget else None,
         "unit": ev["unit"], "metrics": ev["classes"], "machine": machine(), "finished": _now(),
     }
     with atomic_file(cell_dir / "result.json") as f:
@@ -133,9 +188,9 @@ def write_results(root: Path, spec: dict) -> None:
         return
     rows = []
     for r in results:
-        row = {k: r[k] for k in ("name", "method", "pretrain", "labeled", "seed", "profile", "split", "steps",
-                                 "pretrain_seconds", "finetune_seconds", "train_seconds", "unit", "machine",
-                                 "finished")}
+        row = {k: r.get(k) for k in ("name", "method", "pretrain", "labeled", "seed", "profile", "split", "steps",
+                                     "budget_seconds", "pretrain_seconds", "finetune_seconds", "train_seconds",
+                                     "unit", "machine", "finished")}
         for cls, stats in r["metrics"].items():
             for m, v in stats.items():
                 row[f"{cls}_{m}"] = v["mean"]
@@ -159,8 +214,11 @@ def report_markdown(results: list[dict], spec: dict) -> str:
     budgets = [b for b in spec["labeled"] if any(r["labeled"] == b for r in results)]
     names = [c["name"] for c in spec["methods"] if any(r["name"] == c["name"] for r in results)]
     unit = results[0]["unit"]
+    budget = spec.get("budget")
+    how = (f"each cell {budget['total_seconds'] / 60:.0f} min of calibrated training compute, pre-training included"
+           if budget else "each cell the profile's wall-clock budget")
     lines = [f"Mean foreground Dice / HD95 ({unit}) on the {spec['split']} split, profile {spec['profile']}, "
-             f"mean over seeds; time = training seconds incl. pre-training.", "",
+             f"mean over seeds; {how}. Steps and measured seconds per cell: results.csv.", "",
              "| method | " + " | ".join(f"{b} labelled" for b in budgets) + " |",
              "|---|" + "---|" * len(budgets)]
     for name in names:
@@ -173,8 +231,7 @@ def report_markdown(results: list[dict], spec: dict) -> str:
             dice = sum(r["metrics"]["mean"]["dice"]["mean"] for r in rs) / len(rs)
             hds = [r["metrics"]["mean"]["hd95"]["mean"] for r in rs if r["metrics"]["mean"]["hd95"]["mean"] is not None]
             hd = f"{sum(hds) / len(hds):.2f}" if hds else "n/a"
-            secs = sum(r["train_seconds"] for r in rs) / len(rs)
-            cells.append(f"{dice:.3f} / {hd} ({secs / 60:.0f} min)")
+            cells.append(f"{dice:.3f} / {hd}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     machines = sorted({r["machine"] for r in results})
     lines += ["", f"Machine: {', '.join(machines)}. Per-class numbers: results.csv."]

@@ -25,8 +25,20 @@ def load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...], n
     except Exception as exc:  # nibabel raises many types for corrupt files
         raise InputError(path, f"unreadable NIfTI ({type(exc).__name__}: {exc})") from None
     affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.isfinite(affine).all():
+        raise InputError(path, "affine contains NaN or Inf values")
+    raw = _raw_pixdim(path)[1 : min(data.ndim, 3) + 1]
+    if not (np.isfinite(raw).all() and (raw > 0).all()):
+        raise InputError(path, f"invalid voxel spacing {tuple(float(v) for v in raw)} in the header (must be > 0)")
     zooms = tuple(float(z) for z in img.header.get_zooms()[: data.ndim])
     return data, affine, zooms, img
+
+
+def _raw_pixdim(path: Path) -> np.ndarray:
+    """pixdim as stored: nibabel silently replaces zero spacings with 1 when it checks a header."""
+    with nib.openers.ImageOpener(str(path)) as f:
+        header = nib.Nifti1Header.from_fileobj(f, check=False)
+    return np.asarray(header["pixdim"], dtype=np.float64)
 
 
 def slicing_axes(shape: tuple[int, ...], zooms: tuple[float, ...], path: Path) -> tuple[int, int, int]:

@@ -95,15 +95,15 @@ class BatchSampler:
         self.order = {k: torch.empty(0, dtype=torch.long) for k in self.pools}
 
     def _take(self, key: str, n: int) -> torch.Tensor:
-        out = []
-        while n > 0:
-            if len(self.order[key]) == 0:
-                pool = self.pools[key]
-                self.order[key] = pool[torch.randperm(len(pool), generator=self.generator)]
-            out.append(self.order[key][:n])
-            n -= len(out[-1])
-            self.order[key] = self.order[key][len(out[-1]):]
-        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+        """n indices with no repeat (while n <= pool size), walking through shuffled epochs."""
+        pool, order = self.pools[key], self.order[key]
+        while len(order) < n:
+            # a new epoch starts with the previous epoch's leftovers, so one draw never repeats a slice
+            perm = pool[torch.randperm(len(pool), generator=self.generator)]
+            order = torch.cat([order, perm[~torch.isin(perm, order)]]) if len(order) < len(pool) else \
+                torch.cat([order, perm])
+        self.order[key] = order[n:]
+        return order[:n]
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(labelled indices, unlabelled indices) of this rank for one step."""

@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny synthetic datasets written by the tests, and the real ACDC data if present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+
+from idealseg.data.prepare import prepare
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+ACDC = SHARED / "acdc"
+ACDC_NIFTI = SHARED / "acdc-nifti-sample"
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (expected beside the repository in ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def phantom(tmp_path_factory) -> Path:
+    """5 phantom patients: 3 train, 1 val, 1 test."""
+    return prepare("phantom", tmp_path_factory.mktemp("ds") / "phantom", patients=5, seed=0)
+
+
+def write_ssl4mis(root: Path, n_patients: int = 4, slices: int = 3, size: int = 16, seed: int = 0) -> Path:
+    """A miniature SSL4MIS folder: train slices of n-1 patients (2 frames), 1 val patient's volumes."""
+    rng = np.random.default_rng(seed)
+    (root / "data").mkdir(parents=True)
+    slice_names, train, val = [], [], []
+    for p in range(1, n_patients + 1):
+        for frame in (1, 2):
+            case = f"patient{p:03d}_frame{frame:02d}"
+            image = rng.random((slices, size, size)).astype(np.float32)
+            label = rng.integers(0, 4, (slices, size, size)).astype(np.uint8)
+            if p == n_patients:
+                with h5py.File(root / "data" / f"{case}.h5", "w") as f:
+                    f["image"], f["label"] = image, label
+                val.append(case)
+                continue
+            train.append(case)
+            for z in range(slices):
+                name = f"{case}_slice_{z + 1}"
+                with h5py.File(root / "data" / f"{name}.h5", "w") as f:
+                    f["image"], f["label"] = image[z], label[z]
+                slice_names.append(name)
+    order = list(rng.permutation(slice_names))
+    (root / "train_slices.list").write_text("\n".join(order) + "\n")
+    (root / "train.list").write_text("\n".join(train) + "\n")
+    (root / "val.list").write_text("\n".join(val) + "\n")
+    return root
+
+
+def write_nifti(path: Path, data: np.ndarray, zooms=(1.5, 1.5, 8.0), affine=None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if affine is None:
+        affine = np.diag([*zooms[:3], 1.0]) if data.ndim >= 3 else np.eye(4)
+        affine[:3, 3] = [10.0, -20.0, 5.0]
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_zooms(zooms[: data.ndim])
+    nib.save(img, str(path))
+    return path
+
+
+def write_acdc_release(root: Path, n_patients: int = 2, with_cfg: bool = True, seed: int = 0) -> Path:
+    """A miniature ACDC release: arrays (x, y, z), spacing in the header, Info.cfg optional."""
+    rng = np.random.default_rng(seed)
+    for p in range(1, n_patients + 1):
+        pdir = root / f"patient{p:03d}"
+        pdir.mkdir(parents=True)
+        es = 7 + p
+        for frame in (1, es):
+            image = (rng.random((20, 18, 4)) * 300).astype(np.float32)
+            label = rng.integers(0, 4, (20, 18, 4)).astype(np.uint8)
+            write_nifti(pdir / f"patient{p:03d}_frame{frame:02d}.nii.gz", image, (1.4, 1.4, 10.0))
+            write_nifti(pdir / f"patient{p:03d}_frame{frame:02d}_gt.nii.gz", label, (1.4, 1.4, 10.0))
+        if with_cfg:
+            (pdir / "Info.cfg").write_text(f"ED: 1\nES: {es}\nGroup: DCM\nHeight: 180.0\nNbFrame: 30\nWeight: 80.0\n")
+    return root
