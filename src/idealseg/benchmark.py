@@ -77,7 +77,7 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
     pre_budget = PROFILES[profile]["pretrain"].get("time_budget", 0)
     cells = [c for c in spec["methods"] if not only or c["name"] in only]
     if spec.get("budget"):
-        calibrate(root, spec, cells)
+        calibrate(root, spec, spec["methods"])  # all at once, ideally on a quiet machine
     for labeled in spec["labeled"]:
         for cell in cells:
             for seed in spec["seeds"]:
