@@ -175,7 +175,8 @@ class Trainer:
         if cfg.val_every and ctx.is_main and self.val_cases and self.step % cfg.val_every:
             log_rows.append({"step": self.step, "time": round(self.elapsed, 2), "val_dice": self.validate()})
         self._flush_log(log_rows)
-        self.save()
+        if self.step != last_ckpt:
+            self.save()
         summary = {"steps": self.step, "seconds": round(self.elapsed, 1), "best_val_dice": self.best}
         if ctx.is_main and self.val_cases:
             summary["final_val_dice"] = self.last_val

@@ -1,0 +1,93 @@
+"""Methods learn, the engine resumes exactly, pre-trained encoders are really loaded."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from idealseg.config import resolve_config
+from idealseg.engine.run_folder import load_encoder
+from idealseg.engine.trainer import Trainer
+from idealseg.errors import IdealsegError
+from idealseg.methods import METHODS
+
+
+def make_trainer(phantom, out, method, stage=None, resume=False, **over):
+    stage = stage or METHODS[method].stage
+    options = {"method": method, "dataset": str(phantom), "labeled": "2", "log_every": 1, "val_every": 0,
+               "threads": 2, **over}
+    return Trainer(resolve_config(stage, "tiny", None, options), out, resume=resume)
+
+
+def losses(run_dir):
+    with open(run_dir / "log.csv", newline="") as f:
+        return [float(r["loss"]) for r in csv.DictReader(f) if r.get("loss")]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_each_method_lowers_its_loss(method, phantom, tmp_path):
+    torch.manual_seed(0)
+    pre = METHODS[method].stage == "pretrain"
+    opts = {"lr": 3e-3, "batch_unlabeled": 8} if pre else {"lr": 0.02}
+    make_trainer(phantom, tmp_path / method, method, iterations=30, input_size=32, **opts).fit()
+    values = losses(tmp_path / method)
+    assert len(values) == 30
+    assert np.mean(values[-6:]) < (0.95 if pre else 0.9) * np.mean(values[:6]), values
+
+
+def test_pretrained_encoder_is_loaded_into_finetuning(phantom, tmp_path):
+    make_trainer(phantom, tmp_path / "pre", "ideal-pretrain", iterations=3).fit()
+    encoder = load_encoder(tmp_path / "pre")
+    for method in ("ideal", "supervised", "cps", "mean-teacher"):
+        t = make_trainer(phantom, tmp_path / method, method, iterations=1, init=str(tmp_path / "pre"))
+        for enc in t.method.encoders():
+            for name, value in enc.state_dict().items():
+                assert torch.equal(value.cpu(), encoder[name]), (method, name)
+    fresh = make_trainer(phantom, tmp_path / "fresh", "ideal", iterations=1)
+    first = next(iter(encoder))
+    assert not torch.equal(fresh.method.encoder.state_dict()[first], encoder[first])
+
+
+@pytest.mark.parametrize("method", ["ideal-pretrain", "ideal"])
+def test_resume_gives_the_same_weights(method, phantom, tmp_path, monkeypatch):
+    full = make_trainer(phantom, tmp_path / "full", method, iterations=12, checkpoint_every=4)
+    full.fit()
+    part = make_trainer(phantom, tmp_path / "part", method, iterations=12, checkpoint_every=4)
+    monkeypatch.setattr(part, "_done", lambda: part.step >= 8)  # killed right after its step-8 checkpoint
+    part.fit()
+    monkeypatch.undo()
+    resumed = make_trainer(phantom, tmp_path / "part", method, iterations=12, checkpoint_every=4, resume=True)
+    assert resumed.step == 8
+    resumed.fit()
+    a, b = full.method.state_dict(), resumed.method.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_corrupt_last_checkpoint_falls_back_to_previous(phantom, tmp_path):
+    make_trainer(phantom, tmp_path / "run", "supervised", iterations=8, checkpoint_every=4).fit()
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])  # truncated, as by a crash during a copy
+    with pytest.warns(UserWarning, match="corrupt or truncated checkpoint"):
+        t = make_trainer(phantom, tmp_path / "run", "supervised", iterations=8, resume=True)
+    assert t.step == 4
+
+
+def test_divergence_names_step_and_checkpoint(phantom, tmp_path):
+    t = make_trainer(phantom, tmp_path / "run", "supervised", iterations=10, checkpoint_every=2, lr=1e12)
+    with pytest.raises(IdealsegError, match=r"training diverged: loss is (nan|inf) at step \d+; last good"):
+        t.fit()
+
+
+def test_existing_run_folder_needs_resume_or_overwrite(phantom, tmp_path):
+    make_trainer(phantom, tmp_path / "run", "supervised", iterations=2).fit()
+    with pytest.raises(IdealsegError, match="pass --resume"):
+        make_trainer(phantom, tmp_path / "run", "supervised", iterations=2)
+
+
+def test_time_budget_stops_training(phantom, tmp_path):
+    t = make_trainer(phantom, tmp_path / "run", "supervised", iterations=10**6, time_budget=1.5)
+    summary = t.fit()
+    assert 0 < summary["steps"] < 10**6 and summary["seconds"] >= 1.5
