@@ -1,0 +1,120 @@
+"""Evaluate, predict (NIfTI round trip), report, demo and benchmark on tiny runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from idealseg.benchmark import load_benchmark, run_benchmark
+from idealseg.cli import main
+from idealseg.data.importers.phantom import phantom_raw
+from idealseg.evaluation.evaluate import evaluate_run
+from idealseg.evaluation.predict import predict_files
+from idealseg.pipeline import train
+
+from .conftest import write_nifti
+
+TINY = {"profile": "tiny", "threads": 1, "iterations": 6, "checkpoint_every": 3, "val_every": 3}
+
+
+@pytest.fixture(scope="module")
+def run(phantom, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "train"
+    train(phantom, out, labeled="2", **TINY)
+    return out
+
+
+def test_train_writes_a_complete_run_folder(run):
+    for part in ("pretrain", "finetune"):
+        assert (run / part / "config.yaml").exists() and (run / part / "checkpoints" / "last.pt").exists()
+    assert (run / "pretrain" / "encoder.pt").exists() and (run / "finetune" / "checkpoints" / "best.pt").exists()
+    with open(run / "finetune" / "log.csv", newline="") as f:
+        assert any(r.get("val_dice") for r in csv.DictReader(f))
+
+
+def test_evaluate_writes_csv_summary_and_table(run):
+    summary = evaluate_run(run, "test")
+    out = run / "finetune" / "eval_test"
+    rows = list(csv.DictReader(open(out / "per_volume.csv")))
+    assert len(rows) == 2 * 3  # 2 test volumes x 3 foreground classes
+    assert {"dice", "hd95", "asd", "status"} <= set(rows[0])
+    assert summary["unit"] == "mm" and set(summary["classes"]) == {"RV", "Myo", "LV", "mean"}
+    assert json.loads((out / "summary.json").read_text())["volumes"] == 2
+    assert "| mean |" in (out / "table.md").read_text()
+    assert "LV_ef_mae" in summary["ejection_fraction"]
+
+
+def test_evaluate_refuses_a_split_without_labels(run, capsys):
+    code = main(["evaluate", str(run), "--split", "train", "--dataset", str(run / "nope")])
+    assert code == 2 and "not a dataset folder" in capsys.readouterr().err
+
+
+def test_predict_nifti_round_trip_keeps_geometry(run, tmp_path):
+    image, _, p = phantom_raw(7, 0, 0)  # [Z, H, W] -> store as (x, y, z) like ACDC
+    data = np.transpose(image, (2, 1, 0))
+    theta = np.deg2rad(20)
+    affine = np.array([[np.cos(theta) * 1.4, -np.sin(theta) * 1.4, 0, -80.0],
+                       [np.sin(theta) * 1.4, np.cos(theta) * 1.4, 0, 31.0],
+                       [0, 0, 9.0, -12.0], [0, 0, 0, 1]])
+    src = write_nifti(tmp_path / "in" / "scan_0000.nii.gz", data, (1.4, 1.4, 9.0), affine)
+    written = predict_files(run, src.parent, tmp_path / "out")
+    assert [w.name for w in written] == ["scan_seg.nii.gz"]
+    out = nib.load(str(written[0]))
+    assert out.shape == data.shape and np.allclose(out.affine, nib.load(str(src)).affine)
+    mask = np.asarray(out.dataobj)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1, 2, 3}
+
+
+def test_predict_single_file_name_and_2d(run, tmp_path):
+    src = write_nifti(tmp_path / "slice.nii.gz", np.random.rand(40, 30).astype(np.float32), (1.0, 1.0))
+    out = predict_files(run, src, tmp_path / "mask.nii.gz")[0]
+    assert out.name == "mask.nii.gz" and nib.load(str(out)).shape == (40, 30)
+
+
+def test_predict_rejects_multichannel(run, tmp_path, capsys):
+    src = write_nifti(tmp_path / "cine.nii.gz", np.random.rand(20, 20, 4, 3).astype(np.float32), (1, 1, 8, 1))
+    code = main(["predict", str(run), str(src), str(tmp_path / "o")])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and line.startswith("idealseg predict: error: ") and "cine.nii.gz: 3 channels/frames" in line
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--profile", "tiny", "--patients", "4"]) == 0
+    report = out / "run" / "finetune" / "report"
+    assert (report / "report.md").exists() and (report / "finetune_curves.png").exists()
+    assert len(list(report.glob("overlay_*.png"))) == 2
+    assert "| mean |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["acdc_cpu", "acdc_gpu"])
+def test_shipped_benchmark_configs_parse(name):
+    from pathlib import Path
+
+    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / f"{name}.yaml")
+    assert spec["labeled"][:2] == ["ssl4mis:7", "ssl4mis:3"]
+    assert [c["name"] for c in spec["methods"]][:3] == ["supervised", "cps", "ideal"]
+    assert len(spec["methods"]) == 8
+
+
+def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(
+        f"dataset: {phantom}\nprofile: tiny\nlabeled: [2]\noptions: {{threads: 1, val_every: 0}}\n"
+        "budget: {total_seconds: 2, pretrain_seconds: 1, calibrate_steps: 2}\n"
+        "methods:\n  - {name: supervised, method: supervised}\n"
+        "  - {name: ideal, method: ideal, pretrain: ideal-pretrain}\n"
+    )
+    root = run_benchmark(cfg, tmp_path / "res")
+    rows = list(csv.DictReader(open(root / "results.csv")))
+    assert [r["name"] for r in rows] == ["ideal", "supervised"] or len(rows) == 2
+    assert float(next(r for r in rows if r["name"] == "ideal")["pretrain_seconds"]) > 0
+    report = (root / "report.md").read_text()
+    assert "| supervised |" in report and "| ideal |" in report
+    before = {p: p.stat().st_mtime for p in root.glob("cells/*/result.json")}
+    run_benchmark(cfg, tmp_path / "res")  # finished cells are skipped
+    assert before == {p: p.stat().st_mtime for p in root.glob("cells/*/result.json")}
