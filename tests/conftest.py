@@ -62,7 +62,7 @@ def write_nifti(path: Path, data: np.ndarray, zooms=(1.5, 1.5, 8.0), affine=None
         affine = np.diag([*zooms[:3], 1.0]) if data.ndim >= 3 else np.eye(4)
         affine[:3, 3] = [10.0, -20.0, 5.0]
     img = nib.Nifti1Image(data, affine)
-    img.header.set_zooms(zooms[: data.ndim])
+    img.header.set_zooms((tuple(zooms) + (1.0,) * 4)[: data.ndim])
     nib.save(img, str(path))
     return path
 

@@ -74,8 +74,10 @@ def _train_kwargs(args: argparse.Namespace) -> dict:
 
 def _print_summary(summary: dict) -> None:
     import json
+    import os
 
-    print(json.dumps(summary, indent=1))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        print(json.dumps(summary, indent=1))
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> None:

@@ -94,8 +94,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(path, f"unreadable YAML ({exc})") from None
+    except OSError as exc:
+        raise InputError(path, f"unreadable ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(path, f"unreadable YAML ({where}{problem})") from None
     if not isinstance(data, dict):
         raise InputError(path, "expected a mapping of option: value")
     return data

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from idealseg.config import resolve_config
+from idealseg.engine import distributed
 from idealseg.engine.trainer import Trainer
 from idealseg.errors import IdealsegError
 
@@ -19,7 +20,10 @@ def run_stage(
         options["method"] = "ideal-pretrain"
     cfg = resolve_config(stage, profile, config, {**options, "dataset": str(dataset)})
     trainer = Trainer(cfg, out, resume=resume, overwrite=overwrite)
-    summary = trainer.fit()
+    try:
+        summary = trainer.fit()
+    finally:
+        distributed.cleanup()
     summary["run"] = str(out)
     return summary
 

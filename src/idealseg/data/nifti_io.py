@@ -15,13 +15,23 @@ import numpy as np
 from idealseg.errors import InputError
 
 
+MAX_SLICE_PIXELS = 4096 * 4096  # larger in-plane slices are refused before their pixels are read
+
+
 def load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...], nib.Nifti1Image]:
     """Return (array, affine, zooms, image); any read failure names the file."""
+    if path.is_symlink() and not path.exists():
+        raise InputError(path, "broken or looping symbolic link")
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
         img = nib.load(str(path))
+        shape = img.shape
+        if len(shape) >= 2 and sorted(shape[:3])[-1] * sorted(shape[:3])[-2] > MAX_SLICE_PIXELS:
+            raise InputError(path, f"image of shape {shape} has slices over 4096x4096 pixels; crop or resample it")
         data = np.asarray(img.dataobj)
+    except InputError:
+        raise
     except Exception as exc:  # nibabel raises many types for corrupt files
         raise InputError(path, f"unreadable NIfTI ({type(exc).__name__}: {exc})") from None
     affine = np.asarray(img.affine, dtype=np.float64)

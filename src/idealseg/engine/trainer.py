@@ -36,18 +36,19 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.ctx = distributed.setup()
+        method_cls = get_method(cfg.method, cfg.stage)  # bad input is refused before anything is written
+        self.dataset = Dataset(cfg.dataset)
+        cfg.num_classes, cfg.classes = self.dataset.num_classes, tuple(self.dataset.classes)
+        self.budget = select_budget(self.dataset, cfg.labeled, cfg.seed) if cfg.stage == "finetune" else None
         self._prepare_folder(resume, overwrite)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self._seed(cfg.seed + self.ctx.rank)
-        self.dataset = Dataset(cfg.dataset)
-        cfg.num_classes, cfg.classes = self.dataset.num_classes, tuple(self.dataset.classes)
-        self.budget = select_budget(self.dataset, cfg.labeled, cfg.seed) if cfg.stage == "finetune" else None
         self.store = SliceStore.from_dataset(self.dataset, cfg.input_size, self.budget)
         self.sampler = BatchSampler(
             self.store.labeled, cfg.batch_labeled, cfg.batch_unlabeled, cfg.seed, self.ctx.rank, self.ctx.world
         )
-        self.method = get_method(cfg.method, cfg.stage)(cfg)
+        self.method = method_cls(cfg)
         if cfg.init:
             self.method.load_pretrained(load_encoder(cfg.init))
         self.method.to(self.ctx.device)

@@ -16,8 +16,6 @@ from idealseg.engine.run_folder import load_run
 from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.inference import predict_volume
 
-MAX_SLICE_PIXELS = 4096 * 4096
-
 
 def _inputs(src: Path) -> list[Path]:
     if src.is_dir():
@@ -45,8 +43,6 @@ def predict_files(
     src, out = Path(src), Path(out)
     files = _inputs(src)
     single = len(files) == 1 and out.name.endswith((".nii", ".nii.gz"))
-    if not single:
-        out.mkdir(parents=True, exist_ok=True)
     from idealseg.data.dataset import Dataset
 
     if normalization is None:
@@ -64,8 +60,6 @@ def predict_files(
         if not np.isfinite(raw).all():
             raise InputError(path, "image contains NaN or Inf values")
         volume = to_zhw(raw, axes)
-        if volume.shape[1] * volume.shape[2] > MAX_SLICE_PIXELS:
-            raise InputError(path, f"slice of {volume.shape[1]}x{volume.shape[2]} pixels is too large (max 4096x4096)")
         mask, _ = predict_volume(method.predict, normalize_volume(volume, normalization), cfg.input_size, device,
                                  flip_tta=flip_tta)
         mask = from_zhw(mask, axes, ndim=3 if data.ndim != 2 else 2)
