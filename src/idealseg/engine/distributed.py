@@ -52,6 +52,15 @@ def broadcast_flag(ctx: Context, value: bool) -> bool:
     return bool(t.item())
 
 
+def gather_objects(ctx: Context, obj) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every rank (a plain list when not distributed)."""
+    if not ctx.distributed:
+        return [obj]
+    out = [None] * ctx.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -105,7 +105,10 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["rng"][self.ctx.rank] if self.ctx.rank < len(state["rng"]) else state["rng"][0])
+        if len(state["rng"]) != self.ctx.world:
+            raise IdealsegError(f"{self.run_dir}: checkpoint was written by {len(state['rng'])} process(es); "
+                                f"resume it with the same number (now {self.ctx.world})")
+        torch.set_rng_state(state["rng"][self.ctx.rank])
         if torch.cuda.is_available() and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"])
         self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
@@ -232,6 +235,7 @@ class Trainer:
         rows.clear()
 
     def save(self) -> None:
+        rng = distributed.gather_objects(self.ctx, torch.get_rng_state())  # every rank's augmentation stream
         if not self.ctx.is_main:
             return
         state = {
@@ -239,7 +243,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "sampler": self.sampler.state_dict(),
-            "rng": [torch.get_rng_state()],
+            "rng": rng,
             "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
             "step": self.step,
             "elapsed": self.elapsed,
