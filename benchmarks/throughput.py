@@ -1,0 +1,163 @@
+"""Training and inference throughput: idealseg against an SSL4MIS-style reference pipeline.
+
+Both sides train the same U-Net (supervised Dice + CE, SGD) at the same input size and batch on
+the same dataset folder, and segment the same validation volumes, in one process on one machine.
+
+The reference is written the way SSL4MIS writes it: a torch Dataset that opens the case file for
+every sample, resizes with scipy.ndimage.zoom and augments with numpy/scipy (random rot90 + flip,
+random rotation) inside DataLoader workers, float32 NCHW; inference feeds one slice at a time.
+idealseg's side is its own engine: the in-memory slice store, batched tensor augmentation on the
+training device, and batched whole-volume inference.
+
+    python benchmarks/throughput.py DATASET [--size 128] [--batch 8] [--steps 40] [--out DIR]
+
+Writes DIR/throughput.json and prints images/s, slices/s and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from scipy import ndimage
+from torch.utils.data import DataLoader, Dataset
+
+from idealseg.config import resolve_config
+from idealseg.data.dataset import Dataset as IdealDataset
+from idealseg.engine.trainer import Trainer
+from idealseg.evaluation.inference import predict_volume
+from idealseg.losses.dice_ce import DiceCELoss
+from idealseg.models.unet import UNet
+
+
+class ReferenceSlices(Dataset):
+    """SSL4MIS BaseDataSets + RandomGenerator: read, augment and resize one slice per item."""
+
+    def __init__(self, root: Path, size: int):
+        self.root, self.size = root, size
+        ds = IdealDataset(root)
+        self.items = [(c.id, z) for c in ds.split("train") for z in range(c.shape[0])]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        case, z = self.items[i]
+        with h5py.File(self.root / "cases" / f"{case}.h5", "r") as f:
+            image, label = f["image"][z], f["label"][z]
+        if np.random.rand() > 0.5:
+            k = np.random.randint(0, 4)
+            image, label = np.rot90(image, k), np.rot90(label, k)
+            axis = np.random.randint(0, 2)
+            image, label = np.flip(image, axis).copy(), np.flip(label, axis).copy()
+        elif np.random.rand() > 0.5:
+            angle = np.random.randint(-20, 20)
+            image = ndimage.rotate(image, angle, order=0, reshape=False)
+            label = ndimage.rotate(label, angle, order=0, reshape=False)
+        h, w = image.shape
+        image = ndimage.zoom(image, (self.size / h, self.size / w), order=0)
+        label = ndimage.zoom(label, (self.size / h, self.size / w), order=0)
+        return torch.from_numpy(image.astype(np.float32))[None], torch.from_numpy(label.astype(np.int64))
+
+
+def reference_training(root: Path, size: int, batch: int, steps: int, workers: int) -> float:
+    """Images per second of the reference training loop (after 5 warm-up steps)."""
+    loader = DataLoader(ReferenceSlices(root, size), batch_size=batch, shuffle=True, num_workers=workers,
+                        drop_last=True, persistent_workers=workers > 0)
+    classes = IdealDataset(root).num_classes
+    model = UNet(classes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    loss_fn = DiceCELoss(classes)
+    done, start = 0, None
+    while done < steps + 5:
+        for x, y in loader:
+            if done == 5:
+                start = time.perf_counter()
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            done += 1
+            if done >= steps + 5:
+                break
+    return steps * batch / (time.perf_counter() - start)
+
+
+def idealseg_training(root: Path, size: int, batch: int, steps: int, channels_last: bool) -> float:
+    """Images per second of idealseg's engine on the same model and batch (after 5 warm-up steps)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = resolve_config("finetune", "cpu", None, dict(
+            method="supervised", dataset=str(root), labeled="all", input_size=size, batch_labeled=batch,
+            batch_unlabeled=0, iterations=steps + 5, time_budget=0, val_every=0, checkpoint_every=10**9,
+            log_every=5, channels_last=channels_last))
+        trainer = Trainer(cfg, Path(tmp) / "run")
+        trainer.fit()
+        import csv
+
+        rows = {int(r["step"]): float(r["time"]) for r in csv.DictReader(open(Path(tmp) / "run" / "log.csv"))}
+    return steps * batch / (rows[steps + 5] - rows[5])
+
+
+@torch.no_grad()
+def inference(root: Path, size: int, batched: bool) -> float:
+    """Slices per second segmenting the validation volumes (resize back to native size included)."""
+    ds = IdealDataset(root)
+    model = UNet(ds.num_classes).eval()
+    cases = [ds.load(c.id) for c in ds.split("val")]
+    n = sum(c.image.shape[0] for c in cases)
+    start = time.perf_counter()
+    for case in cases:
+        if batched:
+            predict_volume(lambda x: model(x).softmax(1), case.image, size)
+            continue
+        for z in range(case.image.shape[0]):  # SSL4MIS test_single_volume: zoom, one slice, zoom back
+            h, w = case.image.shape[1:]
+            x = ndimage.zoom(case.image[z], (size / h, size / w), order=0)
+            out = model(torch.from_numpy(x.astype(np.float32))[None, None]).argmax(1)[0].numpy()
+            ndimage.zoom(out, (h / size, w / size), order=0)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
+    parser.add_argument("--out", default="benchmarks/results/throughput")
+    args = parser.parse_args()
+    root = Path(args.dataset)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "dataset": str(root), "input_size": args.size, "batch": args.batch, "steps": args.steps,
+        "train_images_per_s": {
+            "reference": reference_training(root, args.size, args.batch, args.steps, args.workers),
+            "idealseg": idealseg_training(root, args.size, args.batch, args.steps, False),
+            "idealseg_channels_last": idealseg_training(root, args.size, args.batch, args.steps, True),
+        },
+        "inference_slices_per_s": {
+            "reference": inference(root, args.size, batched=False),
+            "idealseg": inference(root, args.size, batched=True),
+        },
+    }
+    t, i = result["train_images_per_s"], result["inference_slices_per_s"]
+    result["train_ratio"] = max(t["idealseg"], t["idealseg_channels_last"]) / t["reference"]
+    result["inference_ratio"] = i["idealseg"] / i["reference"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "throughput.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
