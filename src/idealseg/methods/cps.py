@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from idealseg.data.augment import weak_augment
-from idealseg.losses.consistency import cross_pseudo_loss, sigmoid_rampup
 from idealseg.losses.dice_ce import DiceCELoss
 from idealseg.methods.base import Method
+from idealseg.methods.common import pad_labels, two_stream_losses
 from idealseg.models.unet import UNet
 
 
@@ -23,11 +23,7 @@ class CPS(Method):
     def forward(self, images, labels, n_labeled, progress):
         x, y = weak_augment(images, pad_labels(labels, len(images)))
         l1, l2 = self.net1(x), self.net2(x)
-        y = y[:n_labeled]
-        sup = 0.5 * (self.loss(l1[:n_labeled], y) + self.loss(l2[:n_labeled], y))
-        cons = cross_pseudo_loss(l1, l2)
-        lam = self.cfg.lambda_max * sigmoid_rampup(progress, self.cfg.rampup)
-        return {"loss": sup + lam * cons, "sup": sup, "cons": cons}
+        return two_stream_losses(l1, l2, y, n_labeled, self.loss, self.cfg.lambda_max, self.cfg.rampup, progress)
 
     @torch.no_grad()
     def predict(self, images):
@@ -36,7 +32,3 @@ class CPS(Method):
     def encoders(self):
         return [self.net1.encoder, self.net2.encoder]
 
-
-def pad_labels(labels: torch.Tensor, total: int) -> torch.Tensor:
-    """Labels of the labelled slices followed by zeros for the unlabelled ones (never read)."""
-    return torch.cat([labels, labels.new_zeros(total - len(labels), *labels.shape[1:])])

@@ -8,10 +8,9 @@ import torch
 from torch import nn
 
 from idealseg.data.augment import weak_augment
-from idealseg.losses.consistency import cross_pseudo_loss, sigmoid_rampup
 from idealseg.losses.dice_ce import DiceCELoss
 from idealseg.methods.base import Method
-from idealseg.methods.cps import pad_labels
+from idealseg.methods.common import pad_labels, two_stream_losses
 from idealseg.models.unet import Decoder, Encoder, perturbation
 
 
@@ -37,11 +36,7 @@ class Ideal(Method):
     def forward(self, images, labels, n_labeled, progress):
         x, y = weak_augment(images, pad_labels(labels, len(images)))
         l1, l2 = self.streams(x)
-        y = y[:n_labeled]
-        sup = 0.5 * (self.loss(l1[:n_labeled], y) + self.loss(l2[:n_labeled], y))
-        cons = cross_pseudo_loss(l1, l2)
-        lam = self.cfg.lambda_max * sigmoid_rampup(progress, self.cfg.rampup)
-        return {"loss": sup + lam * cons, "sup": sup, "cons": cons}
+        return two_stream_losses(l1, l2, y, n_labeled, self.loss, self.cfg.lambda_max, self.cfg.rampup, progress)
 
     @torch.no_grad()
     def predict(self, images):

@@ -10,7 +10,7 @@ from idealseg.data.augment import weak_augment
 from idealseg.losses.consistency import sigmoid_rampup
 from idealseg.losses.dice_ce import DiceCELoss
 from idealseg.methods.base import Method
-from idealseg.methods.cps import pad_labels
+from idealseg.methods.common import pad_labels
 from idealseg.models.unet import UNet
 
 
