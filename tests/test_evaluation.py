@@ -118,3 +118,6 @@ def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):
     before = {p: p.stat().st_mtime for p in root.glob("cells/*/result.json")}
     run_benchmark(cfg, tmp_path / "res")  # finished cells are skipped
     assert before == {p: p.stat().st_mtime for p in root.glob("cells/*/result.json")}
+    (root / "report.md").unlink()
+    run_benchmark(cfg, tmp_path / "res", report_only=True)
+    assert "| ideal |" in (root / "report.md").read_text() and (root / "dice_vs_labels.png").exists()

@@ -64,10 +64,14 @@ def _pretrain_key(cell: dict) -> str | None:
     return _slug(cell["pretrain"] + "".join(f"_{k}-{v}" for k, v in sorted(opts.items())))
 
 
-def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[str] | None = None) -> Path:
+def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[str] | None = None,
+                  report_only: bool = False) -> Path:
     spec = load_benchmark(path)
     root = Path(out or spec.get("out") or Path(path).with_suffix(""))
     root.mkdir(parents=True, exist_ok=True)
+    if report_only:
+        write_results(root, spec)
+        return root
     if spec.get("prepare") and not (Path(spec["dataset"]) / "dataset.json").exists():
         from idealseg.data.prepare import prepare
 
@@ -82,7 +86,7 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
         for cell in cells:
             for seed in spec["seeds"]:
                 _run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget)
-    write_results(root, spec)
+                write_results(root, spec)  # the report is current after every cell
     return root
 
 

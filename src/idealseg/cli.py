@@ -113,7 +113,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_benchmark(args: argparse.Namespace) -> None:
     from idealseg.benchmark import run_benchmark
 
-    root = run_benchmark(args.config, args.out, args.only.split(",") if args.only else None)
+    root = run_benchmark(args.config, args.out, args.only.split(",") if args.only else None, args.report_only)
     print((root / "report.md").read_text() if (root / "report.md").exists() else f"no results in {root}")
 
 
@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="benchmark YAML, e.g. benchmarks/acdc_cpu.yaml")
     p.add_argument("--out", help="results folder (default: the YAML's `out`)")
     p.add_argument("--only", help="comma-separated method names to run")
+    p.add_argument("--report-only", action="store_true", help="rewrite results.csv/report.md from finished cells")
     p.set_defaults(func=_cmd_benchmark)
     return parser
 
