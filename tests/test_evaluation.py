@@ -53,6 +53,17 @@ def test_evaluate_refuses_a_split_without_labels(run, capsys):
     assert code == 2 and "not a dataset folder" in capsys.readouterr().err
 
 
+def test_evaluate_split_without_labelled_cases_is_a_clear_error(run, tmp_path, capsys):
+    from idealseg.data.prepare import prepare
+
+    from .conftest import write_ssl4mis
+
+    other = prepare("ssl4mis", tmp_path / "ds", write_ssl4mis(tmp_path / "src"))  # no test.list
+    code = main(["evaluate", str(run), "--split", "test", "--dataset", str(other)])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "split 'test' has no labelled cases to evaluate" in line
+
+
 def test_predict_nifti_round_trip_keeps_geometry(run, tmp_path):
     image, _, p = phantom_raw(7, 0, 0)  # [Z, H, W] -> store as (x, y, z) like ACDC
     data = np.transpose(image, (2, 1, 0))
