@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,6 @@ def train(
 def demo(out: str | Path = "idealseg-demo", patients: int = 10, labeled: int = 2, overwrite: bool = False,
          resume: bool = False, profile: str = "demo") -> Path:
     """The main job on the embedded default: phantom -> pretrain -> IDEAL fine-tune -> test report."""
-    from idealseg.atomic import atomic_dir
     from idealseg.data.prepare import prepare
     from idealseg.evaluation.evaluate import evaluate_run
     from idealseg.evaluation.report import write_report
@@ -59,8 +59,7 @@ def demo(out: str | Path = "idealseg-demo", patients: int = 10, labeled: int = 2
     if out.exists() and not (overwrite or resume):
         raise IdealsegError(f"{out}: exists (pass --resume to continue it or --overwrite to start again)")
     if overwrite and out.exists():
-        with atomic_dir(out, overwrite=True):
-            pass  # replaces the old folder with an empty one, atomically
+        shutil.rmtree(out)
     dataset = out / "dataset"
     if not (dataset / "dataset.json").exists():
         prepare("phantom", dataset, patients=patients, seed=0)

@@ -224,7 +224,7 @@ class Trainer:
         old = []
         if path.exists():
             with open(path, newline="") as f:
-                old = [r for r in csv.DictReader(f) if int(r["step"]) <= rows[0]["step"] - (1 if rows else 0)]
+                old = [r for r in csv.DictReader(f) if int(r["step"]) < rows[0]["step"]]  # drop rows a resume redoes
         keys: list[str] = []
         for r in old + rows:
             keys += [k for k in r if k not in keys]

@@ -76,8 +76,7 @@ class Decoder(nn.Module):
         super().__init__()
         ups = []
         for i in range(len(channels) - 1, 0, -1):
-            c_deep = channels[i] if i == len(channels) - 1 else channels[i]
-            ups.append(UpBlock(c_deep, channels[i - 1], channels[i - 1], upsampling))
+            ups.append(UpBlock(channels[i], channels[i - 1], channels[i - 1], upsampling))
         self.ups = nn.ModuleList(ups)
         self.out = nn.Conv2d(channels[0], num_classes, kernel_size=3, padding=1)
 

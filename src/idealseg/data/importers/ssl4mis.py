@@ -55,7 +55,6 @@ def import_ssl4mis(src: Path, writer: DatasetWriter) -> None:
         if not m:
             raise InputError(slices_list, f"entry {name!r} is not <case>_slice_<n>")
         by_case[m.group("case")].append((int(m.group("index")), name))
-    slice_order: list[str] = []
     position = {}
     for case_id, items in tqdm(sorted(by_case.items()), desc="train volumes", unit="vol"):
         items.sort()
