@@ -165,7 +165,7 @@ class Trainer:
             self.elapsed += time.perf_counter() - t0
             if ctx.is_main:
                 self._update_bar(bar, losses)
-            if self.step % cfg.log_every == 0 or self._done():
+            if self.step % cfg.log_every == 0 or self.progress() >= 1.0:  # local: no extra collective
                 row = {"step": self.step, "time": round(self.elapsed, 2), "lr": lr}
                 row.update({k: round(float(v), 5) for k, v in losses.items()})
                 log_rows.append(row)
