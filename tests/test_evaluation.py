@@ -112,6 +112,15 @@ def test_shipped_benchmark_configs_parse(name):
     assert len(spec["methods"]) == 8
 
 
+def test_gpu_lease_config_fits_one_lease():
+    """The short GPU config: gpu profile, ideal first, three cells of calibrated compute under 10 minutes."""
+    from pathlib import Path
+
+    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "acdc_gpu_lease.yaml")
+    assert spec["profile"] == "gpu" and spec["methods"][0]["method"] == "ideal"
+    assert len(spec["methods"]) * spec["budget"]["total_seconds"] <= 600
+
+
 def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):
     cfg = tmp_path / "b.yaml"
     cfg.write_text(

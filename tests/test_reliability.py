@@ -32,7 +32,9 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
     end = time.time() + timeout
     while time.time() < end and proc.poll() is None and not ready():
         time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed; give it more iterations"
+    if proc.poll() is not None:
+        raise AssertionError(f"the run ended (exit {proc.returncode}) before it could be killed:\n"
+                             f"{proc.stdout.read()[-3000:]}")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
@@ -60,7 +62,7 @@ def test_kill_during_pretraining_and_finetuning_then_resume(phantom, tmp_path):
 
 
 def test_torchrun_two_processes_on_cpu(phantom, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # gloo, also on a 1-GPU machine
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "idealseg", "finetune",
            str(phantom), "--out", str(tmp_path / "ddp"), *TRAIN, "--iterations", "6", "--val-every", "3"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

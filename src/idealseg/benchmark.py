@@ -219,7 +219,7 @@ def report_markdown(results: list[dict], spec: dict) -> str:
     names = [c["name"] for c in spec["methods"] if any(r["name"] == c["name"] for r in results)]
     unit = results[0]["unit"]
     budget = spec.get("budget")
-    how = (f"each cell {budget['total_seconds'] / 60:.0f} min of calibrated training compute, pre-training included"
+    how = (f"each cell {_duration(budget['total_seconds'])} of calibrated training compute, pre-training included"
            if budget else "each cell the profile's wall-clock budget")
     lines = [f"Mean foreground Dice / HD95 ({unit}) on the {spec['split']} split, profile {spec['profile']}, "
              f"mean over seeds; {how}. Steps and measured seconds per cell: results.csv.", "",
@@ -240,3 +240,8 @@ def report_markdown(results: list[dict], spec: dict) -> str:
     machines = sorted({r["machine"] for r in results})
     lines += ["", f"Machine: {', '.join(machines)}. Per-class numbers: results.csv."]
     return "\n".join(lines) + "\n"
+
+
+def _duration(seconds: float) -> str:
+    """'28 min' for a CPU budget, '100 s' for a short GPU one (rounding 100 s to '2 min' misleads)."""
+    return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds:.0f} s"

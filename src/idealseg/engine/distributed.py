@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from idealseg.errors import IdealsegError
+
 
 @dataclass
 class Context:
@@ -31,6 +33,10 @@ def setup(prefer_cuda: bool = True) -> Context:
     if world <= 1:
         return Context(torch.device("cuda" if cuda else "cpu"))
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda and local >= torch.cuda.device_count():
+        raise IdealsegError(
+            f"torchrun started process {local} on this node but only {torch.cuda.device_count()} GPU(s) are "
+            "visible: use --nproc_per_node at most the GPU count, or CUDA_VISIBLE_DEVICES= for CPU processes")
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     if cuda:

@@ -98,7 +98,7 @@ class Trainer:
         torch.manual_seed(seed)
 
     def _restore(self) -> None:
-        state = load_latest(self.run_dir, map_location=self.ctx.device)
+        state = load_latest(self.run_dir, map_location="cpu")
         if state is None:
             return
         self.method.load_state_dict(state["model"])
@@ -205,7 +205,7 @@ class Trainer:
         self.method.eval()
         scores = []
         for case in self.val_cases:
-            mask, _ = predict_volume(self.method.predict, case.image, self.cfg.input_size, self.ctx.device)
+            mask = predict_volume(self.method.predict, case.image, self.cfg.input_size, self.ctx.device)
             scores.append(mean_foreground_dice(mask, case.label, self.cfg.num_classes))
         self.method.train()
         self.last_val = float(np.mean(scores))

@@ -39,7 +39,7 @@ def evaluate_run(
     t0 = time.perf_counter()
     for entry in tqdm(cases, desc=f"evaluate {split}", unit="vol"):
         case = ds.load(entry.id)
-        mask, _ = predict_volume(method.predict, case.image, cfg.input_size, device, flip_tta=flip_tta)
+        mask = predict_volume(method.predict, case.image, cfg.input_size, device, flip_tta=flip_tta)
         masks[entry.id] = mask
         spacing = case.spacing if unit == "mm" else None
         for c, m in volume_metrics(mask, case.label, ds.num_classes, spacing).items():

@@ -60,8 +60,8 @@ def predict_files(
         if not np.isfinite(raw).all():
             raise InputError(path, "image contains NaN or Inf values")
         volume = to_zhw(raw, axes)
-        mask, _ = predict_volume(method.predict, normalize_volume(volume, normalization), cfg.input_size, device,
-                                 flip_tta=flip_tta)
+        mask = predict_volume(method.predict, normalize_volume(volume, normalization), cfg.input_size, device,
+                             flip_tta=flip_tta)
         mask = from_zhw(mask, axes, ndim=3 if data.ndim != 2 else 2)
         if data.ndim == 4:
             mask = mask[..., None]

@@ -36,7 +36,7 @@ def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
     ds = Dataset(cfg.dataset)
     for entry in [c for c in ds.split(split) if c.labeled][:cases]:
         case = ds.load(entry.id)
-        mask, _ = predict_volume(method.predict, case.image, cfg.input_size, device)
+        mask = predict_volume(method.predict, case.image, cfg.input_size, device)
         name = f"overlay_{entry.id}.png"
         overlay(case.image, case.label, mask, out / name, title=entry.id)
         parts += [f"![{entry.id}]({name})", ""]
