@@ -68,6 +68,15 @@ class ReferenceSlices(Dataset):
         return torch.from_numpy(image.astype(np.float32))[None], torch.from_numpy(label.astype(np.int64))
 
 
+def plain_unet(classes: int) -> UNet:
+    """The same U-Net as SSL4MIS writes it: out-of-place activations (idealseg's run in place)."""
+    model = UNet(classes)
+    for module in model.modules():
+        if isinstance(module, torch.nn.LeakyReLU):
+            module.inplace = False
+    return model
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -78,7 +87,7 @@ def reference_training(root: Path, size: int, batch: int, steps: int, workers: i
     loader = DataLoader(ReferenceSlices(root, size), batch_size=batch, shuffle=True, num_workers=workers,
                         drop_last=True, persistent_workers=workers > 0, pin_memory=device.type == "cuda")
     classes = IdealDataset(root).num_classes
-    model = UNet(classes).to(device)
+    model = plain_unet(classes).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     loss_fn = DiceCELoss(classes)
     done, start = 0, None
@@ -116,7 +125,10 @@ def idealseg_training(root: Path, size: int, batch: int, steps: int, channels_la
 def inference(root: Path, size: int, batched: bool, device: torch.device) -> float:
     """Slices per second segmenting the validation volumes (resize back to native size included)."""
     ds = IdealDataset(root)
-    model = UNet(ds.num_classes).to(device).eval()
+    if batched:  # idealseg's side as `load_run` gives it
+        model = UNet(ds.num_classes).to(device, memory_format=torch.channels_last).eval()
+    else:
+        model = plain_unet(ds.num_classes).to(device).eval()
     cases = [ds.load(c.id) for c in ds.split("val")]
     n = sum(c.image.shape[0] for c in cases)
     start = time.perf_counter()

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from idealseg.data.slice_store import resize_slices
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_volume(
     predict, image: np.ndarray, input_size: int, device: torch.device | str = "cpu",
     batch_size: int = 32, flip_tta: bool = False,
@@ -30,6 +30,7 @@ def predict_volume(
     out = []
     for start in range(0, z, batch_size):
         x = resize_slices(vol[start : start + batch_size].to(device), input_size, "bilinear")
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             probs = predict(x)
             if flip_tta:
