@@ -93,3 +93,16 @@ def test_same_seed_same_split_subset_and_metrics(phantom, tmp_path):
 def test_amp_on_cuda(phantom, tmp_path):
     summary = train(phantom, tmp_path / "gpu", profile="tiny", labeled="2", iterations=4, val_every=0)
     assert summary["finetune"]["steps"] == 4
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    from idealseg.engine import distributed
+    from idealseg.errors import IdealsegError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(IdealsegError, match="only 1 GPU"):
+        distributed.setup()

@@ -238,7 +238,7 @@ def report_markdown(results: list[dict], spec: dict) -> str:
             cells.append(f"{dice:.3f} / {hd}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     machines = sorted({r["machine"] for r in results})
-    lines += ["", f"Machine: {', '.join(machines)}. Per-class numbers: results.csv."]
+    lines += ["", f"Machine: {'; '.join(machines)}. Per-class numbers: results.csv."]
     return "\n".join(lines) + "\n"
 
 
