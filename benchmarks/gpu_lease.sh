@@ -7,6 +7,7 @@ set -uo pipefail
 out=${1:?usage: gpu_lease.sh OUT_DIR [BENCH_SECONDS]}
 bench_seconds=${2:-420}
 mkdir -p "$out"
+[ -f data/acdc_ssl4mis/dataset.json ] || python3 -m idealseg prepare ssl4mis ../shared/data/acdc data/acdc_ssl4mis
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
 timeout 120 python3 benchmarks/throughput.py data/acdc_ssl4mis --size 256 --batch 24 --steps 40 \
