@@ -10,8 +10,9 @@ idealseg's side is its own engine: the in-memory slice store, batched tensor aug
 training device, and batched whole-volume inference.
 
     python benchmarks/throughput.py DATASET [--size 128] [--batch 8] [--steps 40] [--out DIR]
+    python benchmarks/throughput.py DATASET --profile 15 [--out DIR]    # where idealseg's step goes
 
-Writes DIR/throughput.json and prints images/s, slices/s and the ratios.
+Writes DIR/throughput.json and prints images/s, slices/s and the ratios (or DIR/profile.txt).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import h5py
 import numpy as np
 import torch
 from scipy import ndimage
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader, Dataset
 
 from idealseg.config import resolve_config
@@ -108,17 +110,34 @@ def reference_training(root: Path, size: int, batch: int, steps: int, workers: i
     return steps * batch / (time.perf_counter() - start)
 
 
+def _trainer(root: Path, run: Path, size: int, batch: int, iterations: int, channels_last: bool) -> Trainer:
+    """idealseg's engine training the plain U-Net (supervised) on every labelled slice."""
+    cfg = resolve_config("finetune", "cpu", None, dict(
+        method="supervised", dataset=str(root), labeled="all", input_size=size, batch_labeled=batch,
+        batch_unlabeled=0, iterations=iterations, time_budget=0, val_every=0, checkpoint_every=10**9,
+        log_every=5, channels_last=channels_last))
+    return Trainer(cfg, run)
+
+
 def idealseg_training(root: Path, size: int, batch: int, steps: int, channels_last: bool) -> float:
     """Images per second of idealseg's engine on the same model and batch (after 5 warm-up steps)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = resolve_config("finetune", "cpu", None, dict(
-            method="supervised", dataset=str(root), labeled="all", input_size=size, batch_labeled=batch,
-            batch_unlabeled=0, iterations=steps + 5, time_budget=0, val_every=0, checkpoint_every=10**9,
-            log_every=5, channels_last=channels_last))
-        trainer = Trainer(cfg, Path(tmp) / "run")
-        trainer.fit()
+        _trainer(root, Path(tmp) / "run", size, batch, steps + 5, channels_last).fit()
         rows = {int(r["step"]): float(r["time"]) for r in csv.DictReader(open(Path(tmp) / "run" / "log.csv"))}
     return steps * batch / (rows[steps + 5] - rows[5])
+
+
+def profile_training(root: Path, size: int, batch: int, steps: int, out: Path) -> None:
+    """torch.profiler over `steps` training steps of idealseg's side (after 5 warm-up steps): profile.txt."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = _trainer(root, Path(tmp) / "run", size, batch, 5, True)
+        trainer.fit()
+        trainer.cfg.iterations = 5 + steps
+        with profile(activities=activities) as prof:
+            trainer.fit()
+    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    (out / "profile.txt").write_text(prof.key_averages().table(sort_by=key, row_limit=25) + "\n")
 
 
 @torch.no_grad()
@@ -153,8 +172,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
     parser.add_argument("--out", default="benchmarks/results/throughput")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="only profile STEPS training steps of idealseg's side; writes OUT/profile.txt")
     args = parser.parse_args()
     root = Path(args.dataset)
+    if args.profile:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        profile_training(root, args.size, args.batch, args.profile, Path(args.out))
+        print((Path(args.out) / "profile.txt").read_text())
+        return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
     if device.type == "cuda":
