@@ -58,7 +58,7 @@ class RunConfig:
     checkpoint_every: int = 200
     log_every: int = 10
     amp: bool = True  # on CUDA only
-    channels_last: bool = True  # measured faster: CPU +33 %, CUDA bf16 2x (benchmarks/throughput.py)
+    channels_last: bool = True  # measured faster: CPU +25-30 %, CUDA bf16 2x (benchmarks/throughput.py)
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
     def to_dict(self) -> dict[str, Any]:
