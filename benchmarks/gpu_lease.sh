@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# What one short GPU lease runs, in order of value, each step time-boxed so that the results of the
-# finished steps survive: the CUDA/AMP tests, throughput at 256 x 256, then acdc_gpu_lease.yaml.
+# What one short GPU lease runs, each step time-boxed so that the results of the finished steps
+# survive: the GPU's description, throughput at 256 x 256, then acdc_gpu_lease.yaml. (The CUDA tests
+# are a separate call: `python -m pytest tests/test_reliability.py`.)
 #   bash benchmarks/gpu_lease.sh OUT_DIR [BENCH_SECONDS]
 # Needs the ACDC dataset folder at data/acdc_ssl4mis (or ../shared/data/acdc to build it).
 set -uo pipefail
