@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from idealseg.benchmark import load_benchmark, run_benchmark
+from idealseg.benchmark import collect, load_benchmark, run_benchmark, validation_curves
 from idealseg.cli import main
 from idealseg.data.importers.phantom import phantom_raw
 from idealseg.evaluation.evaluate import evaluate_run
@@ -124,7 +124,7 @@ def test_gpu_lease_config_fits_one_lease():
 def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):
     cfg = tmp_path / "b.yaml"
     cfg.write_text(
-        f"dataset: {phantom}\nprofile: tiny\nlabeled: [2]\noptions: {{threads: 1, val_every: 0}}\n"
+        f"dataset: {phantom}\nprofile: tiny\nlabeled: [2]\noptions: {{threads: 1, val_every: 2}}\n"
         "budget: {total_seconds: 2, pretrain_seconds: 1, calibrate_steps: 2}\n"
         "methods:\n  - {name: supervised, method: supervised}\n"
         "  - {name: ideal, method: ideal, pretrain: ideal-pretrain}\n"
@@ -141,3 +141,9 @@ def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):
     (root / "report.md").unlink()
     run_benchmark(cfg, tmp_path / "res", report_only=True)
     assert "| ideal |" in (root / "report.md").read_text() and (root / "dice_vs_labels.png").exists()
+    curves = {c["name"]: c for c in validation_curves(root, load_benchmark(cfg), collect(root))}
+    # x is calibrated compute: the last validation of each cell sits at the cell's whole budget (2 s),
+    # and pre-training moves ideal's first point to the right of supervised's at the same step
+    assert all(abs(c["minutes"][-1] - 2 / 60) < 1e-9 for c in curves.values())
+    assert curves["ideal"]["minutes"][0] > 1 / 60 and all(0 <= d <= 1 for d in curves["ideal"]["dice"])
+    assert (root / "dice_vs_compute.png").exists()

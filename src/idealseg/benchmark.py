@@ -207,11 +207,46 @@ def write_results(root: Path, spec: dict) -> None:
     with atomic_file(root / "report.md") as f:
         f.write(report_markdown(results, spec))
     try:
-        from idealseg.evaluation.figures import dice_vs_labels
+        from idealseg.evaluation.figures import dice_vs_compute, dice_vs_labels
 
         dice_vs_labels(results, root / "dice_vs_labels.png")
+        curves = validation_curves(root, spec, results)
+        if any(c["minutes"] for c in curves):
+            dice_vs_compute(curves, root / "dice_vs_compute.png")
     except ImportError:
         pass
+
+
+def validation_curves(root: Path, spec: dict, results: list[dict]) -> list[dict]:
+    """Each cell's validation Dice against the training compute spent to reach it, pre-training included.
+
+    A final number hides whether a method was still climbing when its budget ran out; at equal
+    compute, a method with a dearer step (two decoders, an unlabelled batch) stops earlier.
+    With a calibrated `budget` the x axis is calibrated compute, otherwise measured seconds.
+    """
+    budget = spec.get("budget")
+    curves = []
+    for r in results:
+        log = root / "cells" / _slug(f"{r['name']}_{r['labeled']}_seed{r['seed']}") / "run" / "log.csv"
+        if not log.exists():
+            continue
+        with open(log, newline="") as f:
+            rows = [row for row in csv.DictReader(f) if row.get("val_dice")]
+        if budget:
+            pre = budget["pretrain_seconds"] if r.get("pretrain") else 0.0
+            per_step = (budget["total_seconds"] - pre) / max(1, r["steps"])
+            seconds = [pre + int(row["step"]) * per_step for row in rows]
+        else:
+            seconds = [r["pretrain_seconds"] + float(row["time"]) for row in rows]
+        curves.append({"name": r["name"], "labeled": r["labeled"], "seed": r["seed"],
+                       "minutes": [t / 60 for t in seconds], "dice": [float(row["val_dice"]) for row in rows]})
+    order = [c["name"] for c in spec["methods"]]
+    return sorted(curves, key=lambda c: (_index(spec["labeled"], c["labeled"]), _index(order, c["name"]), c["seed"]))
+
+
+def _index(items: list, item) -> int:
+    """Position in the config (the order the reader set), unknown entries last."""
+    return items.index(item) if item in items else len(items)
 
 
 def report_markdown(results: list[dict], spec: dict) -> str:
@@ -238,7 +273,8 @@ def report_markdown(results: list[dict], spec: dict) -> str:
             cells.append(f"{dice:.3f} / {hd}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     machines = sorted({r["machine"] for r in results})
-    lines += ["", f"Machine: {'; '.join(machines)}. Per-class numbers: results.csv."]
+    lines += ["", f"Machine: {'; '.join(machines)}. Per-class numbers: results.csv. Validation Dice against "
+              "training compute, pre-training included: dice_vs_compute.png."]
     return "\n".join(lines) + "\n"
 
 

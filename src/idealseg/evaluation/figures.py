@@ -85,3 +85,23 @@ def dice_vs_labels(results: list[dict], path: Path) -> Path:
     ax.set_ylabel("mean foreground Dice")
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def dice_vs_compute(curves: list[dict], path: Path) -> Path:
+    """Validation Dice against training minutes, one panel per label budget, one colour per method."""
+    budgets = list(dict.fromkeys(c["labeled"] for c in curves))
+    names = list(dict.fromkeys(c["name"] for c in curves))
+    fig, axes = plt.subplots(1, len(budgets), figsize=(5 * len(budgets), 3.8), sharey=True, squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, budget in zip(axes[0], budgets, strict=True):
+        labelled: set[str] = set()  # one legend entry per method, however many seeds
+        for c in curves:
+            if c["labeled"] == budget and c["minutes"]:
+                ax.plot(c["minutes"], c["dice"], marker=".", color=colors(names.index(c["name"]) % 10),
+                        label=None if c["name"] in labelled else c["name"])
+                labelled.add(c["name"])
+        ax.set_title(f"{budget} labelled")
+        ax.set_xlabel("training compute (min), pre-training included")
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("validation mean Dice")
+    return _save(fig, path)
