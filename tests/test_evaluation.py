@@ -135,6 +135,7 @@ def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):
     assert float(next(r for r in rows if r["name"] == "ideal")["pretrain_seconds"]) > 0
     report = (root / "report.md").read_text()
     assert "| supervised |" in report and "| ideal |" in report
+    assert "wall time of these 2 cells" in report
     before = {p: p.stat().st_mtime for p in root.glob("cells/*/result.json")}
     run_benchmark(cfg, tmp_path / "res")  # finished cells are skipped
     assert before == {p: p.stat().st_mtime for p in root.glob("cells/*/result.json")}

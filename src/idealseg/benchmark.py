@@ -273,8 +273,12 @@ def report_markdown(results: list[dict], spec: dict) -> str:
             cells.append(f"{dice:.3f} / {hd}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     machines = sorted({r["machine"] for r in results})
-    lines += ["", f"Machine: {'; '.join(machines)}. Per-class numbers: results.csv. Validation Dice against "
-              "training compute, pre-training included: dice_vs_compute.png."]
+    # a shared pre-training is counted once (cells that used the same run recorded the same seconds)
+    pretrain = {(r["pretrain"], r["seed"], r["pretrain_seconds"]) for r in results if r.get("pretrain")}
+    wall = sum(r["finetune_seconds"] + r.get("eval_seconds", 0) for r in results) + sum(p[2] for p in pretrain)
+    lines += ["", f"Machine: {'; '.join(machines)}. Measured wall time of these {len(results)} cells: "
+              f"{wall / 3600:.1f} h (training and evaluation; each shared pre-training once). Per-class numbers: "
+              "results.csv. Validation Dice against training compute, pre-training included: dice_vs_compute.png."]
     return "\n".join(lines) + "\n"
 
 
