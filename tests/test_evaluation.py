@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from idealseg.benchmark import collect, load_benchmark, run_benchmark, validation_curves
+from idealseg.benchmark import collect, load_benchmark, paired_table, run_benchmark, validation_curves
 from idealseg.cli import main
 from idealseg.data.importers.phantom import phantom_raw
 from idealseg.evaluation.evaluate import evaluate_run
@@ -136,6 +136,7 @@ def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):
     report = (root / "report.md").read_text()
     assert "| supervised |" in report and "| ideal |" in report
     assert "wall time of these 2 cells" in report
+    assert "| supervised | " in report.split("minus ideal's")[1]  # the paired table, ideal as reference
     before = {p: p.stat().st_mtime for p in root.glob("cells/*/result.json")}
     run_benchmark(cfg, tmp_path / "res")  # finished cells are skipped
     assert before == {p: p.stat().st_mtime for p in root.glob("cells/*/result.json")}
@@ -148,3 +149,17 @@ def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):
     assert all(abs(c["minutes"][-1] - 2 / 60) < 1e-9 for c in curves.values())
     assert curves["ideal"]["minutes"][0] > 1 / 60 and all(0 <= d <= 1 for d in curves["ideal"]["dice"])
     assert (root / "dice_vs_compute.png").exists()
+
+
+def test_paired_table_differences_and_standard_error():
+    """Per-volume pairs: +0.1 and -0.1 average to 0 with standard error 0.1; unpaired seeds are left out."""
+    spec = {"methods": [{"name": "ideal", "method": "ideal"}, {"name": "sup", "method": "supervised"}]}
+    results = [
+        {"name": "ideal", "labeled": "7", "seed": 0, "dice": {"a": 0.7, "b": 0.7}},
+        {"name": "sup", "labeled": "7", "seed": 0, "dice": {"a": 0.8, "b": 0.6}},
+        {"name": "sup", "labeled": "7", "seed": 1, "dice": {"a": 0.1, "b": 0.1}},  # no ideal run with seed 1
+        {"name": "sup", "labeled": "3", "seed": 0, "dice": {"a": 0.5, "b": 0.5}},
+    ]
+    lines = paired_table(results, spec, ["7", "3"], ["ideal", "sup"])
+    assert lines[-1] == "| sup | +0.000 ± 0.100 (2) | - |"
+    assert paired_table(results, {**spec, "reference": "nobody"}, ["7"], ["ideal", "sup"]) == []

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from idealseg.atomic import atomic_file
@@ -128,8 +129,12 @@ def _iterations(root: Path, stage: str, method: str, opts: dict, seconds: float)
     return max(1, int(seconds / table[_stage_key(stage, method, opts)]))
 
 
+def _cell_dir(root: Path, name: str, labeled: str, seed: int) -> Path:
+    return root / "cells" / _slug(f"{name}_{labeled}_seed{seed}")
+
+
 def _run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget) -> None:
-    cell_dir = root / "cells" / _slug(f"{cell['name']}_{labeled}_seed{seed}")
+    cell_dir = _cell_dir(root, cell["name"], labeled, seed)
     if (cell_dir / "result.json").exists():
         return
     budget = spec.get("budget")
@@ -205,7 +210,7 @@ def write_results(root: Path, spec: dict) -> None:
         writer.writeheader()
         writer.writerows(rows)
     with atomic_file(root / "report.md") as f:
-        f.write(report_markdown(results, spec))
+        f.write(report_markdown([{**r, "dice": volume_dice(root, r)} for r in results], spec))
     try:
         from idealseg.evaluation.figures import dice_vs_compute, dice_vs_labels
 
@@ -227,7 +232,7 @@ def validation_curves(root: Path, spec: dict, results: list[dict]) -> list[dict]
     budget = spec.get("budget")
     curves = []
     for r in results:
-        log = root / "cells" / _slug(f"{r['name']}_{r['labeled']}_seed{r['seed']}") / "run" / "log.csv"
+        log = _cell_dir(root, r["name"], r["labeled"], r["seed"]) / "run" / "log.csv"
         if not log.exists():
             continue
         with open(log, newline="") as f:
@@ -272,6 +277,7 @@ def report_markdown(results: list[dict], spec: dict) -> str:
             hd = f"{sum(hds) / len(hds):.2f}" if hds else "n/a"
             cells.append(f"{dice:.3f} / {hd}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += paired_table(results, spec, budgets, names)
     machines = sorted({r["machine"] for r in results})
     # a shared pre-training is counted once (cells that used the same run recorded the same seconds)
     pretrain = {(r["pretrain"], r["seed"], r["pretrain_seconds"]) for r in results if r.get("pretrain")}
@@ -280,6 +286,49 @@ def report_markdown(results: list[dict], spec: dict) -> str:
               f"{wall / 3600:.1f} h (training and evaluation; each shared pre-training once). Per-class numbers: "
               "results.csv. Validation Dice against training compute, pre-training included: dice_vs_compute.png."]
     return "\n".join(lines) + "\n"
+
+
+def volume_dice(root: Path, result: dict) -> dict[str, float]:
+    """Mean foreground Dice of each volume a cell was evaluated on, from its per_volume.csv."""
+    path = _cell_dir(root, result["name"], result["labeled"], result["seed"]) / "run"
+    path = path / f"eval_{result['split']}" / "per_volume.csv"
+    if not path.exists():
+        return {}
+    by_case: dict[str, list[float]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            by_case.setdefault(row["case"], []).append(float(row["dice"]))
+    return {case: float(np.nanmean(v)) for case, v in by_case.items()}
+
+
+def paired_table(results: list[dict], spec: dict, budgets: list[str], names: list[str]) -> list[str]:
+    """Each method's mean Dice minus the reference method's, paired over the same volumes and seeds.
+
+    Two methods scored on the same 20 volumes differ much less from volume to volume than either
+    does on its own, so the paired standard error says which gaps in the table are more than the
+    volumes' spread (it cannot say how much a different training seed would move a cell).
+    """
+    reference = spec.get("reference") or next((c["name"] for c in spec["methods"] if c["method"] == "ideal"), None)
+    if reference not in names or not all("dice" in r for r in results):
+        return []
+    lines = ["", f"Mean Dice minus {reference}'s, paired over the same volumes and seeds: mean ± standard error "
+             f"(n pairs).", "", "| method | " + " | ".join(f"{b} labelled" for b in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
+    dice = {(r["name"], r["labeled"], r["seed"]): r["dice"] for r in results}
+    for name in names:
+        if name == reference:
+            continue
+        cells = []
+        for b in budgets:
+            diffs = []
+            for (n, lab, seed), own in dice.items():
+                ref = dice.get((reference, b, seed), {})
+                if n == name and lab == b:
+                    diffs += [own[case] - ref[case] for case in own if case in ref]
+            d = np.array(diffs)
+            cells.append(f"{d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f} ({len(d)})" if len(d) > 1 else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _duration(seconds: float) -> str:
