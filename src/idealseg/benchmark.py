@@ -263,8 +263,7 @@ def report_markdown(results: list[dict], spec: dict) -> str:
            if budget else "each cell the profile's wall-clock budget")
     lines = [f"Mean foreground Dice / HD95 ({unit}) on the {spec['split']} split, profile {spec['profile']}, "
              f"mean over seeds; {how}. Steps and measured seconds per cell: results.csv.", "",
-             "| method | " + " | ".join(f"{b} labelled" for b in budgets) + " |",
-             "|---|" + "---|" * len(budgets)]
+             *_table_header(budgets)]
     for name in names:
         cells = []
         for b in budgets:
@@ -286,6 +285,10 @@ def report_markdown(results: list[dict], spec: dict) -> str:
               f"{wall / 3600:.1f} h (training and evaluation; each shared pre-training once). Per-class numbers: "
               "results.csv. Validation Dice against training compute, pre-training included: dice_vs_compute.png."]
     return "\n".join(lines) + "\n"
+
+
+def _table_header(budgets: list[str]) -> list[str]:
+    return ["| method | " + " | ".join(f"{b} labelled" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
 
 
 def volume_dice(root: Path, result: dict) -> dict[str, float]:
@@ -312,8 +315,7 @@ def paired_table(results: list[dict], spec: dict, budgets: list[str], names: lis
     if reference not in names or not all("dice" in r for r in results):
         return []
     lines = ["", f"Mean Dice minus {reference}'s, paired over the same volumes and seeds: mean ± standard error "
-             f"(n pairs).", "", "| method | " + " | ".join(f"{b} labelled" for b in budgets) + " |",
-             "|---|" + "---|" * len(budgets)]
+             "(n pairs).", "", *_table_header(budgets)]
     dice = {(r["name"], r["labeled"], r["seed"]): r["dice"] for r in results}
     for name in names:
         if name == reference:
