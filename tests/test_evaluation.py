@@ -12,6 +12,7 @@ import pytest
 from idealseg.benchmark import collect, load_benchmark, paired_table, run_benchmark, validation_curves
 from idealseg.cli import main
 from idealseg.data.importers.phantom import phantom_raw
+from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
 from idealseg.evaluation.predict import predict_files
 from idealseg.pipeline import train
@@ -163,3 +164,10 @@ def test_paired_table_differences_and_standard_error():
     lines = paired_table(results, spec, ["7", "3"], ["ideal", "sup"])
     assert lines[-1] == "| sup | +0.000 ± 0.100 (2) | - |"
     assert paired_table(results, {**spec, "reference": "nobody"}, ["7"], ["ideal", "sup"]) == []
+
+
+def test_benchmark_reference_must_name_a_method(tmp_path):
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("dataset: d\nlabeled: [2]\nreference: idael\nmethods:\n  - {name: ideal, method: ideal}\n")
+    with pytest.raises(IdealsegError, match=r"b.yaml: reference 'idael' is not one of the methods \['ideal'\]"):
+        load_benchmark(cfg)

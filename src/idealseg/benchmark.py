@@ -50,6 +50,9 @@ def load_benchmark(path: str | Path) -> dict[str, Any]:
     for cell in spec["methods"]:
         if "name" not in cell or "method" not in cell:
             raise IdealsegError(f"{path}: each entry of methods needs a name and a method")
+    names = [cell["name"] for cell in spec["methods"]]
+    if spec.get("reference") and spec["reference"] not in names:
+        raise IdealsegError(f"{path}: reference {spec['reference']!r} is not one of the methods {names}")
     spec["labeled"] = [str(b) for b in spec["labeled"]]
     return spec
 
