@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from idealseg.benchmark import collect, load_benchmark, paired_table, run_benchmark, validation_curves
+from idealseg.benchmark import collect, load_benchmark, paired_table, report_markdown, run_benchmark, validation_curves
 from idealseg.cli import main
 from idealseg.data.importers.phantom import phantom_raw
 from idealseg.errors import IdealsegError
@@ -170,4 +170,24 @@ def test_benchmark_reference_must_name_a_method(tmp_path):
     cfg = tmp_path / "b.yaml"
     cfg.write_text("dataset: d\nlabeled: [2]\nreference: idael\nmethods:\n  - {name: ideal, method: ideal}\n")
     with pytest.raises(IdealsegError, match=r"b.yaml: reference 'idael' is not one of the methods \['ideal'\]"):
+        load_benchmark(cfg)
+
+
+def test_report_shows_seed_spread_where_a_method_has_several_seeds(tmp_path):
+    """A method's own `seeds` add runs; its cell shows mean ± standard deviation over them, others stay plain."""
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("dataset: d\nlabeled: [7]\nseeds: [0]\nmethods:\n  - {name: ideal, method: ideal, seeds: [0, 1]}\n"
+                   "  - {name: sup, method: supervised}\n")
+    spec = load_benchmark(cfg)
+    assert [c["seeds"] for c in spec["methods"]] == [[0, 1], [0]]
+
+    def cell(name, seed, dice):
+        return {"name": name, "labeled": "7", "seed": seed, "unit": "mm", "machine": "m", "finetune_seconds": 60,
+                "pretrain": None, "metrics": {"mean": {"dice": {"mean": dice}, "hd95": {"mean": 5.0}}}}
+
+    report = report_markdown([cell("ideal", 0, 0.7), cell("ideal", 1, 0.8), cell("sup", 0, 0.6)], spec)
+    assert "| ideal | 0.750 (± 0.071, 2 seeds) / 5.00 |" in report
+    assert "| sup | 0.600 / 5.00 |" in report
+    cfg.write_text("dataset: d\nlabeled: [7]\nmethods:\n  - {name: ideal, method: ideal, seeds: 1}\n")
+    with pytest.raises(IdealsegError, match=r"b.yaml: seeds of 'ideal' must be a list of integers, got 1"):
         load_benchmark(cfg)

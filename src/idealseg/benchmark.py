@@ -50,6 +50,9 @@ def load_benchmark(path: str | Path) -> dict[str, Any]:
     for cell in spec["methods"]:
         if "name" not in cell or "method" not in cell:
             raise IdealsegError(f"{path}: each entry of methods needs a name and a method")
+        seeds = cell.setdefault("seeds", spec["seeds"])  # a method may add seeds to measure their spread
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+            raise IdealsegError(f"{path}: seeds of {cell['name']!r} must be a list of integers, got {seeds!r}")
     names = [cell["name"] for cell in spec["methods"]]
     if spec.get("reference") and spec["reference"] not in names:
         raise IdealsegError(f"{path}: reference {spec['reference']!r} is not one of the methods {names}")
@@ -88,7 +91,7 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
         calibrate(root, spec, spec["methods"])  # all at once, ideally on a quiet machine
     for labeled in spec["labeled"]:
         for cell in cells:
-            for seed in spec["seeds"]:
+            for seed in cell["seeds"]:
                 _run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget)
                 write_results(root, spec)  # the report is current after every cell
     return root
@@ -265,7 +268,8 @@ def report_markdown(results: list[dict], spec: dict) -> str:
     how = (f"each cell {_duration(budget['total_seconds'])} of calibrated training compute, pre-training included"
            if budget else "each cell the profile's wall-clock budget")
     lines = [f"Mean foreground Dice / HD95 ({unit}) on the {spec['split']} split, profile {spec['profile']}, "
-             f"mean over seeds; {how}. Steps and measured seconds per cell: results.csv.", "",
+             f"mean over seeds (± their standard deviation where a cell has several); {how}. "
+             "Steps and measured seconds per cell: results.csv.", "",
              *_table_header(budgets)]
     for name in names:
         cells = []
@@ -274,10 +278,11 @@ def report_markdown(results: list[dict], spec: dict) -> str:
             if not rs:
                 cells.append("-")
                 continue
-            dice = sum(r["metrics"]["mean"]["dice"]["mean"] for r in rs) / len(rs)
+            dices = np.array([r["metrics"]["mean"]["dice"]["mean"] for r in rs])
             hds = [r["metrics"]["mean"]["hd95"]["mean"] for r in rs if r["metrics"]["mean"]["hd95"]["mean"] is not None]
             hd = f"{sum(hds) / len(hds):.2f}" if hds else "n/a"
-            cells.append(f"{dice:.3f} / {hd}")
+            spread = f" (± {dices.std(ddof=1):.3f}, {len(rs)} seeds)" if len(rs) > 1 else ""
+            cells.append(f"{dices.mean():.3f}{spread} / {hd}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += paired_table(results, spec, budgets, names)
     machines = sorted({r["machine"] for r in results})
