@@ -9,10 +9,12 @@ random rotation) inside DataLoader workers, float32 NCHW; inference feeds one sl
 idealseg's side is its own engine: the in-memory slice store, batched tensor augmentation on the
 training device, and batched whole-volume inference.
 
-    python benchmarks/throughput.py DATASET [--size 128] [--batch 8] [--steps 40] [--out DIR]
+    python benchmarks/throughput.py DATASET [--size 128] [--batch 8] [--steps 40] [--repeat 3] [--out DIR]
     python benchmarks/throughput.py DATASET --profile 15 [--out DIR]    # where idealseg's step goes
 
-Writes DIR/throughput.json and prints images/s, slices/s and the ratios (or DIR/profile.txt).
+Writes DIR/throughput.json and prints images/s, slices/s and the ratios (or DIR/profile.txt). On a
+shared machine one round can be off by 10 % or more: --repeat measures every quantity in several
+interleaved rounds and reports the medians (each round is kept in the JSON).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import platform
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -32,6 +35,7 @@ from scipy import ndimage
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader, Dataset
 
+from idealseg.atomic import atomic_file
 from idealseg.config import resolve_config
 from idealseg.data.dataset import Dataset as IdealDataset
 from idealseg.engine.trainer import Trainer
@@ -183,6 +187,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
     parser.add_argument("--out", default="benchmarks/results/throughput")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of every measurement, interleaved; the medians are reported")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="only profile STEPS training steps of idealseg's side; writes OUT/profile.txt")
     args = parser.parse_args()
@@ -198,25 +204,30 @@ def main() -> None:
         machine += f", {torch.cuda.get_device_name(device)} (idealseg side with bf16 autocast)"
     torch.manual_seed(0)
     np.random.seed(0)
-    result = {
-        "machine": machine, "device": device.type, "workers": args.workers,
-        "dataset": str(root), "input_size": args.size, "batch": args.batch, "steps": args.steps,
-        "train_images_per_s": {
-            "reference": reference_training(root, args.size, args.batch, args.steps, args.workers, device),
-            "idealseg": idealseg_training(root, args.size, args.batch, args.steps, False),
-            "idealseg_channels_last": idealseg_training(root, args.size, args.batch, args.steps, True),
-        },
-        "inference_slices_per_s": {
-            "reference": inference(root, args.size, False, device),
-            "idealseg": inference(root, args.size, True, device),
-        },
+    size, batch, steps, workers = args.size, args.batch, args.steps, args.workers
+    measures = {  # each measured once per round, rounds interleaved so that drift hits both sides alike
+        ("train_images_per_s", "reference"): partial(reference_training, root, size, batch, steps, workers, device),
+        ("train_images_per_s", "idealseg"): partial(idealseg_training, root, size, batch, steps, False),
+        ("train_images_per_s", "idealseg_channels_last"): partial(idealseg_training, root, size, batch, steps, True),
+        ("inference_slices_per_s", "reference"): partial(inference, root, size, False, device),
+        ("inference_slices_per_s", "idealseg"): partial(inference, root, size, True, device),
     }
+    rounds: dict[tuple[str, str], list[float]] = {key: [] for key in measures}
+    for _ in range(args.repeat):
+        for key, measure in measures.items():
+            rounds[key].append(measure())
+    result = {"machine": machine, "device": device.type, "workers": args.workers, "dataset": str(root),
+              "input_size": args.size, "batch": args.batch, "steps": args.steps, "repeat": args.repeat}
+    for (group, side), values in rounds.items():  # the median of the rounds; every round kept
+        result.setdefault(group, {})[side] = float(np.median(values))
+        result.setdefault(f"{group}_rounds", {})[side] = values
     t, i = result["train_images_per_s"], result["inference_slices_per_s"]
     result["train_ratio"] = t["idealseg_channels_last"] / t["reference"]  # channels_last is the default
     result["inference_ratio"] = i["idealseg"] / i["reference"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "throughput.json").write_text(json.dumps(result, indent=1))
+    with atomic_file(out / "throughput.json") as f:
+        json.dump(result, f, indent=1)
     print(json.dumps(result, indent=1))
 
 
