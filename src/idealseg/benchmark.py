@@ -331,10 +331,9 @@ def paired_table(results: list[dict], spec: dict, budgets: list[str], names: lis
         cells = []
         for b in budgets:
             diffs = []
-            for (n, lab, seed), own in dice.items():
-                ref = dice.get((reference, b, seed), {})
-                if n == name and lab == b:
-                    diffs += [own[case] - ref[case] for case in own if case in ref]
+            for seed in {s for n, lab, s in dice if n == name and lab == b}:
+                own, ref = dice[(name, b, seed)], dice.get((reference, b, seed), {})
+                diffs += [own[case] - ref[case] for case in own if case in ref]
             d = np.array(diffs)
             cells.append(f"{d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f} ({len(d)})" if len(d) > 1 else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
