@@ -41,7 +41,7 @@ from idealseg.data.dataset import Dataset as IdealDataset
 from idealseg.engine.trainer import Trainer
 from idealseg.evaluation.inference import predict_volume
 from idealseg.losses.dice_ce import DiceCELoss
-from idealseg.models.unet import UNet
+from idealseg.models.unet import ByteMaskDropout, UNet
 
 
 class ReferenceSlices(Dataset):
@@ -75,11 +75,15 @@ class ReferenceSlices(Dataset):
 
 
 def plain_unet(classes: int) -> UNet:
-    """The same U-Net as SSL4MIS writes it: out-of-place activations (idealseg's run in place)."""
+    """The same U-Net as SSL4MIS writes it: out-of-place activations and torch's own dropout
+    (idealseg's activations run in place and its CPU dropout draws bytes)."""
     model = UNet(classes)
-    for module in model.modules():
+    for module in list(model.modules()):
         if isinstance(module, torch.nn.LeakyReLU):
             module.inplace = False
+        for name, child in module.named_children():
+            if isinstance(child, ByteMaskDropout):
+                setattr(module, name, torch.nn.Dropout(child.p))
     return model
 
 
