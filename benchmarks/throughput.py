@@ -41,7 +41,7 @@ from idealseg.data.dataset import Dataset as IdealDataset
 from idealseg.engine.trainer import Trainer
 from idealseg.evaluation.inference import predict_volume
 from idealseg.losses.dice_ce import DiceCELoss
-from idealseg.models.unet import ByteMaskDropout, UNet
+from idealseg.models.unet import ByteMaskDropout, UNet, fold_batchnorm
 
 
 class ReferenceSlices(Dataset):
@@ -169,7 +169,7 @@ def inference(root: Path, size: int, batched: bool, device: torch.device) -> flo
     """
     ds = IdealDataset(root)
     if batched:  # idealseg's side as `load_run` gives it
-        model = UNet(ds.num_classes).to(device, memory_format=torch.channels_last).eval()
+        model = fold_batchnorm(UNet(ds.num_classes)).to(device, memory_format=torch.channels_last)
     else:
         model = plain_unet(ds.num_classes).to(device).eval()
     cases = [ds.load(c.id) for c in ds.split("val")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from idealseg.models.unet import ByteMaskDropout, UNet, UpBlock
+from idealseg.models.unet import ByteMaskDropout, UNet, UpBlock, fold_batchnorm
 
 
 def test_bilinear_up_runs_conv_first_with_the_same_result_and_keys():
@@ -43,3 +43,18 @@ def test_byte_mask_dropout_is_identity_in_eval_and_repeatable_under_a_seed():
     assert torch.equal(drop(x), first)
     assert 0.4 < (first == 0).float().mean().item() < 0.6
     assert torch.equal(ByteMaskDropout(1.0).train()(x), torch.zeros_like(x))
+
+
+def test_folding_batchnorm_keeps_the_eval_output():
+    torch.manual_seed(0)
+    model = UNet(4)
+    for module in model.modules():  # statistics as after training, not the identity ones of a new model
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.normal_()
+    x = torch.rand(3, 1, 32, 32)
+    expected = model.eval()(x)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert torch.allclose(folded(x), expected, atol=1e-4)

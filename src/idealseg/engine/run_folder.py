@@ -10,6 +10,7 @@ from idealseg.config import RunConfig
 from idealseg.engine.checkpoint import load_checkpoint
 from idealseg.errors import IdealsegError, InputError
 from idealseg.methods import Method, get_method
+from idealseg.models.unet import fold_batchnorm
 
 
 def resolve_run(run: str | Path) -> Path:
@@ -23,7 +24,7 @@ def resolve_run(run: str | Path) -> Path:
 
 
 def load_run(run: str | Path, checkpoint: str = "last", device="cpu") -> tuple[RunConfig, Method, Path]:
-    """(config, method with weights in eval mode, run folder) for evaluation and prediction."""
+    """(config, method with weights in eval mode and BatchNorm folded, run folder) for inference."""
     run = resolve_run(run)
     cfg = RunConfig.load(run / "config.yaml")
     if cfg.stage != "finetune":
@@ -34,7 +35,7 @@ def load_run(run: str | Path, checkpoint: str = "last", device="cpu") -> tuple[R
     state = load_checkpoint(path, map_location="cpu")
     method = get_method(cfg.method)(cfg)
     method.load_state_dict(state["model"])
-    method = method.to(device).eval()
+    method = fold_batchnorm(method).to(device)
     if cfg.channels_last:  # as trained; about 30 % faster inference on the CPU too
         method = method.to(memory_format=torch.channels_last)
     return cfg, method, run
