@@ -60,8 +60,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold each ConvBlock's BatchNorm into the convolution before it, for inference only.
 
     In eval mode BatchNorm is a per-channel affine map that the convolution's weights can absorb:
-    one full-resolution pass fewer per convolution, about 18 % of CPU inference. The model cannot
-    be trained afterwards (the batch statistics are gone), so only `load_run` does this.
+    one full-resolution pass fewer per convolution. The model cannot be trained afterwards (the
+    batch statistics are gone), so only `load_run` does this.
     """
     model.eval()
     for block in model.modules():
