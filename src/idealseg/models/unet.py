@@ -26,8 +26,9 @@ class ByteMaskDropout(nn.Dropout):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cut = round(self.p * 256)
-        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
-        if not self.training or x.device.type != "cpu" or not dense or cut >= 256:
+        if not self.training or x.device.type != "cpu" or cut >= 256 or not (
+            x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+        ):
             return super().forward(x)
         if cut == 0:
             return x
