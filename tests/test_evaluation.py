@@ -9,7 +9,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from idealseg.benchmark import collect, load_benchmark, paired_table, report_markdown, run_benchmark, validation_curves
+from idealseg.benchmark import (
+    calibrate,
+    collect,
+    load_benchmark,
+    paired_table,
+    report_markdown,
+    run_benchmark,
+    validation_curves,
+)
 from idealseg.cli import main
 from idealseg.data.importers.phantom import phantom_raw
 from idealseg.errors import IdealsegError
@@ -120,6 +128,35 @@ def test_gpu_lease_config_fits_one_lease():
     spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "acdc_gpu_lease.yaml")
     assert spec["profile"] == "gpu" and spec["methods"][0]["method"] == "ideal"
     assert len(spec["methods"]) * spec["budget"]["total_seconds"] <= 600
+
+
+def test_long_cpu_config_reuses_the_cpu_calibration():
+    """acdc_cpu_long: three times acdc_cpu's budget, the same pre-training, acdc_cpu's committed seconds per step."""
+    from pathlib import Path
+
+    repo = Path(__file__).parents[1]
+    short, long = (load_benchmark(repo / "benchmarks" / f"{n}.yaml") for n in ("acdc_cpu", "acdc_cpu_long"))
+    assert long["budget"]["total_seconds"] == 3 * short["budget"]["total_seconds"]
+    assert long["budget"]["pretrain_seconds"] == short["budget"]["pretrain_seconds"]
+    assert Path(repo / long["budget"]["calibration"]) == repo / short["out"] / "calibration.json"
+    assert (repo / long["budget"]["calibration"]).exists()
+
+
+def test_shared_calibration_is_copied_not_measured(tmp_path):
+    """With budget.calibration holding every stage, nothing is trained: the table is copied as it is."""
+    shared = tmp_path / "cal.json"
+    shared.write_text(json.dumps({"finetune_supervised": 0.25, "pretrain_ideal-pretrain": 0.5, "finetune_ideal": 0.75}))
+    spec = {"dataset": "no-such-dataset", "budget": {"calibration": str(shared)}}
+    cells = [{"name": "sup", "method": "supervised"},
+             {"name": "ideal", "method": "ideal", "pretrain": "ideal-pretrain"}]
+    assert calibrate(tmp_path / "res", spec, cells)["finetune_ideal"] == 0.75
+    assert json.loads((tmp_path / "res" / "calibration.json").read_text()) == json.loads(shared.read_text())
+    shared.write_text('{"finetune_supervised": -1}')
+    with pytest.raises(IdealsegError, match=r"cal.json: a calibration maps each stage to positive seconds"):
+        calibrate(tmp_path / "other", spec, cells)
+    spec["budget"]["calibration"] = str(tmp_path / "missing.json")
+    with pytest.raises(IdealsegError, match=r"missing.json: cannot read the calibration"):
+        calibrate(tmp_path / "third", spec, cells)
 
 
 def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):

@@ -7,7 +7,8 @@ it used; with `equal_budget`, cells without pre-training get its time added to f
 
 With a `budget` entry, seconds become iterations through a calibration (seconds per step of each
 method, measured once and kept in calibration.json), so that the comparison is equal in compute
-and does not depend on what else the machine was doing while a cell ran.
+and does not depend on what else the machine was doing while a cell ran. `budget.calibration` names
+another run's calibration.json to start from (the same seconds per step, a longer budget).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def _stage_key(stage: str, method: str, opts: dict) -> str:
 def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
     """Seconds per training step of each (stage, method, options) in `cells`, measured once."""
     path = root / "calibration.json"
-    table = json.loads(path.read_text()) if path.exists() else {}
+    table = json.loads(path.read_text()) if path.exists() else _shared_calibration(spec)
     steps = int(spec["budget"].get("calibrate_steps", 20))
     jobs = []
     for cell in cells:
@@ -125,8 +126,29 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
             table[key] = (times[steps + 5] - times[5]) / steps  # the first steps warm caches up
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        with atomic_file(path) as f:
-            json.dump(table, f, indent=1)
+        _write_calibration(path, table)
+    if not path.exists():
+        _write_calibration(path, table)  # every entry came from budget.calibration
+    return table
+
+
+def _write_calibration(path: Path, table: dict[str, float]) -> None:
+    with atomic_file(path) as f:
+        json.dump(table, f, indent=1)
+
+
+def _shared_calibration(spec: dict) -> dict[str, float]:
+    """The table named by `budget: {calibration: FILE}`: another benchmark's seconds per step, so that a
+    longer-budget run of the same methods gets steps in proportion to the first one's, not a new measurement."""
+    source = spec["budget"].get("calibration")
+    if not source:
+        return {}
+    try:
+        table = json.loads(Path(source).read_text())
+    except (OSError, ValueError) as e:
+        raise IdealsegError(f"{source}: cannot read the calibration named by budget.calibration ({e})") from e
+    if not isinstance(table, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in table.values()):
+        raise IdealsegError(f"{source}: a calibration maps each stage to positive seconds per step")
     return table
 
 
