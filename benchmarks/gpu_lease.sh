@@ -2,7 +2,7 @@
 # What one short GPU lease runs, each step time-boxed so that the results of the finished steps
 # survive: the GPU's description, throughput at 256 x 256, then a benchmark config (default
 # acdc_gpu_lease.yaml). (The CUDA tests are a separate call: `python -m pytest tests/test_reliability.py`.)
-#   bash benchmarks/gpu_lease.sh OUT_DIR [BENCH_SECONDS] [CONFIG]
+#   bash benchmarks/gpu_lease.sh OUT_DIR [BENCH_SECONDS (0: no limit)] [CONFIG]
 # Needs the ACDC dataset folder at data/acdc_ssl4mis (or ../shared/data/acdc to build it).
 set -uo pipefail
 out=${1:?usage: gpu_lease.sh OUT_DIR [BENCH_SECONDS]}
