@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_lease.sh OUT_DIR [BENCH_SECONDS (0: no limit)] [CONFIG]
 # Needs the ACDC dataset folder at data/acdc_ssl4mis (or ../shared/data/acdc to build it).
 set -uo pipefail
-out=${1:?usage: gpu_lease.sh OUT_DIR [BENCH_SECONDS]}
+out=${1:?usage: gpu_lease.sh OUT_DIR [BENCH_SECONDS] [CONFIG]}
 bench_seconds=${2:-420}
 config=${3:-benchmarks/acdc_gpu_lease.yaml}
 mkdir -p "$out"
