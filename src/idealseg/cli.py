@@ -38,7 +38,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 _TRAIN_OPTIONS = {  # CLI flag -> (type, help); every RunConfig field is also settable in --config YAML
-    "labeled": (str, "label budget: 7, 10%, ssl4mis:7, all or @ids.txt"),
+    "labeled": (str, "label budget: 7, 10%%, ssl4mis:7, all or @ids.txt"),
     "init": (str, "pre-training run folder (or encoder.pt) to initialise the encoder from"),
     "seed": (int, "random seed (split of labelled patients, sampling, augmentation, init)"),
     "iterations": (int, "maximum number of optimizer steps"),
