@@ -118,7 +118,9 @@ def test_shipped_benchmark_configs_parse(name):
     spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / f"{name}.yaml")
     assert spec["labeled"][:2] == ["ssl4mis:7", "ssl4mis:3"]
     assert [c["name"] for c in spec["methods"]][:3] == ["supervised", "cps", "ideal"]
-    assert len(spec["methods"]) == 8
+    names = {c["name"] for c in spec["methods"]}
+    assert names >= {"supervised", "cps", "ideal", "mean-teacher", "gcl-lcl + supervised", "ideal w/o pre-training",
+                     "ideal pre-training + supervised", "ideal with mlp head"}, names
 
 
 @pytest.mark.parametrize("name", ["acdc_gpu_lease", "acdc_gpu_lease_long"])
