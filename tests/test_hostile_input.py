@@ -160,6 +160,15 @@ def _unknown_yaml_key(tmp: Path):
     return ["finetune", tmp, "--out", tmp / "run", "--config", cfg], "unknown option 'learning_rate'", tmp / "run"
 
 
+def _bad_option(command: str, text: str, expected: str):
+    """A run.yaml whose option is the wrong type, out of range or inconsistent: refused before any run folder."""
+    def case(tmp: Path):
+        cfg = tmp / "run.yaml"
+        cfg.write_text(text + "\n")
+        return [command, tmp, "--out", tmp / "run", "--config", cfg], expected, tmp / "run"
+    return case
+
+
 def _unknown_method(tmp: Path):
     return ["finetune", tmp, "--out", tmp / "run", "--method", "unet++"], "unknown method 'unet++'", tmp / "run"
 
@@ -230,6 +239,15 @@ CASES = {
     "train: not a dataset folder": _not_a_dataset,
     "train: unreadable YAML": _bad_yaml,
     "train: unknown YAML option": _unknown_yaml_key,
+    "train: option of the wrong type": _bad_option("finetune", "lr: abc", "run.yaml: option 'lr' must be a number"),
+    "train: negative iterations": _bad_option("finetune", "iterations: -5", "option 'iterations' must be >= 1"),
+    "train: option outside its choices": _bad_option("finetune", "perturb1: blur",
+                                                     "option 'perturb1' must be one of dropout, noise, none"),
+    "train: input size the U-Net cannot halve": _bad_option("finetune", "input_size: 100", "a multiple of 16"),
+    "train: dense head level outside the encoder": _bad_option("pretrain", "dense_level: 9",
+                                                               "dense_level=9 names no encoder level"),
+    "train: no unlabelled slices to pre-train on": _bad_option("pretrain", "batch_unlabeled: 0",
+                                                               "pretrain needs at least 1 slice"),
     "train: unknown method": _unknown_method,
     "train: pre-training method for fine-tuning": _pretrain_method_for_finetune,
     "evaluate: not a run folder": _evaluate_not_a_run,

@@ -6,6 +6,7 @@ run folder enough to resume, evaluate or predict.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,18 @@ class RunConfig:
                 raise IdealsegError(f"{source}: unknown option {key!r}")
             if value is None:
                 continue
-            if key in ("channels", "classes"):
-                value = tuple(value)
-            setattr(self, key, value)
+            setattr(self, key, _checked(key, str(known[key].type), value, source))
+        return self
+
+    def check(self) -> RunConfig:
+        """What no single option can check alone; run once every source is applied."""
+        levels = len(self.channels)
+        if not -levels <= self.dense_level < levels:
+            raise IdealsegError(f"option dense_level={self.dense_level} names no encoder level: the encoder has "
+                                f"{levels} (use -{levels} to {levels - 1}; -1 is the deepest)")
+        needed = "batch_unlabeled" if self.stage == "pretrain" else "batch_labeled"
+        if getattr(self, needed) < 1:
+            raise IdealsegError(f"option {needed}={getattr(self, needed)}: {self.stage} needs at least 1 slice a step")
         return self
 
     @classmethod
@@ -146,4 +156,66 @@ def resolve_config(stage: str, profile: str, yaml_path: str | None, overrides: d
         cfg.update(read_yaml(yaml_path), yaml_path)
     cfg.update(overrides, "command line")
     cfg.stage = stage
-    return cfg
+    return cfg.check()
+
+
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {  # field annotation -> accepted Python types, wording
+    "int": ((int,), "a whole number"),
+    "float": ((int, float), "a number"),
+    "bool": ((bool,), "true or false"),
+    "str": ((str, Path), "a string"),
+    "str | None": ((str, Path), "a string"),
+    "tuple[int, ...]": ((list, tuple), "a list of whole numbers"),
+    "tuple[str, ...]": ((list, tuple), "a list of strings"),
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "stage": ("pretrain", "finetune"),
+    "optimizer": ("sgd", "adam"),
+    "head": ("dense", "mlp"),
+    "perturb1": ("dropout", "noise", "none"),
+    "perturb2": ("dropout", "noise", "none"),
+}
+
+_LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {  # option -> (allowed?, what is allowed)
+    "iterations": (lambda v: v >= 1, ">= 1"),
+    "time_budget": (lambda v: v >= 0, ">= 0 (0 = no time limit)"),
+    "input_size": (lambda v: v >= 16 and v % 16 == 0, "a multiple of 16 (the U-Net halves it four times)"),
+    "batch_labeled": (lambda v: v >= 0, ">= 0"),
+    "batch_unlabeled": (lambda v: v >= 0, ">= 0"),
+    "num_classes": (lambda v: v >= 2, ">= 2 (background and at least one structure)"),
+    "channels": (lambda v: len(v) == 5 and min(v) >= 1, "five positive channel counts, one per U-Net level"),
+    "lr": (lambda v: v > 0, "> 0"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "poly_power": (lambda v: v >= 0, ">= 0"),
+    "lambda_max": (lambda v: v >= 0, ">= 0"),
+    "rampup": (lambda v: 0 <= v <= 1, "a fraction of the budget, 0 to 1"),
+    "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "temperature": (lambda v: v > 0, "> 0 (the paper uses 0.1)"),
+    "momentum_key": (lambda v: 0 <= v < 1, "in [0, 1) (0 = shared weights)"),
+    "global_weight": (lambda v: v >= 0, ">= 0"),
+    "val_every": (lambda v: v >= 0, ">= 0 (0 = never)"),
+    "checkpoint_every": (lambda v: v >= 1, ">= 1"),
+    "log_every": (lambda v: v >= 1, ">= 1"),
+    "threads": (lambda v: v >= 0, ">= 0 (0 = torch's default)"),
+}
+
+
+def _checked(key: str, annotation: str, value: Any, source: str) -> Any:
+    """`value` converted to the option's type, or a one-line error naming the source and the option."""
+    if key == "labeled" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # `labeled: 7` in YAML means 7 patients
+    accepted, wording = _TYPES[annotation]
+    ok = isinstance(value, accepted) and (annotation == "bool" or not isinstance(value, bool))
+    if ok and annotation.startswith("tuple"):
+        item = str if "str" in annotation else int
+        ok = all(isinstance(v, item) and not isinstance(v, bool) for v in value)
+    if not ok:
+        raise IdealsegError(f"{source}: option {key!r} must be {wording}, got {value!r}")
+    convert = {"float": float, "str": str, "str | None": str, "tuple[int, ...]": tuple, "tuple[str, ...]": tuple}
+    value = convert.get(annotation, lambda v: v)(value)
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise IdealsegError(f"{source}: option {key!r} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
+    if key in _LIMITS and not _LIMITS[key][0](value):
+        raise IdealsegError(f"{source}: option {key!r} must be {_LIMITS[key][1]}, got {value!r}")
+    return value
