@@ -231,3 +231,23 @@ def test_report_shows_seed_spread_where_a_method_has_several_seeds(tmp_path):
     cfg.write_text("dataset: d\nlabeled: [7]\nmethods:\n  - {name: ideal, method: ideal, seeds: 1}\n")
     with pytest.raises(IdealsegError, match=r"b.yaml: seeds of 'ideal' must be a list of integers, got 1"):
         load_benchmark(cfg)
+
+
+@pytest.mark.parametrize("methods, extra, expected", [
+    ("{name: x, method: unet++}", "", r"method 'x': unknown method 'unet\+\+'"),
+    ("{name: x, method: ideal-pretrain}", "", r"method 'x': 'ideal-pretrain' is a pretrain method"),
+    ("{name: x, method: ideal, pretrain: ideal}", "", r"method 'x': 'ideal' is a finetune method"),
+    ("{name: x, method: ideal, options: {lr: fast}}", "", r"method 'x': command line: option 'lr' must be a number"),
+    ("{name: x, method: ideal, pretrain: ideal-pretrain, pretrain_options: {dense_level: 5}}", "",
+     r"method 'x': option dense_level=5 names no encoder level"),
+    ("{name: x, method: ideal, pretrain: ideal-pretrain}", "budget: {total_seconds: 60, pretrain_seconds: 60}\n",
+     r"budget.pretrain_seconds \(60\) leaves no fine-tuning within total_seconds \(60\)"),
+    ("{name: x, method: ideal}", "budget: {total_seconds: -1}\n", r"budget.total_seconds must be a number of seconds"),
+    ("{name: x, method: ideal}", "budget: {total: 60}\n", r"budget must map total_seconds"),
+])
+def test_benchmark_config_errors_before_any_cell_runs(tmp_path, methods, extra, expected):
+    """A typo deep in the matrix would otherwise surface hours in, when its cell starts."""
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(f"dataset: d\nlabeled: [2]\n{extra}methods:\n  - {methods}\n")
+    with pytest.raises(IdealsegError, match="b.yaml: " + expected):
+        load_benchmark(cfg)

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from idealseg.atomic import atomic_file
-from idealseg.config import PROFILES, read_yaml
+from idealseg.config import PROFILES, read_yaml, resolve_config
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
+from idealseg.methods import get_method
 from idealseg.pipeline import run_stage
 
 REQUIRED = ("dataset", "methods", "labeled")
@@ -54,11 +55,51 @@ def load_benchmark(path: str | Path) -> dict[str, Any]:
         seeds = cell.setdefault("seeds", spec["seeds"])  # a method may add seeds to measure their spread
         if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
             raise IdealsegError(f"{path}: seeds of {cell['name']!r} must be a list of integers, got {seeds!r}")
+        _check_cell(path, spec, cell)
+    if "budget" in spec:
+        _check_budget(path, spec["budget"], any(cell.get("pretrain") for cell in spec["methods"]))
     names = [cell["name"] for cell in spec["methods"]]
     if spec.get("reference") and spec["reference"] not in names:
         raise IdealsegError(f"{path}: reference {spec['reference']!r} is not one of the methods {names}")
     spec["labeled"] = [str(b) for b in spec["labeled"]]
     return spec
+
+
+def _check_cell(path: str | Path, spec: dict, cell: dict) -> None:
+    """Resolve a cell's configurations now, so that a typo fails here and not hours into the matrix."""
+    stages = [("finetune", cell["method"], cell.get("options", {}))]
+    if cell.get("pretrain"):
+        stages.insert(0, ("pretrain", cell["pretrain"], cell.get("pretrain_options", {})))
+    for stage, method, opts in stages:
+        if not isinstance(opts, dict):
+            raise IdealsegError(f"{path}: options of {cell['name']!r} must be a mapping, got {opts!r}")
+        try:
+            get_method(method, stage)
+            resolve_config(stage, spec["profile"], None, {**spec["options"], **opts, "method": method})
+        except IdealsegError as exc:
+            raise IdealsegError(f"{path}: method {cell['name']!r}: {exc}") from None
+
+
+def _check_budget(path: str | Path, budget: Any, pretraining: bool) -> None:
+    """`budget: {total_seconds, pretrain_seconds, calibrate_steps, calibration}`, each sensible."""
+    if not isinstance(budget, dict) or set(budget) - {"total_seconds", "pretrain_seconds", "calibrate_steps",
+                                                      "calibration"}:
+        raise IdealsegError(f"{path}: budget must map total_seconds, pretrain_seconds, calibrate_steps, calibration; "
+                            f"got {budget!r}")
+
+    def number(key: str) -> float:
+        value = budget.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise IdealsegError(f"{path}: budget.{key} must be a number of seconds >= 0, got {value!r}")
+        return value
+
+    total = number("total_seconds")
+    if pretraining and not number("pretrain_seconds") < total:
+        raise IdealsegError(f"{path}: budget.pretrain_seconds ({budget['pretrain_seconds']}) leaves no fine-tuning "
+                            f"within total_seconds ({total})")
+    steps = budget.get("calibrate_steps", 20)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise IdealsegError(f"{path}: budget.calibrate_steps must be a whole number >= 1, got {steps!r}")
 
 
 def _slug(text: str) -> str:
