@@ -49,6 +49,8 @@ def test_ssl4mis_subset_is_leading_slices(ssl):
 def test_budget_errors(ssl, tmp_path):
     with pytest.raises(IdealsegError, match="asks for 9 patients"):
         select_budget(ssl, "9")
+    with pytest.raises(IdealsegError, match="at least 1 labelled patient is needed"):
+        select_budget(ssl, "0")
     with pytest.raises(IdealsegError, match="expected a count"):
         select_budget(ssl, "seven")
     bad = tmp_path / "ids.txt"

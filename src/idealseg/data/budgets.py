@@ -65,7 +65,9 @@ def select_budget(dataset: Dataset, spec: str | int, seed: int = 0) -> Budget:
         ) from None
     if spec.endswith("%"):
         n = max(n, 1)
-    if n < 1 or n > len(pool):
+    if n < 1:
+        raise IdealsegError(f"--labeled {spec}: at least 1 labelled patient is needed (the train split has {len(pool)})")
+    if n > len(pool):
         raise IdealsegError(f"--labeled {spec}: asks for {n} patients but the train split has {len(pool)}")
     order = np.random.default_rng(seed).permutation(len(pool))
     return Budget(spec, sorted(pool[i] for i in order[:n]))
