@@ -239,7 +239,7 @@ def test_report_shows_seed_spread_where_a_method_has_several_seeds(tmp_path):
     ("{name: x, method: ideal, pretrain: ideal}", "", r"method 'x': 'ideal' is a finetune method"),
     ("{name: x, method: ideal, options: {lr: fast}}", "", r"method 'x': command line: option 'lr' must be a number"),
     ("{name: x, method: ideal, pretrain: ideal-pretrain, pretrain_options: {dense_level: 5}}", "",
-     r"method 'x': option dense_level=5 names no encoder level"),
+     r"method 'x': command line: option dense_level=5 names no encoder level"),
     ("{name: x, method: ideal, pretrain: ideal-pretrain}", "budget: {total_seconds: 60, pretrain_seconds: 60}\n",
      r"budget.pretrain_seconds \(60\) leaves no fine-tuning within total_seconds \(60\)"),
     ("{name: x, method: ideal}", "budget: {total_seconds: -1}\n", r"budget.total_seconds must be a number of seconds"),

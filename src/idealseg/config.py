@@ -81,17 +81,21 @@ class RunConfig:
             if value is None:
                 continue
             setattr(self, key, _checked(key, str(known[key].type), value, source))
+            self.__dict__.setdefault("_sources", {})[key] = source  # for check()'s messages; not a field
         return self
 
     def check(self) -> RunConfig:
         """What no single option can check alone; run once every source is applied."""
+        sources = self.__dict__.get("_sources", {})
         levels = len(self.channels)
         if not -levels <= self.dense_level < levels:
-            raise IdealsegError(f"option dense_level={self.dense_level} names no encoder level: the encoder has "
-                                f"{levels} (use -{levels} to {levels - 1}; -1 is the deepest)")
+            raise IdealsegError(f"{sources.get('dense_level', 'defaults')}: option dense_level={self.dense_level} "
+                                f"names no encoder level: the encoder has {levels} (use -{levels} to {levels - 1}; "
+                                "-1 is the deepest)")
         needed = "batch_unlabeled" if self.stage == "pretrain" else "batch_labeled"
         if getattr(self, needed) < 1:
-            raise IdealsegError(f"option {needed}={getattr(self, needed)}: {self.stage} needs at least 1 slice a step")
+            raise IdealsegError(f"{sources.get(needed, 'defaults')}: option {needed}={getattr(self, needed)}: "
+                                f"{self.stage} needs at least 1 slice a step")
         return self
 
     @classmethod
