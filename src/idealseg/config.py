@@ -163,14 +163,14 @@ def resolve_config(stage: str, profile: str, yaml_path: str | None, overrides: d
     return cfg.check()
 
 
-_TYPES: dict[str, tuple[tuple[type, ...], str]] = {  # field annotation -> accepted Python types, wording
-    "int": ((int,), "a whole number"),
-    "float": ((int, float), "a number"),
-    "bool": ((bool,), "true or false"),
-    "str": ((str, Path), "a string"),
-    "str | None": ((str, Path), "a string"),
-    "tuple[int, ...]": ((list, tuple), "a list of whole numbers"),
-    "tuple[str, ...]": ((list, tuple), "a list of strings"),
+_TYPES: dict[str, tuple[tuple[type, ...], str, Callable[[Any], Any]]] = {  # annotation -> accepted, wording, convert
+    "int": ((int,), "a whole number", int),
+    "float": ((int, float), "a number", float),
+    "bool": ((bool,), "true or false", bool),
+    "str": ((str, Path), "a string", str),
+    "str | None": ((str, Path), "a string", str),
+    "tuple[int, ...]": ((list, tuple), "a list of whole numbers", tuple),
+    "tuple[str, ...]": ((list, tuple), "a list of strings", tuple),
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -209,15 +209,14 @@ def _checked(key: str, annotation: str, value: Any, source: str) -> Any:
     """`value` converted to the option's type, or a one-line error naming the source and the option."""
     if key == "labeled" and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)  # `labeled: 7` in YAML means 7 patients
-    accepted, wording = _TYPES[annotation]
+    accepted, wording, convert = _TYPES[annotation]
     ok = isinstance(value, accepted) and (annotation == "bool" or not isinstance(value, bool))
     if ok and annotation.startswith("tuple"):
         item = str if "str" in annotation else int
         ok = all(isinstance(v, item) and not isinstance(v, bool) for v in value)
     if not ok:
         raise IdealsegError(f"{source}: option {key!r} must be {wording}, got {value!r}")
-    convert = {"float": float, "str": str, "str | None": str, "tuple[int, ...]": tuple, "tuple[str, ...]": tuple}
-    value = convert.get(annotation, lambda v: v)(value)
+    value = convert(value)
     if key in _CHOICES and value not in _CHOICES[key]:
         raise IdealsegError(f"{source}: option {key!r} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
     if key in _LIMITS and not _LIMITS[key][0](value):
