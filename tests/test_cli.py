@@ -19,3 +19,11 @@ def test_help_prints(command, capsys):
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: ") and command in out.splitlines()[0]
+
+
+def test_prepare_usage_names_both_forms(capsys):
+    """`prepare` takes SRC OUT, except phantom (OUT only); argparse's own line said 'SRC OUT [SRC OUT ...]'."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["prepare", "--help"])
+    usage = capsys.readouterr().out.split("\n\n")[0]
+    assert "prepare {ssl4mis,acdc,nifti} SRC OUT" in usage and "prepare phantom OUT" in usage

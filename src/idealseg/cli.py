@@ -137,9 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"idealseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("prepare", help="import scans into a dataset folder")
-    p.add_argument("source", choices=["ssl4mis", "acdc", "nifti", "phantom"])
-    p.add_argument("paths", nargs="+", metavar="SRC OUT")
+    p = sub.add_parser(
+        "prepare", help="import scans into a dataset folder",
+        usage="idealseg prepare {ssl4mis,acdc,nifti} SRC OUT [options]\n"
+        "       idealseg prepare phantom OUT [--patients N] [--seed S]",
+    )
+    p.add_argument("source", choices=["ssl4mis", "acdc", "nifti", "phantom"],
+                   help="ssl4mis: SSL4MIS's ACDC h5 files; acdc: the ACDC NIfTI release; "
+                   "nifti: imagesTr/labelsTr/imagesTs; phantom: the synthetic cardiac phantom")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="SRC OUT (phantom: OUT only)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.add_argument("--patients", type=int, default=20, help="phantom: number of patients")
     p.add_argument("--seed", type=int, default=0)
