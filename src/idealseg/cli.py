@@ -9,6 +9,9 @@ import warnings
 from idealseg import __version__
 from idealseg.errors import IdealsegError
 
+PREPARE_USAGE = "idealseg prepare {ssl4mis,acdc,nifti} SRC OUT [options]"
+PREPARE_PHANTOM_USAGE = "idealseg prepare phantom OUT [--patients N] [--seed S]"
+
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
     from idealseg.data.prepare import prepare
@@ -16,10 +19,10 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
     if args.source == "phantom":
         out, src = args.paths[-1], None
         if len(args.paths) != 1:
-            raise IdealsegError("usage: idealseg prepare phantom OUT [--patients N --seed S]")
+            raise IdealsegError(f"usage: {PREPARE_PHANTOM_USAGE}")
     else:
         if len(args.paths) != 2:
-            raise IdealsegError(f"usage: idealseg prepare {args.source} SRC OUT")
+            raise IdealsegError(f"usage: {PREPARE_USAGE}")
         src, out = args.paths
     classes = args.classes.split(",") if args.classes else None
     path = prepare(
@@ -139,8 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "prepare", help="import scans into a dataset folder",
-        usage="idealseg prepare {ssl4mis,acdc,nifti} SRC OUT [options]\n"
-        "       idealseg prepare phantom OUT [--patients N] [--seed S]",
+        usage=f"{PREPARE_USAGE}\n       {PREPARE_PHANTOM_USAGE}",
     )
     p.add_argument("source", choices=["ssl4mis", "acdc", "nifti", "phantom"],
                    help="ssl4mis: SSL4MIS's ACDC h5 files; acdc: the ACDC NIfTI release; "
