@@ -244,10 +244,17 @@ def test_report_shows_seed_spread_where_a_method_has_several_seeds(tmp_path):
      r"budget.pretrain_seconds \(60\) leaves no fine-tuning within total_seconds \(60\)"),
     ("{name: x, method: ideal}", "budget: {total_seconds: -1}\n", r"budget.total_seconds must be a number of seconds"),
     ("{name: x, method: ideal}", "budget: {total: 60}\n", r"budget must map total_seconds"),
+    ("{name: x, method: ideal}\n  - {name: x, method: supervised}", "",
+     r"method names 'x' and 'x' share the results folder 'x'"),
+    ("{name: idéal, method: ideal}\n  - {name: id€al, method: supervised}", "",
+     r"method names 'idéal' and 'id€al' share the results folder 'id_al'"),
+    ("{name: x, method: ideal}", "labeled: 2\n", r"labeled must be a list of label budgets"),
+    ("x", "", r"methods must be a list"),
 ])
 def test_benchmark_config_errors_before_any_cell_runs(tmp_path, methods, extra, expected):
     """A typo deep in the matrix would otherwise surface hours in, when its cell starts."""
     cfg = tmp_path / "b.yaml"
-    cfg.write_text(f"dataset: d\nlabeled: [2]\n{extra}methods:\n  - {methods}\n")
+    labeled = "" if "labeled:" in extra else "labeled: [2]\n"
+    cfg.write_text(f"dataset: d\n{labeled}{extra}methods:\n  - {methods}\n")
     with pytest.raises(IdealsegError, match="b.yaml: " + expected):
         load_benchmark(cfg)

@@ -1,33 +1,64 @@
-"""Write-then-rename helpers, so a killed process never leaves a half-written output behind."""
+"""Write-then-rename helpers, so a killed process never leaves a half-written output behind.
+
+Temporary names carry the writer's process id, so that the next run can tell a temporary left by
+a killed process (removed) from one still being written by a live one (left alone). Files and
+folders get the permissions the user's umask gives (0644/0755 under umask 022), not the private
+0600/0700 of `tempfile`, so colleagues on a shared server can read datasets and results.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from idealseg.errors import IdealsegError
+from idealseg.ownership import TEMPORARY, check_replaceable, read_manifest, write_manifest
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temporary(path: Path, kind: str) -> Path:
+    return path.parent / f".{path.name}.{kind}-{os.getpid()}.tmp"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove temporaries of `path` left by killed idealseg processes (never a live writer's)."""
+    if not path.parent.is_dir():
+        return
+    for sibling in path.parent.iterdir():
+        match = TEMPORARY.match(sibling.name)
+        pid = int(match.group(2)) if match and match.group(1) == path.name else None
+        if pid is not None and pid != os.getpid() and not _alive(pid):
+            if sibling.is_dir() and not sibling.is_symlink():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
     """Open a temporary sibling of `path`; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with open(tmp, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, mode) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 @contextlib.contextmanager
@@ -35,9 +66,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling path for writers that want a filename (torch.save, nibabel)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp{''.join(path.suffixes)}"
+    remove_stale_temporaries(path)
+    tmp = path.parent / f".{path.name}.file-{os.getpid()}.tmp{''.join(path.suffixes)}"
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -45,21 +78,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Build a folder under a temporary name and rename it into place at the end.
+def atomic_dir(path: str | Path, overwrite: bool = False, kind: str = "dataset") -> Iterator[Path]:
+    """Build a folder under a temporary name, mark it as idealseg's, and rename it into place.
 
-    An existing destination is refused unless `overwrite`, in which case it is replaced only
-    after the new folder is complete.
+    An existing destination is refused unless `overwrite` and it is idealseg's alone (see
+    `ownership`); it is then replaced only after the new folder is complete.
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise IdealsegError(f"{path}: output folder exists (pass --overwrite to replace it)")
+        hint = "pass --overwrite to replace it" if read_manifest(path) else "choose a new folder"
+        raise IdealsegError(f"{path}: output folder exists ({hint})")
+    if overwrite:
+        check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temporaries(path)
+    tmp = _temporary(path, "dir")
+    tmp.mkdir(mode=0o777 & ~_umask())
     try:
         yield tmp
+        write_manifest(tmp, kind)
         if path.exists():
-            old = path.parent / f".{path.name}.old.{os.getpid()}"
+            old = _temporary(path, "old")
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

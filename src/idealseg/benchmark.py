@@ -49,6 +49,11 @@ def load_benchmark(path: str | Path) -> dict[str, Any]:
     spec.setdefault("options", {})
     if spec["profile"] not in PROFILES:
         raise IdealsegError(f"{path}: unknown profile {spec['profile']!r}")
+    if not isinstance(spec["methods"], list) or not all(isinstance(c, dict) for c in spec["methods"]):
+        raise IdealsegError(f"{path}: methods must be a list of {{name: ..., method: ...}} entries")
+    if not isinstance(spec["labeled"], list) or not spec["labeled"]:
+        raise IdealsegError(f"{path}: labeled must be a list of label budgets, e.g. [ssl4mis:7, ssl4mis:3]; "
+                            f"got {spec['labeled']!r}")
     for cell in spec["methods"]:
         if "name" not in cell or "method" not in cell:
             raise IdealsegError(f"{path}: each entry of methods needs a name and a method")
@@ -59,6 +64,12 @@ def load_benchmark(path: str | Path) -> dict[str, Any]:
     if "budget" in spec:
         _check_budget(path, spec["budget"], any(cell.get("pretrain") for cell in spec["methods"]))
     names = [cell["name"] for cell in spec["methods"]]
+    slugs: dict[str, str] = {}
+    for name in names:  # cells live in folders named by the slug: two names, one folder, one cell reported twice
+        other = slugs.setdefault(_slug(str(name)), str(name))
+        if other != name or names.count(name) > 1:
+            raise IdealsegError(f"{path}: method names {other!r} and {name!r} share the results folder "
+                                f"{_slug(str(name))!r}; give them names that differ in letters or digits")
     if spec.get("reference") and spec["reference"] not in names:
         raise IdealsegError(f"{path}: reference {spec['reference']!r} is not one of the methods {names}")
     spec["labeled"] = [str(b) for b in spec["labeled"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -77,7 +78,6 @@ def _train_kwargs(args: argparse.Namespace) -> dict:
 
 def _print_summary(summary: dict) -> None:
     import json
-    import os
 
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(json.dumps(summary, indent=1))
@@ -123,7 +123,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
 def _cmd_predict(args: argparse.Namespace) -> None:
     from idealseg.evaluation.predict import predict_files
 
-    written = predict_files(args.run, args.input, args.out, args.checkpoint, args.tta)
+    written = predict_files(args.run, args.input, args.out, args.checkpoint, args.tta, overwrite=args.overwrite)
     print(f"wrote {len(written)} mask(s) to {args.out}")
 
 
@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ssl4mis: SSL4MIS's ACDC h5 files; acdc: the ACDC NIfTI release; "
                    "nifti: imagesTr/labelsTr/imagesTs; phantom: the synthetic cardiac phantom")
     p.add_argument("paths", nargs="+", metavar="PATH", help="SRC OUT (phantom: OUT only)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an OUT that idealseg wrote (never a folder holding other files, nor an input)")
     p.add_argument("--patients", type=int, default=20, help="phantom: number of patients")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--normalize", choices=["percentile", "minmax"], default="percentile")
@@ -193,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output folder (or a .nii.gz name for a single input)")
     p.add_argument("--checkpoint", default="last", choices=["last", "best"])
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    p.add_argument("--overwrite", action="store_true", help="replace masks that exist in OUT (never an input)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("demo", help="phantom -> pretrain -> IDEAL (2 labelled) -> test report, a few minutes")
@@ -200,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", type=int, default=10)
     p.add_argument("--labeled", type=int, default=2)
     p.add_argument("--profile", default="demo", help="demo (default) or tiny (seconds, for smoke tests)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="start again in a demo folder idealseg wrote")
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=_cmd_demo)
 
@@ -213,13 +215,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(command: str, message: str) -> None:
+    """One line on stderr; under torchrun only rank 0 says it (every rank fails alike)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"idealseg {command}: error: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
         args.func(args)
     except IdealsegError as exc:
-        print(f"idealseg {args.command}: error: {exc}", file=sys.stderr)
+        _error(args.command, str(exc))
+        return 2
+    except OSError as exc:  # disk full, read-only folder, permission denied: the path and the cause
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error(args.command, f"{where}{exc.strerror or exc}")
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

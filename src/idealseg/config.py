@@ -32,6 +32,7 @@ class RunConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     num_classes: int = 4
     classes: tuple[str, ...] = ()
+    normalization: str = ""  # the dataset's intensity normalisation, copied at training so predict needs no dataset
     # budget: whichever ends first; time_budget 0 = none
     iterations: int = 3000
     time_budget: float = 0.0

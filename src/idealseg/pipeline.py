@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,9 @@ from idealseg.config import resolve_config
 from idealseg.engine import distributed
 from idealseg.engine.trainer import Trainer
 from idealseg.errors import IdealsegError
+from idealseg.ownership import check_replaceable, remove_owned, write_manifest
+
+DEMO_ENTRIES = ("dataset", "run")  # everything `demo` writes into its folder
 
 
 def run_stage(
@@ -19,7 +21,10 @@ def run_stage(
     """Resolve the configuration (profile < YAML < options), train, return the summary."""
     if stage == "pretrain" and options.get("method") in (None, "ideal"):
         options["method"] = "ideal-pretrain"
-    cfg = resolve_config(stage, profile, config, {**options, "dataset": str(dataset)})
+    if options.get("init"):
+        options["init"] = str(Path(options["init"]).resolve())
+    # absolute paths: the run folder then means the same thing from any working directory
+    cfg = resolve_config(stage, profile, config, {**options, "dataset": str(Path(dataset).resolve())})
     trainer = Trainer(cfg, out, resume=resume, overwrite=overwrite)
     try:
         summary = trainer.fit()
@@ -56,10 +61,14 @@ def demo(out: str | Path = "idealseg-demo", patients: int = 10, labeled: int = 2
     from idealseg.evaluation.report import write_report
 
     out = Path(out)
-    if out.exists() and not (overwrite or resume):
-        raise IdealsegError(f"{out}: exists (pass --resume to continue it or --overwrite to start again)")
-    if overwrite and out.exists():
-        shutil.rmtree(out)
+    if out.exists() and any(out.iterdir()):
+        check_replaceable(out)  # the user's own folder is never resumed into nor deleted
+        if not (overwrite or resume):
+            raise IdealsegError(f"{out}: exists (pass --resume to continue it or --overwrite to start again)")
+        if overwrite:
+            remove_owned(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, "demo", DEMO_ENTRIES)
     dataset = out / "dataset"
     if not (dataset / "dataset.json").exists():
         prepare("phantom", dataset, patients=patients, seed=0)

@@ -11,6 +11,7 @@ from idealseg.data.importers.nifti import import_nifti, parse_label_map
 from idealseg.data.importers.phantom import PHANTOM_CLASSES, import_phantom
 from idealseg.data.importers.ssl4mis import ACDC_CLASSES, import_ssl4mis
 from idealseg.errors import InputError
+from idealseg.ownership import check_no_overlap
 
 SOURCES = ("ssl4mis", "acdc", "nifti", "phantom")
 
@@ -35,6 +36,7 @@ def prepare(
         if src is None or not Path(src).is_dir():
             raise InputError(src or "SRC", "source folder not found")
         src = Path(src)
+        check_no_overlap(out, [src], "output folder")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         if source == "phantom":
             writer = DatasetWriter(tmp, "phantom", PHANTOM_CLASSES, "phantom", "synthetic cine-MRI")

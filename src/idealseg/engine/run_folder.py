@@ -11,6 +11,40 @@ from idealseg.engine.checkpoint import load_checkpoint
 from idealseg.errors import IdealsegError, InputError
 from idealseg.methods import Method, get_method
 from idealseg.models.unet import fold_batchnorm
+from idealseg.ownership import describe, foreign_entries, read_manifest
+
+# Everything a run folder may hold (glob patterns): what `--overwrite` and `--resume` accept in it.
+RUN_ENTRIES = ("config.yaml", "log.csv", "checkpoints", "summary.json", "encoder.pt", "env.json", "eval_*",
+               "report", "tensorboard")
+# Options a resumed run must share with the run it continues: otherwise it would be another experiment.
+RESUME_KEYS = ("stage", "method", "dataset", "labeled", "seed", "input_size", "channels", "init")
+
+
+def check_run_folder(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
+    """Refuse, before anything is written, a run folder that `cfg` may not start, continue or replace."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise InputError(run_dir, "exists and is not a folder")
+    if not any(run_dir.iterdir()):
+        return
+    if not (resume or overwrite):
+        raise IdealsegError(f"{run_dir}: run folder exists (pass --resume to continue or --overwrite)")
+    foreign = foreign_entries(run_dir, RUN_ENTRIES)
+    if foreign:
+        raise IdealsegError(f"{run_dir}: holds files idealseg did not write ({describe(foreign)}); "
+                            "idealseg will not write into it: choose a new run folder")
+    if resume and (run_dir / "config.yaml").is_file():
+        old = RunConfig.load(run_dir / "config.yaml")
+        for key in RESUME_KEYS:
+            was, now = getattr(old, key), getattr(cfg, key)
+            if key in ("dataset", "init") and was and now:
+                was, now = str(Path(was).resolve()), str(Path(now).resolve())
+            if was != now:
+                raise IdealsegError(f"{run_dir}: --resume with {key}={now!r}, but this run was started with "
+                                    f"{key}={was!r}; resume with the same options or start a new run folder")
+    elif resume and read_manifest(run_dir) is None and not (run_dir / "checkpoints").is_dir():
+        raise InputError(run_dir, "not a run folder to resume (no config.yaml, no checkpoints)")
 
 
 def resolve_run(run: str | Path) -> Path:
@@ -30,8 +64,8 @@ def load_run(run: str | Path, checkpoint: str = "last", device="cpu") -> tuple[R
     if cfg.stage != "finetune":
         raise IdealsegError(f"{run}: a {cfg.stage} run has no segmentation head; use a fine-tuning run")
     path = run / "checkpoints" / f"{checkpoint}.pt"
-    if checkpoint == "best" and not path.exists():
-        path = run / "checkpoints" / "last.pt"
+    if checkpoint == "best" and not path.exists() and (run / "checkpoints" / "last.pt").exists():
+        raise InputError(path, "no best checkpoint: this run never validated (use --checkpoint last)")
     state = load_checkpoint(path, map_location="cpu")
     method = get_method(cfg.method)(cfg)
     method.load_state_dict(state["model"])
@@ -51,6 +85,17 @@ def load_encoder(init: str | Path) -> dict:
     if "encoder" not in state:
         raise InputError(path, "not an encoder checkpoint (no 'encoder' entry)")
     return state["encoder"]
+
+
+def load_pretrained(method: Method, init: str | Path) -> None:
+    """Initialise `method`'s encoders from a pre-training, or say in one line why it does not fit."""
+    state = load_encoder(init)
+    try:
+        method.load_pretrained(state)
+    except RuntimeError:
+        channels = ", ".join(str(c) for c in method.cfg.channels)
+        raise InputError(init, f"its pre-trained encoder does not fit this run's network (channels {channels}); "
+                               "pre-train with the same channels and input") from None
 
 
 def encoder_state(method: Method) -> dict[str, torch.Tensor]:

@@ -25,11 +25,12 @@ from idealseg.data.dataset import Dataset
 from idealseg.data.slice_store import BatchSampler, SliceStore
 from idealseg.engine import distributed
 from idealseg.engine.checkpoint import load_latest, save_checkpoint
-from idealseg.engine.run_folder import encoder_state, load_encoder
+from idealseg.engine.run_folder import RUN_ENTRIES, check_run_folder, encoder_state, load_pretrained
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.inference import predict_volume
 from idealseg.evaluation.metrics import mean_foreground_dice
 from idealseg.methods import get_method
+from idealseg.ownership import write_manifest
 
 
 class Trainer:
@@ -39,8 +40,9 @@ class Trainer:
         method_cls = get_method(cfg.method, cfg.stage)  # bad input is refused before anything is written
         self.dataset = Dataset(cfg.dataset)
         cfg.num_classes, cfg.classes = self.dataset.num_classes, tuple(self.dataset.classes)
+        cfg.normalization = self.dataset.info.get("normalization", "percentile")  # what predict assumed before
         self.budget = select_budget(self.dataset, cfg.labeled, cfg.seed) if cfg.stage == "finetune" else None
-        self._prepare_folder(resume, overwrite)
+        check_run_folder(self.run_dir, cfg, resume, overwrite)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self._seed(cfg.seed + self.ctx.rank)
@@ -50,7 +52,8 @@ class Trainer:
         )
         self.method = method_cls(cfg)
         if cfg.init:
-            self.method.load_pretrained(load_encoder(cfg.init))
+            load_pretrained(self.method, cfg.init)
+        self._prepare_folder(resume, overwrite)  # the first write: everything above is checked
         self.method.to(self.ctx.device)
         if cfg.channels_last:
             self.method.to(memory_format=torch.channels_last)
@@ -82,13 +85,14 @@ class Trainer:
     def _prepare_folder(self, resume: bool, overwrite: bool) -> None:
         ckpt = self.run_dir / "checkpoints"
         if self.ctx.is_main:
-            if self.run_dir.exists() and any(self.run_dir.iterdir()) and not (resume or overwrite):
-                raise IdealsegError(f"{self.run_dir}: run folder exists (pass --resume to continue or --overwrite)")
             if overwrite and not resume and self.run_dir.exists():
                 stale = [self.run_dir / n for n in ("log.csv", "encoder.pt", "summary.json")]
                 for p in [*ckpt.glob("*.pt"), *stale]:
                     p.unlink(missing_ok=True)
             ckpt.mkdir(parents=True, exist_ok=True)
+            write_manifest(self.run_dir, "run", RUN_ENTRIES)
+            if not (self.run_dir / "config.yaml").exists() or not resume:
+                self.cfg.save(self.run_dir / "config.yaml")
         distributed.barrier(self.ctx)
 
     @staticmethod

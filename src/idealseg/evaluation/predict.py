@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -15,43 +16,91 @@ from idealseg.data.normalize import normalize_volume
 from idealseg.engine.run_folder import load_run
 from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.inference import predict_volume
+from idealseg.ownership import describe
+
+MASK_SUFFIXES = ("_seg", "_gt")  # masks by name (ours and the common manual conventions)
+
+
+def _stem(path: Path) -> str:
+    return path.name.removesuffix(".gz").removesuffix(".nii")
+
+
+def looks_like_mask(path: Path) -> bool:
+    """A file named as a mask (`p1_seg.nii.gz`, `p1_gt.nii`, anything under labelsTr): not a scan to segment."""
+    return _stem(path).endswith(MASK_SUFFIXES) or "labelsTr" in path.parts
 
 
 def _inputs(src: Path) -> list[Path]:
     if src.is_dir():
-        files = sorted(p for p in src.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+        files = sorted(p for p in src.iterdir() if p.name.endswith((".nii", ".nii.gz")) and p.is_file())
+        masks = [p for p in files if looks_like_mask(p)]
+        if masks:
+            warnings.warn(f"{src}: skipping {len(masks)} file(s) named as masks ({describe([p.name for p in masks])})",
+                          stacklevel=3)
+        files = [p for p in files if p not in masks]
         if not files:
-            raise InputError(src, "folder holds no .nii or .nii.gz files")
+            raise InputError(src, "folder holds no .nii or .nii.gz scans")
         return files
     if not src.exists():
         raise InputError(src, "file not found")
+    if looks_like_mask(src):
+        warnings.warn(f"{src}: named as a mask, segmenting it as a scan because it was given by name", stacklevel=3)
     return [src]
 
 
 def _output_name(path: Path) -> str:
-    stem = path.name.removesuffix(".gz").removesuffix(".nii").removesuffix("_0000")
-    return f"{stem}_seg.nii.gz"
+    return f"{_stem(path).removesuffix('_0000')}_seg.nii.gz"
+
+
+def plan_outputs(files: list[Path], out: Path, overwrite: bool = False) -> list[Path]:
+    """Where each mask goes, checked before anything is written: never onto an input, never two masks
+    onto one name, never onto an existing file unless `overwrite`."""
+    single = len(files) == 1 and out.name.endswith((".nii", ".nii.gz"))
+    if not single and out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is not a folder (give a folder for the masks)")
+    targets = [out] if single else [out / _output_name(p) for p in files]
+    inputs = {p.resolve(): p for p in files}
+    seen: dict[Path, Path] = {}
+    for path, target in zip(files, targets, strict=True):
+        key = target.resolve()
+        if key in inputs:
+            raise InputError(target, f"is an input scan; predict never writes over its input ({path})")
+        if key in seen:
+            raise InputError(target, f"two inputs would write this mask ({seen[key].name} and {path.name}); "
+                                     "rename one of them")
+        seen[key] = path
+        if target.exists() and not overwrite:
+            raise InputError(target, "exists (pass --overwrite to replace existing masks)")
+    return targets
+
+
+def run_normalization(cfg) -> str:
+    """The intensity normalisation the run was trained with, from the run folder itself."""
+    if cfg.normalization:
+        return cfg.normalization
+    from idealseg.data.dataset import Dataset  # runs from before the field: ask their dataset
+
+    try:
+        return Dataset(cfg.dataset).info.get("normalization", "percentile")
+    except IdealsegError:
+        warnings.warn(f"the run records no normalisation and its dataset ({cfg.dataset or 'none named'}) is not "
+                      "readable: using percentile normalisation", stacklevel=2)
+        return "percentile"
 
 
 def predict_files(
     run: str | Path, src: str | Path, out: str | Path, checkpoint: str = "last", flip_tta: bool = False,
-    device: str | None = None, normalization: str | None = None,
+    device: str | None = None, normalization: str | None = None, overwrite: bool = False,
 ) -> list[Path]:
     """Segment one NIfTI file or a folder of them; masks go to OUT (a folder, or a file name)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg, method, _ = load_run(run, checkpoint, device)
     src, out = Path(src), Path(out)
     files = _inputs(src)
-    single = len(files) == 1 and out.name.endswith((".nii", ".nii.gz"))
-    from idealseg.data.dataset import Dataset
-
-    if normalization is None:
-        try:
-            normalization = Dataset(cfg.dataset).info.get("normalization", "percentile")
-        except IdealsegError:
-            normalization = "percentile"
+    targets = plan_outputs(files, out, overwrite)
+    normalization = normalization or run_normalization(cfg)
     written = []
-    for path in tqdm(files, desc="predict", unit="vol"):
+    for path, target in tqdm(list(zip(files, targets, strict=True)), desc="predict", unit="vol"):
         data, affine, zooms, img = load_nifti(path)
         if data.ndim == 4 and data.shape[3] > 1:
             raise InputError(path, f"{data.shape[3]} channels/frames (shape {data.shape}); expected one 3D volume")
@@ -67,7 +116,6 @@ def predict_files(
             mask = mask[..., None]
         header = img.header.copy()
         header.set_data_dtype(np.uint8)
-        target = out if single else out / _output_name(path)
         with atomic_path(target) as tmp:
             nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine, header), str(tmp))
         written.append(target)

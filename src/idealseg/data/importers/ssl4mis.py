@@ -83,4 +83,4 @@ def import_ssl4mis(src: Path, writer: DatasetWriter) -> None:
             image, label = _read_h5(path)
             volume = CaseVolume(case_id, _patient_of(case_id), image, labels_to_uint8(label, path))
             writer.add(volume, split, path)
-    writer.finish(slice_order=slice_order)
+    writer.finish(slice_order=slice_order, normalization="minmax")  # SSL4MIS's volume min-max

@@ -1,0 +1,228 @@
+"""Never lose a user's data: the data-loss cases of the reliability issue, each as a named test.
+
+Each test sets up the user's files, runs the command a careless or hostile user would type, and
+checks both the one-line error (exit 2) and that every file the user had is still there, unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from idealseg.cli import main
+from idealseg.data.importers.phantom import phantom_raw
+from idealseg.ownership import MANIFEST
+from idealseg.pipeline import run_stage
+
+from .conftest import write_nifti, write_ssl4mis
+
+TINY = {"profile": "tiny", "threads": 1, "iterations": 4, "checkpoint_every": 2, "val_every": 0}
+
+
+def run_cli(args: list, capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, (err[-1] if err else "")
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes: what the user must find again afterwards."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def scan(seed: int) -> np.ndarray:
+    """A phantom volume stored (x, y, z) as ACDC stores its scans."""
+    return np.transpose(phantom_raw(seed, 0, 0)[0], (2, 1, 0)).astype(np.float32)
+
+
+def nifti_source(root):
+    """A user's nnU-Net-style folder: two labelled cases and a notes file of their own."""
+    rng = np.random.default_rng(0)
+    for case in ("case_a", "case_b"):
+        write_nifti(root / "imagesTr" / f"{case}_0000.nii.gz", rng.random((12, 12, 3)).astype(np.float32))
+        write_nifti(root / "labelsTr" / f"{case}.nii.gz", rng.integers(0, 2, (12, 12, 3)).astype(np.uint8))
+    (root / "notes.txt").write_text("my annotations log\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(phantom, tmp_path_factory):
+    run = tmp_path_factory.mktemp("safety") / "run"
+    run_stage("finetune", phantom, run, method="supervised", labeled="2", **TINY)
+    return run
+
+
+def test_prepare_into_its_own_source_is_refused(tmp_path, capsys):
+    src = nifti_source(tmp_path / "scans")
+    before = snapshot(src)
+    code, line = run_cli(["prepare", "nifti", src, src, "--overwrite"], capsys)
+    assert code == 2 and "is the input" in line, line
+    assert snapshot(src) == before
+
+
+def test_prepare_into_a_parent_of_its_source_is_refused(tmp_path, capsys):
+    parent = tmp_path / "project"
+    src = nifti_source(parent / "scans")
+    (parent / "unrelated").mkdir()
+    (parent / "unrelated" / "thesis.tex").write_text("chapter 1")
+    before = snapshot(parent)
+    code, line = run_cli(["prepare", "nifti", src, parent, "--overwrite"], capsys)
+    assert code == 2 and "contains the input" in line, line
+    assert snapshot(parent) == before
+
+
+def test_prepare_inside_its_source_is_refused(tmp_path, capsys):
+    src = nifti_source(tmp_path / "scans")
+    code, line = run_cli(["prepare", "nifti", src, src / "dataset"], capsys)
+    assert code == 2 and "lies inside the input" in line, line
+    assert not (src / "dataset").exists()
+
+
+def test_overwrite_refuses_a_folder_idealseg_did_not_write(tmp_path, capsys):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "paper.docx").write_bytes(b"years of work")
+    code, line = run_cli(["prepare", "phantom", out, "--patients", "3", "--overwrite"], capsys)
+    assert code == 2 and "was not written by idealseg" in line, line
+    assert (out / "paper.docx").read_bytes() == b"years of work"
+    code, line = run_cli(["prepare", "phantom", out, "--patients", "3"], capsys)  # the hint must not say --overwrite
+    assert code == 2 and "--overwrite" not in line and "choose a new folder" in line, line
+
+
+def test_overwrite_refuses_an_idealseg_folder_holding_the_users_files(tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert run_cli(["prepare", "phantom", out, "--patients", "3"], capsys)[0] == 0
+    assert (out / MANIFEST).is_file()
+    (out / "my_notes.txt").write_text("keep me")
+    code, line = run_cli(["prepare", "phantom", out, "--patients", "3", "--overwrite"], capsys)
+    assert code == 2 and "my_notes.txt" in line, line
+    assert (out / "my_notes.txt").read_text() == "keep me"
+    (out / "my_notes.txt").unlink()
+    assert run_cli(["prepare", "phantom", out, "--patients", "3", "--overwrite"], capsys)[0] == 0
+
+
+def test_demo_overwrite_keeps_the_users_files(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "data.csv").write_text("1,2,3")
+    code, line = run_cli(["demo", "--out", out, "--overwrite", "--profile", "tiny"], capsys)
+    assert code == 2 and "was not written by idealseg" in line, line
+    assert snapshot(out) == {"data.csv": b"1,2,3"}
+    code, line = run_cli(["demo", "--out", out, "--resume", "--profile", "tiny"], capsys)
+    assert code == 2 and snapshot(out) == {"data.csv": b"1,2,3"}, line
+
+
+def test_predict_never_writes_over_its_input(trained, tmp_path, capsys):
+    path = write_nifti(tmp_path / "scan.nii.gz", scan(1))
+    before = path.read_bytes()
+    code, line = run_cli(["predict", trained, path, path], capsys)
+    assert code == 2 and "is an input scan" in line, line
+    code, line = run_cli(["predict", trained, path, path, "--overwrite"], capsys)
+    assert code == 2 and path.read_bytes() == before, line
+
+
+def test_predict_into_its_input_folder_keeps_manual_masks(trained, tmp_path, capsys):
+    folder = tmp_path / "patients"
+    write_nifti(folder / "p1.nii.gz", scan(1))
+    manual = write_nifti(folder / "p1_seg.nii.gz", np.ones((8, 8, 3), np.uint8))
+    before = manual.read_bytes()
+    code, line = run_cli(["predict", trained, folder, folder], capsys)
+    assert code == 2 and "p1_seg.nii.gz: exists" in line, line
+    assert manual.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["p1.nii.gz", "p1_seg.nii.gz"]
+    out = tmp_path / "masks"
+    with pytest.warns(UserWarning, match=r"skipping 1 file\(s\) named as masks \(p1_seg.nii.gz\)"):
+        assert main(["predict", str(trained), str(folder), str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["p1_seg.nii.gz"]  # the manual mask was not segmented
+
+
+def test_predict_refuses_two_inputs_with_one_mask_name(trained, tmp_path, capsys):
+    folder = tmp_path / "scans"
+    write_nifti(folder / "a.nii", scan(1))
+    write_nifti(folder / "a.nii.gz", scan(2))
+    code, line = run_cli(["predict", trained, folder, tmp_path / "out"], capsys)
+    assert code == 2 and "two inputs would write this mask" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_is_the_same_from_any_directory_and_without_the_dataset(phantom, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    shutil.copytree(phantom, work / "ds")
+    monkeypatch.chdir(work)
+    run_stage("finetune", "ds", "run", method="supervised", labeled="2", **TINY)  # relative paths, as typed
+    path = write_nifti(tmp_path / "scan.nii.gz", scan(3) * 700.0)
+    assert main(["predict", "run", str(path), "here.nii.gz"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    shutil.rmtree(work / "ds")  # the dataset is gone: the run folder alone must be enough
+    assert main(["predict", str(work / "run"), str(path), "there.nii.gz"]) == 0
+    here = nib.load(work / "here.nii.gz").get_fdata()
+    there = nib.load(elsewhere / "there.nii.gz").get_fdata()
+    assert np.array_equal(here, there)
+
+
+def test_resume_with_other_options_is_refused_and_keeps_the_config(phantom, tmp_path, capsys):
+    run = tmp_path / "run"
+    run_stage("finetune", phantom, run, method="supervised", labeled="2", **TINY)
+    config = (run / "config.yaml").read_bytes()
+    for flag, value in (("--labeled", "1"), ("--method", "ideal")):
+        args = ["finetune", phantom, "--out", run, "--resume", "--profile", "tiny", "--method", "supervised",
+                "--labeled", "2", flag, value]
+        code, line = run_cli(args, capsys)
+        assert code == 2 and "but this run was started with" in line, line
+    assert (run / "config.yaml").read_bytes() == config
+
+
+def test_evaluate_best_without_a_best_checkpoint_is_an_error(trained, capsys):
+    code, line = run_cli(["evaluate", trained, "--checkpoint", "best", "--out", trained.parent / "ev"], capsys)
+    assert code == 2 and "no best checkpoint" in line, line
+    assert not (trained.parent / "ev").exists()
+
+
+def test_a_run_that_fails_at_start_leaves_no_folder(phantom, tmp_path, capsys):
+    pre = tmp_path / "pre"
+    run_stage("pretrain", phantom, pre, **{**TINY, "channels": [4, 8, 8, 8, 8]})
+    run = tmp_path / "run"
+    args = ["finetune", phantom, "--out", run, "--profile", "tiny", "--labeled", "2", "--init", pre]
+    code, line = run_cli(args, capsys)
+    assert code == 2 and "does not fit this run's network" in line, line
+    assert not run.exists()
+
+
+def test_killed_prepare_leaves_no_temporary_for_good(tmp_path, capsys):
+    out = tmp_path / "ds"
+    stale = tmp_path / f".ds.dir-{2**22 + 12345}.tmp"  # a pid no live process has
+    (stale / "cases").mkdir(parents=True)
+    live = tmp_path / f".ds.dir-{os.getpid()}.tmp.keep"  # not ours to judge: another name shape
+    live.mkdir()
+    assert run_cli(["prepare", "phantom", out, "--patients", "3"], capsys)[0] == 0
+    assert not stale.exists() and live.exists()
+
+
+def test_outputs_follow_the_users_umask(tmp_path, capsys):
+    old = os.umask(0o022)
+    try:
+        assert run_cli(["prepare", "phantom", tmp_path / "ds", "--patients", "3"], capsys)[0] == 0
+    finally:
+        os.umask(old)
+    ds = tmp_path / "ds"
+    assert stat.S_IMODE(ds.stat().st_mode) == 0o755
+    assert stat.S_IMODE((ds / "dataset.json").stat().st_mode) == 0o644
+
+
+def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "ds" / "cases" / "x.h5"))
+
+    monkeypatch.setattr("idealseg.data.prepare.import_ssl4mis", full)
+    src = write_ssl4mis(tmp_path / "src")
+    code, line = run_cli(["prepare", "ssl4mis", src, tmp_path / "ds"], capsys)
+    assert code == 2 and "No space left on device" in line and "x.h5" in line, line
+    assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds.*"))
