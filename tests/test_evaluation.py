@@ -162,6 +162,21 @@ def test_shared_calibration_is_copied_not_measured(tmp_path):
         calibrate(tmp_path / "third", spec, cells)
 
 
+def test_new_method_is_calibrated_beside_an_anchor_and_scaled(tmp_path, monkeypatch):
+    """A method added later gets steps in proportion to the old table, whatever this machine's speed."""
+    import idealseg.benchmark as bm
+
+    root = tmp_path / "bench"
+    root.mkdir()
+    (root / "calibration.json").write_text(json.dumps({"finetune_supervised": 0.3}))
+    here = {"supervised": 0.1, "bcp": 0.25}  # this machine is 3x faster than the table's
+    monkeypatch.setattr(bm, "_seconds_per_step", lambda root, spec, stage, method, opts: here[method])
+    spec = {"budget": {"calibrate_steps": 2}, "methods": []}
+    table = calibrate(root, spec, [{"name": "s", "method": "supervised"}, {"name": "b", "method": "bcp"}])
+    assert table["finetune_supervised"] == 0.3 and table["finetune_bcp"] == pytest.approx(0.75)
+    assert json.loads((root / "calibration.json").read_text()) == table
+
+
 def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):
     cfg = tmp_path / "b.yaml"
     cfg.write_text(

@@ -51,7 +51,7 @@ def test_pretrained_encoder_is_loaded_into_finetuning(phantom, tmp_path):
     assert not torch.equal(fresh.method.encoder.state_dict()[first].cpu(), encoder[first])
 
 
-@pytest.mark.parametrize("method", ["ideal-pretrain", "ideal"])
+@pytest.mark.parametrize("method", ["ideal-pretrain", "ideal", "bcp", "unimatch"])
 def test_resume_gives_the_same_weights(method, phantom, tmp_path, monkeypatch):
     full = make_trainer(phantom, tmp_path / "full", method, iterations=12, checkpoint_every=4)
     full.fit()

@@ -125,7 +125,8 @@ def _pretrain_key(cell: dict) -> str | None:
 
 
 def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[str] | None = None,
-                  report_only: bool = False) -> Path:
+                  report_only: bool = False, seeds: list[int] | None = None) -> Path:
+    """Run the cells of `path` not yet finished (those of `only` methods and `seeds`, when given)."""
     spec = load_benchmark(path)
     root = Path(out or spec.get("out") or Path(path).with_suffix(""))
     root.mkdir(parents=True, exist_ok=True)
@@ -139,12 +140,16 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
         prepare(source, spec["dataset"], src[0] if src else None)
     profile, options = spec["profile"], dict(spec["options"])
     pre_budget = PROFILES[profile]["pretrain"].get("time_budget", 0)
+    unknown = sorted(set(only or ()) - {c["name"] for c in spec["methods"]})
+    if unknown:
+        names = ", ".join(c["name"] for c in spec["methods"])
+        raise IdealsegError(f"--only {','.join(unknown)}: not a method of {path} (its methods: {names})")
     cells = [c for c in spec["methods"] if not only or c["name"] in only]
     if spec.get("budget"):
         calibrate(root, spec, spec["methods"])  # all at once, ideally on a quiet machine
     for labeled in spec["labeled"]:
         for cell in cells:
-            for seed in cell["seeds"]:
+            for seed in [s for s in cell["seeds"] if seeds is None or s in seeds]:
                 _run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget)
                 write_results(root, spec)  # the report is current after every cell
     return root
@@ -155,33 +160,49 @@ def _stage_key(stage: str, method: str, opts: dict) -> str:
 
 
 def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
-    """Seconds per training step of each (stage, method, options) in `cells`, measured once."""
+    """Seconds per training step of each (stage, method, options) in `cells`, measured once.
+
+    A method added to a benchmark whose table was measured earlier, perhaps on another machine, is
+    measured here beside one method already in the table (the anchor), and its entry is scaled by
+    the anchor's old/new ratio: its steps then stand in the same proportion to the other methods'
+    as if it had been in the first calibration, whatever CPU this one is.
+    """
     path = root / "calibration.json"
     table = json.loads(path.read_text()) if path.exists() else _shared_calibration(spec)
-    steps = int(spec["budget"].get("calibrate_steps", 20))
     jobs = []
     for cell in cells:
         if cell.get("pretrain"):
             jobs.append(("pretrain", cell["pretrain"], cell.get("pretrain_options", {})))
         jobs.append(("finetune", cell["method"], cell.get("options", {})))
-    for stage, method, opts in jobs:
-        key = _stage_key(stage, method, opts)
-        if key in table:
-            continue
-        tmp = Path(tempfile.mkdtemp(prefix="calibrate-", dir=root))
-        try:
-            run_stage(stage, spec["dataset"], tmp / "run", profile=spec["profile"], method=method,
-                      **{**spec["options"], **opts, "iterations": steps + 5, "time_budget": 0, "val_every": 0,
-                         "log_every": 5, "checkpoint_every": 10**9, "labeled": spec["labeled"][0]})
-            with open(tmp / "run" / "log.csv", newline="") as f:
-                times = {int(r["step"]): float(r["time"]) for r in csv.DictReader(f)}
-            table[key] = (times[steps + 5] - times[5]) / steps  # the first steps warm caches up
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    missing = list({key: job for key, job in map(_job_key, jobs) if key not in table}.items())
+    known = [job for job in map(_job_key, jobs) if job[0] in table]
+    anchor = next((job for job in known if job[1][0] == "finetune"), known[0] if known else None)
+    scale = table[anchor[0]] / _seconds_per_step(root, spec, *anchor[1]) if missing and anchor else 1.0
+    for key, job in missing:
+        table[key] = _seconds_per_step(root, spec, *job) * scale
         _write_calibration(path, table)
     if not path.exists():
         _write_calibration(path, table)  # every entry came from budget.calibration
     return table
+
+
+def _job_key(job: tuple) -> tuple[str, tuple]:
+    return _stage_key(*job), job
+
+
+def _seconds_per_step(root: Path, spec: dict, stage: str, method: str, opts: dict) -> float:
+    """A short run of one stage on this machine; the first steps, which warm caches up, are not counted."""
+    steps = int(spec["budget"].get("calibrate_steps", 20))
+    tmp = Path(tempfile.mkdtemp(prefix="calibrate-", dir=root))
+    try:
+        run_stage(stage, spec["dataset"], tmp / "run", profile=spec["profile"], method=method,
+                  **{**spec["options"], **opts, "iterations": steps + 5, "time_budget": 0, "val_every": 0,
+                     "log_every": 5, "checkpoint_every": 10**9, "labeled": spec["labeled"][0]})
+        with open(tmp / "run" / "log.csv", newline="") as f:
+            times = {int(r["step"]): float(r["time"]) for r in csv.DictReader(f)}
+        return (times[steps + 5] - times[5]) / steps
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write_calibration(path: Path, table: dict[str, float]) -> None:

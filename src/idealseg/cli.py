@@ -116,7 +116,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_benchmark(args: argparse.Namespace) -> None:
     from idealseg.benchmark import run_benchmark
 
-    root = run_benchmark(args.config, args.out, args.only.split(",") if args.only else None, args.report_only)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    root = run_benchmark(args.config, args.out, args.only.split(",") if args.only else None, args.report_only,
+                         seeds=seeds)
     print((root / "report.md").read_text() if (root / "report.md").exists() else f"no results in {root}")
 
 
@@ -210,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="benchmark YAML, e.g. benchmarks/acdc_cpu.yaml")
     p.add_argument("--out", help="results folder (default: the YAML's `out`)")
     p.add_argument("--only", help="comma-separated method names to run")
+    p.add_argument("--seeds", help="comma-separated seeds to run now (default: every seed of the YAML)")
     p.add_argument("--report-only", action="store_true", help="rewrite results.csv/report.md from finished cells")
     p.set_defaults(func=_cmd_benchmark)
     return parser

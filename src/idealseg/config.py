@@ -49,6 +49,9 @@ class RunConfig:
     perturb1: str = "dropout"
     perturb2: str = "noise"
     ema_decay: float = 0.99
+    labeled_warmup: float = 0.25  # bcp: fraction of the budget on labelled-only copy-paste (10k of 40k in the paper)
+    unlabeled_weight: float = 0.5  # bcp: weight of pseudo-labelled pixels in the mixed slices
+    confidence: float = 0.95  # unimatch: softmax peak a pseudo-labelled pixel needs to count
     # pre-training
     temperature: float = 0.1
     head: str = "dense"  # "dense" (1x1 convs, IDEAL) or "mlp" (pooled, ablation)
@@ -196,6 +199,9 @@ _LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {  # option -> (allowed?
     "lambda_max": (lambda v: v >= 0, ">= 0"),
     "rampup": (lambda v: 0 <= v <= 1, "a fraction of the budget, 0 to 1"),
     "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "labeled_warmup": (lambda v: 0 <= v <= 1, "a fraction of the budget, 0 to 1"),
+    "unlabeled_weight": (lambda v: v >= 0, ">= 0"),
+    "confidence": (lambda v: 0 <= v <= 1, "a probability, 0 to 1"),
     "temperature": (lambda v: v > 0, "> 0 (the paper uses 0.1)"),
     "momentum_key": (lambda v: 0 <= v < 1, "in [0, 1) (0 = shared weights)"),
     "global_weight": (lambda v: v >= 0, ">= 0"),

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from idealseg.errors import IdealsegError
 from idealseg.methods.base import Method
+from idealseg.methods.bcp import BCP
 from idealseg.methods.cps import CPS
 from idealseg.methods.gcl_lcl_pretrain import GclLclPretrain
 from idealseg.methods.ideal import Ideal
 from idealseg.methods.ideal_pretrain import IdealPretrain
 from idealseg.methods.mean_teacher import MeanTeacher
 from idealseg.methods.supervised import Supervised
+from idealseg.methods.unimatch import UniMatch
 
 METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (IdealPretrain, GclLclPretrain, Ideal, Supervised, MeanTeacher, CPS)
+    m.name: m for m in (IdealPretrain, GclLclPretrain, Ideal, Supervised, MeanTeacher, CPS, BCP, UniMatch)
 }
 
 

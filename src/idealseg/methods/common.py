@@ -8,6 +8,17 @@ from idealseg.losses.consistency import cross_pseudo_loss, sigmoid_rampup
 from idealseg.losses.dice_ce import DiceCELoss
 
 
+@torch.no_grad()
+def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, decay: float, buffers: bool = True) -> None:
+    """teacher <- decay x teacher + (1 - decay) x student, parameter by parameter; buffers (BatchNorm
+    statistics) are copied, as Mean Teacher and BCP do. The one EMA every method uses."""
+    for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
+        t.mul_(decay).add_(s.detach(), alpha=1 - decay)
+    if buffers:
+        for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
+            t.copy_(s)
+
+
 def pad_labels(labels: torch.Tensor, total: int) -> torch.Tensor:
     """Labels of the labelled slices followed by zeros for the unlabelled ones (never read)."""
     return torch.cat([labels, labels.new_zeros(total - len(labels), *labels.shape[1:])])

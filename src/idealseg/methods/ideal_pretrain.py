@@ -16,6 +16,7 @@ from idealseg.data.augment import correspondence, two_views
 from idealseg.losses.dense_contrastive import DenseContrastiveLoss
 from idealseg.losses.global_contrastive import NTXentLoss
 from idealseg.methods.base import Method
+from idealseg.methods.common import ema_update
 from idealseg.models.heads import DenseProjectionHead, MLPHead
 from idealseg.models.unet import Encoder
 
@@ -77,14 +78,10 @@ class IdealPretrain(Method):
         losses["loss"] = total
         return losses
 
-    @torch.no_grad()
     def on_step_end(self):
-        if self.key is None:
-            return
-        m = self.cfg.momentum_key
-        online = torch.nn.ModuleDict({"encoder": self.encoder, "dense": self.dense_head})
-        for k, q in zip(self.key.parameters(), online.parameters(), strict=True):
-            k.mul_(m).add_(q.detach(), alpha=1 - m)
+        if self.key is not None:
+            online = torch.nn.ModuleDict({"encoder": self.encoder, "dense": self.dense_head})
+            ema_update(self.key, online, self.cfg.momentum_key, buffers=False)
 
     def encoders(self):
         return [self.encoder]

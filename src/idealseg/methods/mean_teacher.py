@@ -10,7 +10,7 @@ from idealseg.data.augment import weak_augment
 from idealseg.losses.consistency import sigmoid_rampup
 from idealseg.losses.dice_ce import DiceCELoss
 from idealseg.methods.base import Method
-from idealseg.methods.common import pad_labels
+from idealseg.methods.common import ema_update, pad_labels
 from idealseg.models.unet import UNet
 
 
@@ -36,13 +36,8 @@ class MeanTeacher(Method):
         lam = self.cfg.lambda_max * sigmoid_rampup(progress, self.cfg.rampup)
         return {"loss": sup + lam * cons, "sup": sup, "cons": cons}
 
-    @torch.no_grad()
     def on_step_end(self):
-        d = self.cfg.ema_decay
-        for t, s in zip(self.teacher.parameters(), self.student.parameters(), strict=True):
-            t.mul_(d).add_(s.detach(), alpha=1 - d)
-        for t, s in zip(self.teacher.buffers(), self.student.buffers(), strict=True):
-            t.copy_(s)
+        ema_update(self.teacher, self.student, self.cfg.ema_decay)
 
     @torch.no_grad()
     def predict(self, images):

@@ -1,0 +1,84 @@
+"""UniMatch (Yang et al., CVPR 2023): weak-to-strong consistency, widened in two directions.
+
+The prediction on a weakly augmented unlabelled slice, kept only where its confidence reaches
+`confidence` (0.95), supervises three other predictions of the same slice: two independently
+strongly augmented views (photometric changes plus CutMix with another unlabelled slice, whose own
+pseudo-label fills the pasted box), and a feature-perturbation stream (the decoder run on the
+encoder features after channel dropout, p = 0.5). The pseudo-label is taken without gradient, so
+only the perturbed predictions move towards it. Labelled slices get Dice + CE.
+
+Weights as in the paper's medical code: (L_x + 0.25 L_s1 + 0.25 L_s2 + 0.5 L_fp) / 2, the
+unlabelled terms a Dice loss over confident pixels and all classes, background included (early on
+most confident pixels are background, and a foreground-only Dice would then teach nothing). The
+CutMix partner is the next slice of the same unlabelled batch (the public code loads a second
+batch), and the strong view uses the photometric transform every method here shares (brightness,
+contrast, gamma, blur, noise), at a stronger setting.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from idealseg.data.augment import PhotometricParams, photometric, weak_augment
+from idealseg.data.mixing import box_mask, paste
+from idealseg.losses.dice_ce import DiceCELoss
+from idealseg.methods.base import Method
+from idealseg.methods.common import pad_labels
+from idealseg.models.unet import UNet
+
+STRONG = PhotometricParams(p=0.8, brightness=0.2, contrast=(0.6, 1.4), gamma=(0.6, 1.6), noise_std=0.08)
+CUTMIX = {"area": (0.02, 0.4), "aspect": (0.3, 1 / 0.3), "p": 0.5}  # UniMatch's CutMix box
+
+
+def confident_pseudo_labels(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hard labels [B, H, W], 0/1 weight of pixels whose softmax peak reaches `threshold`), no gradient."""
+    with torch.no_grad():
+        conf, labels = logits.detach().float().softmax(1).max(1)
+    return labels, (conf >= threshold).float()
+
+
+class UniMatch(Method):
+    name = "unimatch"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.net = UNet(cfg.num_classes, channels=cfg.channels)
+        self.feature_dropout = nn.Dropout2d(0.5)
+        self.loss = DiceCELoss(cfg.num_classes)
+
+    def forward(self, images, labels, n_labeled, progress):
+        x, y = weak_augment(images, pad_labels(labels, len(images)))
+        n = n_labeled
+        xu = x[n:]
+        features = self.net.encoder(x)
+        logits = self.net.decoder(features)
+        sup = self.loss(logits[:n], y[:n])
+        if len(xu) == 0:
+            return {"loss": sup, "sup": sup}
+        fp = self.net.decoder([self.feature_dropout(f[n:]) for f in features])
+        pseudo, weight = confident_pseudo_labels(logits[n:], self.cfg.confidence)
+        partner = torch.roll(torch.arange(len(xu), device=x.device), 1)
+        size = tuple(x.shape[-2:])
+        views, targets, weights = [], [], []
+        for _ in range(2):
+            strong = photometric(xu, STRONG)
+            box = box_mask(len(xu), size, device=x.device, **CUTMIX)
+            views.append(paste(strong[partner], strong, box))
+            targets.append(paste(pseudo[partner], pseudo, box))
+            weights.append(paste(weight[partner], weight, box))
+        strong_logits = self.net(torch.cat(views)).float().softmax(1)
+        s1, s2 = strong_logits.chunk(2)
+        loss_s1 = self.loss.dice(s1, targets[0], weights[0], include_background=True)
+        loss_s2 = self.loss.dice(s2, targets[1], weights[1], include_background=True)
+        loss_fp = self.loss.dice(fp.float().softmax(1), pseudo, weight, include_background=True)
+        loss = (sup + 0.25 * loss_s1 + 0.25 * loss_s2 + 0.5 * loss_fp) / 2
+        return {"loss": loss, "sup": sup, "strong": (loss_s1 + loss_s2) / 2, "fp": loss_fp,
+                "confident": weight.mean()}
+
+    @torch.no_grad()
+    def predict(self, images):
+        return self.net(images).softmax(1)
+
+    def encoders(self):
+        return [self.net.encoder]

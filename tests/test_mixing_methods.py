@@ -1,0 +1,77 @@
+"""BCP and UniMatch pieces: box masks, copy-paste alignment, confident pseudo-labels, BCP's stages."""
+
+from __future__ import annotations
+
+import torch
+
+from idealseg.config import resolve_config
+from idealseg.data.mixing import box_mask, paste
+from idealseg.losses.dice_ce import DiceCELoss
+from idealseg.methods import get_method
+from idealseg.methods.unimatch import confident_pseudo_labels
+
+
+def test_bcp_box_covers_two_thirds_of_each_side():
+    mask = box_mask(6, (30, 30))
+    assert mask.shape == (6, 30, 30)
+    assert torch.all(mask.sum((1, 2)) == 400)  # 20 x 20
+    rows, cols = mask.amax(2), mask.amax(1)
+    assert torch.all(rows.sum(1) == 20) and torch.all(cols.sum(1) == 20)  # one box, not scattered pixels
+
+
+def test_cutmix_box_can_be_absent():
+    torch.manual_seed(0)
+    masks = box_mask(400, (32, 32), area=(0.02, 0.4), aspect=(0.3, 3.3), p=0.5)
+    empty = (masks.sum((1, 2)) == 0).float().mean()
+    assert 0.4 < empty < 0.6
+    present = masks.sum((1, 2))[masks.sum((1, 2)) > 0] / 1024
+    assert present.max() <= 0.45 and present.min() >= 0.01
+
+
+def test_copy_paste_keeps_labels_and_images_aligned():
+    torch.manual_seed(0)
+    labels_a = torch.randint(0, 4, (3, 16, 16))
+    labels_b = torch.randint(0, 4, (3, 16, 16))
+    image_a, image_b = labels_a[:, None].float() / 10, labels_b[:, None].float() / 10 + 0.5  # image encodes label
+    mask = box_mask(3, (16, 16))
+    image, label = paste(image_a, image_b, mask), paste(labels_a, labels_b, mask)
+    from_a = mask.bool()
+    assert torch.equal((image[:, 0][from_a] * 10).round().long(), label[from_a])
+    assert torch.equal(((image[:, 0][~from_a] - 0.5) * 10).round().long(), label[~from_a])
+
+
+def test_confident_pseudo_labels_carry_no_gradient_and_drop_uncertain_pixels():
+    logits = torch.zeros(1, 2, 1, 2)
+    logits[0, 1, 0, 0] = 10.0  # pixel 0: class 1 at p ~ 1.0; pixel 1: 50/50
+    logits.requires_grad_(True)
+    labels, weight = confident_pseudo_labels(logits, 0.95)
+    assert not labels.requires_grad and not weight.requires_grad
+    assert labels.tolist() == [[[1, 0]]] and weight.tolist() == [[[1.0, 0.0]]]
+
+
+def test_weighted_loss_ignores_zero_weight_pixels():
+    loss = DiceCELoss(3)
+    logits = torch.randn(2, 3, 8, 8)
+    target = torch.randint(0, 3, (2, 8, 8))
+    weight = torch.ones(2, 8, 8)
+    weight[:, :, 4:] = 0
+    other = target.clone()
+    other[:, :, 4:] = (other[:, :, 4:] + 1) % 3  # change only ignored pixels
+    assert torch.allclose(loss(logits, target, weight), loss(logits, other, weight))
+    assert torch.allclose(loss(logits, target, torch.ones(2, 8, 8)), loss(logits, target))
+
+
+def test_bcp_warms_up_on_labels_then_resets_its_teacher():
+    cfg = resolve_config("finetune", "tiny", None, {"method": "bcp", "input_size": 32, "labeled_warmup": 0.5})
+    method = get_method("bcp")(cfg)
+    images, labels = torch.rand(4, 1, 32, 32), torch.randint(0, 4, (2, 32, 32))
+    out = method(images, labels, 2, progress=0.1)
+    assert set(out) == {"loss", "sup"} and not bool(method.self_training)
+    with torch.no_grad():
+        for p in method.student.parameters():
+            p.add_(0.01)
+    out = method(images, labels, 2, progress=0.6)
+    assert "mix" in out and bool(method.self_training)
+    teacher, student = dict(method.teacher.named_parameters()), dict(method.student.named_parameters())
+    assert all(torch.equal(teacher[k], student[k]) for k in student)  # BatchNorm statistics moved on since
+    assert "self_training" in method.state_dict()  # a resumed run stays in its stage
