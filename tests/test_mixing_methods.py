@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+
+import numpy as np
+import pytest
 import torch
 
 from idealseg.config import resolve_config
 from idealseg.data.mixing import box_mask, paste
+from idealseg.engine.trainer import Trainer
+from idealseg.losses.consistency import confident_pseudo_labels
 from idealseg.losses.dice_ce import DiceCELoss
 from idealseg.methods import get_method
-from idealseg.methods.unimatch import confident_pseudo_labels
 
 
 def test_bcp_box_covers_two_thirds_of_each_side():
@@ -75,3 +80,29 @@ def test_bcp_warms_up_on_labels_then_resets_its_teacher():
     teacher, student = dict(method.teacher.named_parameters()), dict(method.student.named_parameters())
     assert all(torch.equal(teacher[k], student[k]) for k in student)  # BatchNorm statistics moved on since
     assert "self_training" in method.state_dict()  # a resumed run stays in its stage
+
+
+def test_thresholded_cross_pseudo_labels_carry_no_gradient():
+    from idealseg.losses.consistency import _hard_ce, cross_pseudo_loss
+
+    torch.manual_seed(0)
+    student = torch.randn(2, 4, 8, 8, requires_grad=True)
+    teacher = (torch.randn(2, 4, 8, 8) * 5).requires_grad_(True)
+    _hard_ce(student, teacher, 0.9).backward()
+    assert teacher.grad is None and student.grad is not None and student.grad.abs().sum() > 0
+    flat = torch.zeros(1, 4, 8, 8)  # every pixel at p = 0.25: nothing reaches the threshold
+    assert cross_pseudo_loss(flat, flat, threshold=0.5) == 0
+    assert cross_pseudo_loss(flat, flat) > 0
+
+
+@pytest.mark.parametrize("options", [{"mixing": "copy-paste"}, {"weak_to_strong": True, "confidence": 0.5}])
+def test_ideal_with_the_fields_recipes_lowers_its_loss(options, phantom, tmp_path):
+    torch.manual_seed(0)
+    config = {"method": "ideal", "dataset": str(phantom), "labeled": "2", "log_every": 1, "val_every": 0,
+              "threads": 2, "iterations": 30, "input_size": 32, "lr": 0.02, **options}
+    Trainer(resolve_config("finetune", "tiny", None, config), tmp_path / "run").fit()
+    with open(tmp_path / "run" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    values = [float(r["loss"]) for r in rows]
+    assert np.mean(values[-6:]) < 0.9 * np.mean(values[:6]), values
+    assert ("mix" in rows[0]) == ("mixing" in options) and ("strong" in rows[-1]) == ("weak_to_strong" in options)

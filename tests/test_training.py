@@ -107,3 +107,20 @@ def test_time_budget_stops_training(phantom, tmp_path):
     t = make_trainer(phantom, tmp_path / "run", "supervised", iterations=10**6, time_budget=1.5)
     summary = t.fit()
     assert 0 < summary["steps"] < 10**6 and summary["seconds"] >= 1.5
+
+
+def test_validation_logs_pseudo_label_quality_of_each_stream(phantom, tmp_path):
+    """The diagnostic of why consistency helps or not: each stream's Dice on unlabelled training slices
+    (their labels are read for this only), the streams' disagreement and lambda(t), per validation."""
+    t = make_trainer(phantom, tmp_path / "run", "ideal", iterations=4, val_every=2)
+    assert len(t.probe) > 0 and not t.store.labeled[t.probe].any()
+    t.fit()
+    with open(tmp_path / "run" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    val = [r for r in rows if r.get("val_dice")]
+    assert len(val) == 2
+    for r in val:
+        assert 0 <= float(r["pl_dice_stream1"]) <= 1 and 0 <= float(r["pl_dice_stream2"]) <= 1
+        assert 0 <= float(r["pl_disagree"]) <= 1
+    lam = [float(r["lambda"]) for r in rows if r.get("lambda")]
+    assert lam == sorted(lam) and 0 < lam[-1] <= 0.1  # ramps up to lambda_max

@@ -44,6 +44,8 @@ class RunConfig:
     weight_decay: float = 1e-4
     poly_power: float = 0.9
     # IDEAL fine-tuning and baselines
+    sup_loss: str = "ce+dice"  # labelled-slice loss: "ce+dice" or "ssl4mis" (see losses/dice_ce.py)
+    pseudo_threshold: float = 0.0  # ideal, cps: a hard pseudo-label counts where its softmax peak reaches this
     lambda_max: float = 0.1
     rampup: float = 0.4  # fraction of the budget over which lambda ramps up
     perturb1: str = "dropout"
@@ -51,7 +53,9 @@ class RunConfig:
     ema_decay: float = 0.99
     labeled_warmup: float = 0.25  # bcp: fraction of the budget on labelled-only copy-paste (10k of 40k in the paper)
     unlabeled_weight: float = 0.5  # bcp: weight of pseudo-labelled pixels in the mixed slices
-    confidence: float = 0.95  # unimatch: softmax peak a pseudo-labelled pixel needs to count
+    confidence: float = 0.95  # unimatch, ideal weak_to_strong: softmax peak a pseudo-labelled pixel needs to count
+    mixing: str = "none"  # ideal: "copy-paste" pastes labelled and unlabelled slices into each other (after BCP)
+    weak_to_strong: bool = False  # ideal: confident weak-view labels also supervise the other stream's strong view
     # pre-training
     temperature: float = 0.1
     head: str = "dense"  # "dense" (1x1 convs, IDEAL) or "mlp" (pooled, ablation)
@@ -183,6 +187,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "head": ("dense", "mlp"),
     "perturb1": ("dropout", "noise", "none"),
     "perturb2": ("dropout", "noise", "none"),
+    "sup_loss": ("ce+dice", "ssl4mis"),
+    "mixing": ("none", "copy-paste"),
 }
 
 _LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {  # option -> (allowed?, what is allowed)
@@ -202,6 +208,7 @@ _LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {  # option -> (allowed?
     "labeled_warmup": (lambda v: 0 <= v <= 1, "a fraction of the budget, 0 to 1"),
     "unlabeled_weight": (lambda v: v >= 0, ">= 0"),
     "confidence": (lambda v: 0 <= v <= 1, "a probability, 0 to 1"),
+    "pseudo_threshold": (lambda v: 0 <= v <= 1, "a probability, 0 to 1 (0 = every pixel counts)"),
     "temperature": (lambda v: v > 0, "> 0 (the paper uses 0.1)"),
     "momentum_key": (lambda v: 0 <= v < 1, "in [0, 1) (0 = shared weights)"),
     "global_weight": (lambda v: v >= 0, ">= 0"),

@@ -28,8 +28,8 @@ def resize_slices(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
 @dataclass
 class SliceStore:
     images: torch.Tensor  # float32 [N, 1, S, S]
-    labels: torch.Tensor  # int64 [N, S, S]; zeros where unlabelled
-    labeled: torch.Tensor  # bool [N]
+    labels: torch.Tensor  # int64 [N, S, S]; zeros where the case has no label
+    labeled: torch.Tensor  # bool [N]: inside the label budget, the only labels a loss may read
     case_ids: list[str]
     slice_index: list[int]
     patients: list[str]
@@ -67,6 +67,17 @@ class SliceStore:
             idx,
             patients,
         )
+
+    def truth_probe(self, n: int = 64, seed: int = 0) -> torch.Tensor:
+        """Indices of up to `n` unlabelled slices whose case has a label anyway (a fixed, seeded pick).
+
+        Their labels are for diagnostics only (how good a method's pseudo-labels are); no loss reads
+        them, as the training loop only hands methods the labels of `labeled` slices.
+        """
+        has_truth = self.labels.flatten(1).amax(1) > 0
+        pool = torch.nonzero(~self.labeled & has_truth).flatten()
+        order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
+        return pool[order[:n]].sort().values
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -74,8 +74,9 @@ class Trainer:
             self._restore()
         if cfg.stage == "finetune" and cfg.val_every and self.ctx.is_main:
             self.val_cases = [self.dataset.load(c.id) for c in self.dataset.split("val") if c.labeled]
+            self.probe = self.store.truth_probe(seed=cfg.seed)
         else:
-            self.val_cases = []
+            self.val_cases, self.probe = [], torch.empty(0, dtype=torch.long)
         self.model = self.method
         if self.ctx.distributed:
             ids = [self.ctx.device.index] if cuda else None
@@ -174,14 +175,14 @@ class Trainer:
                 row.update({k: round(float(v), 5) for k, v in losses.items()})
                 log_rows.append(row)
             if cfg.val_every and self.step % cfg.val_every == 0 and ctx.is_main and self.val_cases:
-                log_rows.append({"step": self.step, "time": round(self.elapsed, 2), "val_dice": self.validate()})
+                log_rows.append({"step": self.step, "time": round(self.elapsed, 2), **self.validate()})
             if self.step % cfg.checkpoint_every == 0:
                 self._flush_log(log_rows)
                 self.save()
                 last_ckpt = self.step
         bar.close()
         if cfg.val_every and ctx.is_main and self.val_cases and self.step % cfg.val_every:
-            log_rows.append({"step": self.step, "time": round(self.elapsed, 2), "val_dice": self.validate()})
+            log_rows.append({"step": self.step, "time": round(self.elapsed, 2), **self.validate()})
         self._flush_log(log_rows)
         if self.step != last_ckpt:
             self.save()
@@ -204,13 +205,14 @@ class Trainer:
 
     # -- validation, logging, checkpoints ----------------------------------------------------------
     @torch.no_grad()
-    def validate(self) -> float:
-        """Mean foreground 3D Dice over labelled val volumes; keeps best.pt."""
+    def validate(self) -> dict[str, float]:
+        """Mean foreground 3D Dice over labelled val volumes (keeps best.pt), and pseudo-label quality."""
         self.method.eval()
         scores = []
         for case in self.val_cases:
             mask = predict_volume(self.method.predict, case.image, self.cfg.input_size, self.ctx.device)
             scores.append(mean_foreground_dice(mask, case.label, self.cfg.num_classes))
+        quality = self.pseudo_label_quality()
         self.method.train()
         self.last_val = float(np.mean(scores))
         if self.last_val > self.best:
@@ -218,7 +220,22 @@ class Trainer:
             save_checkpoint({"model": self.method.state_dict(), "step": self.step, "val_dice": self.best},
                             self.run_dir / "checkpoints" / "best.pt", keep_previous=False)
         tqdm.write(f"step {self.step}: val Dice {self.last_val:.4f} (best {self.best:.4f})")
-        return round(self.last_val, 5)
+        return {"val_dice": round(self.last_val, 5), **quality}
+
+    def pseudo_label_quality(self) -> dict[str, float]:
+        """Dice of each stream's hard prediction on unlabelled training slices against their true labels
+        (a diagnostic: no loss ever reads those labels), and the share of pixels where streams disagree."""
+        if not len(self.probe):
+            return {}
+        images = self.store.images[self.probe].to(self.ctx.device)
+        truth = self.store.labels[self.probe].numpy()
+        streams = {k: v.cpu().numpy() for k, v in self.method.streams_argmax(images).items()}
+        row = {f"pl_dice_{name}": round(mean_foreground_dice(pred, truth, self.cfg.num_classes), 5)
+               for name, pred in streams.items()}
+        if len(streams) == 2:
+            a, b = streams.values()
+            row["pl_disagree"] = round(float((a != b).mean()), 5)
+        return row
 
     def _flush_log(self, rows: list[dict]) -> None:
         if not self.ctx.is_main or not rows:

@@ -12,24 +12,26 @@ class DiceCELoss(nn.Module):
 
     The Dice term is the squared-denominator soft Dice of V-Net (sum p^2 + sum y^2), pooled over the
     batch, averaged over the foreground classes only. SSL4MIS's `DiceLoss` also averages in the
-    background class and weights the sum 0.5 CE + 0.5 Dice; both weightings are exposed, as MONAI's
-    `DiceCELoss` exposes `lambda_ce` and `lambda_dice`, and the default (1, 1, foreground only) is what
-    every committed result so far used.
+    background class and weights the sum 0.5 CE + 0.5 Dice; both are exposed (`include_background`,
+    and `lambda_ce` / `lambda_dice` as in MONAI's `DiceCELoss`), and the default (1, 1, foreground
+    only) is what every committed result before the `sup_loss` ablation used.
 
     An optional per-pixel `weight` [B, H, W] (0 = ignore) serves the mixing methods: copy-paste weighs
     pseudo-labelled regions less, confidence thresholds zero out uncertain pixels. Shapes: logits
     [B, C, H, W], target [B, H, W] long; returns a scalar.
     """
 
-    def __init__(self, num_classes: int, smooth: float = 1e-5, lambda_ce: float = 1.0, lambda_dice: float = 1.0):
+    def __init__(self, num_classes: int, smooth: float = 1e-5, lambda_ce: float = 1.0, lambda_dice: float = 1.0,
+                 include_background: bool = False):
         super().__init__()
         self.num_classes = num_classes
         self.smooth = smooth
         self.lambda_ce = lambda_ce
         self.lambda_dice = lambda_dice
+        self.include_background = include_background
 
     def dice(self, probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-             include_background: bool = False) -> torch.Tensor:
+             include_background: bool | None = None) -> torch.Tensor:
         onehot = F.one_hot(target, self.num_classes).permute(0, 3, 1, 2).to(probs.dtype)
         if weight is not None:
             w = weight[:, None].to(probs.dtype)
@@ -38,7 +40,8 @@ class DiceCELoss(nn.Module):
         inter = (probs * onehot).sum(dims)
         denom = (probs * probs).sum(dims) + onehot.sum(dims)
         dice = (2 * inter + self.smooth) / (denom + self.smooth)
-        return 1 - (dice if include_background else dice[1:]).mean()
+        background = self.include_background if include_background is None else include_background
+        return 1 - (dice if background else dice[1:]).mean()
 
     def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor,
                       weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -51,3 +54,14 @@ class DiceCELoss(nn.Module):
         logits = logits.float()
         ce = self.cross_entropy(logits, target, weight)
         return self.lambda_ce * ce + self.lambda_dice * self.dice(logits.softmax(1), target, weight)
+
+
+SUPERVISED_LOSSES = ("ce+dice", "ssl4mis")
+
+
+def supervised_loss(cfg) -> DiceCELoss:
+    """The labelled-slice loss a run's `sup_loss` names: `ce+dice` (CE + foreground Dice, every result
+    before the ablation) or `ssl4mis` (0.5 CE + 0.5 Dice averaged over all classes, background too)."""
+    if cfg.sup_loss == "ssl4mis":
+        return DiceCELoss(cfg.num_classes, lambda_ce=0.5, lambda_dice=0.5, include_background=True)
+    return DiceCELoss(cfg.num_classes)

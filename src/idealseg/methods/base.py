@@ -33,6 +33,16 @@ class Method(nn.Module):
         """Class probabilities [B, C, H, W] for un-augmented slices [B, 1, H, W]."""
         raise NotImplementedError
 
+    @torch.no_grad()
+    def streams_argmax(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each prediction stream's hard labels [B, H, W] for un-augmented slices, by name.
+
+        Two-stream methods return both streams, teacher-student methods both networks: the trainer
+        compares them with the true labels of unlabelled slices (never used in a loss) to show how
+        good the pseudo-labels are and how much the streams disagree.
+        """
+        return {"model": self.predict(images).argmax(1)}
+
     def encoders(self) -> list[Encoder]:
         """Encoders that a pre-trained checkpoint initialises."""
         return []

@@ -22,7 +22,7 @@ import torch
 
 from idealseg.data.augment import weak_augment
 from idealseg.data.mixing import box_mask, paste
-from idealseg.losses.dice_ce import DiceCELoss
+from idealseg.losses.dice_ce import supervised_loss
 from idealseg.methods.base import Method
 from idealseg.methods.common import ema_update, pad_labels
 from idealseg.models.unet import UNet
@@ -37,7 +37,7 @@ class BCP(Method):
         self.teacher = copy.deepcopy(self.student)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
-        self.loss = DiceCELoss(cfg.num_classes)
+        self.loss = supervised_loss(cfg)
         self.register_buffer("self_training", torch.tensor(False))  # in checkpoints, so resume keeps the stage
 
     def forward(self, images, labels, n_labeled, progress):
@@ -72,6 +72,10 @@ class BCP(Method):
     def on_step_end(self):
         if bool(self.self_training):
             ema_update(self.teacher, self.student, self.cfg.ema_decay)
+
+    @torch.no_grad()
+    def streams_argmax(self, images):
+        return {"student": self.student(images).argmax(1), "teacher": self.teacher(images).argmax(1)}
 
     @torch.no_grad()
     def predict(self, images):

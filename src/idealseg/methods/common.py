@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from idealseg.data.augment import PhotometricParams, photometric
+from idealseg.data.mixing import box_mask, paste
 from idealseg.losses.consistency import cross_pseudo_loss, sigmoid_rampup
 from idealseg.losses.dice_ce import DiceCELoss
 
@@ -19,6 +21,20 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, decay: float,
             t.copy_(s)
 
 
+STRONG = PhotometricParams(p=0.8, brightness=0.2, contrast=(0.6, 1.4), gamma=(0.6, 1.6), noise_std=0.08)
+CUTMIX = {"area": (0.02, 0.4), "aspect": (0.3, 1 / 0.3), "p": 0.5}  # UniMatch's CutMix box
+
+
+def strong_view(x: torch.Tensor, maps: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A strongly augmented view of unlabelled slices [B, 1, H, W]: stronger photometric changes, then
+    CutMix with the next slice of the batch; `maps` ([B, H, W] pseudo-labels, confidences) are mixed
+    with the same box, so each pixel keeps the target of the slice it came from."""
+    strong = photometric(x, STRONG)
+    partner = torch.roll(torch.arange(len(x), device=x.device), 1)
+    box = box_mask(len(x), tuple(x.shape[-2:]), device=x.device, **CUTMIX)
+    return paste(strong[partner], strong, box), [paste(m[partner], m, box) for m in maps]
+
+
 def pad_labels(labels: torch.Tensor, total: int) -> torch.Tensor:
     """Labels of the labelled slices followed by zeros for the unlabelled ones (never read)."""
     return torch.cat([labels, labels.new_zeros(total - len(labels), *labels.shape[1:])])
@@ -26,12 +42,12 @@ def pad_labels(labels: torch.Tensor, total: int) -> torch.Tensor:
 
 def two_stream_losses(
     logits1: torch.Tensor, logits2: torch.Tensor, labels: torch.Tensor, n_labeled: int, loss: DiceCELoss,
-    lambda_max: float, rampup: float, progress: float,
+    lambda_max: float, rampup: float, progress: float, threshold: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Mean Dice+CE of two streams on the labelled slices, plus lambda(t) x bidirectional hard
     pseudo-label CE on all slices: the step shared by IDEAL (two decoders) and CPS (two nets)."""
     y = labels[:n_labeled]
     sup = 0.5 * (loss(logits1[:n_labeled], y) + loss(logits2[:n_labeled], y))
-    cons = cross_pseudo_loss(logits1, logits2)
+    cons = cross_pseudo_loss(logits1, logits2, threshold)
     lam = lambda_max * sigmoid_rampup(progress, rampup)
-    return {"loss": sup + lam * cons, "sup": sup, "cons": cons}
+    return {"loss": sup + lam * cons, "sup": sup, "cons": cons, "lambda": lam}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from idealseg.data.augment import weak_augment
-from idealseg.losses.dice_ce import DiceCELoss
+from idealseg.losses.dice_ce import supervised_loss
 from idealseg.methods.base import Method
 from idealseg.methods.common import pad_labels, two_stream_losses
 from idealseg.models.unet import UNet
@@ -18,12 +18,17 @@ class CPS(Method):
         super().__init__(cfg)
         self.net1 = UNet(cfg.num_classes, channels=cfg.channels)
         self.net2 = UNet(cfg.num_classes, channels=cfg.channels)
-        self.loss = DiceCELoss(cfg.num_classes)
+        self.loss = supervised_loss(cfg)
 
     def forward(self, images, labels, n_labeled, progress):
         x, y = weak_augment(images, pad_labels(labels, len(images)))
         l1, l2 = self.net1(x), self.net2(x)
-        return two_stream_losses(l1, l2, y, n_labeled, self.loss, self.cfg.lambda_max, self.cfg.rampup, progress)
+        return two_stream_losses(l1, l2, y, n_labeled, self.loss, self.cfg.lambda_max, self.cfg.rampup, progress,
+                                 self.cfg.pseudo_threshold)
+
+    @torch.no_grad()
+    def streams_argmax(self, images):
+        return {"stream1": self.net1(images).argmax(1), "stream2": self.net2(images).argmax(1)}
 
     @torch.no_grad()
     def predict(self, images):

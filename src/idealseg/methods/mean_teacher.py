@@ -8,7 +8,7 @@ import torch
 
 from idealseg.data.augment import weak_augment
 from idealseg.losses.consistency import sigmoid_rampup
-from idealseg.losses.dice_ce import DiceCELoss
+from idealseg.losses.dice_ce import supervised_loss
 from idealseg.methods.base import Method
 from idealseg.methods.common import ema_update, pad_labels
 from idealseg.models.unet import UNet
@@ -23,7 +23,7 @@ class MeanTeacher(Method):
         self.teacher = copy.deepcopy(self.student)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
-        self.loss = DiceCELoss(cfg.num_classes)
+        self.loss = supervised_loss(cfg)
 
     def forward(self, images, labels, n_labeled, progress):
         x, y = weak_augment(images, pad_labels(labels, len(images)))
@@ -38,6 +38,10 @@ class MeanTeacher(Method):
 
     def on_step_end(self):
         ema_update(self.teacher, self.student, self.cfg.ema_decay)
+
+    @torch.no_grad()
+    def streams_argmax(self, images):
+        return {"student": self.student(images).argmax(1), "teacher": self.teacher(images).argmax(1)}
 
     @torch.no_grad()
     def predict(self, images):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from idealseg.data.augment import weak_augment
-from idealseg.losses.dice_ce import DiceCELoss
+from idealseg.losses.dice_ce import supervised_loss
 from idealseg.methods.base import Method
 from idealseg.models.unet import UNet
 
@@ -16,7 +16,7 @@ class Supervised(Method):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.net = UNet(cfg.num_classes, channels=cfg.channels)
-        self.loss = DiceCELoss(cfg.num_classes)
+        self.loss = supervised_loss(cfg)
 
     def forward(self, images, labels, n_labeled, progress):
         x, y = weak_augment(images[:n_labeled], labels)

@@ -20,22 +20,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from idealseg.data.augment import PhotometricParams, photometric, weak_augment
-from idealseg.data.mixing import box_mask, paste
-from idealseg.losses.dice_ce import DiceCELoss
+from idealseg.data.augment import weak_augment
+from idealseg.losses.consistency import confident_pseudo_labels
+from idealseg.losses.dice_ce import supervised_loss
 from idealseg.methods.base import Method
-from idealseg.methods.common import pad_labels
+from idealseg.methods.common import pad_labels, strong_view
 from idealseg.models.unet import UNet
-
-STRONG = PhotometricParams(p=0.8, brightness=0.2, contrast=(0.6, 1.4), gamma=(0.6, 1.6), noise_std=0.08)
-CUTMIX = {"area": (0.02, 0.4), "aspect": (0.3, 1 / 0.3), "p": 0.5}  # UniMatch's CutMix box
-
-
-def confident_pseudo_labels(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(hard labels [B, H, W], 0/1 weight of pixels whose softmax peak reaches `threshold`), no gradient."""
-    with torch.no_grad():
-        conf, labels = logits.detach().float().softmax(1).max(1)
-    return labels, (conf >= threshold).float()
 
 
 class UniMatch(Method):
@@ -45,7 +35,7 @@ class UniMatch(Method):
         super().__init__(cfg)
         self.net = UNet(cfg.num_classes, channels=cfg.channels)
         self.feature_dropout = nn.Dropout2d(0.5)
-        self.loss = DiceCELoss(cfg.num_classes)
+        self.loss = supervised_loss(cfg)
 
     def forward(self, images, labels, n_labeled, progress):
         x, y = weak_augment(images, pad_labels(labels, len(images)))
@@ -58,15 +48,12 @@ class UniMatch(Method):
             return {"loss": sup, "sup": sup}
         fp = self.net.decoder([self.feature_dropout(f[n:]) for f in features])
         pseudo, weight = confident_pseudo_labels(logits[n:], self.cfg.confidence)
-        partner = torch.roll(torch.arange(len(xu), device=x.device), 1)
-        size = tuple(x.shape[-2:])
         views, targets, weights = [], [], []
         for _ in range(2):
-            strong = photometric(xu, STRONG)
-            box = box_mask(len(xu), size, device=x.device, **CUTMIX)
-            views.append(paste(strong[partner], strong, box))
-            targets.append(paste(pseudo[partner], pseudo, box))
-            weights.append(paste(weight[partner], weight, box))
+            view, (target, keep) = strong_view(xu, [pseudo, weight])
+            views.append(view)
+            targets.append(target)
+            weights.append(keep)
         strong_logits = self.net(torch.cat(views)).float().softmax(1)
         s1, s2 = strong_logits.chunk(2)
         loss_s1 = self.loss.dice(s1, targets[0], weights[0], include_background=True)
