@@ -50,7 +50,10 @@ def select_budget(dataset: Dataset, spec: str | int, seed: int = 0) -> Budget:
         path = Path(spec[1:])
         if not path.is_file():
             raise IdealsegError(f"{path}: label budget file not found")
-        ids = path.read_text().split()
+        try:
+            ids = path.read_text().split()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise IdealsegError(f"{path}: unreadable label budget file ({exc})") from None
         outside = sorted(set(ids) - set(pool))
         if outside:
             raise IdealsegError(
@@ -58,10 +61,13 @@ def select_budget(dataset: Dataset, spec: str | int, seed: int = 0) -> Budget:
             )
         return Budget(spec, sorted(set(ids)))
     try:
-        n = round(len(pool) * float(spec[:-1]) / 100) if spec.endswith("%") else int(spec)
+        share = float(spec[:-1]) if spec.endswith("%") else None
+        if share is not None and not 0 < share <= 100:
+            raise ValueError
+        n = round(len(pool) * share / 100) if share is not None else int(spec)
     except ValueError:
         raise IdealsegError(
-            f"--labeled {spec!r}: expected a count (7), a percentage (10%), ssl4mis:N, all or @file"
+            f"--labeled {spec!r}: expected a count (7), a percentage above 0 up to 100 (10%), ssl4mis:N, all or @file"
         ) from None
     if spec.endswith("%"):
         n = max(n, 1)

@@ -171,10 +171,18 @@ class Dataset:
             self.info = json.loads(meta.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(meta, f"unreadable dataset.json ({exc})") from None
+        if not isinstance(self.info, dict):
+            raise InputError(meta, "dataset.json must hold a mapping; rebuild it with `idealseg prepare`")
         for key in ("classes", "cases", "splits"):
             if key not in self.info:
                 raise InputError(meta, f"dataset.json has no {key!r} entry")
-        self.cases = [CaseEntry(**c) for c in self.info["cases"]]
+        classes = self.info["classes"]
+        if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+            raise InputError(meta, f"dataset.json 'classes' must list at least two class names, got {classes!r}")
+        try:
+            self.cases = [CaseEntry(**c) for c in self.info["cases"]]
+        except TypeError as exc:
+            raise InputError(meta, f"dataset.json has a malformed case entry ({exc})") from None
         for c in self.cases:
             check_case_id(c.id, meta)
         self.by_id = {c.id: c for c in self.cases}

@@ -34,6 +34,9 @@ def load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...], n
         raise
     except Exception as exc:  # nibabel raises many types for corrupt files
         raise InputError(path, f"unreadable NIfTI ({type(exc).__name__}: {exc})") from None
+    if data.dtype.names is not None or np.iscomplexobj(data):
+        kind = "an RGB (colour) image" if data.dtype.names is not None else "a complex-valued image"
+        raise InputError(path, f"{kind} ({data.dtype}); expected one real-valued channel of intensities")
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.isfinite(affine).all():
         raise InputError(path, "affine contains NaN or Inf values")

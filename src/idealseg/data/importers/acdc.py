@@ -32,6 +32,17 @@ def read_info_cfg(path: Path) -> dict[str, str]:
     return info
 
 
+def _measure(info: dict[str, str], key: str, cfg: Path) -> float | None:
+    """An optional number of Info.cfg (height, weight); `unknown` or text becomes None, with a warning."""
+    if key not in info:
+        return None
+    try:
+        return float(info[key])
+    except ValueError:
+        warnings.warn(f"{cfg}: {key} {info[key]!r} is not a number; recorded as unknown", stacklevel=3)
+        return None
+
+
 def _frames(patient_dir: Path) -> tuple[dict[str, int], dict[str, object]]:
     """ED/ES frame numbers and patient metadata for one patient folder."""
     gt_frames = sorted(
@@ -44,11 +55,8 @@ def _frames(patient_dir: Path) -> tuple[dict[str, int], dict[str, object]]:
             frames = {"ED": int(info["ED"]), "ES": int(info["ES"])}
         except (KeyError, ValueError):
             raise InputError(cfg, "Info.cfg lacks integer ED and ES entries") from None
-        meta = {
-            "group": info.get("Group"),
-            "height": float(info["Height"]) if "Height" in info else None,
-            "weight": float(info["Weight"]) if "Weight" in info else None,
-        }
+        meta = {"group": info.get("Group"), "height": _measure(info, "Height", cfg),
+                "weight": _measure(info, "Weight", cfg)}
         return frames, meta
     if len(gt_frames) != 2:
         raise InputError(patient_dir, f"no Info.cfg and {len(gt_frames)} _gt frames (need 2)")

@@ -20,18 +20,25 @@ from idealseg.data.normalize import normalize_volume
 from idealseg.errors import IdealsegError, InputError
 
 _SUFFIX = re.compile(r"(_0000)?\.nii(\.gz)?$")
+_CHANNEL = re.compile(r"^(.+)_(\d{4})\.nii(\.gz)?$")  # nnU-Net: one file per channel, CASE_XXXX
+MAX_CLASS = 31  # more classes than this, without a --label-map, is a coded mask (0/255), not a class set
+GEOMETRY_TOLERANCE = 1e-3  # mm: image and label affines must agree this closely
 
 
 def parse_label_map(spec: str | None) -> dict[int, int] | None:
     """'205:1,420:2' -> {205: 1, 420: 2}."""
     if not spec:
         return None
-    mapping = {}
+    mapping: dict[int, int] = {}
     for item in spec.split(","):
         try:
             src, dst = (int(v) for v in item.split(":"))
         except ValueError:
-            raise IdealsegError(f"label map entry {item!r} is not SRC:DST with integers") from None
+            raise IdealsegError(f"--label-map entry {item!r} is not SRC:DST with integers") from None
+        if src in mapping:
+            raise IdealsegError(f"--label-map maps {src} twice ({src}:{mapping[src]} and {item}); keep one")
+        if not 0 <= dst <= MAX_CLASS:
+            raise IdealsegError(f"--label-map entry {item!r}: the class number must be 0 to {MAX_CLASS}")
         mapping[src] = dst
     return mapping
 
@@ -58,7 +65,36 @@ def _case_id(path: Path) -> str:
 def _images(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         return {}
-    return {_case_id(p): p for p in sorted(folder.iterdir()) if _SUFFIX.search(p.name)}
+    files = [p for p in sorted(folder.iterdir()) if _SUFFIX.search(p.name)]
+    channels: dict[str, list[str]] = {}
+    for p in files:
+        match = _CHANNEL.match(p.name)
+        if match:
+            channels.setdefault(match.group(1), []).append(match.group(2))
+    multi = {case: chans for case, chans in channels.items() if chans != ["0000"] and "0000" in chans}
+    if multi:
+        case, chans = sorted(multi.items())[0]
+        raise InputError(folder, f"case {case!r} has {len(chans)} channel files (_{', _'.join(chans)}); idealseg "
+                                 "segments one channel: keep the _0000 files in a folder of their own")
+    return {_case_id(p): p for p in files}
+
+
+def _check_geometry(image_path: Path, label_path: Path, image_affine: np.ndarray, label_affine: np.ndarray) -> None:
+    """A label is only a label of its image if both lie on the same grid in the scanner's space."""
+    if not np.allclose(image_affine, label_affine, atol=GEOMETRY_TOLERANCE):
+        worst = float(np.abs(image_affine - label_affine).max())
+        raise InputError(label_path, f"label geometry differs from its image {image_path.name} (affines differ by "
+                                     f"up to {worst:.3g} mm); resample the label onto the image grid")
+
+
+def _check_class_codes(label: np.ndarray, path: Path) -> None:
+    """Without a label map, values must be class numbers; 0/255 masks and coded atlases need --label-map."""
+    values = np.unique(label)
+    if values.size and values.max() > MAX_CLASS:
+        codes = [int(v) for v in values if v != 0]
+        hint = ",".join(f"{c}:{i + 1}" for i, c in enumerate(codes[:4]))
+        raise InputError(path, f"label values {codes[:6]} are not class numbers 0..{MAX_CLASS}; "
+                               f"map them to classes, e.g. --label-map {hint}")
 
 
 def import_nifti(
@@ -94,11 +130,14 @@ def import_nifti(
         image = normalize_volume(to_zhw(raw, axes), normalization)
         label = None
         if case_id in labels:
-            ldata, _, _, _ = load_nifti(labels[case_id])
+            ldata, laffine, _, _ = load_nifti(labels[case_id])
             if ldata.shape != data.shape:
                 raise InputError(
                     labels[case_id], f"image/label shape mismatch: {data.shape} vs {ldata.shape}"
                 )
+            _check_geometry(path, labels[case_id], affine, laffine)
+            if label_map is None:
+                _check_class_codes(np.asarray(ldata), labels[case_id])
             label = apply_label_map(to_zhw(np.asarray(ldata), axes), label_map, labels[case_id])
         volume = CaseVolume(
             case_id, case_id, image, label, spacing_zhw(zooms, axes, path), affine, axes,

@@ -14,10 +14,20 @@ def _parse(spec: str | None, patients: list[str], taken: set[str], seed: int) ->
     if not spec:
         return []
     if spec.startswith("@"):
-        ids = Path(spec[1:]).read_text().split()
+        try:
+            ids = Path(spec[1:]).read_text().split()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise IdealsegError(f"{spec[1:]}: cannot read this split file ({getattr(exc, 'strerror', None) or exc})")\
+                from None
     elif spec.endswith("%") or spec.isdigit():
         free = [p for p in patients if p not in taken]
-        n = round(len(patients) * float(spec[:-1]) / 100) if spec.endswith("%") else int(spec)
+        try:
+            share = float(spec[:-1]) if spec.endswith("%") else None
+        except ValueError:
+            share = None
+        if spec.endswith("%") and (share is None or not 0 <= share <= 100):
+            raise IdealsegError(f"split {spec!r}: a percentage must be a number from 0 to 100, e.g. 20%")
+        n = round(len(patients) * share / 100) if share is not None else int(spec)
         if n > len(free):
             raise IdealsegError(f"split of {spec} asks for {n} patients but {len(free)} are left")
         order = np.random.default_rng(seed).permutation(len(free))
