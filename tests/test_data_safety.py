@@ -226,3 +226,26 @@ def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch)
     code, line = run_cli(["prepare", "ssl4mis", src, tmp_path / "ds"], capsys)
     assert code == 2 and "No space left on device" in line and "x.h5" in line, line
     assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds.*"))
+
+
+def test_evaluate_on_a_dataset_of_another_class_set_is_refused(trained, tmp_path, capsys):
+    src = nifti_source(tmp_path / "scans")
+    ds = tmp_path / "two_classes"
+    assert run_cli(["prepare", "nifti", src, ds, "--val", "1"], capsys)[0] == 0
+    code, line = run_cli(["evaluate", trained, "--dataset", ds, "--out", tmp_path / "ev"], capsys)
+    assert code == 2 and "are not the run's" in line, line
+    assert not (tmp_path / "ev").exists()
+
+
+def test_a_read_only_run_folder_fails_before_training(phantom, tmp_path, capsys, monkeypatch):
+    """A resume into a folder that cannot be written fails at once, not at its first checkpoint."""
+    import idealseg.engine.trainer as trainer
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "run" / ".idealseg.json"))
+
+    monkeypatch.setattr(trainer, "write_manifest", refuse)
+    monkeypatch.setattr(trainer.Trainer, "fit", lambda self: pytest.fail("trained in a folder it cannot write"))
+    code, line = run_cli(["finetune", phantom, "--out", tmp_path / "run", "--profile", "tiny", "--labeled", "2"],
+                         capsys)
+    assert code == 2 and line.endswith(".idealseg.json: Permission denied"), line

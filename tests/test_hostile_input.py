@@ -328,6 +328,7 @@ CASES = {
     "train: --labeled 0%": _run_with("--labeled", "0%", expected="a percentage above 0 up to 100"),
     "train: --init of a folder with no encoder": _run_with("--labeled", "1", "--init", "/nonexistent-run",
                                                           expected="encoder.pt: checkpoint not found"),
+    "train: input size 16 (a 1x1 deepest map)": _bad_option("finetune", "input_size: 16", "from 32 up"),
     "train: unknown sup_loss": _bad_option("finetune", "sup_loss: focal", "option 'sup_loss' must be one of"),
     "train: mixing outside its choices": _bad_option("finetune", "mixing: mixup", "option 'mixing' must be one of"),
     "train: confidence above 1": _bad_option("finetune", "confidence: 1.5",

@@ -194,7 +194,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {  # option -> (allowed?, what is allowed)
     "iterations": (lambda v: v >= 1, ">= 1"),
     "time_budget": (lambda v: v >= 0, ">= 0 (0 = no time limit)"),
-    "input_size": (lambda v: v >= 16 and v % 16 == 0, "a multiple of 16 (the U-Net halves it four times)"),
+    "input_size": (lambda v: v >= 32 and v % 16 == 0,
+                   "a multiple of 16 from 32 up (the U-Net halves it four times; its BatchNorm needs a 2x2 map)"),
     "batch_labeled": (lambda v: v >= 0, ">= 0"),
     "batch_unlabeled": (lambda v: v >= 0, ">= 0"),
     "num_classes": (lambda v: v >= 2, ">= 2 (background and at least one structure)"),

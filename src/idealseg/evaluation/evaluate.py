@@ -30,6 +30,9 @@ def evaluate_run(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg, method, run_dir = load_run(run, checkpoint, device)
     ds = Dataset(dataset or cfg.dataset)
+    if cfg.classes and tuple(ds.classes) != tuple(cfg.classes):
+        raise IdealsegError(f"{ds.root}: its classes {ds.classes} are not the run's {list(cfg.classes)}; "
+                            "evaluate on a dataset of the same class set")
     cases = [c for c in ds.split(split) if c.labeled]
     if not cases:
         raise IdealsegError(f"{ds.root}: split {split!r} has no labelled cases to evaluate")
