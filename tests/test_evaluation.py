@@ -123,6 +123,16 @@ def test_shipped_benchmark_configs_parse(name):
                      "ideal pre-training + supervised", "ideal with mlp head"}, names
 
 
+def test_tuning_config_sweeps_both_methods_alike():
+    from pathlib import Path
+
+    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "acdc_cpu_tuning.yaml")
+    settings = {}
+    for cell in spec["methods"]:
+        settings.setdefault(cell["method"], set()).add(tuple(sorted(cell.get("options", {}).items())))
+    assert settings["supervised"] == settings["ideal"] and len(settings["ideal"]) == 3
+
+
 @pytest.mark.parametrize("name", ["acdc_gpu_lease", "acdc_gpu_lease_long"])
 def test_gpu_lease_config_fits_one_lease(name):
     """The short GPU configs: gpu profile, ideal first, every cell's calibrated compute under 6 minutes."""
