@@ -128,7 +128,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-# The `cpu` profile: see the README ("Profiles") for how these were chosen on a 2-core machine.
+# The `cpu` profile: see docs/training.md ("Profiles") for how these were chosen on a 2-core machine.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
         "pretrain": dict(input_size=128, iterations=100000, time_budget=480, batch_labeled=0,

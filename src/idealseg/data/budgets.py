@@ -72,7 +72,8 @@ def select_budget(dataset: Dataset, spec: str | int, seed: int = 0) -> Budget:
     if spec.endswith("%"):
         n = max(n, 1)
     if n < 1:
-        raise IdealsegError(f"--labeled {spec}: at least 1 labelled patient is needed (the train split has {len(pool)})")
+        raise IdealsegError(f"--labeled {spec}: at least 1 labelled patient is needed "
+                            f"(the train split has {len(pool)})")
     if n > len(pool):
         raise IdealsegError(f"--labeled {spec}: asks for {n} patients but the train split has {len(pool)}")
     order = np.random.default_rng(seed).permutation(len(pool))

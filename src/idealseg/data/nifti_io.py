@@ -14,7 +14,6 @@ import numpy as np
 
 from idealseg.errors import InputError
 
-
 MAX_SLICE_PIXELS = 4096 * 4096  # larger in-plane slices are refused before their pixels are read
 
 

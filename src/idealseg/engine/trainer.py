@@ -25,6 +25,7 @@ from idealseg.data.dataset import Dataset
 from idealseg.data.slice_store import BatchSampler, SliceStore
 from idealseg.engine import distributed
 from idealseg.engine.checkpoint import load_latest, save_checkpoint
+from idealseg.engine.environment import write_environment
 from idealseg.engine.run_folder import RUN_ENTRIES, check_run_folder, encoder_state, load_pretrained
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.inference import predict_volume
@@ -92,6 +93,7 @@ class Trainer:
                     p.unlink(missing_ok=True)
             ckpt.mkdir(parents=True, exist_ok=True)
             write_manifest(self.run_dir, "run", RUN_ENTRIES)
+            write_environment(self.run_dir, self.ctx.device, self.ctx.world)
             if not (self.run_dir / "config.yaml").exists() or not resume:
                 self.cfg.save(self.run_dir / "config.yaml")
         distributed.barrier(self.ctx)

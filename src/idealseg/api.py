@@ -1,0 +1,90 @@
+"""The Python API: the command line's steps as functions, for scripts and notebooks.
+
+Every function here is what a CLI subcommand calls, so a script and the command line give the same
+run folders and the same numbers:
+
+    import idealseg
+    dataset = idealseg.prepare("ssl4mis", "data/acdc", "../shared/data/acdc")
+    idealseg.train(dataset, "runs/ideal7", labeled="ssl4mis:7")
+    print(idealseg.evaluate("runs/ideal7", split="val")["classes"]["mean"]["dice"]["mean"])
+    mask = idealseg.load("runs/ideal7").segment(volume)          # [Z, H, W] -> uint8 labels
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from idealseg.config import RunConfig
+from idealseg.data.normalize import normalize_volume
+from idealseg.data.prepare import prepare
+from idealseg.engine.run_folder import load_run
+from idealseg.evaluation.evaluate import evaluate_run
+from idealseg.evaluation.inference import predict_volume
+from idealseg.evaluation.predict import predict_files, run_normalization
+from idealseg.methods import Method
+from idealseg.pipeline import run_stage
+from idealseg.pipeline import train as _train
+
+__all__ = ["prepare", "train", "pretrain", "finetune", "evaluate", "load", "Segmenter", "predict_files"]
+
+
+def train(dataset: str | Path, out: str | Path, **options: Any) -> Path:
+    """Pre-train then fine-tune (`idealseg train`) into `out`; returns the fine-tuning run folder.
+
+    `options` are any `RunConfig` fields plus `profile`, `method`, `pretrain_method`, `skip_pretrain`,
+    `resume` and `overwrite`, as on the command line (`labeled="ssl4mis:7"`, `profile="cpu"`, ...).
+    """
+    _train(dataset, out, **options)
+    return Path(out) / "finetune"
+
+
+def pretrain(dataset: str | Path, out: str | Path, **options: Any) -> Path:
+    """Contrastive pre-training of the encoder (`idealseg pretrain`); returns `out`."""
+    run_stage("pretrain", dataset, out, **options)
+    return Path(out)
+
+
+def finetune(dataset: str | Path, out: str | Path, **options: Any) -> Path:
+    """Fine-tuning with any method (`idealseg finetune`; `init=` a pre-training run); returns `out`."""
+    run_stage("finetune", dataset, out, **options)
+    return Path(out)
+
+
+def evaluate(run: str | Path, split: str = "val", **options: Any) -> dict:
+    """Dice, HD95 and ASD per volume and class (`idealseg evaluate`); returns the summary it writes."""
+    return evaluate_run(run, split, **options)
+
+
+@dataclass
+class Segmenter:
+    """A trained run, loaded once, that segments volumes in memory (what `predict` does per file)."""
+
+    cfg: RunConfig
+    method: Method
+    device: str
+    normalization: str
+
+    def segment(self, volume: np.ndarray, flip_tta: bool = False) -> np.ndarray:
+        """Labels uint8 [Z, H, W] for a volume [Z, H, W] of raw intensities (slices along the first axis),
+        normalised as the run's training data was."""
+        volume = np.asarray(volume, dtype=np.float32)
+        if volume.ndim != 3:
+            raise ValueError(f"expected a [Z, H, W] volume, got shape {volume.shape}")
+        image = normalize_volume(volume, self.normalization)
+        return predict_volume(self.method.predict, image, self.cfg.input_size, self.device, flip_tta=flip_tta)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.cfg.classes)
+
+
+def load(run: str | Path, checkpoint: str = "last", device: str | None = None) -> Segmenter:
+    """Load a fine-tuning run folder (or a `train` folder) for segmentation."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cfg, method, _ = load_run(run, checkpoint, device)
+    return Segmenter(cfg, method, device, run_normalization(cfg))
