@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from idealseg.cli import build_parser
+from idealseg.cli import build_parser, main
 
 SUBCOMMANDS = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
 
@@ -27,3 +27,43 @@ def test_prepare_usage_names_both_forms(capsys):
         build_parser().parse_args(["prepare", "--help"])
     usage = capsys.readouterr().out.split("\n\n")[0]
     assert "prepare {ssl4mis,acdc,nifti} SRC OUT" in usage and "prepare phantom OUT" in usage
+
+
+def test_every_option_is_defined_once_and_documented():
+    """One table (config.OPTIONS) drives the YAML checks, the CLI flags and docs/options.md."""
+    from dataclasses import fields
+    from pathlib import Path
+
+    from idealseg.config import OPTIONS, RunConfig, method_names, options_markdown
+    from idealseg.methods import METHODS
+
+    assert [f.name for f in fields(RunConfig)] == list(OPTIONS)
+    assert method_names() == sorted(METHODS)
+    assert all(name.endswith("-pretrain") == (cls.stage == "pretrain") for name, cls in METHODS.items())
+    readers = {r for o in OPTIONS.values() for r in o.readers}
+    assert readers <= set(METHODS) | {"pretrain", "finetune"}, readers - set(METHODS)
+    docs = Path(__file__).resolve().parents[1] / "docs" / "options.md"
+    assert docs.read_text() == options_markdown(), "docs/options.md is stale: regenerate it (see options_markdown)"
+
+
+def test_help_lists_methods_profiles_and_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "one of bcp, cps, ideal, mean-teacher, supervised, unimatch" in out
+    assert "one of cpu, gpu, demo, tiny" in out and "sgd (momentum 0.9) or adam; one of sgd, adam" in out
+    assert "[read by bcp]" in out  # labeled_warmup names its reader
+
+
+def test_unread_option_is_named_dataset_options_refused_yaml_profile_honoured(phantom, tmp_path):
+    from idealseg.config import resolve_config
+    from idealseg.errors import IdealsegError
+
+    with pytest.warns(UserWarning, match=r"option 'head' is read by ideal-pretrain only; finetune with ideal"):
+        resolve_config("finetune", "tiny", None, {"head": "mlp"})
+    with pytest.raises(IdealsegError, match=r"run.yaml: option 'num_classes' comes from the dataset"):
+        (tmp_path / "run.yaml").write_text("num_classes: 3\n")
+        resolve_config("finetune", None, str(tmp_path / "run.yaml"), {})
+    (tmp_path / "run.yaml").write_text("profile: tiny\n")
+    assert resolve_config("finetune", None, str(tmp_path / "run.yaml"), {}).input_size == 64  # tiny, not cpu
+    assert resolve_config("finetune", "gpu", str(tmp_path / "run.yaml"), {}).input_size == 256  # the flag wins

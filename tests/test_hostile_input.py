@@ -329,6 +329,9 @@ CASES = {
     "train: --init of a folder with no encoder": _run_with("--labeled", "1", "--init", "/nonexistent-run",
                                                           expected="encoder.pt: checkpoint not found"),
     "train: input size 16 (a 1x1 deepest map)": _bad_option("finetune", "input_size: 16", "from 32 up"),
+    "train: an option neither stage reads": lambda tmp: (
+        ["train", tmp, "--out", tmp / "run", "--labeled-warmup", "0.5"],
+        "option(s) labeled_warmup are read by neither ideal-pretrain nor ideal", tmp / "run"),
     "train: unknown sup_loss": _bad_option("finetune", "sup_loss: focal", "option 'sup_loss' must be one of"),
     "train: mixing outside its choices": _bad_option("finetune", "mixing: mixup", "option 'mixing' must be one of"),
     "train: confidence above 1": _bad_option("finetune", "confidence: 1.5",

@@ -196,8 +196,9 @@ def _seconds_per_step(root: Path, spec: dict, stage: str, method: str, opts: dic
     tmp = Path(tempfile.mkdtemp(prefix="calibrate-", dir=root))
     try:
         run_stage(stage, spec["dataset"], tmp / "run", profile=spec["profile"], method=method,
-                  **{**spec["options"], **opts, "iterations": steps + 5, "time_budget": 0, "val_every": 0,
-                     "log_every": 5, "checkpoint_every": 10**9, "labeled": spec["labeled"][0]})
+                  **{**spec["options"], **opts, "iterations": steps + 5, "time_budget": 0, "log_every": 5,
+                     "checkpoint_every": 10**9, **({"val_every": 0, "labeled": spec["labeled"][0]}
+                                                  if stage == "finetune" else {})})
         with open(tmp / "run" / "log.csv", newline="") as f:
             times = {int(r["step"]): float(r["time"]) for r in csv.DictReader(f)}
         return (times[steps + 5] - times[5]) / steps

@@ -41,38 +41,49 @@ def _cmd_info(args: argparse.Namespace) -> None:
     print(dataset_summary(Dataset(args.dataset), args.labeled, args.seed))
 
 
-_TRAIN_OPTIONS = {  # CLI flag -> (type, help); every RunConfig field is also settable in --config YAML
-    "labeled": (str, "label budget: 7, 10%%, ssl4mis:7, all or @ids.txt"),
-    "init": (str, "pre-training run folder (or encoder.pt) to initialise the encoder from"),
-    "seed": (int, "random seed (split of labelled patients, sampling, augmentation, init)"),
-    "iterations": (int, "maximum number of optimizer steps"),
-    "time_budget": (float, "wall-clock budget in seconds (0 = none); whichever ends first"),
-    "input_size": (int, "square training input size"),
-    "batch_labeled": (int, "labelled slices per step"),
-    "batch_unlabeled": (int, "unlabelled slices per step"),
-    "lr": (float, "base learning rate (poly decay)"),
-    "lambda_max": (float, "consistency weight after ramp-up"),
-    "head": (str, "pre-training head: dense (1x1 convs, IDEAL) or mlp (ablation)"),
-    "val_every": (int, "validate every N steps (0 = never)"),
-    "checkpoint_every": (int, "checkpoint every N steps"),
-    "threads": (int, "torch CPU threads (0 = default)"),
-}
+def _flag_type(annotation: str):
+    """argparse type for a RunConfig field: its annotation, with lists as comma-separated values."""
+    if annotation.startswith("tuple[int"):
+        return lambda text: [int(v) for v in text.split(",")]
+    if annotation == "bool":
+        return lambda text: {"true": True, "false": False}.get(text.lower(), text)
+    return {"int": int, "float": float}.get(annotation, str)
 
 
-def _add_train_options(p: argparse.ArgumentParser, method_default: str | None) -> None:
+def _train_flags() -> dict[str, str]:
+    """RunConfig fields that are command-line flags, with their annotations (config.OPTIONS says which)."""
+    from dataclasses import fields
+
+    from idealseg.config import OPTIONS, RunConfig
+
+    return {f.name: str(f.type) for f in fields(RunConfig) if OPTIONS[f.name].cli}
+
+
+def _add_train_options(p: argparse.ArgumentParser, stage: str, method_default: str) -> None:
+    from idealseg.config import OPTIONS, PROFILES, method_names
+
     p.add_argument("dataset", help="dataset folder written by `idealseg prepare`")
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--method", default=method_default)
-    p.add_argument("--profile", default="cpu", help="cpu, gpu or tiny")
-    p.add_argument("--config", help="YAML file of options (any RunConfig field)")
+    names = [m for m in method_names() if (m.endswith("-pretrain")) == (stage == "pretrain")]
+    p.add_argument("--method", default=method_default, help=f"one of {', '.join(names)} (default {method_default})")
+    p.add_argument("--profile", default=None, help=f"one of {', '.join(PROFILES)}: the defaults the options start "
+                                                   "from (default: the --config YAML's profile, else cpu)")
+    p.add_argument("--config", help="YAML file of options (any option below, by its name with underscores)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="start again in an existing run folder")
-    for name, (kind, text) in _TRAIN_OPTIONS.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=text)
+    p.add_argument("--overwrite", action="store_true", help="start again in a run folder idealseg wrote")
+    for name, annotation in _train_flags().items():
+        option = OPTIONS[name]
+        text = option.help + (f"; one of {', '.join(option.choices)}" if option.choices else "")
+        if option.readers:
+            text += f" [read by {', '.join(option.readers)}]"
+        if annotation == "bool":
+            text += " (true or false)"
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=_flag_type(annotation), default=None,
+                       metavar=name.upper(), help=text.replace("%", "%%"))
 
 
 def _train_kwargs(args: argparse.Namespace) -> dict:
-    kwargs = {name: getattr(args, name) for name in _TRAIN_OPTIONS if getattr(args, name, None) is not None}
+    kwargs = {name: getattr(args, name) for name in _train_flags() if getattr(args, name, None) is not None}
     return dict(profile=args.profile, config=args.config, resume=args.resume, overwrite=args.overwrite, **kwargs)
 
 
@@ -168,15 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("pretrain", help="contrastive pre-training of the encoder (labels never read)")
-    _add_train_options(p, "ideal-pretrain")
+    _add_train_options(p, "pretrain", "ideal-pretrain")
     p.set_defaults(func=_cmd_pretrain)
 
     p = sub.add_parser("finetune", help="semi-supervised fine-tuning (or a baseline method)")
-    _add_train_options(p, "ideal")
+    _add_train_options(p, "finetune", "ideal")
     p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("train", help="pretrain then finetune, into OUT/pretrain and OUT/finetune")
-    _add_train_options(p, "ideal")
+    _add_train_options(p, "finetune", "ideal")
     p.add_argument("--pretrain-method", default="ideal-pretrain")
     p.add_argument("--no-pretrain", action="store_true", help="fine-tune from scratch (ablation)")
     p.set_defaults(func=_cmd_train)

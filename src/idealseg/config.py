@@ -6,6 +6,7 @@ run folder enough to resume, evaluate or predict.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -158,16 +159,33 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def resolve_config(stage: str, profile: str, yaml_path: str | None, overrides: dict[str, Any]) -> RunConfig:
-    """Defaults < profile < YAML file < command-line options (those not left at None)."""
+def resolve_config(stage: str, profile: str | None, yaml_path: str | None, overrides: dict[str, Any]) -> RunConfig:
+    """Defaults < profile < YAML file < command-line options (those not left at None).
+
+    The profile is the command line's, else the YAML's `profile:`, else cpu. An option that the
+    dataset sets (classes, their number, the normalisation) is refused from the user; one that the
+    chosen method and stage do not read is warned about by name (it would change nothing).
+    """
+    values = read_yaml(yaml_path) if yaml_path else {}
+    profile = profile or values.get("profile") or "cpu"
     if profile not in PROFILES:
-        raise IdealsegError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
+        raise IdealsegError(f"{yaml_path or 'command line'}: unknown profile {profile!r}; "
+                            f"expected one of {sorted(PROFILES)}")
     cfg = RunConfig(stage=stage, profile=profile)
     cfg.update(PROFILES[profile][stage], f"profile {profile}")
-    if yaml_path:
-        cfg.update(read_yaml(yaml_path), yaml_path)
-    cfg.update(overrides, "command line")
+    user = {}
+    for source, given in ((yaml_path, values), ("command line", overrides)):
+        if given:
+            cfg.update({k: v for k, v in given.items() if k != "profile"}, str(source))
+            user.update({k.replace("-", "_"): str(source) for k, v in given.items() if v is not None})
     cfg.stage = stage
+    for key, source in user.items():
+        if key in FROM_DATASET:
+            raise IdealsegError(f"{source}: option {key!r} comes from the dataset's dataset.json; remove it")
+        if key in OPTIONS and not reads(key, stage, cfg.method):
+            who = ", ".join(OPTIONS[key].readers)
+            warnings.warn(f"{source}: option {key!r} is read by {who} only; {stage} with {cfg.method} ignores it",
+                          stacklevel=2)
     return cfg.check()
 
 
@@ -181,43 +199,104 @@ _TYPES: dict[str, tuple[tuple[type, ...], str, Callable[[Any], Any]]] = {  # ann
     "tuple[str, ...]": ((list, tuple), "a list of strings", tuple),
 }
 
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "stage": ("pretrain", "finetune"),
-    "optimizer": ("sgd", "adam"),
-    "head": ("dense", "mlp"),
-    "perturb1": ("dropout", "noise", "none"),
-    "perturb2": ("dropout", "noise", "none"),
-    "sup_loss": ("ce+dice", "ssl4mis"),
-    "mixing": ("none", "copy-paste"),
-}
 
-_LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {  # option -> (allowed?, what is allowed)
-    "iterations": (lambda v: v >= 1, ">= 1"),
-    "time_budget": (lambda v: v >= 0, ">= 0 (0 = no time limit)"),
-    "input_size": (lambda v: v >= 32 and v % 16 == 0,
-                   "a multiple of 16 from 32 up (the U-Net halves it four times; its BatchNorm needs a 2x2 map)"),
-    "batch_labeled": (lambda v: v >= 0, ">= 0"),
-    "batch_unlabeled": (lambda v: v >= 0, ">= 0"),
-    "num_classes": (lambda v: v >= 2, ">= 2 (background and at least one structure)"),
-    "channels": (lambda v: len(v) == 5 and min(v) >= 1, "five positive channel counts, one per U-Net level"),
-    "lr": (lambda v: v > 0, "> 0"),
-    "weight_decay": (lambda v: v >= 0, ">= 0"),
-    "poly_power": (lambda v: v >= 0, ">= 0"),
-    "lambda_max": (lambda v: v >= 0, ">= 0"),
-    "rampup": (lambda v: 0 <= v <= 1, "a fraction of the budget, 0 to 1"),
-    "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "labeled_warmup": (lambda v: 0 <= v <= 1, "a fraction of the budget, 0 to 1"),
-    "unlabeled_weight": (lambda v: v >= 0, ">= 0"),
-    "confidence": (lambda v: 0 <= v <= 1, "a probability, 0 to 1"),
-    "pseudo_threshold": (lambda v: 0 <= v <= 1, "a probability, 0 to 1 (0 = every pixel counts)"),
-    "temperature": (lambda v: v > 0, "> 0 (the paper uses 0.1)"),
-    "momentum_key": (lambda v: 0 <= v < 1, "in [0, 1) (0 = shared weights)"),
-    "global_weight": (lambda v: v >= 0, ">= 0"),
-    "val_every": (lambda v: v >= 0, ">= 0 (0 = never)"),
-    "checkpoint_every": (lambda v: v >= 1, ">= 1"),
-    "log_every": (lambda v: v >= 1, ">= 1"),
-    "threads": (lambda v: v >= 0, ">= 0 (0 = torch's default)"),
+@dataclass(frozen=True)
+class Option:
+    """Everything about one RunConfig option but its type and default (the dataclass field's):
+    the help the CLI and the docs show, who reads it, its choices or its range."""
+
+    help: str
+    readers: tuple[str, ...] = ()  # methods or stages that read it; () = every run
+    choices: tuple[str, ...] = ()
+    limit: tuple[Callable[[Any], bool], str] | None = None  # (allowed?, what is allowed)
+    cli: bool = True  # a command-line flag (False: set from the dataset, or internal)
+
+
+FINETUNE_CONSISTENCY = ("ideal", "cps", "mean-teacher")
+PRETRAIN = ("ideal-pretrain", "gcl-lcl-pretrain")
+_FRACTION = (lambda v: 0 <= v <= 1, "a fraction, 0 to 1")
+_PROBABILITY = (lambda v: 0 <= v <= 1, "a probability, 0 to 1")
+_NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+
+OPTIONS: dict[str, Option] = {
+    "stage": Option("pretrain or finetune", choices=("pretrain", "finetune"), cli=False),
+    "method": Option("training method", cli=False),  # the CLI's --method lists the registry's names
+    "dataset": Option("dataset folder written by `idealseg prepare`", cli=False),
+    "labeled": Option("label budget: 7, 10%, ssl4mis:7, all or @ids.txt", readers=("finetune",)),
+    "init": Option("pre-training run folder (or encoder.pt) to initialise the encoder from", readers=("finetune",)),
+    "seed": Option("random seed (labelled patients, sampling, augmentation, initialisation)"),
+    "profile": Option("cpu, gpu, demo or tiny: the defaults the other options start from", cli=False),
+    "input_size": Option("square training input size in pixels",
+                         limit=(lambda v: v >= 32 and v % 16 == 0, "a multiple of 16 from 32 up (the U-Net halves "
+                                "it four times; its BatchNorm needs a 2x2 map)")),
+    "channels": Option("U-Net channels per level, e.g. 16,32,64,128,256",
+                       limit=(lambda v: len(v) == 5 and min(v) >= 1, "five positive channel counts, one per level")),
+    "num_classes": Option("set from the dataset", limit=(lambda v: v >= 2, ">= 2"), cli=False),
+    "classes": Option("set from the dataset", cli=False),
+    "normalization": Option("set from the dataset", cli=False),
+    "iterations": Option("maximum number of optimizer steps", limit=(lambda v: v >= 1, ">= 1")),
+    "time_budget": Option("wall-clock budget in seconds (0 = none); whichever of the two ends first",
+                          limit=(lambda v: v >= 0, ">= 0 (0 = no time limit)")),
+    "batch_labeled": Option("labelled slices per step", readers=("finetune",), limit=_NON_NEGATIVE),
+    "batch_unlabeled": Option("unlabelled slices per step", limit=_NON_NEGATIVE),
+    "optimizer": Option("sgd (momentum 0.9) or adam", choices=("sgd", "adam")),
+    "lr": Option("base learning rate (poly decay)", limit=(lambda v: v > 0, "> 0")),
+    "weight_decay": Option("weight decay", limit=_NON_NEGATIVE),
+    "poly_power": Option("exponent of the poly learning-rate decay", limit=_NON_NEGATIVE),
+    "sup_loss": Option("labelled-slice loss: ce+dice, or ssl4mis (0.5 CE + 0.5 Dice with background)",
+                       readers=("finetune",), choices=("ce+dice", "ssl4mis")),
+    "pseudo_threshold": Option("cross pseudo-labels count where their softmax peak reaches this (0 = all)",
+                               readers=("ideal", "cps"), limit=_PROBABILITY),
+    "lambda_max": Option("consistency weight after ramp-up", readers=FINETUNE_CONSISTENCY, limit=_NON_NEGATIVE),
+    "rampup": Option("fraction of the budget over which the consistency weight ramps up",
+                     readers=FINETUNE_CONSISTENCY, limit=_FRACTION),
+    "perturb1": Option("feature perturbation of IDEAL's first decoder", readers=("ideal",),
+                       choices=("dropout", "noise", "none")),
+    "perturb2": Option("feature perturbation of IDEAL's second decoder", readers=("ideal",),
+                       choices=("dropout", "noise", "none")),
+    "ema_decay": Option("decay of the EMA teacher", readers=("mean-teacher", "bcp"),
+                        limit=(lambda v: 0 <= v < 1, "in [0, 1)")),
+    "labeled_warmup": Option("fraction of the budget on labelled-only copy-paste before self-training",
+                             readers=("bcp",), limit=_FRACTION),
+    "unlabeled_weight": Option("weight of pseudo-labelled pixels in copy-paste mixed slices",
+                               readers=("bcp", "ideal"), limit=_NON_NEGATIVE),
+    "confidence": Option("softmax peak a weak-view pseudo-label needs to count",
+                         readers=("unimatch", "ideal"), limit=_PROBABILITY),
+    "mixing": Option("none, or copy-paste (BCP's two mixing directions inside IDEAL)", readers=("ideal",),
+                     choices=("none", "copy-paste")),
+    "weak_to_strong": Option("confident weak-view labels also supervise the other stream's strong view",
+                             readers=("ideal",)),
+    "temperature": Option("contrastive temperature", readers=PRETRAIN,
+                          limit=(lambda v: v > 0, "> 0 (the paper uses 0.1)")),
+    "head": Option("pre-training head: dense (1x1 convs, IDEAL) or mlp (ablation)", readers=("ideal-pretrain",),
+                   choices=("dense", "mlp")),
+    "dense_level": Option("encoder level of the dense head (-1 = deepest)", readers=("ideal-pretrain",)),
+    "momentum_key": Option("0: shared query/key encoders; else the key side's EMA momentum",
+                           readers=("ideal-pretrain",), limit=(lambda v: 0 <= v < 1, "in [0, 1) (0 = shared)")),
+    "global_weight": Option("weight of the optional global NT-Xent term", readers=("ideal-pretrain",),
+                            limit=_NON_NEGATIVE),
+    "val_every": Option("validate every N steps (0 = never)", readers=("finetune",),
+                        limit=(lambda v: v >= 0, ">= 0 (0 = never)")),
+    "checkpoint_every": Option("checkpoint every N steps", limit=(lambda v: v >= 1, ">= 1")),
+    "log_every": Option("log every N steps", limit=(lambda v: v >= 1, ">= 1")),
+    "amp": Option("mixed precision on CUDA (bfloat16, else float16 with a scaler)"),
+    "channels_last": Option("channels_last memory format (faster on CPU and CUDA)"),
+    "threads": Option("torch CPU threads (0 = torch's default)", limit=(lambda v: v >= 0, ">= 0 (0 = default)")),
 }
+FROM_DATASET = ("num_classes", "classes", "normalization")
+
+
+def method_names() -> list[str]:
+    """The methods' names, from the files of `idealseg/methods/` (one file a method, `ideal_pretrain.py`
+    is `ideal-pretrain`), so that `--help` can list them without importing torch."""
+    folder = Path(__file__).parent / "methods"
+    return sorted(p.stem.replace("_", "-") for p in folder.glob("*.py") if p.stem not in ("__init__", "base", "common"))
+
+
+def reads(option: str, stage: str, method: str) -> bool:
+    """Whether a run of `stage` with `method` reads `option` (an unknown name: yes, so that `update` names it)."""
+    readers = OPTIONS[option].readers if option in OPTIONS else ()
+    return not readers or stage in readers or method in readers
 
 
 def _checked(key: str, annotation: str, value: Any, source: str) -> Any:
@@ -232,8 +311,35 @@ def _checked(key: str, annotation: str, value: Any, source: str) -> Any:
     if not ok:
         raise IdealsegError(f"{source}: option {key!r} must be {wording}, got {value!r}")
     value = convert(value)
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise IdealsegError(f"{source}: option {key!r} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
-    if key in _LIMITS and not _LIMITS[key][0](value):
-        raise IdealsegError(f"{source}: option {key!r} must be {_LIMITS[key][1]}, got {value!r}")
+    option = OPTIONS[key]
+    if option.choices and value not in option.choices:
+        raise IdealsegError(f"{source}: option {key!r} must be one of {', '.join(option.choices)}, got {value!r}")
+    if option.limit and not option.limit[0](value):
+        raise IdealsegError(f"{source}: option {key!r} must be {option.limit[1]}, got {value!r}")
     return value
+
+
+def options_markdown() -> str:
+    """docs/options.md: every option with its default, type, choices or range and readers, from OPTIONS.
+
+    The committed page is this function's output (a test compares them); regenerate it with
+    `python -c "from idealseg.config import options_markdown; print(options_markdown(), end='')" > docs/options.md`.
+    """
+    defaults = RunConfig()
+    lines = ["# Options", "",
+             "Every option of a run, settable in a `--config` YAML by its name and on the command line as",
+             "`--name-with-dashes` (except those set from the dataset or by the command). Profiles (`cpu`, `gpu`,",
+             "`demo`, `tiny`) change some defaults; an option the chosen method does not read is warned about.",
+             "Generated from `idealseg.config.OPTIONS`.", "",
+             "| option | default | allowed | read by | what it does |", "|---|---|---|---|---|"]
+    for f in fields(RunConfig):
+        option = OPTIONS[f.name]
+        value = getattr(defaults, f.name)
+        default = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        allowed = ", ".join(option.choices) if option.choices else option.limit[1] if option.limit else str(f.type)
+        allowed = allowed.replace(" | None", " or none")
+        readers = ", ".join(option.readers) or "every run"
+        help_text = option.help + ("" if option.cli else " (not a flag)")
+        shown = f"`{default}`" if default not in ("", ()) else "(empty)"
+        lines.append(f"| `{f.name}` | {shown} | {allowed} | {readers} | {help_text} |")
+    return "\n".join(lines) + "\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from idealseg.config import resolve_config
+from idealseg.config import reads, resolve_config
 from idealseg.engine import distributed
 from idealseg.engine.trainer import Trainer
 from idealseg.errors import IdealsegError
@@ -15,7 +15,7 @@ DEMO_ENTRIES = ("dataset", "run")  # everything `demo` writes into its folder
 
 
 def run_stage(
-    stage: str, dataset: str | Path, out: str | Path, *, profile: str = "cpu", config: str | None = None,
+    stage: str, dataset: str | Path, out: str | Path, *, profile: str | None = None, config: str | None = None,
     resume: bool = False, overwrite: bool = False, **options: Any,
 ) -> dict:
     """Resolve the configuration (profile < YAML < options), train, return the summary."""
@@ -43,11 +43,17 @@ def train(
     if kwargs.get("init"):
         raise IdealsegError("`train` pre-trains itself; use `finetune --init` to start from another run")
     summaries = {}
+    run_options = {"profile", "config", "resume", "overwrite"}
+    pre_kwargs = {k: v for k, v in kwargs.items() if k in run_options or reads(k, "pretrain", pretrain_method)}
+    ft_kwargs = {k: v for k, v in kwargs.items() if k in run_options or reads(k, "finetune", method)}
+    unread = sorted(set(kwargs) - set(pre_kwargs) - set(ft_kwargs))
+    if unread:
+        raise IdealsegError(f"option(s) {', '.join(unread)} are read by neither {pretrain_method} nor {method}")
     if not skip_pretrain:
         summaries["pretrain"] = run_stage("pretrain", dataset, out / "pretrain", method=pretrain_method,
-                                          **{k: v for k, v in kwargs.items() if k != "labeled"})
-        kwargs["init"] = str(out / "pretrain")
-    summaries["finetune"] = run_stage("finetune", dataset, out / "finetune", method=method, **kwargs)
+                                          **pre_kwargs)
+        ft_kwargs["init"] = str(out / "pretrain")
+    summaries["finetune"] = run_stage("finetune", dataset, out / "finetune", method=method, **ft_kwargs)
     pre = summaries.get("pretrain", {}).get("seconds", 0.0)
     summaries["total_train_seconds"] = round(pre + summaries["finetune"]["seconds"], 1)
     return summaries
