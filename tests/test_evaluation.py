@@ -178,7 +178,7 @@ def test_shared_calibration_is_copied_not_measured(tmp_path):
 
 def test_new_method_is_calibrated_beside_an_anchor_and_scaled(tmp_path, monkeypatch):
     """A method added later gets steps in proportion to the old table, whatever this machine's speed."""
-    import idealseg.benchmark as bm
+    import idealseg.benchmark.calibration as bm
 
     root = tmp_path / "bench"
     root.mkdir()

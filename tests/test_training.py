@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from idealseg.config import resolve_config
-from idealseg.engine.run_folder import load_encoder
 from idealseg.engine.trainer import Trainer
 from idealseg.errors import IdealsegError
 from idealseg.methods import METHODS
+from idealseg.runfolder.folder import load_encoder
 
 
 def make_trainer(phantom, out, method, stage=None, resume=False, **over):

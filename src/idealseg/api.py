@@ -22,13 +22,13 @@ import torch
 from idealseg.config import RunConfig
 from idealseg.data.normalize import normalize_volume
 from idealseg.data.prepare import prepare
-from idealseg.engine.run_folder import load_run
 from idealseg.evaluation.evaluate import evaluate_run
 from idealseg.evaluation.inference import predict_volume
 from idealseg.evaluation.predict import predict_files, run_normalization
 from idealseg.methods import Method
 from idealseg.pipeline import run_stage
 from idealseg.pipeline import train as _train
+from idealseg.runfolder.folder import load_run
 
 __all__ = ["prepare", "train", "pretrain", "finetune", "evaluate", "load", "Segmenter", "predict_files"]
 

@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from idealseg.errors import IdealsegError
-from idealseg.ownership import TEMPORARY, check_replaceable, read_manifest, write_manifest
+TEMPORARY = re.compile(r"^\.(.+)\.(?:file|dir|old)-(\d+)\.tmp")  # `.NAME.KIND-PID.tmp...`: whose, and which process
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (read by setting and restoring it: Python has no getter)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def _temporary(path: Path, kind: str) -> Path:
+def temporary(path: Path, kind: str) -> Path:
+    """This process's temporary sibling of `path` (`kind`: dir, or old for a replaced folder)."""
     return path.parent / f".{path.name}.{kind}-{os.getpid()}.tmp"
 
 
@@ -70,40 +72,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = path.parent / f".{path.name}.file-{os.getpid()}.tmp{''.join(path.suffixes)}"
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | Path, overwrite: bool = False, kind: str = "dataset") -> Iterator[Path]:
-    """Build a folder under a temporary name, mark it as idealseg's, and rename it into place.
-
-    An existing destination is refused unless `overwrite` and it is idealseg's alone (see
-    `ownership`); it is then replaced only after the new folder is complete.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        hint = "pass --overwrite to replace it" if read_manifest(path) else "choose a new folder"
-        raise IdealsegError(f"{path}: output folder exists ({hint})")
-    if overwrite:
-        check_replaceable(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    tmp = _temporary(path, "dir")
-    tmp.mkdir(mode=0o777 & ~_umask())
-    try:
-        yield tmp
-        write_manifest(tmp, kind)
-        if path.exists():
-            old = _temporary(path, "old")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)

@@ -10,23 +10,22 @@ written, so a refused command leaves the disk as it found it.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
-import re
+import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from idealseg.atomic import TEMPORARY, atomic_file, remove_stale_temporaries, temporary, umask
 from idealseg.errors import IdealsegError
 
 MANIFEST = ".idealseg.json"
-TEMPORARY = re.compile(r"^\.(.+)\.(?:file|dir|old)-(\d+)\.tmp")  # `.NAME.KIND-PID.tmp...`, see atomic.py
 
 
 def write_manifest(folder: str | Path, kind: str, entries: Iterable[str] | None = None) -> None:
     """Mark `folder` as idealseg's; `entries` are the top-level names it may hold (default: what it holds now)."""
-    from idealseg.atomic import atomic_file  # atomic imports this module for its clean-up rule
-
     folder = Path(folder)
     names = sorted(set(entries) if entries is not None else {p.name for p in folder.iterdir()} - {MANIFEST})
     with atomic_file(folder / MANIFEST) as f:
@@ -103,3 +102,35 @@ def remove_owned(folder: str | Path) -> None:
     check_replaceable(folder)
     if Path(folder).exists():
         shutil.rmtree(folder)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, overwrite: bool = False, kind: str = "dataset") -> Iterator[Path]:
+    """Build a folder under a temporary name, mark it as idealseg's, and rename it into place.
+
+    An existing destination is refused unless `overwrite` and it is idealseg's alone (see
+    `ownership`); it is then replaced only after the new folder is complete.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        hint = "pass --overwrite to replace it" if read_manifest(path) else "choose a new folder"
+        raise IdealsegError(f"{path}: output folder exists ({hint})")
+    if overwrite:
+        check_replaceable(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    tmp = temporary(path, "dir")
+    tmp.mkdir(mode=0o777 & ~umask())
+    try:
+        yield tmp
+        write_manifest(tmp, kind)
+        if path.exists():
+            old = temporary(path, "old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from idealseg.atomic import atomic_dir
 from idealseg.data.dataset import DatasetWriter
 from idealseg.data.importers.acdc import import_acdc
 from idealseg.data.importers.nifti import import_nifti, parse_label_map
 from idealseg.data.importers.phantom import PHANTOM_CLASSES, import_phantom
 from idealseg.data.importers.ssl4mis import ACDC_CLASSES, import_ssl4mis
 from idealseg.errors import InputError
-from idealseg.ownership import check_no_overlap
+from idealseg.ownership import atomic_dir, check_no_overlap
 
 SOURCES = ("ssl4mis", "acdc", "nifti", "phantom")
 

@@ -24,14 +24,14 @@ from idealseg.data.budgets import select_budget
 from idealseg.data.dataset import Dataset
 from idealseg.data.slice_store import BatchSampler, SliceStore
 from idealseg.engine import distributed
-from idealseg.engine.checkpoint import load_latest, save_checkpoint
-from idealseg.engine.environment import write_environment
-from idealseg.engine.run_folder import RUN_ENTRIES, check_run_folder, encoder_state, load_pretrained
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.inference import predict_volume
 from idealseg.evaluation.metrics import mean_foreground_dice
 from idealseg.methods import get_method
 from idealseg.ownership import write_manifest
+from idealseg.runfolder.checkpoint import load_latest, save_checkpoint
+from idealseg.runfolder.environment import write_environment
+from idealseg.runfolder.folder import RUN_ENTRIES, check_run_folder, encoder_state, load_pretrained
 
 
 class Trainer:

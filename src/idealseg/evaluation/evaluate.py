@@ -13,11 +13,11 @@ from tqdm import tqdm
 
 from idealseg.atomic import atomic_file
 from idealseg.data.dataset import Dataset
-from idealseg.engine.run_folder import load_run
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.clinical import ejection_fractions
 from idealseg.evaluation.inference import predict_volume
 from idealseg.evaluation.metrics import volume_metrics
+from idealseg.runfolder.folder import load_run
 
 METRICS = ("dice", "hd95", "asd")
 

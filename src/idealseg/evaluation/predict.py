@@ -13,10 +13,10 @@ from tqdm import tqdm
 from idealseg.atomic import atomic_path
 from idealseg.data.nifti_io import from_zhw, load_nifti, slicing_axes, to_zhw
 from idealseg.data.normalize import normalize_volume
-from idealseg.engine.run_folder import load_run
 from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.inference import predict_volume
 from idealseg.ownership import describe
+from idealseg.runfolder.folder import load_run
 
 MASK_SUFFIXES = ("_seg", "_gt")  # masks by name (ours and the common manual conventions)
 

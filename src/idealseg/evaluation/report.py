@@ -9,10 +9,10 @@ import torch
 
 from idealseg.atomic import atomic_file
 from idealseg.data.dataset import Dataset
-from idealseg.engine.run_folder import load_run, resolve_run
 from idealseg.evaluation.evaluate import markdown_table
 from idealseg.evaluation.figures import overlay, training_curves
 from idealseg.evaluation.inference import predict_volume
+from idealseg.runfolder.folder import load_run, resolve_run
 
 
 def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:

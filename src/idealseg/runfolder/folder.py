@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 
 from idealseg.config import RunConfig
-from idealseg.engine.checkpoint import load_checkpoint
 from idealseg.errors import IdealsegError, InputError
 from idealseg.methods import Method, get_method
 from idealseg.models.unet import fold_batchnorm
 from idealseg.ownership import describe, foreign_entries, read_manifest
+from idealseg.runfolder.checkpoint import load_checkpoint
 
 # Everything a run folder may hold (glob patterns): what `--overwrite` and `--resume` accept in it.
 RUN_ENTRIES = ("config.yaml", "log.csv", "checkpoints", "summary.json", "encoder.pt", "env.json", "eval_*",

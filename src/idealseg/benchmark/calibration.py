@@ -1,0 +1,81 @@
+"""Seconds per training step of each method, measured once, so budgets in seconds become iterations."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from idealseg.atomic import atomic_file
+from idealseg.benchmark.spec import stage_key
+from idealseg.errors import IdealsegError
+from idealseg.pipeline import run_stage
+
+
+def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
+    """Seconds per training step of each (stage, method, options) in `cells`, measured once.
+
+    A method added to a benchmark whose table was measured earlier, perhaps on another machine, is
+    measured here beside one method already in the table (the anchor), and its entry is scaled by
+    the anchor's old/new ratio: its steps then stand in the same proportion to the other methods'
+    as if it had been in the first calibration, whatever CPU this one is.
+    """
+    path = root / "calibration.json"
+    table = json.loads(path.read_text()) if path.exists() else _shared_calibration(spec)
+    jobs = []
+    for cell in cells:
+        if cell.get("pretrain"):
+            jobs.append(("pretrain", cell["pretrain"], cell.get("pretrain_options", {})))
+        jobs.append(("finetune", cell["method"], cell.get("options", {})))
+    missing = list({key: job for key, job in map(_job_key, jobs) if key not in table}.items())
+    known = [job for job in map(_job_key, jobs) if job[0] in table]
+    anchor = next((job for job in known if job[1][0] == "finetune"), known[0] if known else None)
+    scale = table[anchor[0]] / _seconds_per_step(root, spec, *anchor[1]) if missing and anchor else 1.0
+    for key, job in missing:
+        table[key] = _seconds_per_step(root, spec, *job) * scale
+        _write_calibration(path, table)
+    if not path.exists():
+        _write_calibration(path, table)  # every entry came from budget.calibration
+    return table
+
+def _job_key(job: tuple) -> tuple[str, tuple]:
+    return stage_key(*job), job
+
+def _seconds_per_step(root: Path, spec: dict, stage: str, method: str, opts: dict) -> float:
+    """A short run of one stage on this machine; the first steps, which warm caches up, are not counted."""
+    steps = int(spec["budget"].get("calibrate_steps", 20))
+    tmp = Path(tempfile.mkdtemp(prefix="calibrate-", dir=root))
+    try:
+        run_stage(stage, spec["dataset"], tmp / "run", profile=spec["profile"], method=method,
+                  **{**spec["options"], **opts, "iterations": steps + 5, "time_budget": 0, "log_every": 5,
+                     "checkpoint_every": 10**9, **({"val_every": 0, "labeled": spec["labeled"][0]}
+                                                  if stage == "finetune" else {})})
+        with open(tmp / "run" / "log.csv", newline="") as f:
+            times = {int(r["step"]): float(r["time"]) for r in csv.DictReader(f)}
+        return (times[steps + 5] - times[5]) / steps
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+def _write_calibration(path: Path, table: dict[str, float]) -> None:
+    with atomic_file(path) as f:
+        json.dump(table, f, indent=1)
+
+def _shared_calibration(spec: dict) -> dict[str, float]:
+    """The table named by `budget: {calibration: FILE}`: another benchmark's seconds per step, so that a
+    longer-budget run of the same methods gets steps in proportion to the first one's, not a new measurement."""
+    source = spec["budget"].get("calibration")
+    if not source:
+        return {}
+    try:
+        table = json.loads(Path(source).read_text())
+    except (OSError, ValueError) as e:
+        raise IdealsegError(f"{source}: cannot read the calibration named by budget.calibration ({e})") from e
+    if not isinstance(table, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in table.values()):
+        raise IdealsegError(f"{source}: a calibration maps each stage to positive seconds per step")
+    return table
+
+def iterations(root: Path, stage: str, method: str, opts: dict, seconds: float) -> int:
+    table = json.loads((root / "calibration.json").read_text())
+    return max(1, int(seconds / table[stage_key(stage, method, opts)]))

@@ -1,0 +1,100 @@
+"""Running the matrix: one resumable cell after another, each evaluated and recorded in result.json."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from idealseg.atomic import atomic_file
+from idealseg.benchmark.calibration import calibrate, iterations
+from idealseg.benchmark.report import write_results
+from idealseg.benchmark.spec import cell_dir, load_benchmark, pretrain_key
+from idealseg.config import PROFILES
+from idealseg.errors import IdealsegError
+from idealseg.evaluation.evaluate import evaluate_run
+from idealseg.pipeline import run_stage
+
+
+def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[str] | None = None,
+                  report_only: bool = False, seeds: list[int] | None = None) -> Path:
+    """Run the cells of `path` not yet finished (those of `only` methods and `seeds`, when given)."""
+    spec = load_benchmark(path)
+    root = Path(out or spec.get("out") or Path(path).with_suffix(""))
+    root.mkdir(parents=True, exist_ok=True)
+    if report_only:
+        write_results(root, spec)
+        return root
+    if spec.get("prepare") and not (Path(spec["dataset"]) / "dataset.json").exists():
+        from idealseg.data.prepare import prepare
+
+        source, *src = str(spec["prepare"]).split()
+        prepare(source, spec["dataset"], src[0] if src else None)
+    profile, options = spec["profile"], dict(spec["options"])
+    pre_budget = PROFILES[profile]["pretrain"].get("time_budget", 0)
+    unknown = sorted(set(only or ()) - {c["name"] for c in spec["methods"]})
+    if unknown:
+        names = ", ".join(c["name"] for c in spec["methods"])
+        raise IdealsegError(f"--only {','.join(unknown)}: not a method of {path} (its methods: {names})")
+    cells = [c for c in spec["methods"] if not only or c["name"] in only]
+    if spec.get("budget"):
+        calibrate(root, spec, spec["methods"])  # all at once, ideally on a quiet machine
+    for labeled in spec["labeled"]:
+        for cell in cells:
+            for seed in [s for s in cell["seeds"] if seeds is None or s in seeds]:
+                run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget)
+                write_results(root, spec)  # the report is current after every cell
+    return root
+
+def run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget) -> None:
+    folder = cell_dir(root, cell["name"], labeled, seed)
+    if (folder / "result.json").exists():
+        return
+    budget = spec.get("budget")
+    pre_seconds, init = 0.0, None
+    key = pretrain_key(cell)
+    if key:
+        pre_dir = root / "pretrain" / f"{key}_seed{seed}"
+        pre_opts = {**options, **cell.get("pretrain_options", {})}
+        if budget:
+            pre_opts.update(time_budget=0, iterations=iterations(
+                root, "pretrain", cell["pretrain"], cell.get("pretrain_options", {}), budget["pretrain_seconds"]))
+        if not (pre_dir / "summary.json").exists():
+            run_stage("pretrain", spec["dataset"], pre_dir, profile=profile, resume=True, seed=seed,
+                      method=cell["pretrain"], **pre_opts)
+        pre_seconds = json.loads((pre_dir / "summary.json").read_text())["seconds"]
+        init = str(pre_dir)
+    ft_opts = {**options, **cell.get("options", {})}
+    if budget:
+        ft_seconds = budget["total_seconds"] - (budget["pretrain_seconds"] if key else 0)
+        ft_opts.update(time_budget=0, iterations=iterations(root, "finetune", cell["method"],
+                                                             cell.get("options", {}), ft_seconds))
+    elif spec["equal_budget"] and not key and PROFILES[profile]["finetune"].get("time_budget"):
+        ft_opts["time_budget"] = PROFILES[profile]["finetune"]["time_budget"] + pre_budget
+    ft_dir = folder / "run"
+    if not (ft_dir / "summary.json").exists():
+        run_stage("finetune", spec["dataset"], ft_dir, profile=profile, resume=True, seed=seed, labeled=labeled,
+                  method=cell["method"], init=init, **ft_opts)
+    train = json.loads((ft_dir / "summary.json").read_text())
+    ev = evaluate_run(ft_dir, spec["split"])
+    result = {
+        "name": cell["name"], "method": cell["method"], "pretrain": cell.get("pretrain"), "labeled": labeled,
+        "seed": seed, "profile": profile, "split": spec["split"], "steps": train["steps"],
+        "pretrain_seconds": pre_seconds, "finetune_seconds": train["seconds"],
+        "train_seconds": round(pre_seconds + train["seconds"], 1), "eval_seconds": ev["seconds"],
+        "budget_seconds": budget["total_seconds"] if budget else None,
+        "unit": ev["unit"], "metrics": ev["classes"], "machine": machine(), "finished": _now(),
+    }
+    with atomic_file(folder / "result.json") as f:
+        json.dump(result, f, indent=1)
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,116 @@
+"""results.csv, report.md and the figures, rewritten from the finished cells after each one."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from idealseg.atomic import atomic_file
+from idealseg.benchmark.spec import cell_dir
+from idealseg.benchmark.statistics import paired_table, table_header, volume_dice
+
+
+def collect(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((root / "cells").glob("*/result.json"))]
+
+def write_results(root: Path, spec: dict) -> None:
+    """results.csv (one row per cell) and report.md (methods x budgets, Dice and HD95)."""
+    results = collect(root)
+    if not results:
+        return
+    rows = []
+    for r in results:
+        row = {k: r.get(k) for k in ("name", "method", "pretrain", "labeled", "seed", "profile", "split", "steps",
+                                     "budget_seconds", "pretrain_seconds", "finetune_seconds", "train_seconds",
+                                     "unit", "machine", "finished")}
+        for cls, stats in r["metrics"].items():
+            for m, v in stats.items():
+                row[f"{cls}_{m}"] = v["mean"]
+        rows.append(row)
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_file(root / "results.csv") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    with atomic_file(root / "report.md") as f:
+        f.write(report_markdown([{**r, "dice": volume_dice(root, r)} for r in results], spec))
+    try:
+        from idealseg.evaluation.figures import dice_vs_compute, dice_vs_labels
+
+        dice_vs_labels(results, root / "dice_vs_labels.png")
+        curves = validation_curves(root, spec, results)
+        if any(c["minutes"] for c in curves):
+            dice_vs_compute(curves, root / "dice_vs_compute.png")
+    except ImportError:
+        pass
+
+def validation_curves(root: Path, spec: dict, results: list[dict]) -> list[dict]:
+    """Each cell's validation Dice against the training compute spent to reach it, pre-training included.
+
+    A final number hides whether a method was still climbing when its budget ran out; at equal
+    compute, a method with a dearer step (two decoders, an unlabelled batch) stops earlier.
+    With a calibrated `budget` the x axis is calibrated compute, otherwise measured seconds.
+    """
+    budget = spec.get("budget")
+    curves = []
+    for r in results:
+        log = cell_dir(root, r["name"], r["labeled"], r["seed"]) / "run" / "log.csv"
+        if not log.exists():
+            continue
+        with open(log, newline="") as f:
+            rows = [row for row in csv.DictReader(f) if row.get("val_dice")]
+        if budget:
+            pre = budget["pretrain_seconds"] if r.get("pretrain") else 0.0
+            per_step = (budget["total_seconds"] - pre) / max(1, r["steps"])
+            seconds = [pre + int(row["step"]) * per_step for row in rows]
+        else:
+            seconds = [r["pretrain_seconds"] + float(row["time"]) for row in rows]
+        curves.append({"name": r["name"], "labeled": r["labeled"], "seed": r["seed"],
+                       "minutes": [t / 60 for t in seconds], "dice": [float(row["val_dice"]) for row in rows]})
+    order = [c["name"] for c in spec["methods"]]
+    return sorted(curves, key=lambda c: (_index(spec["labeled"], c["labeled"]), _index(order, c["name"]), c["seed"]))
+
+def _index(items: list, item) -> int:
+    """Position in the config (the order the reader set), unknown entries last."""
+    return items.index(item) if item in items else len(items)
+
+def report_markdown(results: list[dict], spec: dict) -> str:
+    budgets = [b for b in spec["labeled"] if any(r["labeled"] == b for r in results)]
+    names = [c["name"] for c in spec["methods"] if any(r["name"] == c["name"] for r in results)]
+    unit = results[0]["unit"]
+    budget = spec.get("budget")
+    how = (f"each cell {_duration(budget['total_seconds'])} of calibrated training compute, pre-training included"
+           if budget else "each cell the profile's wall-clock budget")
+    lines = [f"Mean foreground Dice / HD95 ({unit}) on the {spec['split']} split, profile {spec['profile']}, "
+             f"mean over seeds (± their standard deviation where a cell has several); {how}. "
+             "Steps and measured seconds per cell: results.csv.", "",
+             *table_header(budgets)]
+    for name in names:
+        cells = []
+        for b in budgets:
+            rs = [r for r in results if r["name"] == name and r["labeled"] == b]
+            if not rs:
+                cells.append("-")
+                continue
+            dices = np.array([r["metrics"]["mean"]["dice"]["mean"] for r in rs])
+            hds = [r["metrics"]["mean"]["hd95"]["mean"] for r in rs if r["metrics"]["mean"]["hd95"]["mean"] is not None]
+            hd = f"{sum(hds) / len(hds):.2f}" if hds else "n/a"
+            spread = f" (± {dices.std(ddof=1):.3f}, {len(rs)} seeds)" if len(rs) > 1 else ""
+            cells.append(f"{dices.mean():.3f}{spread} / {hd}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += paired_table(results, spec, budgets, names)
+    machines = sorted({r["machine"] for r in results})
+    # a shared pre-training is counted once (cells that used the same run recorded the same seconds)
+    pretrain = {(r["pretrain"], r["seed"], r["pretrain_seconds"]) for r in results if r.get("pretrain")}
+    wall = sum(r["finetune_seconds"] + r.get("eval_seconds", 0) for r in results) + sum(p[2] for p in pretrain)
+    lines += ["", f"Machine: {'; '.join(machines)}. Measured wall time of these {len(results)} cells: "
+              f"{wall / 3600:.1f} h (training and evaluation; each shared pre-training once). Per-class numbers: "
+              "results.csv. Validation Dice against training compute, pre-training included: dice_vs_compute.png."]
+    return "\n".join(lines) + "\n"
+
+def _duration(seconds: float) -> str:
+    """'28 min' for a CPU budget, '100 s' for a short GPU one (rounding 100 s to '2 min' misleads)."""
+    return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds:.0f} s"

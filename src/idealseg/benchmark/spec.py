@@ -1,0 +1,102 @@
+"""The benchmark YAML: read it and check every cell's configuration before anything runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from idealseg.config import PROFILES, read_yaml, resolve_config
+from idealseg.errors import IdealsegError
+from idealseg.methods import get_method
+
+REQUIRED = ("dataset", "methods", "labeled")
+
+def load_benchmark(path: str | Path) -> dict[str, Any]:
+    """Read and check a benchmark YAML (see benchmarks/acdc_cpu.yaml)."""
+    spec = read_yaml(path)
+    missing = [k for k in REQUIRED if k not in spec]
+    if missing:
+        raise IdealsegError(f"{path}: missing {missing}")
+    spec.setdefault("profile", "cpu")
+    spec.setdefault("seeds", [0])
+    spec.setdefault("split", "val")
+    spec.setdefault("equal_budget", True)
+    spec.setdefault("options", {})
+    if spec["profile"] not in PROFILES:
+        raise IdealsegError(f"{path}: unknown profile {spec['profile']!r}")
+    if not isinstance(spec["methods"], list) or not all(isinstance(c, dict) for c in spec["methods"]):
+        raise IdealsegError(f"{path}: methods must be a list of {{name: ..., method: ...}} entries")
+    if not isinstance(spec["labeled"], list) or not spec["labeled"]:
+        raise IdealsegError(f"{path}: labeled must be a list of label budgets, e.g. [ssl4mis:7, ssl4mis:3]; "
+                            f"got {spec['labeled']!r}")
+    for cell in spec["methods"]:
+        if "name" not in cell or "method" not in cell:
+            raise IdealsegError(f"{path}: each entry of methods needs a name and a method")
+        seeds = cell.setdefault("seeds", spec["seeds"])  # a method may add seeds to measure their spread
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+            raise IdealsegError(f"{path}: seeds of {cell['name']!r} must be a list of integers, got {seeds!r}")
+        _check_cell(path, spec, cell)
+    if "budget" in spec:
+        _check_budget(path, spec["budget"], any(cell.get("pretrain") for cell in spec["methods"]))
+    names = [cell["name"] for cell in spec["methods"]]
+    slugs: dict[str, str] = {}
+    for name in names:  # cells live in folders named by the slug: two names, one folder, one cell reported twice
+        other = slugs.setdefault(slug(str(name)), str(name))
+        if other != name or names.count(name) > 1:
+            raise IdealsegError(f"{path}: method names {other!r} and {name!r} share the results folder "
+                                f"{slug(str(name))!r}; give them names that differ in letters or digits")
+    if spec.get("reference") and spec["reference"] not in names:
+        raise IdealsegError(f"{path}: reference {spec['reference']!r} is not one of the methods {names}")
+    spec["labeled"] = [str(b) for b in spec["labeled"]]
+    return spec
+
+def _check_cell(path: str | Path, spec: dict, cell: dict) -> None:
+    """Resolve a cell's configurations now, so that a typo fails here and not hours into the matrix."""
+    stages = [("finetune", cell["method"], cell.get("options", {}))]
+    if cell.get("pretrain"):
+        stages.insert(0, ("pretrain", cell["pretrain"], cell.get("pretrain_options", {})))
+    for stage, method, opts in stages:
+        if not isinstance(opts, dict):
+            raise IdealsegError(f"{path}: options of {cell['name']!r} must be a mapping, got {opts!r}")
+        try:
+            get_method(method, stage)
+            resolve_config(stage, spec["profile"], None, {**spec["options"], **opts, "method": method})
+        except IdealsegError as exc:
+            raise IdealsegError(f"{path}: method {cell['name']!r}: {exc}") from None
+
+def _check_budget(path: str | Path, budget: Any, pretraining: bool) -> None:
+    """`budget: {total_seconds, pretrain_seconds, calibrate_steps, calibration}`, each sensible."""
+    if not isinstance(budget, dict) or set(budget) - {"total_seconds", "pretrain_seconds", "calibrate_steps",
+                                                      "calibration"}:
+        raise IdealsegError(f"{path}: budget must map total_seconds, pretrain_seconds, calibrate_steps, calibration; "
+                            f"got {budget!r}")
+
+    def number(key: str) -> float:
+        value = budget.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise IdealsegError(f"{path}: budget.{key} must be a number of seconds >= 0, got {value!r}")
+        return value
+
+    total = number("total_seconds")
+    if pretraining and not number("pretrain_seconds") < total:
+        raise IdealsegError(f"{path}: budget.pretrain_seconds ({budget['pretrain_seconds']}) leaves no fine-tuning "
+                            f"within total_seconds ({total})")
+    steps = budget.get("calibrate_steps", 20)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise IdealsegError(f"{path}: budget.calibrate_steps must be a whole number >= 1, got {steps!r}")
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", text).strip("_")
+
+def pretrain_key(cell: dict) -> str | None:
+    if not cell.get("pretrain"):
+        return None
+    opts = cell.get("pretrain_options", {})
+    return slug(cell["pretrain"] + "".join(f"_{k}-{v}" for k, v in sorted(opts.items())))
+
+def stage_key(stage: str, method: str, opts: dict) -> str:
+    return slug(f"{stage}:{method}" + "".join(f"_{k}-{v}" for k, v in sorted(opts.items())))
+
+def cell_dir(root: Path, name: str, labeled: str, seed: int) -> Path:
+    return root / "cells" / slug(f"{name}_{labeled}_seed{seed}")
