@@ -249,3 +249,115 @@ def test_a_read_only_run_folder_fails_before_training(phantom, tmp_path, capsys,
     code, line = run_cli(["finetune", phantom, "--out", tmp_path / "run", "--profile", "tiny", "--labeled", "2"],
                          capsys)
     assert code == 2 and line.endswith(".idealseg.json: Permission denied"), line
+
+
+# --- cases found by the hostile review of this change -------------------------------------------
+
+def test_run_overwrite_refuses_a_folder_without_the_manifest(phantom, tmp_path, capsys):
+    mine = tmp_path / "u"
+    (mine / "checkpoints").mkdir(parents=True)
+    for name in ("checkpoints/model_epoch99.pt", "log.csv", "summary.json"):
+        (mine / name).write_text("the user's")
+    before = snapshot(mine)
+    args = ["finetune", phantom, "--out", mine, "--profile", "tiny", "--labeled", "2"]
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        code, line = run_cli(args + extra, capsys)
+        assert code == 2 and "--overwrite" not in line, line
+    assert snapshot(mine) == before
+
+
+def test_a_run_never_writes_into_its_inputs(phantom, tmp_path, capsys):
+    pre = tmp_path / "pre"
+    run_stage("pretrain", phantom, pre, **TINY)
+    encoder = (pre / "encoder.pt").read_bytes()
+    code, line = run_cli(["finetune", phantom, "--out", pre, "--init", pre, "--profile", "tiny", "--labeled", "2",
+                          "--overwrite"], capsys)
+    assert code == 2 and (pre / "encoder.pt").read_bytes() == encoder, line
+    ds = tmp_path / "ds"
+    shutil.copytree(phantom, ds)
+    for out in (ds, ds / "run"):
+        code, line = run_cli(["finetune", ds, "--out", out, "--profile", "tiny", "--labeled", "2", "--overwrite"],
+                             capsys)
+        assert code == 2 and ("is the input" in line or "lies inside the input" in line or "dataset" in line), line
+    assert not (ds / "run").exists() and not (ds / "checkpoints").exists()
+
+
+def test_evaluate_never_writes_over_the_users_files_or_the_run(trained, tmp_path, capsys):
+    mine = tmp_path / "m"
+    mine.mkdir()
+    (mine / "summary.json").write_text("mine")
+    code, line = run_cli(["evaluate", trained, "--out", mine], capsys)
+    assert code == 2 and (mine / "summary.json").read_text() == "mine", line
+    summary = (trained / "config.yaml").read_bytes()
+    code, line = run_cli(["evaluate", trained, "--out", trained], capsys)
+    assert code == 2 and "run folder" in line and (trained / "config.yaml").read_bytes() == summary, line
+    assert run_cli(["evaluate", trained, "--out", tmp_path / "ev"], capsys)[0] == 0
+    assert run_cli(["evaluate", trained, "--out", tmp_path / "ev"], capsys)[0] == 0  # its own: replaced
+
+
+def test_predict_overwrite_never_replaces_a_mask_in_the_input_folder(trained, tmp_path, capsys):
+    folder = tmp_path / "gt"
+    write_nifti(folder / "p1.nii.gz", scan(1))
+    manual = write_nifti(folder / "p1_seg.nii.gz", np.ones((8, 8, 3), np.uint8))
+    before = manual.read_bytes()
+    code, line = run_cli(["predict", trained, folder, folder, "--overwrite"], capsys)
+    assert code == 2 and "never replaces a file there" in line and manual.read_bytes() == before, line
+
+
+def test_predict_checks_every_scan_before_writing_any_mask(trained, tmp_path, capsys):
+    folder = tmp_path / "scans"
+    write_nifti(folder / "a.nii.gz", scan(1))
+    (folder / "x_corrupt.nii.gz").write_bytes(b"not a nifti")
+    code, line = run_cli(["predict", trained, folder, tmp_path / "out"], capsys)
+    assert code == 2 and "x_corrupt.nii.gz" in line, line
+    assert not (tmp_path / "out" / "a_seg.nii.gz").exists()
+
+
+def test_overwrite_never_replaces_another_kind_of_idealseg_folder(trained, tmp_path, capsys):
+    before = snapshot(trained)
+    code, line = run_cli(["prepare", "phantom", trained, "--patients", "3", "--overwrite"], capsys)
+    assert code == 2 and "is an idealseg run folder, not a dataset folder" in line, line
+    code, line = run_cli(["demo", "--out", trained, "--overwrite", "--profile", "tiny"], capsys)
+    assert code == 2 and snapshot(trained) == before, line
+
+
+def test_overwrite_looks_below_the_top_level(tmp_path, capsys):
+    ds = tmp_path / "ds"
+    assert run_cli(["prepare", "phantom", ds, "--patients", "3"], capsys)[0] == 0
+    (ds / "cases" / "my_notes.txt").write_text("keep")
+    code, line = run_cli(["prepare", "phantom", ds, "--patients", "3", "--overwrite"], capsys)
+    assert code == 2 and "cases/my_notes.txt" in line and (ds / "cases" / "my_notes.txt").exists(), line
+    link = tmp_path / "link"
+    (ds / "cases" / "my_notes.txt").unlink()
+    link.symlink_to(ds)
+    code, line = run_cli(["prepare", "phantom", link, "--patients", "3", "--overwrite"], capsys)
+    assert code == 2 and "symbolic link" in line and link.is_symlink(), line
+
+
+def test_run_overwrite_clears_the_old_runs_evaluations(phantom, tmp_path, capsys):
+    run = tmp_path / "run"
+    run_stage("finetune", phantom, run, method="supervised", labeled="2", **TINY)
+    assert run_cli(["evaluate", run], capsys)[0] == 0 and (run / "eval_val" / "summary.json").exists()
+    run_stage("finetune", phantom, run, method="ideal", labeled="2", overwrite=True, **TINY)
+    assert not (run / "eval_val").exists()
+
+
+def test_train_refuses_before_touching_its_pretraining(phantom, tmp_path, capsys):
+    out = tmp_path / "tr"
+    args = ["train", phantom, "--out", out, "--profile", "tiny", "--labeled", "2", "--iterations", "2"]
+    assert run_cli(args, capsys)[0] == 0
+    before = snapshot(out / "pretrain")
+    code, line = run_cli([*args, "--method", "supervised", "--resume"], capsys)
+    assert code == 2 and "but this run was started with method='ideal'" in line, line
+    assert snapshot(out / "pretrain") == before
+
+
+@pytest.mark.parametrize("files, expected", [
+    (("imagesTr/p1.nii", "imagesTr/p1_0000.nii.gz"), "two files for case 'p1'"),
+    (("imagesTr/p0_0001.nii.gz",), "channel file(s) _0001"),
+])
+def test_nifti_case_ids_must_be_unambiguous(files, expected, tmp_path, capsys):
+    for name in files:
+        write_nifti(tmp_path / "src" / name, np.random.default_rng(0).random((8, 8, 3)).astype(np.float32))
+    code, line = run_cli(["prepare", "nifti", tmp_path / "src", tmp_path / "out"], capsys)
+    assert code == 2 and expected in line, line

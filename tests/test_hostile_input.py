@@ -220,7 +220,7 @@ def _two_channels(tmp: Path):
     for channel in ("0000", "0001"):
         write_nifti(src / "imagesTr" / f"case_{channel}.nii.gz", IMG)
     write_nifti(src / "labelsTr" / "case.nii.gz", np.zeros((8, 8, 3), np.uint8))
-    return ["prepare", "nifti", src, tmp / "out"], "case 'case' has 2 channel files (_0000, _0001)", tmp / "out"
+    return ["prepare", "nifti", src, tmp / "out"], "case 'case' has channel file(s) _0000, _0001", tmp / "out"
 
 
 def _shifted_label(tmp: Path):

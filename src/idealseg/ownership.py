@@ -1,11 +1,14 @@
 """What idealseg may delete or write over: only what it made itself, never an input.
 
 `--overwrite` is the only way idealseg removes a folder a user can see, so it asks for proof of
-ownership: a manifest (`.idealseg.json`) that idealseg writes into every folder it builds (datasets,
-run folders, demo folders), naming the top-level entries it put there. A folder without one, or
-holding entries the manifest does not name (the user's own files), is refused, and so is an output
-that is, contains or lies inside one of the command's inputs. The checks run before anything is
-written, so a refused command leaves the disk as it found it.
+ownership: a manifest (`.idealseg.json`) that idealseg writes into every folder it builds, saying
+what kind of folder it is (dataset, run, demo, evaluation) and which files it may hold (glob
+patterns of paths inside it; a dataset lists its files exactly). A folder is idealseg's alone only
+if it carries a manifest of the expected kind and every file below it, at any depth, is named by
+the nearest manifest above it (folders nest: a demo folder holds a dataset and run folders, each
+with its own). Anything else (no manifest, another kind, one file of the user's) is refused, and so
+is an output that is, contains or lies inside one of the command's inputs. The checks run before
+anything is written, so a refused command leaves the disk as it found it.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from idealseg.errors import IdealsegError
 MANIFEST = ".idealseg.json"
 
 
-def write_manifest(folder: str | Path, kind: str, entries: Iterable[str] | None = None) -> None:
-    """Mark `folder` as idealseg's; `entries` are the top-level names it may hold (default: what it holds now)."""
+def write_manifest(folder: str | Path, kind: str, files: Iterable[str] | None = None) -> None:
+    """Mark `folder` as idealseg's `kind`; `files` are glob patterns of the paths it may hold
+    (default: exactly the files it holds now, for a folder that is complete when marked)."""
     folder = Path(folder)
-    names = sorted(set(entries) if entries is not None else {p.name for p in folder.iterdir()} - {MANIFEST})
+    if files is None:
+        files = [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST]
     with atomic_file(folder / MANIFEST) as f:
-        json.dump({"written_by": "idealseg", "kind": kind, "entries": names}, f, indent=1)
+        json.dump({"written_by": "idealseg", "kind": kind, "files": sorted(set(files))}, f, indent=1)
 
 
 def read_manifest(folder: str | Path) -> dict | None:
@@ -38,25 +43,34 @@ def read_manifest(folder: str | Path) -> dict | None:
         data = json.loads((Path(folder) / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("written_by") != "idealseg" or not isinstance(data.get("entries"), list):
+    if not isinstance(data, dict) or data.get("written_by") != "idealseg" or not isinstance(data.get("files"), list):
         return None
     return data
 
 
-def foreign_entries(folder: str | Path, known: Iterable[str] = ()) -> list[str]:
-    """Top-level names in `folder` that neither its manifest nor `known` name (glob patterns allowed)."""
+def foreign_files(folder: str | Path, known: Iterable[str] = ()) -> list[str]:
+    """Paths below `folder` that no manifest claims: each file is judged by the nearest manifest above
+    it (`known` patterns count as `folder`'s own); files inside a killed process's temporary are ours."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
-    own = {*(manifest["entries"] if manifest else ()), *known, MANIFEST}
-    return sorted(p.name for p in folder.iterdir() if not _ours(p.name, own))
-
-
-def _ours(name: str, own: set[str]) -> bool:
-    """An entry we wrote, or a write-then-rename temporary of one (see `atomic`) that a killed process left."""
-    temporary = TEMPORARY.match(name)
-    if temporary:
-        name = temporary.group(1)
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in own)
+    manifests: dict[Path, list[str] | None] = {}
+    foreign = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        found = read_manifest(here)
+        manifests[here] = found["files"] if found else None
+        if here == folder:
+            manifests[here] = [*(manifests[here] or []), *known] if (found or known) else None
+        dirnames[:] = [d for d in dirnames if not TEMPORARY.match(d)]  # a killed writer's half-built folder
+        for name in filenames:
+            if name == MANIFEST or TEMPORARY.match(name):
+                continue
+            path = here / name
+            owner = next((a for a in [here, *here.parents] if manifests.get(a) is not None), None)
+            patterns = manifests.get(owner) if owner is not None and owner.is_relative_to(folder) else None
+            rel = str(path.relative_to(owner)) if patterns is not None else ""
+            if patterns is None or not any(fnmatch.fnmatchcase(rel, p) for p in patterns):
+                foreign.append(str(path.relative_to(folder)))
+    return sorted(foreign)
 
 
 def describe(names: list[str]) -> str:
@@ -74,32 +88,44 @@ def check_no_overlap(out: str | Path, inputs: Iterable[str | Path | None], what:
         if out_r == inp_r:
             raise IdealsegError(f"{out}: the {what} is the input {inp}; choose another {what}")
         if inp_r.is_relative_to(out_r):
-            raise IdealsegError(f"{out}: the {what} contains the input {inp}; choose a {what} outside it")
+            raise IdealsegError(f"{out}: the {what} contains the input {inp}; choose one outside it")
         if out_r.is_relative_to(inp_r) and inp_r.is_dir():
-            raise IdealsegError(f"{out}: the {what} lies inside the input {inp}; choose a {what} outside it")
+            raise IdealsegError(f"{out}: the {what} lies inside the input {inp}; choose one outside it")
 
 
-def check_replaceable(folder: str | Path) -> None:
-    """Raise unless `folder` is absent, or idealseg made it and it holds nothing idealseg did not write."""
+def owned(folder: str | Path, kind: str) -> bool:
+    """Whether `folder` carries idealseg's manifest of `kind` (what it may then hold is `foreign_files`' job)."""
+    manifest = read_manifest(folder)
+    return manifest is not None and manifest.get("kind") == kind
+
+
+def check_replaceable(folder: str | Path, kind: str, known: Iterable[str] = ()) -> None:
+    """Raise unless `folder` is absent or empty, or is idealseg's `kind` holding only idealseg's files."""
     folder = Path(folder)
+    if folder.is_symlink():
+        raise IdealsegError(f"{folder}: is a symbolic link; idealseg will not replace it (give the folder itself)")
     if not folder.exists():
         return
     if not folder.is_dir():
         raise IdealsegError(f"{folder}: exists and is not a folder; idealseg will not replace it")
-    if read_manifest(folder) is None:
-        if not any(folder.iterdir()):
-            return
+    if not any(folder.iterdir()):
+        return
+    manifest = read_manifest(folder)
+    if manifest is None and not known:
         raise IdealsegError(f"{folder}: exists and was not written by idealseg (no {MANIFEST}); "
                             "idealseg never deletes it: choose a new folder")
-    foreign = foreign_entries(folder)
+    if manifest is not None and manifest.get("kind") != kind:
+        raise IdealsegError(f"{folder}: is an idealseg {manifest.get('kind')} folder, not a {kind} folder; "
+                            "idealseg will not replace one with the other: choose a new folder")
+    foreign = foreign_files(folder, known)
     if foreign:
         raise IdealsegError(f"{folder}: holds files idealseg did not write ({describe(foreign)}); "
                             "move them out or choose a new folder")
 
 
-def remove_owned(folder: str | Path) -> None:
-    """Delete `folder` after `check_replaceable` has said it is idealseg's alone."""
-    check_replaceable(folder)
+def remove_owned(folder: str | Path, kind: str) -> None:
+    """Delete `folder` after `check_replaceable` has said it is idealseg's `kind` alone."""
+    check_replaceable(folder, kind)
     if Path(folder).exists():
         shutil.rmtree(folder)
 
@@ -112,11 +138,11 @@ def atomic_dir(path: str | Path, overwrite: bool = False, kind: str = "dataset")
     `ownership`); it is then replaced only after the new folder is complete.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        hint = "pass --overwrite to replace it" if read_manifest(path) else "choose a new folder"
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        hint = "pass --overwrite to replace it" if owned(path, kind) else "choose a new folder"
         raise IdealsegError(f"{path}: output folder exists ({hint})")
     if overwrite:
-        check_replaceable(path)
+        check_replaceable(path, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     tmp = temporary(path, "dir")

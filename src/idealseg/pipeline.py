@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from idealseg.config import reads, resolve_config
+from idealseg.config import RunConfig, reads, resolve_config
 from idealseg.engine import distributed
 from idealseg.engine.trainer import Trainer
 from idealseg.errors import IdealsegError
 from idealseg.ownership import check_replaceable, remove_owned, write_manifest
-
-DEMO_ENTRIES = ("dataset", "run")  # everything `demo` writes into its folder
+from idealseg.runfolder.folder import check_run_folder
 
 
 def run_stage(
@@ -19,12 +18,7 @@ def run_stage(
     resume: bool = False, overwrite: bool = False, **options: Any,
 ) -> dict:
     """Resolve the configuration (profile < YAML < options), train, return the summary."""
-    if stage == "pretrain" and options.get("method") in (None, "ideal"):
-        options["method"] = "ideal-pretrain"
-    if options.get("init"):
-        options["init"] = str(Path(options["init"]).resolve())
-    # absolute paths: the run folder then means the same thing from any working directory
-    cfg = resolve_config(stage, profile, config, {**options, "dataset": str(Path(dataset).resolve())})
+    cfg = stage_config(stage, dataset, profile, config, options)
     trainer = Trainer(cfg, out, resume=resume, overwrite=overwrite)
     try:
         summary = trainer.fit()
@@ -32,6 +26,18 @@ def run_stage(
         distributed.cleanup()
     summary["run"] = str(out)
     return summary
+
+
+def stage_config(stage: str, dataset: str | Path, profile: str | None, config: str | None,
+                 options: dict[str, Any]) -> RunConfig:
+    """A stage's resolved configuration, with absolute paths (a run folder then means the same thing
+    from any working directory)."""
+    options = dict(options)
+    if stage == "pretrain" and options.get("method") in (None, "ideal"):
+        options["method"] = "ideal-pretrain"
+    if options.get("init"):
+        options["init"] = str(Path(options["init"]).resolve())
+    return resolve_config(stage, profile, config, {**options, "dataset": str(Path(dataset).resolve())})
 
 
 def train(
@@ -50,9 +56,16 @@ def train(
     if unread:
         raise IdealsegError(f"option(s) {', '.join(unread)} are read by neither {pretrain_method} nor {method}")
     if not skip_pretrain:
+        ft_kwargs["init"] = str(out / "pretrain")
+    # the fine-tuning folder is checked before pre-training touches anything (a refused resume or a
+    # foreign file must not leave a changed pre-training behind)
+    run = {k: ft_kwargs.pop(k) for k in run_options if k in ft_kwargs}
+    ft_cfg = stage_config("finetune", dataset, run.get("profile"), run.get("config"), {**ft_kwargs, "method": method})
+    check_run_folder(out / "finetune", ft_cfg, run.get("resume", False), run.get("overwrite", False))
+    ft_kwargs.update(run)
+    if not skip_pretrain:
         summaries["pretrain"] = run_stage("pretrain", dataset, out / "pretrain", method=pretrain_method,
                                           **pre_kwargs)
-        ft_kwargs["init"] = str(out / "pretrain")
     summaries["finetune"] = run_stage("finetune", dataset, out / "finetune", method=method, **ft_kwargs)
     pre = summaries.get("pretrain", {}).get("seconds", 0.0)
     summaries["total_train_seconds"] = round(pre + summaries["finetune"]["seconds"], 1)
@@ -67,14 +80,14 @@ def demo(out: str | Path = "idealseg-demo", patients: int = 10, labeled: int = 2
     from idealseg.evaluation.report import write_report
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        check_replaceable(out)  # the user's own folder is never resumed into nor deleted
+    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+        check_replaceable(out, "demo")  # the user's own folder is never resumed into nor deleted
         if not (overwrite or resume):
             raise IdealsegError(f"{out}: exists (pass --resume to continue it or --overwrite to start again)")
         if overwrite:
-            remove_owned(out)
+            remove_owned(out, "demo")
     out.mkdir(parents=True, exist_ok=True)
-    write_manifest(out, "demo", DEMO_ENTRIES)
+    write_manifest(out, "demo", ())  # its dataset and run folders carry their own manifests
     dataset = out / "dataset"
     if not (dataset / "dataset.json").exists():
         prepare("phantom", dataset, patients=patients, seed=0)

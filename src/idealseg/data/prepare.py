@@ -9,7 +9,7 @@ from idealseg.data.importers.acdc import import_acdc
 from idealseg.data.importers.nifti import import_nifti, parse_label_map
 from idealseg.data.importers.phantom import PHANTOM_CLASSES, import_phantom
 from idealseg.data.importers.ssl4mis import ACDC_CLASSES, import_ssl4mis
-from idealseg.errors import InputError
+from idealseg.errors import IdealsegError, InputError
 from idealseg.ownership import atomic_dir, check_no_overlap
 
 SOURCES = ("ssl4mis", "acdc", "nifti", "phantom")
@@ -31,6 +31,8 @@ def prepare(
 ) -> Path:
     """Import `src` (of kind `source`) into the dataset folder `out`; returns `out`."""
     out = Path(out)
+    if classes is not None and (len(classes) < 2 or not all(c.strip() for c in classes)):
+        raise IdealsegError(f"--classes {','.join(classes)!r}: give at least two non-empty names, background first")
     if source != "phantom":
         if src is None or not Path(src).is_dir():
             raise InputError(src or "SRC", "source folder not found")

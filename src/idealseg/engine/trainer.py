@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -28,10 +29,10 @@ from idealseg.errors import IdealsegError
 from idealseg.evaluation.inference import predict_volume
 from idealseg.evaluation.metrics import mean_foreground_dice
 from idealseg.methods import get_method
-from idealseg.ownership import write_manifest
+from idealseg.ownership import check_no_overlap, write_manifest
 from idealseg.runfolder.checkpoint import load_latest, save_checkpoint
 from idealseg.runfolder.environment import write_environment
-from idealseg.runfolder.folder import RUN_ENTRIES, check_run_folder, encoder_state, load_pretrained
+from idealseg.runfolder.folder import RUN_FILES, check_run_folder, encoder_state, load_pretrained
 
 
 class Trainer:
@@ -87,12 +88,12 @@ class Trainer:
     def _prepare_folder(self, resume: bool, overwrite: bool) -> None:
         ckpt = self.run_dir / "checkpoints"
         if self.ctx.is_main:
+            check_no_overlap(self.run_dir, [self.cfg.dataset, self.cfg.init], "run folder")
             if overwrite and not resume and self.run_dir.exists():
-                stale = [self.run_dir / n for n in ("log.csv", "encoder.pt", "summary.json")]
-                for p in [*ckpt.glob("*.pt"), *stale]:
-                    p.unlink(missing_ok=True)
+                for child in self.run_dir.iterdir():  # all idealseg's: check_run_folder refused anything else
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
             ckpt.mkdir(parents=True, exist_ok=True)
-            write_manifest(self.run_dir, "run", RUN_ENTRIES)
+            write_manifest(self.run_dir, "run", RUN_FILES)
             write_environment(self.run_dir, self.ctx.device, self.ctx.world)
             if not (self.run_dir / "config.yaml").exists() or not resume:
                 self.cfg.save(self.run_dir / "config.yaml")

@@ -17,6 +17,7 @@ from idealseg.errors import IdealsegError
 from idealseg.evaluation.clinical import ejection_fractions
 from idealseg.evaluation.inference import predict_volume
 from idealseg.evaluation.metrics import volume_metrics
+from idealseg.ownership import check_no_overlap, check_replaceable, write_manifest
 from idealseg.runfolder.folder import load_run
 
 METRICS = ("dice", "hd95", "asd")
@@ -38,6 +39,7 @@ def evaluate_run(
         raise IdealsegError(f"{ds.root}: split {split!r} has no labelled cases to evaluate")
     unit = "mm" if all(c.spacing for c in cases) else "voxels"
     out = Path(out) if out else run_dir / f"eval_{split}"
+    check_evaluation_folder(out, run_dir, ds.root)
     rows, masks = [], {}
     t0 = time.perf_counter()
     for entry in tqdm(cases, desc=f"evaluate {split}", unit="vol"):
@@ -56,6 +58,20 @@ def evaluate_run(
         summary["ejection_fraction"] = ef
     write_outputs(out, rows, summary)
     return summary
+
+
+EVAL_FILES = ("per_volume.csv", "summary.json", "table.md")
+
+
+def check_evaluation_folder(out: Path, run_dir: Path, dataset: Path) -> None:
+    """An evaluation writes only into its run's `eval_SPLIT`, or a folder that is new, empty or an
+    earlier evaluation's (its manifest says so): never over the user's files, a run or a dataset."""
+    check_no_overlap(out, [dataset], "evaluation folder")
+    inside_run = out.resolve().parent == run_dir.resolve() and out.name.startswith("eval_")
+    if out.resolve() == run_dir.resolve() or run_dir.resolve().is_relative_to(out.resolve()):
+        raise IdealsegError(f"{out}: is or contains the run folder {run_dir}; give evaluate a folder of its own")
+    if not inside_run:
+        check_replaceable(out, "evaluation")
 
 
 def summarise(rows: list[dict], classes: list[str], unit: str) -> dict:
@@ -96,7 +112,9 @@ def markdown_table(summary: dict) -> str:
 
 
 def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
+    """per_volume.csv, summary.json and table.md in `out`, which is marked as an evaluation folder."""
     out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, "evaluation", EVAL_FILES)
     with atomic_file(out / "per_volume.csv") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -60,6 +60,7 @@ def plan_outputs(files: list[Path], out: Path, overwrite: bool = False) -> list[
         raise InputError(out, "exists and is not a folder (give a folder for the masks)")
     targets = [out] if single else [out / _output_name(p) for p in files]
     inputs = {p.resolve(): p for p in files}
+    folders = {p.parent for p in inputs}
     seen: dict[Path, Path] = {}
     for path, target in zip(files, targets, strict=True):
         key = target.resolve()
@@ -69,6 +70,9 @@ def plan_outputs(files: list[Path], out: Path, overwrite: bool = False) -> list[
             raise InputError(target, f"two inputs would write this mask ({seen[key].name} and {path.name}); "
                                      "rename one of them")
         seen[key] = path
+        if target.exists() and key.parent in folders:
+            raise InputError(target, "exists in the input folder; predict never replaces a file there "
+                                     "(it may be a manual mask): write the masks to another folder")
         if target.exists() and not overwrite:
             raise InputError(target, "exists (pass --overwrite to replace existing masks)")
     return targets
@@ -99,18 +103,15 @@ def predict_files(
     files = _inputs(src)
     targets = plan_outputs(files, out, overwrite)
     normalization = normalization or run_normalization(cfg)
+    first = None
+    for path in tqdm(files, desc="check scans", unit="vol", leave=False):  # every scan is checked before a write
+        scan = read_scan(path)
+        first = first or scan
     written = []
-    for path, target in tqdm(list(zip(files, targets, strict=True)), desc="predict", unit="vol"):
-        data, affine, zooms, img = load_nifti(path)
-        if data.ndim == 4 and data.shape[3] > 1:
-            raise InputError(path, f"{data.shape[3]} channels/frames (shape {data.shape}); expected one 3D volume")
-        axes = slicing_axes(data.shape, zooms, path)
-        raw = np.asarray(data, dtype=np.float32)
-        if not np.isfinite(raw).all():
-            raise InputError(path, "image contains NaN or Inf values")
-        volume = to_zhw(raw, axes)
-        mask = predict_volume(method.predict, normalize_volume(volume, normalization), cfg.input_size, device,
-                             flip_tta=flip_tta)
+    for i, (path, target) in enumerate(tqdm(list(zip(files, targets, strict=True)), desc="predict", unit="vol")):
+        data, affine, axes, img = first if i == 0 else read_scan(path)
+        mask = predict_volume(method.predict, normalize_volume(to_zhw(data, axes), normalization), cfg.input_size,
+                              device, flip_tta=flip_tta)
         mask = from_zhw(mask, axes, ndim=3 if data.ndim != 2 else 2)
         if data.ndim == 4:
             mask = mask[..., None]
@@ -120,3 +121,15 @@ def predict_files(
             nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine, header), str(tmp))
         written.append(target)
     return written
+
+
+def read_scan(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int], nib.Nifti1Image]:
+    """(float32 array, affine, slicing axes, image) of a scan predict can segment, or a one-line error."""
+    data, affine, zooms, img = load_nifti(path)
+    if data.ndim == 4 and data.shape[3] > 1:
+        raise InputError(path, f"{data.shape[3]} channels/frames (shape {data.shape}); expected one 3D volume")
+    axes = slicing_axes(data.shape, zooms, path)
+    raw = np.asarray(data, dtype=np.float32)
+    if not np.isfinite(raw).all():
+        raise InputError(path, "image contains NaN or Inf values")
+    return raw, affine, axes, img

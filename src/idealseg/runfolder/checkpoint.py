@@ -15,7 +15,11 @@ from idealseg.errors import InputError
 def save_checkpoint(state: dict, path: Path, keep_previous: bool = True) -> None:
     """Write to a temporary name, fsync, rename; the old file becomes `<name>.prev.pt`."""
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as exc:  # torch reports a full disk as an "inline_container" RuntimeError
+            raise InputError(path, f"could not write the checkpoint (disk full? {str(exc).splitlines()[0][:80]})") \
+                from None
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         if keep_previous and path.exists():

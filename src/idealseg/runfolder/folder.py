@@ -10,30 +10,46 @@ from idealseg.config import RunConfig
 from idealseg.errors import IdealsegError, InputError
 from idealseg.methods import Method, get_method
 from idealseg.models.unet import fold_batchnorm
-from idealseg.ownership import describe, foreign_entries, read_manifest
+from idealseg.ownership import check_replaceable, describe, foreign_files, owned, read_manifest
 from idealseg.runfolder.checkpoint import load_checkpoint
 
-# Everything a run folder may hold (glob patterns): what `--overwrite` and `--resume` accept in it.
-RUN_ENTRIES = ("config.yaml", "log.csv", "checkpoints", "summary.json", "encoder.pt", "env.json", "eval_*",
-               "report", "tensorboard")
+# Everything a run folder may hold (glob patterns of paths inside it): its manifest's file list, so
+# that `--overwrite` and `--resume` accept it and refuse a folder holding anything else.
+RUN_FILES = ("config.yaml", "log.csv", "summary.json", "encoder.pt", "env.json", "checkpoints/last.pt",
+             "checkpoints/last.prev.pt", "checkpoints/best.pt", "eval_*/per_volume.csv", "eval_*/summary.json",
+             "eval_*/table.md", "eval_*/.idealseg.json", "report/*", "tensorboard/*")
 # Options a resumed run must share with the run it continues: otherwise it would be another experiment.
 RESUME_KEYS = ("stage", "method", "dataset", "labeled", "seed", "input_size", "channels", "init")
 
 
+def is_run_folder(run_dir: Path) -> bool:
+    """idealseg's run folder: its manifest says so, or (written before manifests) it has a config.yaml
+    and nothing a run does not write."""
+    if owned(run_dir, "run"):
+        return True
+    return (read_manifest(run_dir) is None and (run_dir / "config.yaml").is_file()
+            and not foreign_files(run_dir, RUN_FILES))
+
+
 def check_run_folder(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
     """Refuse, before anything is written, a run folder that `cfg` may not start, continue or replace."""
+    if run_dir.is_symlink() and not run_dir.exists():
+        raise InputError(run_dir, "is a broken symbolic link")
     if not run_dir.exists():
         return
     if not run_dir.is_dir():
         raise InputError(run_dir, "exists and is not a folder")
     if not any(run_dir.iterdir()):
         return
+    if not is_run_folder(run_dir):
+        check_replaceable(run_dir, "run")  # says why: no manifest, another kind, or the user's files
+        raise IdealsegError(f"{run_dir}: not an idealseg run folder; choose a new run folder")
     if not (resume or overwrite):
         raise IdealsegError(f"{run_dir}: run folder exists (pass --resume to continue or --overwrite)")
-    foreign = foreign_entries(run_dir, RUN_ENTRIES)
+    foreign = foreign_files(run_dir, RUN_FILES)
     if foreign:
         raise IdealsegError(f"{run_dir}: holds files idealseg did not write ({describe(foreign)}); "
-                            "idealseg will not write into it: choose a new run folder")
+                            "idealseg will not write into it: move them out or choose a new run folder")
     if resume and (run_dir / "config.yaml").is_file():
         old = RunConfig.load(run_dir / "config.yaml")
         for key in RESUME_KEYS:
@@ -43,8 +59,6 @@ def check_run_folder(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: boo
             if was != now:
                 raise IdealsegError(f"{run_dir}: --resume with {key}={now!r}, but this run was started with "
                                     f"{key}={was!r}; resume with the same options or start a new run folder")
-    elif resume and read_manifest(run_dir) is None and not (run_dir / "checkpoints").is_dir():
-        raise InputError(run_dir, "not a run folder to resume (no config.yaml, no checkpoints)")
 
 
 def resolve_run(run: str | Path) -> Path:

@@ -71,12 +71,17 @@ def _images(folder: Path) -> dict[str, Path]:
         match = _CHANNEL.match(p.name)
         if match:
             channels.setdefault(match.group(1), []).append(match.group(2))
-    multi = {case: chans for case, chans in channels.items() if chans != ["0000"] and "0000" in chans}
+    multi = {case: chans for case, chans in channels.items() if chans != ["0000"]}
     if multi:
         case, chans = sorted(multi.items())[0]
-        raise InputError(folder, f"case {case!r} has {len(chans)} channel files (_{', _'.join(chans)}); idealseg "
-                                 "segments one channel: keep the _0000 files in a folder of their own")
-    return {_case_id(p): p for p in files}
+        raise InputError(folder, f"case {case!r} has channel file(s) _{', _'.join(chans)}; idealseg segments one "
+                                 "channel (_0000): keep only the _0000 files in a folder of their own")
+    by_case: dict[str, Path] = {}
+    for p in files:
+        other = by_case.setdefault(_case_id(p), p)
+        if other != p:
+            raise InputError(folder, f"two files for case {_case_id(p)!r} ({other.name} and {p.name}); keep one")
+    return by_case
 
 
 def _check_geometry(image_path: Path, label_path: Path, image_affine: np.ndarray, label_affine: np.ndarray) -> None:

@@ -50,4 +50,7 @@ def assign_splits(patients: list[str], val: str | None, test: str | None, seed: 
         if split[p] == "test":
             raise IdealsegError(f"patient {p} is in both the val and the test split")
         split[p] = "val"
+    if patients and "train" not in split.values():
+        raise IdealsegError(f"--val {val} and --test {test} take all {len(patients)} labelled patients; "
+                            "leave at least one for training")
     return split
