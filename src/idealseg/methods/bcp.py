@@ -16,28 +16,20 @@ method here).
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from idealseg.data.augment import weak_augment
 from idealseg.data.mixing import box_mask, paste
-from idealseg.losses.dice_ce import supervised_loss
-from idealseg.methods.base import Method
-from idealseg.methods.common import ema_update, pad_labels
-from idealseg.models.unet import UNet
+from idealseg.methods.common import TeacherStudent, pad_labels
 
 
-class BCP(Method):
+class BCP(TeacherStudent):
+    """Copy-paste warm-up on labelled slices, then mean-teacher self-training on mixed slices."""
+
     name = "bcp"
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.student = UNet(cfg.num_classes, channels=cfg.channels)
-        self.teacher = copy.deepcopy(self.student)
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-        self.loss = supervised_loss(cfg)
         self.register_buffer("self_training", torch.tensor(False))  # in checkpoints, so resume keeps the stage
 
     def forward(self, images, labels, n_labeled, progress):
@@ -68,18 +60,6 @@ class BCP(Method):
         mix = self.loss(logits, target, weight)
         return {"loss": mix, "mix": mix}
 
-    @torch.no_grad()
     def on_step_end(self):
-        if bool(self.self_training):
-            ema_update(self.teacher, self.student, self.cfg.ema_decay)
-
-    @torch.no_grad()
-    def streams_argmax(self, images):
-        return {"student": self.student(images).argmax(1), "teacher": self.teacher(images).argmax(1)}
-
-    @torch.no_grad()
-    def predict(self, images):
-        return self.student(images).softmax(1)
-
-    def encoders(self):
-        return [self.student.encoder, self.teacher.encoder]
+        if bool(self.self_training):  # the teacher is reset when self-training starts: no EMA before
+            super().on_step_end()

@@ -1,13 +1,17 @@
-"""Pieces of a step that several methods share."""
+"""Pieces that several methods share: the two-stream step, strong views, the EMA, the student-teacher pair."""
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
 from idealseg.data.augment import PhotometricParams, photometric
 from idealseg.data.mixing import box_mask, paste
 from idealseg.losses.consistency import cross_pseudo_loss, sigmoid_rampup
-from idealseg.losses.dice_ce import DiceCELoss
+from idealseg.losses.dice_ce import DiceCELoss, supervised_loss
+from idealseg.methods.base import Method
+from idealseg.models.unet import UNet
 
 
 @torch.no_grad()
@@ -51,3 +55,30 @@ def two_stream_losses(
     cons = cross_pseudo_loss(logits1, logits2, threshold)
     lam = lambda_max * sigmoid_rampup(progress, rampup)
     return {"loss": sup + lam * cons, "sup": sup, "cons": cons, "lambda": lam}
+
+
+class TeacherStudent(Method):
+    """The student-teacher pair Mean Teacher and BCP share: a U-Net student trained by gradient, a frozen
+    copy following it by EMA that gives the targets; the student predicts. Not a method by itself."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.student = UNet(cfg.num_classes, channels=cfg.channels)
+        self.teacher = copy.deepcopy(self.student)
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.loss = supervised_loss(cfg)
+
+    def on_step_end(self):
+        ema_update(self.teacher, self.student, self.cfg.ema_decay)
+
+    @torch.no_grad()
+    def streams_argmax(self, images):
+        return {"student": self.student(images).argmax(1), "teacher": self.teacher(images).argmax(1)}
+
+    @torch.no_grad()
+    def predict(self, images):
+        return self.student(images).softmax(1)
+
+    def encoders(self):
+        return [self.student.encoder, self.teacher.encoder]
