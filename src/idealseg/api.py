@@ -80,6 +80,7 @@ class Segmenter:
 
     @property
     def classes(self) -> list[str]:
+        """Class names, background first, as the run was trained on (index = label value in a mask)."""
         return list(self.cfg.classes)
 
 

@@ -149,6 +149,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every subcommand (its `--help` is the CLI's reference)."""
     parser = argparse.ArgumentParser(prog="idealseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"idealseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -236,6 +237,7 @@ def _error(command: str, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; user errors print one line and return 2, never a traceback."""
     args = build_parser().parse_args(argv)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:

@@ -20,6 +20,9 @@ from idealseg.errors import IdealsegError, InputError
 
 @dataclass
 class RunConfig:
+    """Every option of a run, typed; the resolved copy in a run folder's config.yaml is what makes
+    the folder enough to resume, evaluate and predict. Help, choices and ranges: `OPTIONS`."""
+
     # what and where
     stage: str = "finetune"  # "pretrain" or "finetune"
     method: str = "ideal"
@@ -72,16 +75,20 @@ class RunConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-ready values (tuples as lists)."""
         d = asdict(self)
         d["channels"] = list(self.channels)
         d["classes"] = list(self.classes)
         return d
 
     def save(self, path: Path) -> None:
+        """Write config.yaml atomically (a kill never leaves half a config)."""
         with atomic_file(path) as f:
             yaml.safe_dump(self.to_dict(), f, sort_keys=False)
 
     def update(self, values: dict[str, Any], source: str) -> RunConfig:
+        """Apply `values` from `source` (a file or 'command line'), checking each as it is read, so that a
+        bad value is one line naming where it came from."""
         known = {f.name: f for f in fields(self)}
         for key, value in values.items():
             key = key.replace("-", "_")
@@ -109,6 +116,7 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
+        """Read a run folder's config.yaml with the same checks as any YAML."""
         return cls().update(read_yaml(path), str(path))
 
 

@@ -77,5 +77,6 @@ def _shared_calibration(spec: dict) -> dict[str, float]:
     return table
 
 def iterations(root: Path, stage: str, method: str, opts: dict, seconds: float) -> int:
+    """Steps that `seconds` of compute buy a stage on the calibrated machine (at least 1)."""
     table = json.loads((root / "calibration.json").read_text())
     return max(1, int(seconds / table[stage_key(stage, method, opts)]))

@@ -50,6 +50,9 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
     return root
 
 def run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget) -> None:
+    """Run (or resume) one cell: its pre-training if any, fine-tuning, evaluation, then result.json.
+
+    A cell whose result.json exists is skipped, so the matrix resumes cell by cell."""
     folder = cell_dir(root, cell["name"], labeled, seed)
     if (folder / "result.json").exists():
         return
@@ -92,6 +95,7 @@ def run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget) -> N
         json.dump(result, f, indent=1)
 
 def machine() -> str:
+    """What ran a cell: the GPU's name, or the processor and the torch thread count."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"

@@ -14,6 +14,7 @@ from idealseg.benchmark.statistics import paired_table, table_header, volume_dic
 
 
 def collect(root: Path) -> list[dict]:
+    """Every finished cell's result.json under `root`, in folder order."""
     return [json.loads(p.read_text()) for p in sorted((root / "cells").glob("*/result.json"))]
 
 def write_results(root: Path, spec: dict) -> None:
@@ -78,6 +79,8 @@ def _index(items: list, item) -> int:
     return items.index(item) if item in items else len(items)
 
 def report_markdown(results: list[dict], spec: dict) -> str:
+    """report.md: methods as rows, label budgets as columns (mean Dice ± seed spread / HD95),
+    then the paired differences to the reference method and the machines and wall time."""
     budgets = [b for b in spec["labeled"] if any(r["labeled"] == b for r in results)]
     names = [c["name"] for c in spec["methods"] if any(r["name"] == c["name"] for r in results)]
     unit = results[0]["unit"]

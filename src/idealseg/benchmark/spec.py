@@ -87,16 +87,20 @@ def _check_budget(path: str | Path, budget: Any, pretraining: bool) -> None:
         raise IdealsegError(f"{path}: budget.calibrate_steps must be a whole number >= 1, got {steps!r}")
 
 def slug(text: str) -> str:
+    """A file-system-safe name: runs of anything but letters, digits, dots and dashes become `_`."""
     return re.sub(r"[^A-Za-z0-9.-]+", "_", text).strip("_")
 
 def pretrain_key(cell: dict) -> str | None:
+    """The folder name of a cell's pre-training (method and options), shared by cells that name the same."""
     if not cell.get("pretrain"):
         return None
     opts = cell.get("pretrain_options", {})
     return slug(cell["pretrain"] + "".join(f"_{k}-{v}" for k, v in sorted(opts.items())))
 
 def stage_key(stage: str, method: str, opts: dict) -> str:
+    """The calibration table's key of a stage, method and options."""
     return slug(f"{stage}:{method}" + "".join(f"_{k}-{v}" for k, v in sorted(opts.items())))
 
 def cell_dir(root: Path, name: str, labeled: str, seed: int) -> Path:
+    """The folder of one cell (method name, label budget, seed)."""
     return root / "cells" / slug(f"{name}_{labeled}_seed{seed}")

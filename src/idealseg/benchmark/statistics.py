@@ -50,4 +50,5 @@ def paired_table(results: list[dict], spec: dict, budgets: list[str], names: lis
     return lines
 
 def table_header(budgets: list[str]) -> list[str]:
+    """The markdown header of a methods x label budgets table."""
     return ["| method | " + " | ".join(f"{b} labelled" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 @dataclass
 class SpatialParams:
+    """Ranges of the random spatial transform (rotation, rot90, flips, zoom, shift)."""
     rotation_deg: float = 20.0  # uniform in [-r, r]
     rot90: bool = True  # plus a random multiple of 90 degrees
     flip: bool = True  # horizontal and vertical, each with p = 0.5
@@ -26,6 +27,7 @@ class SpatialParams:
 
 @dataclass
 class PhotometricParams:
+    """Ranges of the random intensity transforms, each applied with probability `p` per slice."""
     p: float = 0.8  # probability of each transform per slice
     brightness: float = 0.1
     contrast: tuple[float, float] = (0.7, 1.3)

@@ -28,6 +28,7 @@ class Budget:
     slices: list[tuple[str, int]] | None = None  # set only for ssl4mis:N
 
     def describe(self) -> str:
+        """One line for `idealseg info`: the spec and which patients (and slices) it selected."""
         n = f"{len(self.slices)} slices of " if self.slices is not None else ""
         return f"--labeled {self.spec}: {n}{len(self.patients)} patients: {', '.join(self.patients)}"
 
@@ -38,6 +39,7 @@ def train_patients(dataset: Dataset) -> list[str]:
 
 
 def select_budget(dataset: Dataset, spec: str | int, seed: int = 0) -> Budget:
+    """The labelled patients (and slices) a label budget `spec` selects, seeded, from the train split only."""
     spec = str(spec).strip()
     pool = train_patients(dataset)
     if not pool:

@@ -118,6 +118,7 @@ class DatasetWriter:
         self._max_label = 0
 
     def add(self, case: CaseVolume, split: str, source: str | Path) -> None:
+        """Validate and store one case volume; anything wrong with it is one line naming `source`."""
         check_case_id(case.case_id, source)
         if case.case_id in self._ids:
             raise InputError(source, f"duplicate case id {case.case_id!r}")
@@ -150,6 +151,7 @@ class DatasetWriter:
         self.info["splits"][split].append(case.case_id)
 
     def finish(self, **extra: Any) -> None:
+        """Write dataset.json (the folder is then complete and ready to be renamed into place)."""
         if not self.info["cases"]:
             raise IdealsegError(f"{self.info['source']}: no cases found to import")
         if self.infer_classes:
@@ -189,16 +191,20 @@ class Dataset:
 
     @property
     def classes(self) -> list[str]:
+        """Class names, background first."""
         return list(self.info["classes"])
 
     @property
     def num_classes(self) -> int:
+        """Number of classes, background included."""
         return len(self.info["classes"])
 
     def split(self, name: str) -> list[CaseEntry]:
+        """The cases of split `name` (train, val or test)."""
         return [c for c in self.cases if c.split == name]
 
     def case_path(self, case_id: str) -> Path:
+        """The h5 file of a case."""
         return self.root / "cases" / f"{case_id}.h5"
 
     def load(self, case_id: str) -> CaseVolume:

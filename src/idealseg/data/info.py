@@ -9,6 +9,7 @@ from idealseg.data.dataset import Dataset
 
 
 def dataset_summary(dataset: Dataset, labeled: str | None = None, seed: int = 0) -> str:
+    """The text `idealseg info` prints: classes, splits, spacing, and what a label budget selects."""
     lines = [f"dataset {dataset.info.get('name')} ({dataset.root}), source {dataset.info.get('source')}"]
     for split in ("train", "val", "test"):
         cases = dataset.split(split)

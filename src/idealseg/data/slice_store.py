@@ -27,6 +27,7 @@ def resize_slices(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
 
 @dataclass
 class SliceStore:
+    """Every training slice in memory at the run's input size, so that a step never waits for a file."""
     images: torch.Tensor  # float32 [N, 1, S, S]
     labels: torch.Tensor  # int64 [N, S, S]; zeros where the case has no label
     labeled: torch.Tensor  # bool [N]: inside the label budget, the only labels a loss may read

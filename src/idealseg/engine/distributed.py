@@ -13,6 +13,7 @@ from idealseg.errors import IdealsegError
 
 @dataclass
 class Context:
+    """This process's place under torchrun (rank, world size, device), or a single process's."""
     device: torch.device
     rank: int = 0
     world: int = 1
@@ -20,14 +21,17 @@ class Context:
 
     @property
     def is_main(self) -> bool:
+        """Whether this process writes files and reports (rank 0)."""
         return self.rank == 0
 
     @property
     def distributed(self) -> bool:
+        """Whether more than one process trains together."""
         return self.world > 1
 
 
 def setup(prefer_cuda: bool = True) -> Context:
+    """Join the torchrun process group when launched by it (NCCL on CUDA, gloo on CPU), else run alone."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = prefer_cuda and torch.cuda.is_available()
     if world <= 1:
@@ -45,6 +49,7 @@ def setup(prefer_cuda: bool = True) -> Context:
 
 
 def barrier(ctx: Context) -> None:
+    """Wait for every process (a no-op alone), e.g. until rank 0 has made the run folder."""
     if ctx.distributed:
         dist.barrier()
 
@@ -68,5 +73,6 @@ def gather_objects(ctx: Context, obj) -> list:
 
 
 def cleanup() -> None:
+    """Leave the process group, so a library caller can train again in the same process."""
     if dist.is_initialized():
         dist.destroy_process_group()

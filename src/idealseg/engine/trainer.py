@@ -36,6 +36,11 @@ from idealseg.runfolder.folder import RUN_FILES, check_run_folder, encoder_state
 
 
 class Trainer:
+    """Trains one stage of one method into one run folder; everything but the method's step lives here.
+
+    Construction checks every input and the run folder before anything is written, then builds the
+    slice store, the method and the optimiser, and restores a checkpoint when resuming."""
+
     def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.ctx = distributed.setup()
@@ -125,6 +130,7 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------
     def progress(self) -> float:
+        """How far through its budget the run is, in [0, 1]: steps or seconds, whichever is further."""
         p = self.step / self.cfg.iterations
         if self.cfg.time_budget:
             p = max(p, self.elapsed / self.cfg.time_budget)
@@ -143,6 +149,7 @@ class Trainer:
         return images, labels, len(idx_l)
 
     def fit(self) -> dict:
+        """Train until the budget ends, validating, logging and checkpointing; returns the summary."""
         cfg, ctx = self.cfg, self.ctx
         self.method.train()
         bar = tqdm(total=cfg.iterations, initial=self.step, disable=not ctx.is_main, unit="it",
@@ -259,6 +266,7 @@ class Trainer:
         rows.clear()
 
     def save(self) -> None:
+        """Checkpoint everything a resume needs (model, optimiser, scaler, sampler, every rank's RNG)."""
         rng = distributed.gather_objects(self.ctx, torch.get_rng_state())  # every rank's augmentation stream
         if not self.ctx.is_main:
             return

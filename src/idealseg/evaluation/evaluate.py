@@ -97,6 +97,7 @@ def summarise(rows: list[dict], classes: list[str], unit: str) -> dict:
 
 
 def markdown_table(summary: dict) -> str:
+    """The per-class table (Dice, HD95, ASD, mean ± std over volumes) that `evaluate` prints."""
     unit = summary["unit"]
     lines = [f"| class | Dice | HD95 ({unit}) | ASD ({unit}) |", "|---|---|---|---|"]
     for name, s in summary["classes"].items():

@@ -13,6 +13,7 @@ import torch
 
 
 def dice_score(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Dice of two boolean masks; 1 when both are empty (nothing to find, nothing found)."""
     p, r = pred.astype(bool), ref.astype(bool)
     total = p.sum() + r.sum()
     return 1.0 if total == 0 else float(2 * (p & r).sum() / total)
@@ -55,4 +56,5 @@ def volume_metrics(pred: np.ndarray, ref: np.ndarray, num_classes: int, spacing=
 
 
 def mean_foreground_dice(pred: np.ndarray, ref: np.ndarray, num_classes: int) -> float:
+    """Mean Dice over the foreground classes of two label volumes (what validation tracks)."""
     return float(np.mean([dice_score(pred == c, ref == c) for c in range(1, num_classes)]))

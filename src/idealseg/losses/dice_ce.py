@@ -32,6 +32,7 @@ class DiceCELoss(nn.Module):
 
     def dice(self, probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
              include_background: bool | None = None) -> torch.Tensor:
+        """1 - soft Dice, optionally per-pixel weighted; foreground classes unless `include_background`."""
         onehot = F.one_hot(target, self.num_classes).permute(0, 3, 1, 2).to(probs.dtype)
         if weight is not None:
             w = weight[:, None].to(probs.dtype)
@@ -45,6 +46,7 @@ class DiceCELoss(nn.Module):
 
     def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor,
                       weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy, averaged over pixels, or over the weights when `weight` is given."""
         if weight is None:
             return F.cross_entropy(logits.float(), target)
         ce = F.cross_entropy(logits.float(), target, reduction="none")

@@ -19,6 +19,7 @@ METHODS: dict[str, type[Method]] = {
 
 
 def get_method(name: str, stage: str | None = None) -> type[Method]:
+    """The method class called `name`, checked against the stage that asks for it."""
     if name not in METHODS:
         raise IdealsegError(f"unknown method {name!r}; expected one of {sorted(METHODS)}")
     cls = METHODS[name]

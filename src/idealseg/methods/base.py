@@ -18,6 +18,7 @@ from idealseg.models.unet import Encoder
 
 
 class Method(nn.Module):
+    """Base of every training method (see the module docstring): a step's losses, prediction, encoders."""
     name: ClassVar[str]
     stage: ClassVar[str] = "finetune"  # "pretrain" methods never read labels
 
@@ -51,5 +52,6 @@ class Method(nn.Module):
         """Called after each optimizer step (EMA teachers, momentum encoders)."""
 
     def load_pretrained(self, state: dict) -> None:
+        """Initialise every encoder from a pre-trained encoder's weights (`--init`)."""
         for encoder in self.encoders():
             encoder.load_state_dict(state)

@@ -12,6 +12,7 @@ from idealseg.models.unet import UNet
 
 
 class CPS(Method):
+    """Two U-Nets initialised differently, each trained on the other's hard pseudo-labels."""
     name = "cps"
 
     def __init__(self, cfg):

@@ -22,6 +22,7 @@ REGIONS = 4
 
 
 class GclLclPretrain(Method):
+    """The global + local contrastive pre-training baseline (encoder only)."""
     name = "gcl-lcl-pretrain"
     stage = "pretrain"
 

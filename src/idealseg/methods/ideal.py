@@ -26,6 +26,7 @@ from idealseg.models.unet import Decoder, Encoder, perturbation
 
 
 class Ideal(Method):
+    """IDEAL's fine-tuning: shared encoder, two different decoders supervising each other."""
     name = "ideal"
 
     def __init__(self, cfg):
@@ -38,6 +39,7 @@ class Ideal(Method):
         self.loss = supervised_loss(cfg)
 
     def streams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both decoders' logits for `x`, each from the encoder features after its own perturbation."""
         features = self.encoder(x)
         return (
             self.decoder1([self.perturb1(f) for f in features]),

@@ -22,6 +22,7 @@ from idealseg.models.unet import Encoder
 
 
 class IdealPretrain(Method):
+    """IDEAL's pre-training: dense local contrast between corresponding locations of two views."""
     name = "ideal-pretrain"
     stage = "pretrain"
 

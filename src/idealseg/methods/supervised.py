@@ -11,6 +11,7 @@ from idealseg.models.unet import UNet
 
 
 class Supervised(Method):
+    """A U-Net on the labelled slices alone: the baseline every semi-supervised method must beat."""
     name = "supervised"
 
     def __init__(self, cfg):

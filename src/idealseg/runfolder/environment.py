@@ -53,6 +53,7 @@ def source_commit() -> str | None:
 
 
 def environment(device: torch.device, world: int = 1) -> dict:
+    """The record env.json holds (see the module docstring)."""
     cuda = torch.cuda.is_available()
     return {
         "idealseg": idealseg.__version__,
@@ -71,5 +72,6 @@ def environment(device: torch.device, world: int = 1) -> dict:
 
 
 def write_environment(run_dir: Path, device: torch.device, world: int = 1) -> None:
+    """Write env.json into a run folder when its run starts."""
     with atomic_file(run_dir / "env.json") as f:
         json.dump(environment(device, world), f, indent=1)

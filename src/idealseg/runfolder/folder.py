@@ -113,4 +113,5 @@ def load_pretrained(method: Method, init: str | Path) -> None:
 
 
 def encoder_state(method: Method) -> dict[str, torch.Tensor]:
+    """A CPU copy of the method's first encoder's weights, what encoder.pt stores for `--init`."""
     return {k: v.detach().cpu().clone() for k, v in method.encoders()[0].state_dict().items()}

@@ -87,6 +87,7 @@ def read_acdc_frame(image_path: Path, label_path: Path | None, normalization: st
 def import_acdc(
     src: Path, writer: DatasetWriter, normalization: str, val: str | None, test: str | None, seed: int
 ) -> None:
+    """Import the ACDC release: ED and ES frames of every patient folder, with spacing and metadata."""
     patients = sorted(p for p in src.iterdir() if p.is_dir() and p.name.startswith("patient"))
     if not patients:
         raise InputError(src, "no patientXXX folders found (not an ACDC release folder)")

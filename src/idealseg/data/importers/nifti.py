@@ -111,6 +111,8 @@ def import_nifti(
     test: str | None,
     seed: int,
 ) -> None:
+    """Import an imagesTr/labelsTr/imagesTs folder; labelled cases are split by patient, the rest train
+    as unlabelled cases."""
     images = _images(src / "imagesTr")
     labels = _images(src / "labelsTr")
     unlabeled = _images(src / "imagesTs")

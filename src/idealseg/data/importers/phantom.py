@@ -48,6 +48,7 @@ class PhantomPatient:
         self.texture_seed = int(rng.integers(1 << 31))
 
     def volume(self, phase: int) -> tuple[np.ndarray, np.ndarray]:
+        """(image, label) [Z, H, W] of the cardiac phase `phase` (0 = end-diastole, 1 = end-systole)."""
         n, rng = self.size, np.random.default_rng(self.texture_seed + phase)
         mm = self.spacing_xy
         yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) * mm
