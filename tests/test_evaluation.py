@@ -43,6 +43,8 @@ def test_train_writes_a_complete_run_folder(run):
     assert (run / "pretrain" / "encoder.pt").exists() and (run / "finetune" / "checkpoints" / "best.pt").exists()
     with open(run / "finetune" / "log.csv", newline="") as f:
         assert any(r.get("val_dice") for r in csv.DictReader(f))
+    events = list((run / "finetune" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0  # tensorboard is a test extra: the event files must be there
     env = json.loads((run / "finetune" / "env.json").read_text())  # what it ran on, for every timing
     assert env["torch"] and env["cpu"] and env["device"] == "cpu" and env["idealseg"]
     assert isinstance(env["cpu_native_bf16"], bool) and env["command"]

@@ -84,6 +84,7 @@ class Trainer:
             self.probe = self.store.truth_probe(seed=cfg.seed)
         else:
             self.val_cases, self.probe = [], torch.empty(0, dtype=torch.long)
+        self.board = self._tensorboard()
         self.model = self.method
         if self.ctx.distributed:
             ids = [self.ctx.device.index] if cuda else None
@@ -202,6 +203,8 @@ class Trainer:
         if ctx.is_main:
             with atomic_file(self.run_dir / "summary.json") as f:
                 json.dump(summary, f, indent=1)
+        if self.board is not None:
+            self.board.close()
         distributed.barrier(ctx)
         return summary
 
@@ -247,10 +250,27 @@ class Trainer:
             row["pl_disagree"] = round(float((a != b).mean()), 5)
         return row
 
+    def _tensorboard(self):
+        """A TensorBoard writer into RUN/tensorboard where `tensorboard` is installed (else None): the
+        same rows as log.csv, for those who follow runs there."""
+        if not self.ctx.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
+
     def _flush_log(self, rows: list[dict]) -> None:
         if not self.ctx.is_main or not rows:
             rows.clear()
             return
+        if self.board is not None:
+            for row in rows:
+                for key, value in row.items():
+                    if key not in ("step", "time") and value not in ("", None):
+                        self.board.add_scalar(f"{self.cfg.stage}/{key}", float(value), row["step"])
+            self.board.flush()
         path = self.run_dir / "log.csv"
         old = []
         if path.exists():
