@@ -129,6 +129,16 @@ def test_shipped_benchmark_configs_parse(name):
                      "ideal pre-training + supervised", "ideal with mlp head"}, names
 
 
+def test_ideal_ablation_config_changes_one_thing_per_row():
+    from pathlib import Path
+
+    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "acdc_cpu_ideal_ablation.yaml")
+    rows = spec["methods"]
+    assert rows[0]["name"] == spec["reference"] == "ideal" and not rows[0].get("options")
+    assert all(r["method"] == "ideal" and r["pretrain"] == "ideal-pretrain" for r in rows)
+    assert all(1 <= len(r["options"]) <= 2 for r in rows[1:])  # the two perturbations change together
+
+
 def test_tuning_config_sweeps_both_methods_alike():
     from pathlib import Path
 
