@@ -361,3 +361,15 @@ def test_nifti_case_ids_must_be_unambiguous(files, expected, tmp_path, capsys):
         write_nifti(tmp_path / "src" / name, np.random.default_rng(0).random((8, 8, 3)).astype(np.float32))
     code, line = run_cli(["prepare", "nifti", tmp_path / "src", tmp_path / "out"], capsys)
     assert code == 2 and expected in line, line
+
+
+def test_prepare_refuses_a_dataset_the_disk_cannot_hold(tmp_path, capsys, monkeypatch):
+    """A full disk mid-write can crash HDF5 itself (a segfault no handler catches): check first."""
+    import shutil as sh
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(sh, "disk_usage", lambda path: usage(10**9, 10**9 - 2**20, 2**20))  # 1 MiB free
+    code, line = run_cli(["prepare", "phantom", tmp_path / "ds", "--patients", "20"], capsys)
+    assert code == 2 and "1 MiB free, the dataset needs about" in line, line
+    assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds.*"))

@@ -128,6 +128,13 @@ class DatasetWriter:
         if case.label is not None and case.label.size:
             self._max_label = max(self._max_label, int(case.label.max()))
         self._ids.add(case.case_id)
+        try:
+            self._write(case)
+        except RuntimeError as exc:  # h5py reports a failed write (a full disk) as a RuntimeError
+            raise InputError(self.cases_dir / f"{case.case_id}.h5", f"could not write ({exc})") from None
+        self._record(case, split)
+
+    def _write(self, case: CaseVolume) -> None:
         with h5py.File(self.cases_dir / f"{case.case_id}.h5", "w") as f:
             f.create_dataset("image", data=case.image.astype(np.float32), compression="lzf")
             if case.label is not None:
@@ -138,6 +145,8 @@ class DatasetWriter:
                 f.attrs["affine"] = np.asarray(case.affine, dtype=np.float64)
             if case.axes is not None:
                 f.attrs["axes"] = np.asarray(case.axes, dtype=np.int64)
+
+    def _record(self, case: CaseVolume, split: str) -> None:
         entry = CaseEntry(
             id=case.case_id,
             patient=case.patient,
