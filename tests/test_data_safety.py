@@ -161,6 +161,7 @@ def test_predict_is_the_same_from_any_directory_and_without_the_dataset(phantom,
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
+    assert main(["evaluate", str(work / "run"), "--out", "ev"]) == 0  # the dataset is found from anywhere
     shutil.rmtree(work / "ds")  # the dataset is gone: the run folder alone must be enough
     assert main(["predict", str(work / "run"), str(path), "there.nii.gz"]) == 0
     here = nib.load(work / "here.nii.gz").get_fdata()
