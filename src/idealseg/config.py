@@ -73,6 +73,7 @@ class RunConfig:
     amp: bool = True  # on CUDA only
     channels_last: bool = True  # measured faster: CPU +25-30 %, CUDA bf16 2x (benchmarks/throughput.py)
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    sync_bn: bool = False  # under torchrun on CUDA: BatchNorm statistics over the global batch (pre-training: on)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-ready values (tuples as lists)."""
@@ -165,6 +166,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                          checkpoint_every=10, channels=(8, 16, 32, 64, 128)),
     },
 }
+
+
+for _stages in PROFILES.values():  # contrastive pre-training normalises over the global batch under torchrun
+    _stages["pretrain"].setdefault("sync_bn", True)
 
 
 def resolve_config(stage: str, profile: str | None, yaml_path: str | None, overrides: dict[str, Any]) -> RunConfig:
@@ -290,6 +295,8 @@ OPTIONS: dict[str, Option] = {
     "amp": Option("mixed precision on CUDA (bfloat16, else float16 with a scaler)"),
     "channels_last": Option("channels_last memory format (faster on CPU and CUDA)"),
     "threads": Option("torch CPU threads (0 = torch's default)", limit=(lambda v: v >= 0, ">= 0 (0 = default)")),
+    "sync_bn": Option("under torchrun on CUDA, BatchNorm statistics over the global batch (SyncBatchNorm), so that "
+                      "N processes train as one; CPU processes keep their own (PyTorch's needs a GPU)"),
 }
 FROM_DATASET = ("num_classes", "classes", "normalization")
 

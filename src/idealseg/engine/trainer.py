@@ -12,6 +12,7 @@ import math
 import random
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,12 @@ class Trainer:
         self.method = method_cls(cfg)
         if cfg.init:
             load_pretrained(self.method, cfg.init)
+        if self.ctx.distributed and cfg.sync_bn:
+            if self.ctx.device.type == "cuda":  # same parameters and state-dict keys, statistics over all ranks
+                self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+            elif self.ctx.is_main:
+                warnings.warn("sync_bn: SyncBatchNorm needs CUDA; these CPU processes keep per-process BatchNorm "
+                              "statistics", stacklevel=2)
         self._prepare_folder(resume, overwrite)  # the first write: everything above is checked
         self.method.to(self.ctx.device)
         if cfg.channels_last:

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from idealseg.losses.gather import gather_keys, global_mean
+
 
 class DenseContrastiveLoss(nn.Module):
     """For each query location u the positive is the key at its corresponding location u'; the
@@ -20,7 +22,7 @@ class DenseContrastiveLoss(nn.Module):
         q, k: [B, D, S, S], L2-normalised along D (as `DenseProjectionHead` returns).
         index_qk: [B, S*S] long, flat location in k of each location of q; valid_qk: [B, S*S] bool.
         index_kq, valid_kq: the same from k to q (needed when symmetric).
-        returns: scalar loss; 0 (with a graph) if no location has a counterpart.
+        returns: scalar loss; 0 (with a graph) if no location has a counterpart (on any rank).
 
     Example:
         >>> loss = DenseContrastiveLoss(0.1)
@@ -37,17 +39,20 @@ class DenseContrastiveLoss(nn.Module):
         self.symmetric = symmetric
 
     def one_way(self, q, k, index, valid):
-        """The loss with q as queries and k as keys only (a MoCo key encoder uses this)."""
+        """The loss with q as queries and k as keys only (a MoCo key encoder uses this).
+
+        Under torchrun the keys of every rank are the negatives (`losses.gather`), so the loss and
+        its gradients are one process's on the global batch."""
         b, d, s, _ = q.shape
         length = s * s
         q = q.flatten(2).transpose(1, 2).reshape(b * length, d)  # [B*L, D]
         k = k.flatten(2).transpose(1, 2).reshape(b * length, d)  # [B*L, D]
-        target = (index + torch.arange(b, device=index.device)[:, None] * length).flatten()  # [B*L]
+        keys, offset = gather_keys(k)  # [world*B*L, D]
+        target = (index + torch.arange(b, device=index.device)[:, None] * length).flatten() + offset  # [B*L]
         keep = valid.flatten()
-        if not keep.any():
-            return (q.sum() + k.sum()) * 0.0
-        logits = q[keep] @ k.T / self.temperature  # [V, B*L]
-        return F.cross_entropy(logits.float(), target[keep])
+        logits = q[keep] @ keys.T / self.temperature  # [V, world*B*L]
+        ce = F.cross_entropy(logits.float(), target[keep], reduction="sum")
+        return global_mean(ce + (q.sum() + k.sum()) * 0.0, keep.sum())
 
     def forward(self, q, k, index_qk, valid_qk, index_kq=None, valid_kq=None):
         loss = self.one_way(q, k, index_qk, valid_qk)

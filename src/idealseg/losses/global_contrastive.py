@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from idealseg.losses.gather import gather_keys, global_mean
+
 
 class NTXentLoss(nn.Module):
     """Each embedding's positive is the other view of its slice; the other 2B-2 are negatives.
@@ -26,7 +28,9 @@ class NTXentLoss(nn.Module):
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         b = z1.shape[0]
         z = torch.cat([z1, z2])  # [2B, D]
-        logits = (z @ z.T / self.temperature).float()  # [2B, 2B]
-        logits.fill_diagonal_(float("-inf"))  # a view is not its own negative
-        target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
-        return F.cross_entropy(logits, target)
+        keys, offset = gather_keys(z)  # every rank's views are negatives under torchrun
+        logits = (z @ keys.T / self.temperature).float()  # [2B, world*2B]
+        own = torch.arange(2 * b, device=z.device)
+        logits[own, own + offset] = float("-inf")  # a view is not its own negative
+        target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device) + offset
+        return global_mean(F.cross_entropy(logits, target, reduction="sum"), 2 * b)
