@@ -124,3 +124,26 @@ def test_validation_logs_pseudo_label_quality_of_each_stream(phantom, tmp_path):
         assert 0 <= float(r["pl_disagree"]) <= 1
     lam = [float(r["lambda"]) for r in rows if r.get("lambda")]
     assert lam == sorted(lam) and 0 < lam[-1] <= 0.1  # ramps up to lambda_max
+
+
+def test_mixed_precision_where_the_cpu_has_native_bfloat16(phantom, tmp_path):
+    """bf16 autocast on a CPU with AVX-512 BF16/AMX (recorded in env.json), float32 with amp off;
+    the losses stay float32 either way."""
+    import json
+
+    from idealseg.engine.trainer import autocast_dtype
+    from idealseg.losses.dense_contrastive import DenseContrastiveLoss
+    from idealseg.runfolder.environment import cpu_has_native_bf16
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, False) is None
+    assert autocast_dtype(cpu, True) == (torch.bfloat16 if cpu_has_native_bf16() else None)
+    make_trainer(phantom, tmp_path / "run", "ideal", iterations=2).fit()
+    env = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert env["autocast"] == ("torch.bfloat16" if cpu_has_native_bf16() else "off")
+    z = torch.nn.functional.normalize(torch.randn(2, 8, 4, 4), dim=1)
+    idx, ok = torch.arange(16).repeat(2, 1), torch.ones(2, 16, dtype=torch.bool)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = DenseContrastiveLoss(0.1)(z, z, idx, ok, idx, ok)
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, DenseContrastiveLoss(0.1)(z, z, idx, ok, idx, ok), atol=1e-5)

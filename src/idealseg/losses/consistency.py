@@ -19,7 +19,12 @@ def cross_pseudo_loss(logits1: torch.Tensor, logits2: torch.Tensor, threshold: f
 
 
 def _hard_ce(student: torch.Tensor, teacher: torch.Tensor, threshold: float) -> torch.Tensor:
-    conf, target = teacher.detach().float().softmax(1).max(1)
+    with torch.autocast(student.device.type, enabled=False):  # float32 under mixed precision
+        return _hard_ce_float32(student.float(), teacher.float(), threshold)
+
+
+def _hard_ce_float32(student: torch.Tensor, teacher: torch.Tensor, threshold: float) -> torch.Tensor:
+    conf, target = teacher.detach().softmax(1).max(1)
     if threshold <= 0:
         return F.cross_entropy(student.float(), target)
     keep = (conf >= threshold).float()

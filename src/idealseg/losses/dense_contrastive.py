@@ -50,7 +50,8 @@ class DenseContrastiveLoss(nn.Module):
         keys, offset = gather_keys(k)  # [world*B*L, D]
         target = (index + torch.arange(b, device=index.device)[:, None] * length).flatten() + offset  # [B*L]
         keep = valid.flatten()
-        logits = q[keep] @ keys.T / self.temperature  # [V, world*B*L]
+        with torch.autocast(q.device.type, enabled=False):  # temperature 0.1 needs float32 logits
+            logits = q[keep].float() @ keys.float().T / self.temperature  # [V, world*B*L]
         ce = F.cross_entropy(logits.float(), target[keep], reduction="sum")
         return global_mean(ce + (q.sum() + k.sum()) * 0.0, keep.sum())
 

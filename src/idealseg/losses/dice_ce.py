@@ -53,9 +53,10 @@ class DiceCELoss(nn.Module):
         return (ce * weight).sum() / weight.sum().clamp_min(1e-6)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        logits = logits.float()
-        ce = self.cross_entropy(logits, target, weight)
-        return self.lambda_ce * ce + self.lambda_dice * self.dice(logits.softmax(1), target, weight)
+        with torch.autocast(logits.device.type, enabled=False):  # the loss in float32 under mixed precision
+            logits = logits.float()
+            ce = self.cross_entropy(logits, target, weight)
+            return self.lambda_ce * ce + self.lambda_dice * self.dice(logits.softmax(1), target, weight)
 
 
 SUPERVISED_LOSSES = ("ce+dice", "ssl4mis")

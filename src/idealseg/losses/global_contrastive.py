@@ -29,7 +29,8 @@ class NTXentLoss(nn.Module):
         b = z1.shape[0]
         z = torch.cat([z1, z2])  # [2B, D]
         keys, offset = gather_keys(z)  # every rank's views are negatives under torchrun
-        logits = (z @ keys.T / self.temperature).float()  # [2B, world*2B]
+        with torch.autocast(z.device.type, enabled=False):  # temperature 0.1 needs float32 logits
+            logits = z.float() @ keys.float().T / self.temperature  # [2B, world*2B]
         own = torch.arange(2 * b, device=z.device)
         logits[own, own + offset] = float("-inf")  # a view is not its own negative
         target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device) + offset

@@ -52,7 +52,7 @@ def source_commit() -> str | None:
     return out.stdout.strip() + ("+uncommitted changes" if dirty else "")
 
 
-def environment(device: torch.device, world: int = 1) -> dict:
+def environment(device: torch.device, world: int = 1, autocast: str = "off") -> dict:
     """The record env.json holds (see the module docstring)."""
     cuda = torch.cuda.is_available()
     return {
@@ -61,6 +61,7 @@ def environment(device: torch.device, world: int = 1) -> dict:
         "cuda": torch.version.cuda if cuda else None,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "processes": world,
+        "autocast": autocast,
         "cpu": cpu_model(),
         "cpu_native_bf16": cpu_has_native_bf16(),
         "torch_threads": torch.get_num_threads(),
@@ -71,7 +72,7 @@ def environment(device: torch.device, world: int = 1) -> dict:
     }
 
 
-def write_environment(run_dir: Path, device: torch.device, world: int = 1) -> None:
+def write_environment(run_dir: Path, device: torch.device, world: int = 1, autocast: str = "off") -> None:
     """Write env.json into a run folder when its run starts."""
     with atomic_file(run_dir / "env.json") as f:
-        json.dump(environment(device, world), f, indent=1)
+        json.dump(environment(device, world, autocast), f, indent=1)
