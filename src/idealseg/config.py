@@ -347,7 +347,8 @@ def options_markdown() -> str:
              "`--name-with-dashes` (except those set from the dataset or by the command). Profiles (`cpu`, `gpu`,",
              "`demo`, `tiny`) change some defaults; an option the chosen method does not read is warned about.",
              "Generated from `idealseg.config.OPTIONS`.", "",
-             "| option | default | allowed | read by | what it does |", "|---|---|---|---|---|"]
+             "The cpu column gives the `cpu` profile's value (fine-tuning / pre-training) where it sets one.", "",
+             "| option | default | cpu | allowed | read by | what it does |", "|---|---|---|---|---|---|"]
     for f in fields(RunConfig):
         option = OPTIONS[f.name]
         value = getattr(defaults, f.name)
@@ -355,7 +356,10 @@ def options_markdown() -> str:
         allowed = ", ".join(option.choices) if option.choices else option.limit[1] if option.limit else str(f.type)
         allowed = allowed.replace(" | None", " or none")
         readers = ", ".join(option.readers) or "every run"
-        help_text = option.help + ("" if option.cli else " (not a flag)")
+        flag = option.cli or f.name in ("method", "profile")  # these two are flags of their own
+        help_text = option.help + ("" if flag else " (not a flag)")
         shown = f"`{default}`" if default not in ("", ()) else "(empty)"
-        lines.append(f"| `{f.name}` | {shown} | {allowed} | {readers} | {help_text} |")
+        cpu = [PROFILES["cpu"][stage].get(f.name) for stage in ("finetune", "pretrain")]
+        cpu_text = " / ".join("-" if v is None else f"`{v}`" for v in cpu) if any(v is not None for v in cpu) else ""
+        lines.append(f"| `{f.name}` | {shown} | {cpu_text} | {allowed} | {readers} | {help_text} |")
     return "\n".join(lines) + "\n"
