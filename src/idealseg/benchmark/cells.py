@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ from idealseg.config import PROFILES
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
 from idealseg.pipeline import run_stage
+from idealseg.runfolder.environment import cpu_model
 
 
 def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[str] | None = None,
@@ -95,10 +95,12 @@ def run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget) -> N
         json.dump(result, f, indent=1)
 
 def machine() -> str:
-    """What ran a cell: the GPU's name, or the processor and the torch thread count."""
+    """What ran a cell: the GPU's name, or the processor's model and the torch thread count (timings
+    compare only on the same model: this project's machines differ up to 3x)."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads"
+
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
