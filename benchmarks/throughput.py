@@ -15,6 +15,12 @@ training device, and batched whole-volume inference.
 Writes DIR/throughput.json and prints images/s, slices/s and the ratios (or DIR/profile.txt). On a
 shared machine one round can be off by 10 % or more: --repeat measures every quantity in several
 interleaved rounds and reports the medians (each round is kept in the JSON).
+
+It also measures the machine's limit in the same run: the float32 and bfloat16 matrix-product peak
+(GFLOP/s of a 2048^2 product), the FLOPs of one image through the U-Net (counted by
+torch.utils.flop_counter: forward + backward for training, forward for inference), and each rate as
+a fraction of the peak of its precision. idealseg trains in float32 and, where the processor has
+native bfloat16 (`amp`, the default), under bfloat16 autocast: both are measured.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import tempfile
 import time
 from functools import partial
@@ -42,6 +47,7 @@ from idealseg.engine.trainer import Trainer
 from idealseg.evaluation.inference import predict_volume
 from idealseg.losses.dice_ce import DiceCELoss
 from idealseg.models.unet import ByteMaskDropout, UNet, fold_batchnorm
+from idealseg.runfolder.environment import cpu_has_native_bf16, cpu_model
 
 
 class ReferenceSlices(Dataset):
@@ -118,19 +124,20 @@ def reference_training(root: Path, size: int, batch: int, steps: int, workers: i
     return steps * batch / (time.perf_counter() - start)
 
 
-def _trainer(root: Path, run: Path, size: int, batch: int, iterations: int, channels_last: bool) -> Trainer:
+def _trainer(root: Path, run: Path, size: int, batch: int, iterations: int, channels_last: bool,
+             amp: bool = False) -> Trainer:
     """idealseg's engine training the plain U-Net (supervised) on every labelled slice."""
     cfg = resolve_config("finetune", "cpu", None, dict(
         method="supervised", dataset=str(root), labeled="all", input_size=size, batch_labeled=batch,
         batch_unlabeled=0, iterations=iterations, time_budget=0, val_every=0, checkpoint_every=10**9,
-        log_every=5, channels_last=channels_last))
+        log_every=5, channels_last=channels_last, amp=amp))
     return Trainer(cfg, run)
 
 
-def idealseg_training(root: Path, size: int, batch: int, steps: int, channels_last: bool) -> float:
+def idealseg_training(root: Path, size: int, batch: int, steps: int, channels_last: bool, amp: bool = False) -> float:
     """Images per second of idealseg's engine on the same model and batch (after 5 warm-up steps)."""
     with tempfile.TemporaryDirectory() as tmp:
-        _trainer(root, Path(tmp) / "run", size, batch, steps + 5, channels_last).fit()
+        _trainer(root, Path(tmp) / "run", size, batch, steps + 5, channels_last, amp).fit()
         rows = {int(r["step"]): float(r["time"]) for r in csv.DictReader(open(Path(tmp) / "run" / "log.csv"))}
     return steps * batch / (rows[steps + 5] - rows[5])
 
@@ -183,6 +190,34 @@ def inference(root: Path, size: int, batched: bool, device: torch.device) -> flo
     return n / (time.perf_counter() - start)
 
 
+def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of an n x n matrix product in `dtype`: the machine's practical arithmetic limit."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b  # warm-up (library selection, caches)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def flops_per_image(classes: int, size: int) -> dict[str, float]:
+    """FLOPs of one image through the U-Net, counted by torch: training (forward + backward) and inference."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = plain_unet(classes)
+    x = torch.randn(2, 1, size, size)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    train = counter.get_total_flops() / 2
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return {"train": train, "inference": counter.get_total_flops() / 2}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset")
@@ -203,7 +238,7 @@ def main() -> None:
         print((Path(args.out) / "profile.txt").read_text())
         return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+    machine = f"{cpu_model()}, {torch.get_num_threads()} torch threads"
     if device.type == "cuda":
         machine += f", {torch.cuda.get_device_name(device)} (idealseg side with bf16 autocast)"
     torch.manual_seed(0)
@@ -213,6 +248,9 @@ def main() -> None:
         ("train_images_per_s", "reference"): partial(reference_training, root, size, batch, steps, workers, device),
         ("train_images_per_s", "idealseg"): partial(idealseg_training, root, size, batch, steps, False),
         ("train_images_per_s", "idealseg_channels_last"): partial(idealseg_training, root, size, batch, steps, True),
+        ("train_images_per_s", "idealseg_bf16"): partial(idealseg_training, root, size, batch, steps, True, True),
+        ("peak_gflops", "float32"): partial(matmul_peak, torch.float32, device),
+        ("peak_gflops", "bfloat16"): partial(matmul_peak, torch.bfloat16, device),
         ("inference_slices_per_s", "reference"): partial(inference, root, size, False, device),
         ("inference_slices_per_s", "idealseg"): partial(inference, root, size, True, device),
     }
@@ -228,6 +266,18 @@ def main() -> None:
     t, i = result["train_images_per_s"], result["inference_slices_per_s"]
     result["train_ratio"] = t["idealseg_channels_last"] / t["reference"]  # channels_last is the default
     result["inference_ratio"] = i["idealseg"] / i["reference"]
+    result["train_ratio_bf16"] = t["idealseg_bf16"] / t["reference"]  # equals float32 where bf16 is not native
+    result["cpu_native_bf16"] = cpu_has_native_bf16()
+    flops = flops_per_image(IdealDataset(root).num_classes, size)
+    peak = result["peak_gflops"]
+    result["flops_per_image"] = flops
+    result["fraction_of_peak"] = {  # achieved GFLOP/s over the peak of the precision the side computes in
+        "train_reference": t["reference"] * flops["train"] / 1e9 / peak["float32"],
+        "train_idealseg_float32": t["idealseg_channels_last"] * flops["train"] / 1e9 / peak["float32"],
+        "train_idealseg_bf16": t["idealseg_bf16"] * flops["train"] / 1e9 / peak["bfloat16"],
+        "inference_reference": i["reference"] * flops["inference"] / 1e9 / peak["float32"],
+        "inference_idealseg": i["idealseg"] * flops["inference"] / 1e9 / peak["float32"],
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_file(out / "throughput.json") as f:
