@@ -118,3 +118,27 @@ def test_phantom_splits(phantom):
     assert [len(ds.split(s)) for s in ("train", "val", "test")] == [6, 2, 2]
     patients = {s: {c.patient for c in ds.split(s)} for s in ("train", "val", "test")}
     assert not (patients["train"] & patients["val"]) and not (patients["train"] & patients["test"])
+
+
+def test_ssl4mis_takes_spacing_from_the_release_and_checks_the_shapes(tmp_path, capsys):
+
+    src = write_ssl4mis(tmp_path / "src", n_patients=3, slices=3, size=16)
+    release = tmp_path / "release"
+    for p in (1, 2, 3):
+        write_nifti(release / f"patient{p:03d}" / f"patient{p:03d}_frame01.nii.gz",
+                    np.zeros((16, 16, 3), np.float32), zooms=(1.25, 1.25, 10.0))  # (x, y, z) as released
+    ds = prepare("ssl4mis", tmp_path / "ds", src, spacing_from=release)
+    assert {tuple(c.spacing) for c in Dataset(ds).cases} == {(10.0, 1.25, 1.25)}
+    write_nifti(release / "patient003" / "patient003_frame01.nii.gz", np.zeros((16, 16, 4), np.float32))
+    capsys.readouterr()
+    assert main(["prepare", "ssl4mis", str(src), str(tmp_path / "ds2"), "--spacing-from", str(release)]) == 2
+    assert "not the same volume" in capsys.readouterr().err
+    assert not (tmp_path / "ds2").exists()
+
+
+def test_info_prints_the_fingerprint_and_the_plan(phantom, capsys):
+
+    assert main(["info", str(phantom)]) == 0
+    out = capsys.readouterr().out
+    assert "in-plane spacing:" in out and "plan: target in-plane spacing" in out
+    assert "profile cpu: 128 px covers" in out

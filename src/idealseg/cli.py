@@ -29,7 +29,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
     path = prepare(
         args.source, out, src, overwrite=args.overwrite, patients=args.patients, seed=args.seed,
         normalization=args.normalize, label_map=args.label_map, classes=classes,
-        val=args.val, test=args.test,
+        val=args.val, test=args.test, spacing_from=args.spacing_from,
     )
     print(f"wrote {path}")
 
@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="nifti: comma-separated class names, background first")
     p.add_argument("--val", help="acdc/nifti: val patients as 20%%, a count, ids a,b or @file")
     p.add_argument("--test", help="acdc/nifti: test patients, same forms as --val")
+    p.add_argument("--spacing-from", metavar="DIR",
+                   help="ssl4mis: the same patients as released (patientXXX/*.nii.gz): take each one's spacing")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("info", help="summarise a dataset folder")

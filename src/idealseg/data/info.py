@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from idealseg.config import PROFILES
 from idealseg.data.budgets import select_budget
 from idealseg.data.dataset import Dataset
+from idealseg.data.fingerprint import describe, fingerprint, plan
 
 
 def dataset_summary(dataset: Dataset, labeled: str | None = None, seed: int = 0) -> str:
@@ -36,6 +38,8 @@ def dataset_summary(dataset: Dataset, labeled: str | None = None, seed: int = 0)
         )
     else:
         lines.append("  spacing: none stored (distance metrics will be in voxels)")
+    fp = fingerprint(dataset)
+    lines += describe(fp, plan(fp, {name: stages["finetune"]["input_size"] for name, stages in PROFILES.items()}))
     if labeled is not None:
         lines.append("  " + select_budget(dataset, labeled, seed).describe())
     return "\n".join(lines)

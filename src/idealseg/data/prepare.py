@@ -57,6 +57,7 @@ def prepare(
     classes: list[str] | None = None,
     val: str | None = None,
     test: str | None = None,
+    spacing_from: str | Path | None = None,
 ) -> Path:
     """Import `src` (of kind `source`) into the dataset folder `out`; returns `out`."""
     out = Path(out)
@@ -66,7 +67,9 @@ def prepare(
         if src is None or not Path(src).is_dir():
             raise InputError(src or "SRC", "source folder not found")
         src = Path(src)
-        check_no_overlap(out, [src], "output folder")
+        check_no_overlap(out, [src, spacing_from], "output folder")
+    if spacing_from is not None and (source != "ssl4mis" or not Path(spacing_from).is_dir()):
+        raise InputError(spacing_from, "--spacing-from takes the NIfTI release's folder, for prepare ssl4mis only")
     check_free_space(out, estimated_size(src, patients))
     with atomic_dir(out, overwrite=overwrite) as tmp:
         if source == "phantom":
@@ -74,7 +77,7 @@ def prepare(
             import_phantom(writer, patients, seed)
         elif source == "ssl4mis":
             writer = DatasetWriter(tmp, src.name, ACDC_CLASSES, f"ssl4mis:{src}", "cine-MRI")
-            import_ssl4mis(src, writer)
+            import_ssl4mis(src, writer, Path(spacing_from) if spacing_from else None)
         elif source == "acdc":
             writer = DatasetWriter(tmp, "ACDC", ACDC_CLASSES, f"acdc:{src}", "cine-MRI")
             import_acdc(src, writer, normalization, val, test, seed)

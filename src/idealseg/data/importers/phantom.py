@@ -132,7 +132,7 @@ def import_phantom(writer: DatasetWriter, patients: int, seed: int) -> None:
         split = "test" if i >= patients - n_test else "val" if i >= patients - n_test - n_val else "train"
         for phase in (0, 1):
             writer.add(phantom_case(seed, i, phase), split, f"phantom(seed={seed}, patient={i})")
-    writer.finish(phantom={"patients": patients, "seed": seed})
+    writer.finish(phantom={"patients": patients, "seed": seed}, normalization="percentile")
 
 
 PHANTOM_CLASSES = ACDC_CLASSES

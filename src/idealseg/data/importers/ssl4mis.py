@@ -1,6 +1,8 @@
 """SSL4MIS ACDC layout: `data/*_slice_N.h5` training slices re-stacked into volumes, `*.h5` volumes.
 
-No spacing is stored by that pre-processing, so distance metrics on it are in voxels.
+No spacing is stored by that pre-processing, so distance metrics on it are in voxels, unless
+`spacing_from` names the same patients as released (ACDC's `patientXXX/patientXXX_frameYY.nii.gz`):
+each volume then takes its patient's header spacing, after a check that the shapes agree.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import h5py
+import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
@@ -43,8 +46,31 @@ def _patient_of(case_id: str) -> str:
     return m.group(1) if m else case_id
 
 
-def import_ssl4mis(src: Path, writer: DatasetWriter) -> None:
+class ReleaseSpacing:
+    """Voxel spacing (z, y, x) of each patient, read from the headers of the NIfTI release."""
+
+    def __init__(self, root: Path):
+        self.root, self.cache = root, {}
+
+    def __call__(self, case_id: str, shape: tuple[int, ...]) -> tuple[float, float, float]:
+        patient = _patient_of(case_id)
+        if patient not in self.cache:
+            files = sorted(p for p in (self.root / patient).glob(f"{patient}_frame*.nii*") if "_gt" not in p.name)
+            if not files:
+                raise InputError(self.root / patient, f"no NIfTI of {patient} to take its spacing from")
+            header = nib.load(str(files[0])).header
+            zooms, dims = header.get_zooms()[:3], header.get_data_shape()[:3]
+            self.cache[patient] = ((float(zooms[2]), float(zooms[1]), float(zooms[0])), tuple(dims[::-1]))
+        spacing, release_shape = self.cache[patient]
+        if tuple(shape) != release_shape:
+            raise InputError(self.root / patient, f"{case_id} has shape {tuple(shape)} but the release's "
+                                                  f"[z, y, x] shape is {release_shape}: not the same volume")
+        return spacing
+
+
+def import_ssl4mis(src: Path, writer: DatasetWriter, spacing_from: Path | None = None) -> None:
     """Re-stack `train_slices.list` into volumes (slice index order) and copy val/test volumes."""
+    spacing = ReleaseSpacing(spacing_from) if spacing_from else None
     slices_list = src / "train_slices.list"
     if not slices_list.is_file():
         raise InputError(src, "not an SSL4MIS folder (no train_slices.list)")
@@ -71,7 +97,9 @@ def import_ssl4mis(src: Path, writer: DatasetWriter) -> None:
             images.append(image)
             labels.append(labels_to_uint8(label, src / "data" / f"{name}.h5"))
             position[name] = f"{case_id}:{z}"
-        volume = CaseVolume(case_id, _patient_of(case_id), np.stack(images), np.stack(labels))
+        image = np.stack(images)
+        volume = CaseVolume(case_id, _patient_of(case_id), image, np.stack(labels),
+                            spacing(case_id, image.shape) if spacing else None)
         writer.add(volume, "train", src / "data" / f"{items[0][1]}.h5")
     slice_order = [position[name] for name in slice_names]
     for split in ("val", "test"):
@@ -81,6 +109,7 @@ def import_ssl4mis(src: Path, writer: DatasetWriter) -> None:
         for case_id in tqdm(_read_list(listing), desc=f"{split} volumes", unit="vol"):
             path = src / "data" / f"{case_id}.h5"
             image, label = _read_h5(path)
-            volume = CaseVolume(case_id, _patient_of(case_id), image, labels_to_uint8(label, path))
+            volume = CaseVolume(case_id, _patient_of(case_id), image, labels_to_uint8(label, path),
+                                spacing(case_id, image.shape) if spacing else None)
             writer.add(volume, split, path)
     writer.finish(slice_order=slice_order, normalization="minmax")  # SSL4MIS's volume min-max
