@@ -374,3 +374,22 @@ def test_prepare_refuses_a_dataset_the_disk_cannot_hold(tmp_path, capsys, monkey
     code, line = run_cli(["prepare", "phantom", tmp_path / "ds", "--patients", "20"], capsys)
     assert code == 2 and "1 MiB free, the dataset needs about" in line, line
     assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds.*"))
+
+
+# --- cases found by the code review of this change ----------------------------------------------
+
+def test_yaml_method_is_not_overridden_by_the_flags_default(phantom, tmp_path):
+    (tmp_path / "run.yaml").write_text("method: supervised\n")
+    run = tmp_path / "run"
+    assert main(["finetune", str(phantom), "--out", str(run), "--config", str(tmp_path / "run.yaml"),
+                 "--profile", "tiny", "--labeled", "2", "--iterations", "2"]) == 0
+    assert "method: supervised" in (run / "config.yaml").read_text()
+
+
+def test_resuming_a_finished_run_and_another_optimizer(phantom, tmp_path, capsys):
+    args = ["finetune", phantom, "--out", tmp_path / "run", "--profile", "tiny", "--labeled", "2",
+            "--iterations", "4", "--val-every", "2"]
+    assert run_cli(args, capsys)[0] == 0
+    assert run_cli([*args, "--resume"], capsys)[0] == 0  # finished: validates once more, no traceback
+    code, line = run_cli([*args, "--resume", "--optimizer", "adam"], capsys)
+    assert code == 2 and "optimizer" in line, line

@@ -332,6 +332,8 @@ CASES = {
     "train: an option neither stage reads": lambda tmp: (
         ["train", tmp, "--out", tmp / "run", "--labeled-warmup", "0.5"],
         "option(s) labeled_warmup are read by neither ideal-pretrain nor ideal", tmp / "run"),
+    "train: copy-paste with weak-to-strong": _bad_option("finetune", "mixing: copy-paste\nweak_to_strong: true",
+                                                         "cannot be combined yet"),
     "train: unknown sup_loss": _bad_option("finetune", "sup_loss: focal", "option 'sup_loss' must be one of"),
     "train: mixing outside its choices": _bad_option("finetune", "mixing: mixup", "option 'mixing' must be one of"),
     "train: confidence above 1": _bad_option("finetune", "confidence: 1.5",

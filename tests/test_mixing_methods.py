@@ -106,3 +106,11 @@ def test_ideal_with_the_fields_recipes_lowers_its_loss(options, phantom, tmp_pat
     values = [float(r["loss"]) for r in rows]
     assert np.mean(values[-6:]) < 0.9 * np.mean(values[:6]), values
     assert ("mix" in rows[0]) == ("mixing" in options) and ("strong" in rows[-1]) == ("weak_to_strong" in options)
+
+
+def test_weighted_dice_of_a_perfect_prediction_is_zero_at_any_weight():
+    loss = DiceCELoss(3)
+    target = torch.randint(0, 3, (2, 8, 8))
+    probs = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float()
+    for w in (1.0, 0.5, 0.25):
+        assert loss.dice(probs, target, torch.full((2, 8, 8), w)) < 1e-5, w

@@ -65,7 +65,8 @@ def _add_train_options(p: argparse.ArgumentParser, stage: str, method_default: s
     p.add_argument("dataset", help="dataset folder written by `idealseg prepare`")
     p.add_argument("--out", required=True, help="run folder to write")
     names = [m for m in method_names() if (m.endswith("-pretrain")) == (stage == "pretrain")]
-    p.add_argument("--method", default=method_default, help=f"one of {', '.join(names)} (default {method_default})")
+    p.add_argument("--method", default=None,
+                   help=f"one of {', '.join(names)} (default: the --config YAML's method, else {method_default})")
     p.add_argument("--profile", default=None, help=f"one of {', '.join(PROFILES)}: the defaults the options start "
                                                    "from (default: the --config YAML's profile, else cpu)")
     p.add_argument("--config", help="YAML file of options (any option below, by its name with underscores)")
@@ -87,6 +88,11 @@ def _train_kwargs(args: argparse.Namespace) -> dict:
     return dict(profile=args.profile, config=args.config, resume=args.resume, overwrite=args.overwrite, **kwargs)
 
 
+def _method(args: argparse.Namespace) -> dict:
+    """--method only when given, so that a --config YAML's `method:` is not overridden by a default."""
+    return {"method": args.method} if args.method else {}
+
+
 def _print_summary(summary: dict) -> None:
     import json
 
@@ -99,13 +105,13 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
 
     opts = _train_kwargs(args)
     opts.pop("labeled", None)
-    _print_summary(run_stage("pretrain", args.dataset, args.out, method=args.method, **opts))
+    _print_summary(run_stage("pretrain", args.dataset, args.out, **_method(args), **opts))
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:
     from idealseg.pipeline import run_stage
 
-    _print_summary(run_stage("finetune", args.dataset, args.out, method=args.method, **_train_kwargs(args)))
+    _print_summary(run_stage("finetune", args.dataset, args.out, **_method(args), **_train_kwargs(args)))
 
 
 def _cmd_train(args: argparse.Namespace) -> None:

@@ -109,6 +109,9 @@ class RunConfig:
             raise IdealsegError(f"{sources.get('dense_level', 'defaults')}: option dense_level={self.dense_level} "
                                 f"names no encoder level: the encoder has {levels} (use -{levels} to {levels - 1}; "
                                 "-1 is the deepest)")
+        if self.mixing != "none" and self.weak_to_strong:
+            raise IdealsegError(f"{sources.get('weak_to_strong', 'defaults')}: options mixing={self.mixing} and "
+                                "weak_to_strong=true cannot be combined yet; choose one")
         needed = "batch_unlabeled" if self.stage == "pretrain" else "batch_labeled"
         if getattr(self, needed) < 1:
             raise IdealsegError(f"{sources.get(needed, 'defaults')}: option {needed}={getattr(self, needed)}: "
@@ -192,6 +195,8 @@ def resolve_config(stage: str, profile: str | None, yaml_path: str | None, overr
             cfg.update({k: v for k, v in given.items() if k != "profile"}, str(source))
             user.update({k.replace("-", "_"): str(source) for k, v in given.items() if v is not None})
     cfg.stage = stage
+    if stage == "pretrain" and "method" not in user:
+        cfg.method = "ideal-pretrain"  # the stage's default method, unless a source named one
     for key, source in user.items():
         if key in FROM_DATASET:
             raise IdealsegError(f"{source}: option {key!r} comes from the dataset's dataset.json; remove it")

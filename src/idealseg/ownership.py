@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import glob
 import json
 import os
 import shutil
@@ -32,7 +33,8 @@ def write_manifest(folder: str | Path, kind: str, files: Iterable[str] | None = 
     (default: exactly the files it holds now, for a folder that is complete when marked)."""
     folder = Path(folder)
     if files is None:
-        files = [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST]
+        files = [glob.escape(str(p.relative_to(folder)))  # exact names, even with [, *, ? in them
+                 for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST]
     with atomic_file(folder / MANIFEST) as f:
         json.dump({"written_by": "idealseg", "kind": kind, "files": sorted(set(files))}, f, indent=1)
 

@@ -32,8 +32,8 @@ def stage_config(stage: str, dataset: str | Path, profile: str | None, config: s
                  options: dict[str, Any]) -> RunConfig:
     """A stage's resolved configuration, with absolute paths (a run folder then means the same thing
     from any working directory)."""
-    options = dict(options)
-    if stage == "pretrain" and options.get("method") in (None, "ideal"):
+    options = {k: v for k, v in options.items() if not (k == "method" and v is None)}
+    if stage == "pretrain" and options.get("method") == "ideal":
         options["method"] = "ideal-pretrain"
     if options.get("init"):
         options["init"] = str(Path(options["init"]).resolve())
@@ -41,11 +41,13 @@ def stage_config(stage: str, dataset: str | Path, profile: str | None, config: s
 
 
 def train(
-    dataset: str | Path, out: str | Path, *, pretrain_method: str = "ideal-pretrain", method: str = "ideal",
+    dataset: str | Path, out: str | Path, *, pretrain_method: str = "ideal-pretrain", method: str | None = None,
     skip_pretrain: bool = False, **kwargs: Any,
 ) -> dict:
-    """Pre-train into OUT/pretrain, then fine-tune from it into OUT/finetune."""
+    """Pre-train into OUT/pretrain, then fine-tune from it into OUT/finetune (`method`: the --config
+    YAML's, else ideal)."""
     out = Path(out)
+    method = method or stage_config("finetune", dataset, kwargs.get("profile"), kwargs.get("config"), {}).method
     if kwargs.get("init"):
         raise IdealsegError("`train` pre-trains itself; use `finetune --init` to start from another run")
     summaries = {}

@@ -63,6 +63,16 @@ def broadcast_flag(ctx: Context, value: bool) -> bool:
     return bool(t.item())
 
 
+def broadcast_value(ctx: Context, value: float) -> float:
+    """Rank 0's number on every rank: with a wall-clock budget each rank measures its own time, and
+    ranks whose learning rates or stage switches differ would drift apart."""
+    if not ctx.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    dist.broadcast(t, 0)
+    return float(t.item())
+
+
 def gather_objects(ctx: Context, obj) -> list:
     """[obj of rank 0, obj of rank 1, ...] on every rank (a plain list when not distributed)."""
     if not ctx.distributed:

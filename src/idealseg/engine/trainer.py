@@ -78,6 +78,11 @@ class Trainer:
             elif self.ctx.is_main:
                 warnings.warn("sync_bn: SyncBatchNorm needs CUDA; these CPU processes keep per-process BatchNorm "
                               "statistics", stacklevel=2)
+        if cfg.stage == "finetune" and cfg.val_every and self.ctx.is_main:  # read (and checked) before writing
+            self.val_cases = [self.dataset.load(c.id) for c in self.dataset.split("val") if c.labeled]
+            self.probe = self.store.truth_probe(seed=cfg.seed)
+        else:
+            self.val_cases, self.probe = [], torch.empty(0, dtype=torch.long)
         self._prepare_folder(resume, overwrite)  # the first write: everything above is checked
         self.method.to(self.ctx.device)
         if cfg.channels_last:
@@ -92,14 +97,9 @@ class Trainer:
         cuda = self.ctx.device.type == "cuda"
         self.amp_dtype = autocast_dtype(self.ctx.device, cfg.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.step, self.elapsed, self.best = 0, 0.0, -1.0
+        self.step, self.elapsed, self.best, self.last_val = 0, 0.0, -1.0, None
         if resume:
             self._restore()
-        if cfg.stage == "finetune" and cfg.val_every and self.ctx.is_main:
-            self.val_cases = [self.dataset.load(c.id) for c in self.dataset.split("val") if c.labeled]
-            self.probe = self.store.truth_probe(seed=cfg.seed)
-        else:
-            self.val_cases, self.probe = [], torch.empty(0, dtype=torch.long)
         self.board = self._tensorboard()
         self.model = self.method
         if self.ctx.distributed:
@@ -134,7 +134,8 @@ class Trainer:
             return
         self.method.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"] and self.scaler.is_enabled():  # a float32/bf16 checkpoint has no scaler state
+            self.scaler.load_state_dict(state["scaler"])
         self.sampler.load_state_dict(state["sampler"])
         if len(state["rng"]) != self.ctx.world:
             raise IdealsegError(f"{self.run_dir}: checkpoint was written by {len(state['rng'])} process(es); "
@@ -176,7 +177,7 @@ class Trainer:
         last_ckpt = self.step
         while not self._done():
             t0 = time.perf_counter()
-            progress = self.progress()
+            progress = distributed.broadcast_value(ctx, self.progress())  # one schedule for every rank
             lr = cfg.lr * (1 - progress) ** cfg.poly_power
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -209,7 +210,7 @@ class Trainer:
                 self.save()
                 last_ckpt = self.step
         bar.close()
-        if cfg.val_every and ctx.is_main and self.val_cases and self.step % cfg.val_every:
+        if cfg.val_every and ctx.is_main and self.val_cases and (self.step % cfg.val_every or self.last_val is None):
             log_rows.append({"step": self.step, "time": round(self.elapsed, 2), **self.validate()})
         self._flush_log(log_rows)
         if self.step != last_ckpt:

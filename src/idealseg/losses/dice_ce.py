@@ -39,7 +39,7 @@ class DiceCELoss(nn.Module):
             probs, onehot = probs * w, onehot * w
         dims = (0, 2, 3)
         inter = (probs * onehot).sum(dims)
-        denom = (probs * probs).sum(dims) + onehot.sum(dims)
+        denom = (probs * probs).sum(dims) + (onehot * onehot).sum(dims)  # = onehot.sum() unweighted
         dice = (2 * inter + self.smooth) / (denom + self.smooth)
         background = self.include_background if include_background is None else include_background
         return 1 - (dice if background else dice[1:]).mean()
