@@ -5,7 +5,8 @@ Two options carry what the field learned since the paper into this two-stream st
 pre-trained encoder and the cross-stream supervision kept:
 - `mixing: copy-paste` (after BCP): labelled and unlabelled slices are pasted into each other both
   ways; true labels weigh 1 and each stream learns the *other* stream's pseudo-labels (taken on the
-  unmixed slice, no gradient) with weight `unlabeled_weight`, so both kinds of pixel share a slice.
+  unmixed slice, no gradient) with a weight that ramps up to `unlabeled_weight` with lambda's
+  schedule, so both kinds of pixel share a slice.
 - `weak_to_strong: true` (after FixMatch/UniMatch): each stream's confident prediction on the weak
   view (softmax peak >= `confidence`) also supervises the other stream on a strong view of the same
   slice (stronger photometric changes plus CutMix), weighted by lambda(t) like the consistency.
@@ -18,7 +19,7 @@ from torch import nn
 
 from idealseg.data.augment import weak_augment
 from idealseg.data.mixing import box_mask, paste
-from idealseg.losses.consistency import confident_pseudo_labels
+from idealseg.losses.consistency import confident_pseudo_labels, sigmoid_rampup
 from idealseg.losses.dice_ce import supervised_loss
 from idealseg.methods.base import Method
 from idealseg.methods.common import pad_labels, strong_view, two_stream_losses
@@ -49,7 +50,7 @@ class Ideal(Method):
     def forward(self, images, labels, n_labeled, progress):
         x, y = weak_augment(images, pad_labels(labels, len(images)))
         if self.cfg.mixing == "copy-paste" and len(x) > n_labeled:
-            return self._copy_paste(x, y, n_labeled)
+            return self._copy_paste(x, y, n_labeled, progress)
         l1, l2 = self.streams(x)
         cfg = self.cfg
         out = two_stream_losses(l1, l2, y, n_labeled, self.loss, cfg.lambda_max, cfg.rampup, progress,
@@ -67,8 +68,10 @@ class Ideal(Method):
         s1, s2 = self.streams(view)
         return self.loss.cross_entropy(s1, p2, k2) + self.loss.cross_entropy(s2, p1, k1)
 
-    def _copy_paste(self, x: torch.Tensor, y: torch.Tensor, n_labeled: int) -> dict:
-        """Both copy-paste directions of BCP, with the teacher replaced by the other stream."""
+    def _copy_paste(self, x: torch.Tensor, y: torch.Tensor, n_labeled: int, progress: float) -> dict:
+        """Both copy-paste directions of BCP, with the teacher replaced by the other stream. BCP trusts
+        its teacher only after a labelled warm-up; here the pseudo-labelled pixels' weight ramps up
+        with lambda's schedule instead (`rampup`), from 0 to `unlabeled_weight`."""
         xl, yl, xu = x[:n_labeled], y[:n_labeled], x[n_labeled:]
         n = min(len(xl), len(xu))
         xl, yl, xu = xl[:n], yl[:n], xu[:n]
@@ -81,11 +84,12 @@ class Ideal(Method):
         def mixed(pseudo: torch.Tensor) -> torch.Tensor:
             return torch.cat([paste(yl, pseudo, inward), paste(pseudo[other], yl[other], outward)])
 
-        ones, w = torch.ones_like(inward), self.cfg.unlabeled_weight
+        w = self.cfg.unlabeled_weight * sigmoid_rampup(progress, self.cfg.rampup)
+        ones = torch.ones_like(inward)
         weight = torch.cat([paste(ones, w * ones, inward), paste(w * ones, ones, outward)])
         m1, m2 = self.streams(torch.cat([paste(xl, xu, inward), paste(xu[other], xl[other], outward)]))
         loss = 0.5 * (self.loss(m1, mixed(u2), weight) + self.loss(m2, mixed(u1), weight))
-        return {"loss": loss, "mix": loss}
+        return {"loss": loss, "mix": loss, "pseudo_weight": w}
 
     @torch.no_grad()
     def streams_argmax(self, images):
