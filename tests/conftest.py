@@ -16,6 +16,17 @@ ACDC = SHARED / "acdc"
 ACDC_NIFTI = SHARED / "acdc-nifti-sample"
 
 
+def load_benchmark_script(name: str):
+    """A script of benchmarks/ (not a package) imported as a module, to test its functions."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (expected beside the repository in ../shared/data)")

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("robustness", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark_script
 
 
 def test_reframing_keeps_image_and_label_together():
-    rb = load_script()
+    rb = load_benchmark_script("robustness")
     rng = np.random.default_rng(0)
     label = rng.integers(0, 4, (3, 200, 160)).astype(np.uint8)
     image = label.astype(np.float32) * 10  # the image encodes its label

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark_script
 
 
 def test_peak_and_flops_per_image():
-    tp = load_script()
+    tp = load_benchmark_script("throughput")
     peak = tp.matmul_peak(torch.float32, torch.device("cpu"), n=256, repeats=3)
     assert 0.1 < peak < 1e5  # GFLOP/s of a real product, not a constant
     small, large = tp.flops_per_image(4, 32), tp.flops_per_image(4, 64)
