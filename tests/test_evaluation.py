@@ -233,6 +233,18 @@ def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):
     assert (root / "dice_vs_compute.png").exists()
 
 
+def test_benchmark_runs_one_label_budget_when_asked(phantom, tmp_path):
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(
+        f"dataset: {phantom}\nprofile: tiny\nlabeled: [2, 1]\noptions: {{threads: 1, iterations: 2, val_every: 0}}\n"
+        "methods:\n  - {name: supervised, method: supervised}\n"
+    )
+    root = run_benchmark(cfg, tmp_path / "res", labeled=["1"])
+    assert [p.parent.name for p in root.glob("cells/*/result.json")] == ["supervised_1_seed0"]
+    with pytest.raises(IdealsegError, match="--labeled 3: not a budget of .*its budgets: 2, 1"):
+        run_benchmark(cfg, tmp_path / "res", labeled=["3"])
+
+
 def test_paired_table_differences_and_standard_error():
     """Per-volume pairs: +0.1 and -0.1 average to 0 with standard error 0.1; unpaired seeds are left out."""
     spec = {"methods": [{"name": "ideal", "method": "ideal"}, {"name": "sup", "method": "supervised"}]}

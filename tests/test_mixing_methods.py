@@ -82,6 +82,35 @@ def test_bcp_warms_up_on_labels_then_resets_its_teacher():
     assert "self_training" in method.state_dict()  # a resumed run stays in its stage
 
 
+def test_largest_components_keeps_one_blob_per_class_and_slice():
+    from idealseg.methods.common import largest_components
+
+    labels = torch.zeros(2, 10, 10, dtype=torch.long)
+    labels[0, 1:4, 1:4] = 1  # 9 pixels: kept
+    labels[0, 7:9, 7:9] = 1  # 4 pixels of the same class: dropped
+    labels[0, 6, 1] = 2  # a class with one component: kept
+    labels[1, 5, 5] = 1  # the other slice's only blob: kept, however small
+    out = largest_components(labels, 3)
+    assert out[0, 1:4, 1:4].eq(1).all() and out[0, 7:9, 7:9].eq(0).all() and out[0, 6, 1] == 2
+    assert out[1, 5, 5] == 1 and int(out.ne(labels).sum()) == 4
+
+
+def test_ema_averages_or_copies_batchnorm_statistics():
+    from idealseg.methods.common import ema_update
+
+    teacher, student = torch.nn.BatchNorm2d(2), torch.nn.BatchNorm2d(2)
+    student.running_mean.fill_(1.0)
+    student.num_batches_tracked.fill_(7)
+    ema_update(teacher, student, 0.9, "average")
+    assert torch.allclose(teacher.running_mean, torch.full((2,), 0.1)) and int(teacher.num_batches_tracked) == 7
+    ema_update(teacher, student, 0.9, "copy")
+    assert torch.equal(teacher.running_mean, student.running_mean)
+    before = teacher.running_var.clone()
+    student.running_var.fill_(3.0)
+    ema_update(teacher, student, 0.9, "none")
+    assert torch.equal(teacher.running_var, before)
+
+
 def test_thresholded_cross_pseudo_labels_carry_no_gradient():
     from idealseg.losses.consistency import _hard_ce, cross_pseudo_loss
 

@@ -135,7 +135,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
 
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     root = run_benchmark(args.config, args.out, args.only.split(",") if args.only else None, args.report_only,
-                         seeds=seeds)
+                         seeds=seeds, labeled=args.labeled.split(",") if args.labeled else None)
     print((root / "report.md").read_text() if (root / "report.md").exists() else f"no results in {root}")
 
 
@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results folder (default: the YAML's `out`)")
     p.add_argument("--only", help="comma-separated method names to run")
     p.add_argument("--seeds", help="comma-separated seeds to run now (default: every seed of the YAML)")
+    p.add_argument("--labeled", help="comma-separated label budgets to run now, e.g. ssl4mis:7 (default: all)")
     p.add_argument("--report-only", action="store_true", help="rewrite results.csv/report.md from finished cells")
     p.set_defaults(func=_cmd_benchmark)
     return parser

@@ -20,8 +20,10 @@ from idealseg.runfolder.environment import cpu_model
 
 
 def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[str] | None = None,
-                  report_only: bool = False, seeds: list[int] | None = None) -> Path:
-    """Run the cells of `path` not yet finished (those of `only` methods and `seeds`, when given)."""
+                  report_only: bool = False, seeds: list[int] | None = None,
+                  labeled: list[str] | None = None) -> Path:
+    """Run the cells of `path` not yet finished (those of `only` methods, `seeds` and `labeled`
+    budgets, when given)."""
     spec = load_benchmark(path)
     root = Path(out or spec.get("out") or Path(path).with_suffix(""))
     root.mkdir(parents=True, exist_ok=True)
@@ -40,12 +42,16 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
         names = ", ".join(c["name"] for c in spec["methods"])
         raise IdealsegError(f"--only {','.join(unknown)}: not a method of {path} (its methods: {names})")
     cells = [c for c in spec["methods"] if not only or c["name"] in only]
+    absent = sorted(set(labeled or ()) - set(spec["labeled"]))
+    if absent:
+        raise IdealsegError(f"--labeled {','.join(absent)}: not a budget of {path} "
+                            f"(its budgets: {', '.join(spec['labeled'])})")
     if spec.get("budget"):
         calibrate(root, spec, spec["methods"])  # all at once, ideally on a quiet machine
-    for labeled in spec["labeled"]:
+    for column in [b for b in spec["labeled"] if not labeled or b in labeled]:
         for cell in cells:
             for seed in [s for s in cell["seeds"] if seeds is None or s in seeds]:
-                run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget)
+                run_cell(root, spec, cell, column, seed, profile, options, pre_budget)
                 write_results(root, spec)  # the report is current after every cell
     return root
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
+from scipy import ndimage
 
 from idealseg.data.augment import PhotometricParams, photometric
 from idealseg.data.mixing import box_mask, paste
@@ -15,14 +17,38 @@ from idealseg.models.unet import UNet
 
 
 @torch.no_grad()
-def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, decay: float, buffers: bool = True) -> None:
-    """teacher <- decay x teacher + (1 - decay) x student, parameter by parameter; buffers (BatchNorm
-    statistics) are copied, as Mean Teacher and BCP do. The one EMA every method uses."""
+def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, decay: float, buffers: str = "copy") -> None:
+    """teacher <- decay x teacher + (1 - decay) x student, parameter by parameter. The one EMA every
+    method uses. BatchNorm statistics (floating buffers) are copied from the student (`buffers="copy"`,
+    SSL4MIS's Mean Teacher), averaged like the weights (`"average"`, BCP's public code, which averages
+    the whole state dict) or left alone (`"none"`). Copying pairs the student's statistics with the
+    teacher's older weights; averaging keeps the two consistent, which matters when the student moves
+    fast, as after BCP's warm-up. Integer buffers (BatchNorm's step counter) are always copied."""
     for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
         t.mul_(decay).add_(s.detach(), alpha=1 - decay)
-    if buffers:
-        for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
+    if buffers == "none":
+        return
+    for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
+        if buffers == "average" and t.is_floating_point():
+            t.mul_(decay).add_(s, alpha=1 - decay)
+        else:
             t.copy_(s)
+
+
+def largest_components(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Hard labels [B, H, W] with each foreground class reduced, slice by slice, to its largest
+    connected component (the rest becomes background): BCP's clean-up of its teacher's pseudo-labels,
+    which removes the scattered false positives a young teacher makes on a heart slice's surroundings."""
+    out = labels.clone()
+    array = labels.cpu().numpy()
+    for b in range(array.shape[0]):
+        for c in range(1, num_classes):
+            components, n = ndimage.label(array[b] == c)
+            if n > 1:
+                sizes = ndimage.sum_labels(np.ones_like(components), components, index=range(1, n + 1))
+                drop = (components > 0) & (components != 1 + int(np.argmax(sizes)))
+                out[b][torch.from_numpy(drop).to(out.device)] = 0
+    return out
 
 
 STRONG = PhotometricParams(p=0.8, brightness=0.2, contrast=(0.6, 1.4), gamma=(0.6, 1.6), noise_std=0.08)
@@ -61,6 +87,8 @@ class TeacherStudent(Method):
     """The student-teacher pair Mean Teacher and BCP share: a U-Net student trained by gradient, a frozen
     copy following it by EMA that gives the targets; the student predicts. Not a method by itself."""
 
+    ema_buffers = "copy"  # how the teacher's BatchNorm statistics follow the student (see ema_update)
+
     def __init__(self, cfg):
         super().__init__(cfg)
         self.student = UNet(cfg.num_classes, channels=cfg.channels)
@@ -70,7 +98,7 @@ class TeacherStudent(Method):
         self.loss = supervised_loss(cfg)
 
     def on_step_end(self):
-        ema_update(self.teacher, self.student, self.cfg.ema_decay)
+        ema_update(self.teacher, self.student, self.cfg.ema_decay, self.ema_buffers)
 
     @torch.no_grad()
     def streams_argmax(self, images):

@@ -82,7 +82,7 @@ class IdealPretrain(Method):
     def on_step_end(self):
         if self.key is not None:
             online = torch.nn.ModuleDict({"encoder": self.encoder, "dense": self.dense_head})
-            ema_update(self.key, online, self.cfg.momentum_key, buffers=False)
+            ema_update(self.key, online, self.cfg.momentum_key, buffers="none")
 
     def encoders(self):
         return [self.encoder]
