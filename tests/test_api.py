@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 import idealseg
 from idealseg.data.importers.phantom import phantom_raw
@@ -38,6 +39,9 @@ def test_segment_in_memory_equals_predict_on_a_file(phantom, tmp_path):
     idealseg.predict_files(run, scan, tmp_path / "mask.nii.gz")
     from_file = np.transpose(np.asarray(nib.load(tmp_path / "mask.nii.gz").dataobj), (2, 1, 0))
     model = idealseg.load(run)
-    assert np.array_equal(model.segment(image), from_file)
+    assert model.spacing_mm > 0  # the phantom knows its spacing: the run works in physical space
+    assert np.array_equal(model.segment(image, spacing=(8.0, 1.5, 1.5)), from_file)
+    with pytest.raises(ValueError, match="this model works at .* mm: pass the volume's spacing"):
+        model.segment(image)
     summary = idealseg.evaluate(run, split="val")
     assert 0 <= summary["classes"]["mean"]["dice"]["mean"] <= 1 and summary["volumes"] > 0

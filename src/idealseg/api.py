@@ -69,14 +69,30 @@ class Segmenter:
     device: str
     normalization: str
 
-    def segment(self, volume: np.ndarray, flip_tta: bool = False) -> np.ndarray:
+    def segment(self, volume: np.ndarray, spacing: tuple[float, ...] | None = None,
+                flip_tta: bool = False) -> np.ndarray:
         """Labels uint8 [Z, H, W] for a volume [Z, H, W] of raw intensities (slices along the first axis),
-        normalised as the run's training data was."""
+        normalised as the run's training data was. `spacing` in mm, (Z, H, W) or in-plane (H, W): a
+        model in physical space (`spacing_mm`) needs it to see the anatomy at its training scale."""
         volume = np.asarray(volume, dtype=np.float32)
         if volume.ndim != 3:
             raise ValueError(f"expected a [Z, H, W] volume, got shape {volume.shape}")
+        if spacing is not None:
+            spacing = tuple(float(s) for s in spacing)
+            if len(spacing) not in (2, 3) or not all(np.isfinite(s) and s > 0 for s in spacing):
+                raise ValueError(f"spacing must be 2 or 3 positive numbers in mm, got {spacing}")
+            spacing = spacing[-2:]
+        elif self.spacing_mm:
+            raise ValueError(f"this model works at {self.spacing_mm:g} mm: pass the volume's spacing "
+                             "(segment(volume, spacing=(z, y, x)))")
         image = normalize_volume(volume, self.normalization)
-        return predict_volume(self.method.predict, image, self.cfg.input_size, self.device, flip_tta=flip_tta)
+        return predict_volume(self.method.predict, image, self.cfg.input_size, self.device, flip_tta=flip_tta,
+                              spacing=spacing, target_spacing=self.spacing_mm)
+
+    @property
+    def spacing_mm(self) -> float:
+        """The in-plane spacing the model works at, in mm; 0 where it knows no physical size."""
+        return float(self.cfg.spacing_mm)
 
     @property
     def classes(self) -> list[str]:

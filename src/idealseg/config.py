@@ -37,6 +37,8 @@ class RunConfig:
     num_classes: int = 4
     classes: tuple[str, ...] = ()
     normalization: str = ""  # the dataset's intensity normalisation, copied at training so predict needs no dataset
+    target_spacing: str = "auto"  # in-plane mm: "auto" (the dataset's median), "none" (resize), or a number
+    spacing_mm: float = 0.0  # the spacing the run works at (0: none, slices resized), set from the dataset
     # budget: whichever ends first; time_budget 0 = none
     iterations: int = 3000
     time_budget: float = 0.0
@@ -236,6 +238,16 @@ _FRACTION = (lambda v: 0 <= v <= 1, "a fraction, 0 to 1")
 _PROBABILITY = (lambda v: 0 <= v <= 1, "a probability, 0 to 1")
 _NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
 
+def _is_spacing(value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in ("auto", "none"):
+        return True
+    try:
+        return 0 < float(text) < float("inf")
+    except ValueError:
+        return False
+
+
 OPTIONS: dict[str, Option] = {
     "stage": Option("pretrain or finetune", choices=("pretrain", "finetune"), cli=False),
     "method": Option("training method", cli=False),  # the CLI's --method lists the registry's names
@@ -252,6 +264,10 @@ OPTIONS: dict[str, Option] = {
     "num_classes": Option("set from the dataset", limit=(lambda v: v >= 2, ">= 2"), cli=False),
     "classes": Option("set from the dataset", cli=False),
     "normalization": Option("set from the dataset", cli=False),
+    "target_spacing": Option("in-plane spacing in mm the network works at: auto (the dataset's median, when every "
+                             "case knows its spacing), none (slices resized to the input, as SSL4MIS), or a number",
+                             limit=(_is_spacing, "auto, none or a spacing in mm > 0")),
+    "spacing_mm": Option("set from the dataset and target_spacing", cli=False),
     "iterations": Option("maximum number of optimizer steps", limit=(lambda v: v >= 1, ">= 1")),
     "time_budget": Option("wall-clock budget in seconds (0 = none); whichever of the two ends first",
                           limit=(lambda v: v >= 0, ">= 0 (0 = no time limit)")),
@@ -304,7 +320,7 @@ OPTIONS: dict[str, Option] = {
     "sync_bn": Option("under torchrun on CUDA, BatchNorm statistics over the global batch (SyncBatchNorm), so that "
                       "N processes train as one; CPU processes keep their own (PyTorch's needs a GPU)"),
 }
-FROM_DATASET = ("num_classes", "classes", "normalization")
+FROM_DATASET = ("num_classes", "classes", "normalization", "spacing_mm")
 
 
 def method_names() -> list[str]:

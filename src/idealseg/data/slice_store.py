@@ -1,7 +1,9 @@
 """All training slices of a dataset in memory as tensors, so the training loop never reads files.
 
-Slices are resized to the run's square input size (bilinear images, nearest labels), the same
-rule SSL4MIS uses, and inference resizes logits back to each slice's native size.
+Without a target spacing, slices are resized to the run's square input size (bilinear images,
+nearest labels), the rule SSL4MIS uses. With one (physical space, data/physical.py), each slice is
+resampled to that spacing and centred on a square canvas, from which every step crops its patch.
+Labels are kept as uint8 (a quarter of int64's memory on a canvas) and widened per batch.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from tqdm import tqdm
 
 from idealseg.data.budgets import Budget
 from idealseg.data.dataset import Dataset
+from idealseg.data.physical import canvas_size, centre, resample, resampled_size
 
 
 def resize_slices(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
@@ -27,29 +30,40 @@ def resize_slices(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
 
 @dataclass
 class SliceStore:
-    """Every training slice in memory at the run's input size, so that a step never waits for a file."""
+    """Every training slice in memory (at the input size, or on a canvas at the target spacing), so
+    that a step never waits for a file."""
     images: torch.Tensor  # float32 [N, 1, S, S]
-    labels: torch.Tensor  # int64 [N, S, S]; zeros where the case has no label
+    labels: torch.Tensor  # uint8 [N, S, S]; zeros where the case has no label
     labeled: torch.Tensor  # bool [N]: inside the label budget, the only labels a loss may read
     case_ids: list[str]
     slice_index: list[int]
     patients: list[str]
 
     @classmethod
-    def from_dataset(cls, dataset: Dataset, size: int, budget: Budget | None, split: str = "train"):
-        """Load `split` into memory; only slices inside the budget keep their labels."""
+    def from_dataset(cls, dataset: Dataset, size: int, budget: Budget | None, split: str = "train",
+                     spacing: float = 0.0):
+        """Load `split` into memory; only slices inside the budget keep their labels. `spacing` > 0:
+        slices resampled to that in-plane spacing (mm) on a canvas of at least `size` pixels."""
         allowed = None if budget is None else set(budget.patients)
         exact = None if budget is None or budget.slices is None else set(budget.slices)
+        canvas = canvas_size(dataset, spacing, size) if spacing else size
+
+        def fit(slices: torch.Tensor, case_spacing, mode: str) -> torch.Tensor:
+            if not spacing:
+                return resize_slices(slices, size, mode)
+            grid = resampled_size(tuple(slices.shape[-2:]), tuple(case_spacing[1:]), spacing)
+            return centre(resample(slices, grid, mode), canvas)
+
         images, labels, flags, case_ids, idx, patients = [], [], [], [], [], []
         for entry in tqdm(dataset.split(split), desc=f"loading {split} slices", unit="case", leave=False):
             case = dataset.load(entry.id)
             vol = torch.from_numpy(case.image).float()[:, None]
-            images.append(resize_slices(vol, size, "bilinear"))
+            images.append(fit(vol, case.spacing, "bilinear"))
             if case.label is not None:
                 lab = torch.from_numpy(case.label.astype(np.float32))[:, None]
-                labels.append(resize_slices(lab, size, "nearest")[:, 0].long())
+                labels.append(fit(lab, case.spacing, "nearest")[:, 0].to(torch.uint8))
             else:
-                labels.append(torch.zeros(vol.shape[0], size, size, dtype=torch.long))
+                labels.append(torch.zeros(vol.shape[0], canvas, canvas, dtype=torch.uint8))
             for z in range(vol.shape[0]):
                 use = case.label is not None and allowed is not None and entry.patient in allowed
                 if exact is not None:

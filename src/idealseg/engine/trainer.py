@@ -24,10 +24,11 @@ from idealseg.atomic import atomic_file, atomic_path
 from idealseg.config import RunConfig
 from idealseg.data.budgets import select_budget
 from idealseg.data.dataset import Dataset
+from idealseg.data.physical import crop_patches, resolve_spacing
 from idealseg.data.slice_store import BatchSampler, SliceStore
 from idealseg.engine import distributed
 from idealseg.errors import IdealsegError
-from idealseg.evaluation.inference import predict_volume
+from idealseg.evaluation.inference import predict_case
 from idealseg.evaluation.metrics import mean_foreground_dice
 from idealseg.methods import get_method
 from idealseg.ownership import check_no_overlap, write_manifest
@@ -65,7 +66,8 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self._seed(cfg.seed + self.ctx.rank)
-        self.store = SliceStore.from_dataset(self.dataset, cfg.input_size, self.budget)
+        cfg.spacing_mm = resolve_spacing(cfg.target_spacing, self.dataset)
+        self.store = SliceStore.from_dataset(self.dataset, cfg.input_size, self.budget, spacing=cfg.spacing_mm)
         self.sampler = BatchSampler(
             self.store.labeled, cfg.batch_labeled, cfg.batch_unlabeled, cfg.seed, self.ctx.rank, self.ctx.world
         )
@@ -160,9 +162,10 @@ class Trainer:
 
     def _batch(self):
         idx_l, idx_u = self.sampler.next()
-        idx = torch.cat([idx_l, idx_u])
-        images = self.store.images[idx].to(self.ctx.device, non_blocking=True)
-        labels = self.store.labels[idx_l].to(self.ctx.device, non_blocking=True)
+        images, labels = crop_patches(self.store.images[torch.cat([idx_l, idx_u])], self.store.labels[idx_l],
+                                      len(idx_l), self.cfg.input_size)
+        images = images.to(self.ctx.device, non_blocking=True)
+        labels = labels.long().to(self.ctx.device, non_blocking=True)
         if self.cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, labels, len(idx_l)
@@ -241,7 +244,7 @@ class Trainer:
         self.method.eval()
         scores = []
         for case in self.val_cases:
-            mask = predict_volume(self.method.predict, case.image, self.cfg.input_size, self.ctx.device)
+            mask = predict_case(self.method, self.cfg, case, self.ctx.device)
             scores.append(mean_foreground_dice(mask, case.label, self.cfg.num_classes))
         quality = self.pseudo_label_quality()
         self.method.train()

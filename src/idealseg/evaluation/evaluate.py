@@ -15,7 +15,7 @@ from idealseg.atomic import atomic_file
 from idealseg.data.dataset import Dataset
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.clinical import ejection_fractions
-from idealseg.evaluation.inference import predict_volume
+from idealseg.evaluation.inference import predict_case
 from idealseg.evaluation.metrics import volume_metrics
 from idealseg.ownership import check_no_overlap, check_replaceable, write_manifest
 from idealseg.runfolder.folder import load_run
@@ -44,7 +44,7 @@ def evaluate_run(
     t0 = time.perf_counter()
     for entry in tqdm(cases, desc=f"evaluate {split}", unit="vol"):
         case = ds.load(entry.id)
-        mask = predict_volume(method.predict, case.image, cfg.input_size, device, flip_tta=flip_tta)
+        mask = predict_case(method, cfg, case, device, flip_tta=flip_tta)
         masks[entry.id] = mask
         spacing = case.spacing if unit == "mm" else None
         for c, m in volume_metrics(mask, case.label, ds.num_classes, spacing).items():

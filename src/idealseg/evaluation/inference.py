@@ -1,5 +1,10 @@
-"""Whole-volume inference: slices in batches at the training input size, probabilities back to native size.
+"""Whole-volume inference, slice by slice, probabilities back on the volume's own grid before argmax.
 
+Two geometries, as the run was trained (RunConfig.spacing_mm):
+- no physical space: each slice resized to the input size, as SSL4MIS does;
+- physical space: each slice resampled to the run's spacing, then a Gaussian-weighted sliding
+  window of the input size over it (MONAI's `sliding_window_inference`, half-patch overlap as
+  nnU-Net), so a slice of any field of view is seen at the scale the network learnt.
 Only the uint8 mask leaves the device: the argmax is taken where the model ran, so a GPU does not
 ship Z x C x H x W floats to the host for every volume.
 """
@@ -9,34 +14,63 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
 
+from idealseg.data.physical import resample, resampled_size
 from idealseg.data.slice_store import resize_slices
+
+OVERLAP = 0.5
 
 
 @torch.inference_mode()
 def predict_volume(
     predict, image: np.ndarray, input_size: int, device: torch.device | str = "cpu",
-    batch_size: int = 32, flip_tta: bool = False,
+    batch_size: int = 32, flip_tta: bool = False, spacing: tuple[float, float] | None = None,
+    target_spacing: float = 0.0,
 ) -> np.ndarray:
     """Segment a [Z, H, W] volume in [0, 1]; returns the mask, uint8 [Z, H, W].
 
-    `predict` maps [B, 1, S, S] slices to class probabilities [B, C, S, S] (a method's `predict`).
-    Probabilities are resized back to the native H x W with bilinear interpolation before argmax;
-    on CUDA the network runs under bf16 autocast, as in training.
+    `predict` maps [B, 1, h, w] slices to class probabilities [B, C, h, w] (a method's `predict`).
+    `target_spacing` > 0 (a run in physical space) needs the volume's in-plane `spacing` (H, W) in mm.
+    Probabilities are interpolated bilinearly back to the native H x W before argmax; on CUDA the
+    network runs under bf16 autocast, as in training.
     """
     z, h, w = image.shape
     device = torch.device(device)
+    if target_spacing and spacing is None:
+        raise ValueError(f"this model works at {target_spacing:g} mm: the volume's in-plane spacing is needed")
+    grid = resampled_size((h, w), tuple(spacing), target_spacing) if target_spacing else (input_size, input_size)
     vol = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[:, None]
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        probs = predict(x)
+        if flip_tta:
+            probs = probs + predict(x.flip(-1)).flip(-1) + predict(x.flip(-2)).flip(-2)
+        return probs.float()
+
     out = []
     for start in range(0, z, batch_size):
-        x = resize_slices(vol[start : start + batch_size].to(device), input_size, "bilinear")
-        x = x.contiguous(memory_format=torch.channels_last)
+        chunk = vol[start : start + batch_size].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            probs = predict(x)
-            if flip_tta:
-                probs = probs + predict(x.flip(-1)).flip(-1) + predict(x.flip(-2)).flip(-2)
+            if target_spacing:
+                probs = sliding_window_inference(resample(chunk, grid, "bilinear"), (input_size, input_size),
+                                                 batch_size, net, overlap=OVERLAP, mode="gaussian")
+            else:
+                probs = net(resize_slices(chunk, input_size, "bilinear"))
         probs = probs.float()
         if probs.shape[-2:] != (h, w):
             probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
         out.append(probs.argmax(1).to(torch.uint8).cpu())
     return torch.cat(out).numpy()
+
+
+def in_plane(spacing) -> tuple[float, float] | None:
+    """(H, W) spacing of a (Z, H, W) spacing, or None where it is unknown."""
+    return None if spacing is None else (float(spacing[1]), float(spacing[2]))
+
+
+def predict_case(method, cfg, case, device: torch.device | str, flip_tta: bool = False) -> np.ndarray:
+    """The mask of a dataset case (a CaseVolume) by a run's method, in the run's geometry."""
+    return predict_volume(method.predict, case.image, cfg.input_size, device, flip_tta=flip_tta,
+                          spacing=in_plane(case.spacing), target_spacing=cfg.spacing_mm)

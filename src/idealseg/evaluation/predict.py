@@ -11,10 +11,10 @@ import torch
 from tqdm import tqdm
 
 from idealseg.atomic import atomic_path
-from idealseg.data.nifti_io import from_zhw, load_nifti, slicing_axes, to_zhw
+from idealseg.data.nifti_io import from_zhw, load_nifti, slicing_axes, spacing_zhw, to_zhw
 from idealseg.data.normalize import normalize_volume
 from idealseg.errors import IdealsegError, InputError
-from idealseg.evaluation.inference import predict_volume
+from idealseg.evaluation.inference import in_plane, predict_volume
 from idealseg.ownership import describe
 from idealseg.runfolder.folder import load_run
 
@@ -103,6 +103,9 @@ def predict_files(
     files = _inputs(src)
     targets = plan_outputs(files, out, overwrite)
     normalization = normalization or run_normalization(cfg)
+    if not cfg.spacing_mm:
+        warnings.warn(f"{run}: this model knows no physical size (trained on slices resized to {cfg.input_size} px "
+                      "whatever their spacing); it is only right on scans framed like its training set", stacklevel=2)
     first = None
     for path in tqdm(files, desc="check scans", unit="vol", leave=False):  # every scan is checked before a write
         scan = read_scan(path)
@@ -110,8 +113,9 @@ def predict_files(
     written = []
     for i, (path, target) in enumerate(tqdm(list(zip(files, targets, strict=True)), desc="predict", unit="vol")):
         data, affine, axes, img = first if i == 0 else read_scan(path)
+        spacing = spacing_zhw(img.header.get_zooms()[:3], axes, path)
         mask = predict_volume(method.predict, normalize_volume(to_zhw(data, axes), normalization), cfg.input_size,
-                              device, flip_tta=flip_tta)
+                              device, flip_tta=flip_tta, spacing=in_plane(spacing), target_spacing=cfg.spacing_mm)
         mask = from_zhw(mask, axes, ndim=3 if data.ndim != 2 else 2)
         if data.ndim == 4:
             mask = mask[..., None]

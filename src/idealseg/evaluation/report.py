@@ -11,7 +11,7 @@ from idealseg.atomic import atomic_file
 from idealseg.data.dataset import Dataset
 from idealseg.evaluation.evaluate import markdown_table
 from idealseg.evaluation.figures import overlay, training_curves
-from idealseg.evaluation.inference import predict_volume
+from idealseg.evaluation.inference import predict_case
 from idealseg.runfolder.folder import load_run, resolve_run
 
 
@@ -36,7 +36,7 @@ def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
     ds = Dataset(cfg.dataset)
     for entry in [c for c in ds.split(split) if c.labeled][:cases]:
         case = ds.load(entry.id)
-        mask = predict_volume(method.predict, case.image, cfg.input_size, device)
+        mask = predict_case(method, cfg, case, device)
         name = f"overlay_{entry.id}.png"
         overlay(case.image, case.label, mask, out / name, title=entry.id)
         parts += [f"![{entry.id}]({name})", ""]

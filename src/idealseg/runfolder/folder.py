@@ -19,7 +19,8 @@ RUN_FILES = ("config.yaml", "log.csv", "summary.json", "encoder.pt", "env.json",
              "checkpoints/last.prev.pt", "checkpoints/best.pt", "eval_*/per_volume.csv", "eval_*/summary.json",
              "eval_*/table.md", "eval_*/.idealseg.json", "report/*", "tensorboard/*")
 # Options a resumed run must share with the run it continues: otherwise it would be another experiment.
-RESUME_KEYS = ("stage", "method", "dataset", "labeled", "seed", "input_size", "channels", "init", "optimizer")
+RESUME_KEYS = ("stage", "method", "dataset", "labeled", "seed", "input_size", "channels", "init", "optimizer",
+               "target_spacing")
 
 
 def is_run_folder(run_dir: Path) -> bool:

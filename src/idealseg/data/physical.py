@@ -1,0 +1,110 @@
+"""Physical space: slices resampled to one target spacing, so that a heart has the same size in
+pixels whatever the scanner's field of view and matrix.
+
+nnU-Net's answer to scans framed differently by different centres, in 2D: the target is the
+dataset's median in-plane spacing; training slices are resampled to it once, padded or cropped to
+a fixed canvas, and each step crops the network's patch from the canvas (a third of the labelled
+patches centred on a random foreground pixel, nnU-Net's oversampling, so that small structures are
+seen often enough). Inference resamples a slice to the target, slides the patch over it and
+resamples the probabilities back to the slice's own grid (evaluation/inference.py).
+
+A dataset without spacing has no physical space: its slices are resized to the input as SSL4MIS
+does, and a model trained on it only works on scans framed like its training set.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from idealseg.data.dataset import Dataset
+from idealseg.errors import IdealsegError
+
+FOREGROUND_SHARE = 1 / 3  # nnU-Net's oversample_foreground_percent
+MAX_CANVAS_PATCHES = 2  # a canvas is at most twice the patch: the periphery of a huge field of view goes
+
+
+def resolve_spacing(option: str, dataset: Dataset) -> float:
+    """The run's in-plane spacing in mm from its `target_spacing` option: "auto" is the median of the
+    dataset's in-plane spacings when every case knows its spacing, else 0 (no physical space); "none"
+    is 0; a number is that spacing, refused on a dataset without spacing."""
+    option = str(option).strip().lower()
+    known = [c.spacing for c in dataset.cases if c.spacing]
+    everyone = bool(dataset.cases) and len(known) == len(dataset.cases)
+    if option == "none":
+        return 0.0
+    if option == "auto":
+        return float(np.median([s for sp in known for s in sp[1:]])) if everyone else 0.0
+    if not everyone:
+        raise IdealsegError(f"{dataset.root}: target_spacing {option} needs every case's spacing, and "
+                            f"{len(dataset.cases) - len(known)} of {len(dataset.cases)} cases have none "
+                            "(prepare it from NIfTI, or ssl4mis with --spacing-from)")
+    return float(option)
+
+
+def resampled_size(shape: tuple[int, int], spacing: tuple[float, float], target: float) -> tuple[int, int]:
+    """(H, W) of a slice of `shape` at `spacing` (mm) once resampled to `target` mm."""
+    return tuple(max(1, round(n * s / target)) for n, s in zip(shape, spacing, strict=True))  # type: ignore[return-value]
+
+
+def resample(slices: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """[N, C, H, W] -> [N, C, *size]: bilinear for images and probabilities, nearest for labels."""
+    if tuple(slices.shape[-2:]) == tuple(size):
+        return slices
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(slices, size=size, mode=mode, **kwargs)
+
+
+def canvas_size(dataset: Dataset, target: float, patch: int) -> int:
+    """The square canvas training slices are stored on: the largest resampled slice side, rounded up to
+    a multiple of 16 (the U-Net's), at least the patch and at most MAX_CANVAS_PATCHES patches."""
+    sides = [max(resampled_size(tuple(c.shape[1:]), tuple(c.spacing[1:]), target)) for c in dataset.cases]
+    side = 16 * math.ceil(max(sides) / 16)
+    return int(min(max(side, patch), MAX_CANVAS_PATCHES * patch))
+
+
+def centre(slices: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre-crop or zero-pad the last two axes of [N, ..., H, W] to size x size."""
+    out = slices.new_zeros(*slices.shape[:-2], size, size)
+    src, dst = [], []
+    for have in slices.shape[-2:]:
+        if have >= size:
+            start = (have - size) // 2
+            src.append(slice(start, start + size))
+            dst.append(slice(0, size))
+        else:
+            start = (size - have) // 2
+            src.append(slice(0, have))
+            dst.append(slice(start, start + have))
+    out[..., dst[0], dst[1]] = slices[..., src[0], src[1]]
+    return out
+
+
+def crop_patches(
+    images: torch.Tensor, labels: torch.Tensor, n_labeled: int, patch: int, generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random patch x patch crops of canvases: images [B, 1, S, S] and the first `n_labeled` slices'
+    labels [n, S, S]. A labelled slice is centred on a random foreground pixel with probability
+    FOREGROUND_SHARE (where it has any); every other crop is uniform over the canvas. The draws come
+    from torch's global generator unless one is given, so that checkpoints (which keep each rank's
+    global state) resume the same crops; canvases of the patch's size are returned as they are."""
+    size = images.shape[-1]
+    if size == patch:
+        return images, labels
+    span = size - patch
+    corners = torch.randint(0, span + 1, (len(images), 2), generator=generator)
+    for i in range(n_labeled):
+        if float(torch.rand(1, generator=generator)) < FOREGROUND_SHARE:
+            fg = torch.nonzero(labels[i] > 0)
+            if len(fg):
+                y, x = fg[int(torch.randint(0, len(fg), (1,), generator=generator))].tolist()
+                corners[i, 0] = min(max(y - patch // 2, 0), span)
+                corners[i, 1] = min(max(x - patch // 2, 0), span)
+    out_images = torch.stack([img[:, y : y + patch, x : x + patch] for img, (y, x) in zip(images, corners.tolist(),
+                                                                                         strict=True)])
+    out_labels = torch.stack([lab[y : y + patch, x : x + patch] for lab, (y, x) in
+                              zip(labels, corners[:n_labeled].tolist(), strict=False)]) if n_labeled else labels
+    return out_images, out_labels
