@@ -109,7 +109,7 @@ def main() -> None:
         spacing = (float(zooms[2]), float(zooms[1]), float(zooms[0]))
         for how in FRAMINGS:
             im, lab, sp = reframe(image, label, spacing, how)
-            mask = model.segment(np.ascontiguousarray(im))
+            mask = model.segment(np.ascontiguousarray(im), spacing=sp)  # used by models in physical space
             metrics = volume_metrics(mask, lab, len(model.classes), sp)
             dice = float(np.mean([m["dice"] for m in metrics.values()]))
             hd = [m["hd95"] for m in metrics.values() if m["status"] != "one_empty"]
