@@ -18,7 +18,7 @@ sed 's/_frame.*//' "$LISTS/val.list" | sort -u > "$RUNS/val_patients.txt"
 for spacing in none auto; do
     run="$RUNS/supervised_$spacing"
     resume=""
-    [ -f "$run/checkpoints/last.pt" ] && resume="--resume"
+    [ -f "$run/config.yaml" ] && resume="--resume"
     [ -f "$run/summary.json" ] || idealseg finetune data/acdc_nifti --out "$run" $resume --method supervised \
         --profile cpu --labeled @benchmarks/acdc_ssl4mis7_patients.txt --iterations "$STEPS" --time-budget 0 \
         --amp false --val-every 500 --target-spacing "$spacing"

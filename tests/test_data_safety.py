@@ -173,7 +173,7 @@ def test_resume_with_other_options_is_refused_and_keeps_the_config(phantom, tmp_
     run = tmp_path / "run"
     run_stage("finetune", phantom, run, method="supervised", labeled="2", **TINY)
     config = (run / "config.yaml").read_bytes()
-    for flag, value in (("--labeled", "1"), ("--method", "ideal")):
+    for flag, value in (("--labeled", "1"), ("--method", "ideal"), ("--target-spacing", "none")):
         args = ["finetune", phantom, "--out", run, "--resume", "--profile", "tiny", "--method", "supervised",
                 "--labeled", "2", flag, value]
         code, line = run_cli(args, capsys)

@@ -62,11 +62,11 @@ class Trainer:
         cfg.num_classes, cfg.classes = self.dataset.num_classes, tuple(self.dataset.classes)
         cfg.normalization = self.dataset.info.get("normalization", "percentile")  # what predict assumed before
         self.budget = select_budget(self.dataset, cfg.labeled, cfg.seed) if cfg.stage == "finetune" else None
+        cfg.spacing_mm = resolve_spacing(cfg.target_spacing, self.dataset)
         check_run_folder(self.run_dir, cfg, resume, overwrite)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self._seed(cfg.seed + self.ctx.rank)
-        cfg.spacing_mm = resolve_spacing(cfg.target_spacing, self.dataset)
         self.store = SliceStore.from_dataset(self.dataset, cfg.input_size, self.budget, spacing=cfg.spacing_mm)
         self.sampler = BatchSampler(
             self.store.labeled, cfg.batch_labeled, cfg.batch_unlabeled, cfg.seed, self.ctx.rank, self.ctx.world

@@ -20,7 +20,7 @@ RUN_FILES = ("config.yaml", "log.csv", "summary.json", "encoder.pt", "env.json",
              "eval_*/table.md", "eval_*/.idealseg.json", "report/*", "tensorboard/*")
 # Options a resumed run must share with the run it continues: otherwise it would be another experiment.
 RESUME_KEYS = ("stage", "method", "dataset", "labeled", "seed", "input_size", "channels", "init", "optimizer",
-               "target_spacing")
+               "spacing_mm")  # spacing_mm is absent (0) in runs written before physical space: resized slices
 
 
 def is_run_folder(run_dir: Path) -> bool:
