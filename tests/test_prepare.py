@@ -141,4 +141,4 @@ def test_info_prints_the_fingerprint_and_the_plan(phantom, capsys):
     assert main(["info", str(phantom)]) == 0
     out = capsys.readouterr().out
     assert "in-plane spacing:" in out and "plan: target in-plane spacing" in out
-    assert "profile cpu: 128 px covers" in out
+    assert "profile cpu: 128 px patch covers" in out

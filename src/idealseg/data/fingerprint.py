@@ -2,7 +2,8 @@
 
 nnU-Net's answer to scans framed differently by different centres: measure the dataset, choose a
 target spacing (the median in-plane spacing), and size the network's patch in millimetres. `idealseg
-info` prints both, so a user sees how a profile's input relates to the anatomy before training.
+info` prints both, so a user sees how a profile's patch relates to the anatomy before training;
+training uses the same target (data/physical.py).
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ def describe(fp: dict, pl: dict) -> list[str]:
         lines.append("  plan: no spacing stored, so slices are resized to the input whatever their size in mm "
                      "(a model trained on it knows no physical size)")
         return lines
-    lines.append(f"  plan: target in-plane spacing {pl['target_spacing_mm']:.2f} mm (the median)")
+    lines.append(f"  plan: target in-plane spacing {pl['target_spacing_mm']:.2f} mm (the median; runs train and "
+                 "predict at it unless --target-spacing says otherwise)")
     for name, p in pl["patch"].items():
         whole = "the whole median slice" if p["whole_slice"] else f"part of the median {p['median_fov_mm']:.0f} mm"
-        lines.append(f"    profile {name}: {p['pixels']} px covers {p['covers_mm']:.0f} mm, {whole}")
+        lines.append(f"    profile {name}: {p['pixels']} px patch covers {p['covers_mm']:.0f} mm, {whole}")
     return lines
