@@ -245,6 +245,32 @@ def test_benchmark_runs_one_label_budget_when_asked(phantom, tmp_path):
         run_benchmark(cfg, tmp_path / "res", labeled=["3"])
 
 
+def test_bf16_config_matches_the_float32_cells_steps():
+    from pathlib import Path
+
+    repo = Path(__file__).parents[1]
+    spec = load_benchmark(repo / "benchmarks" / "acdc_cpu_bf16.yaml")
+    fp32 = json.loads((repo / "benchmarks/results/acdc_cpu/cells/supervised_ssl4mis_7_seed0/result.json").read_text())
+    assert spec["options"] == {"amp": True, "iterations": fp32["steps"], "time_budget": 0}
+    assert spec["labeled"] == [fp32["labeled"]] and [c["method"] for c in spec["methods"]] == ["supervised"]
+
+
+def test_paired_script_pairs_cells_volume_by_volume(tmp_path, capsys):
+    from .conftest import load_benchmark_script
+
+    cells = []
+    for name, values in (("a_7_seed0", (0.8, 0.6, 0.5)), ("b_7_seed0", (0.9, 0.6, 0.4))):
+        folder = tmp_path / name / "cells" / name
+        (folder / "run" / "eval_val").mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps({"name": name[0], "labeled": "7", "seed": 0, "split": "val"}))
+        rows = "".join(f"v{i},{c},{d}\n" for i, d in enumerate(values) for c in ("RV", "LV"))
+        (folder / "run" / "eval_val" / "per_volume.csv").write_text("case,class,dice\n" + rows)
+        cells.append(folder)  # cells/a_7_seed0 is where result.json's name "a", budget 7 and seed 0 lead
+    load_benchmark_script("paired").main([str(cells[0]), "--", str(cells[1])])
+    out = capsys.readouterr().out
+    assert "B minus A +0.000 ± 0.058 (standard error, 3 pairs)" in out, out
+
+
 def test_paired_table_differences_and_standard_error():
     """Per-volume pairs: +0.1 and -0.1 average to 0 with standard error 0.1; unpaired seeds are left out."""
     spec = {"methods": [{"name": "ideal", "method": "ideal"}, {"name": "sup", "method": "supervised"}]}
