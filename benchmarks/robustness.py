@@ -35,6 +35,7 @@ from scipy import ndimage
 
 import idealseg
 from idealseg.atomic import atomic_file
+from idealseg.data.physical import centre
 from idealseg.evaluation.metrics import volume_metrics
 
 FRAMINGS = ("native", "crop 240 mm", "pad 480 mm", "1.0 mm", "2.0 mm", "flip", "transpose")
@@ -52,29 +53,12 @@ def reframe(image: np.ndarray, label: np.ndarray, spacing: tuple[float, float, f
     if how in ("crop 240 mm", "pad 480 mm"):
         fov = 240.0 if how.startswith("crop") else 480.0
         size = (round(fov / h), round(fov / w))
-        return _centre(image, size), _centre(label, size), spacing
+        return centre(image, size), centre(label, size), spacing
     target = float(how.split()[0])
     factors = (1.0, h / target, w / target)
     image = ndimage.zoom(image, factors, order=1)
     label = ndimage.zoom(label, factors, order=0)
     return image, label, (z, target, target)
-
-
-def _centre(volume: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Centre-crop or zero-pad the in-plane axes of [Z, H, W] to `size`."""
-    out = np.zeros((volume.shape[0], *size), dtype=volume.dtype)
-    src, dst = [], []
-    for have, want in zip(volume.shape[1:], size, strict=True):
-        if have >= want:
-            start = (have - want) // 2
-            src.append(slice(start, start + want))
-            dst.append(slice(0, want))
-        else:
-            start = (want - have) // 2
-            src.append(slice(0, have))
-            dst.append(slice(start, start + have))
-    out[:, dst[0], dst[1]] = volume[:, src[0], src[1]]
-    return out
 
 
 def validation_volumes(root: Path, val_list: Path) -> list[tuple[str, Path, Path]]:

@@ -66,17 +66,20 @@ def canvas_size(dataset: Dataset, target: float, patch: int) -> int:
     return int(min(max(side, patch), MAX_CANVAS_PATCHES * patch))
 
 
-def centre(slices: torch.Tensor, size: int) -> torch.Tensor:
-    """Centre-crop or zero-pad the last two axes of [N, ..., H, W] to size x size."""
-    out = slices.new_zeros(*slices.shape[:-2], size, size)
+def centre(slices, size: int | tuple[int, int]):
+    """Centre-crop or zero-pad the last two axes of [..., H, W] (a tensor or an array) to `size`
+    (square when one number)."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    shape = (*slices.shape[:-2], *size)
+    out = slices.new_zeros(shape) if isinstance(slices, torch.Tensor) else np.zeros(shape, slices.dtype)
     src, dst = [], []
-    for have in slices.shape[-2:]:
-        if have >= size:
-            start = (have - size) // 2
-            src.append(slice(start, start + size))
-            dst.append(slice(0, size))
+    for have, want in zip(slices.shape[-2:], size, strict=True):
+        if have >= want:
+            start = (have - want) // 2
+            src.append(slice(start, start + want))
+            dst.append(slice(0, want))
         else:
-            start = (size - have) // 2
+            start = (want - have) // 2
             src.append(slice(0, have))
             dst.append(slice(start, start + have))
     out[..., dst[0], dst[1]] = slices[..., src[0], src[1]]
