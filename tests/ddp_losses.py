@@ -26,4 +26,5 @@ if __name__ == "__main__":
     if rank == 0:
         grads = {name: p.grad for name, p in model.module.named_parameters()}
         torch.save({"losses": terms / world, "grads": grads}, sys.argv[1])
+    dist.barrier()  # no rank tears gloo down while another is still in a collective (seen: SIGABRT under load)
     dist.destroy_process_group()
