@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from idealseg.config import RunConfig, reads, resolve_config
+from idealseg.data.dataset import Dataset
+from idealseg.data.physical import resolve_spacing
 from idealseg.engine import distributed
 from idealseg.engine.trainer import Trainer
 from idealseg.errors import IdealsegError
@@ -63,6 +65,7 @@ def train(
     # foreign file must not leave a changed pre-training behind)
     run = {k: ft_kwargs.pop(k) for k in run_options if k in ft_kwargs}
     ft_cfg = stage_config("finetune", dataset, run.get("profile"), run.get("config"), {**ft_kwargs, "method": method})
+    ft_cfg.spacing_mm = resolve_spacing(ft_cfg.target_spacing, Dataset(ft_cfg.dataset))  # as the Trainer will
     check_run_folder(out / "finetune", ft_cfg, run.get("resume", False), run.get("overwrite", False))
     ft_kwargs.update(run)
     if not skip_pretrain:
