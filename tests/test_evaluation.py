@@ -63,6 +63,24 @@ def test_evaluate_writes_csv_summary_and_table(run):
     assert "LV_ef_mae" in summary["ejection_fraction"]
 
 
+def test_largest_component_keeps_one_region_per_class_across_slices():
+    from idealseg.data.components import largest_components
+
+    mask = np.zeros((3, 12, 12), dtype=np.uint8)
+    mask[0:3, 2:6, 2:6] = 3  # one region through three slices: 48 voxels
+    mask[1, 9:11, 9:11] = 3  # a stray island of the same class
+    mask[2, 0, 11] = 1  # the only region of class 1, however small
+    out = largest_components(mask, 4)
+    assert (out[0:3, 2:6, 2:6] == 3).all() and (out[1, 9:11, 9:11] == 0).all() and out[2, 0, 11] == 1
+    assert np.array_equal(largest_components(mask, 4, per_slice=True)[1], out[1])
+
+
+def test_evaluate_with_largest_component_says_so(run, tmp_path, capsys):
+    assert main(["evaluate", str(run), "--split", "test", "--largest-component", "--out", str(tmp_path / "ev")]) == 0
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["largest_component"] is True and summary["volumes"] == 2
+
+
 def test_evaluate_refuses_a_split_without_labels(run, capsys):
     code = main(["evaluate", str(run), "--split", "train", "--dataset", str(run / "nope")])
     assert code == 2 and "not a dataset folder" in capsys.readouterr().err

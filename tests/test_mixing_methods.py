@@ -83,7 +83,7 @@ def test_bcp_warms_up_on_labels_then_resets_its_teacher():
 
 
 def test_largest_components_keeps_one_blob_per_class_and_slice():
-    from idealseg.methods.common import largest_components
+    from idealseg.methods.common import largest_components_2d as largest_components
 
     labels = torch.zeros(2, 10, 10, dtype=torch.long)
     labels[0, 1:4, 1:4] = 1  # 9 pixels: kept

@@ -70,10 +70,11 @@ class Segmenter:
     normalization: str
 
     def segment(self, volume: np.ndarray, spacing: tuple[float, ...] | None = None,
-                flip_tta: bool = False) -> np.ndarray:
+                flip_tta: bool = False, largest_component: bool = False) -> np.ndarray:
         """Labels uint8 [Z, H, W] for a volume [Z, H, W] of raw intensities (slices along the first axis),
         normalised as the run's training data was. `spacing` in mm, (Z, H, W) or in-plane (H, W): a
-        model in physical space (`spacing_mm`) needs it to see the anatomy at its training scale."""
+        model in physical space (`spacing_mm`) needs it to see the anatomy at its training scale.
+        `largest_component` keeps each class's largest connected region (removes stray false positives)."""
         volume = np.asarray(volume, dtype=np.float32)
         if volume.ndim != 3:
             raise ValueError(f"expected a [Z, H, W] volume, got shape {volume.shape}")
@@ -87,7 +88,7 @@ class Segmenter:
                              "(segment(volume, spacing=(z, y, x)))")
         image = normalize_volume(volume, self.normalization)
         return predict_volume(self.method.predict, image, self.cfg.input_size, self.device, flip_tta=flip_tta,
-                              spacing=spacing, target_spacing=self.spacing_mm)
+                              spacing=spacing, target_spacing=self.spacing_mm, largest_component=largest_component)
 
     @property
     def spacing_mm(self) -> float:

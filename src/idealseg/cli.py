@@ -124,7 +124,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from idealseg.evaluation.evaluate import evaluate_run, markdown_table
 
-    summary = evaluate_run(args.run, args.split, args.dataset, args.checkpoint, args.out, args.tta)
+    summary = evaluate_run(args.run, args.split, args.dataset, args.checkpoint, args.out, args.tta,
+                           largest_component=args.largest_component)
     print(markdown_table(summary))
     print(f"{summary['volumes']} volumes in {summary['seconds']} s; wrote {summary['run']}/eval_{args.split}"
           if not args.out else f"wrote {args.out}")
@@ -142,7 +143,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
 def _cmd_predict(args: argparse.Namespace) -> None:
     from idealseg.evaluation.predict import predict_files
 
-    written = predict_files(args.run, args.input, args.out, args.checkpoint, args.tta, overwrite=args.overwrite)
+    written = predict_files(args.run, args.input, args.out, args.checkpoint, args.tta, overwrite=args.overwrite,
+                            largest_component=args.largest_component)
     print(f"wrote {len(written)} mask(s) to {args.out}")
 
 
@@ -208,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="last", choices=["last", "best"])
     p.add_argument("--out", help="output folder (default RUN/eval_SPLIT)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    p.add_argument("--largest-component", action="store_true",
+                   help="keep each class's largest 3D connected component (removes stray false positives)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="segment NIfTI scans; masks keep the input's geometry")
@@ -216,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output folder (or a .nii.gz name for a single input)")
     p.add_argument("--checkpoint", default="last", choices=["last", "best"])
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    p.add_argument("--largest-component", action="store_true",
+                   help="keep each class's largest 3D connected component (removes stray false positives)")
     p.add_argument("--overwrite", action="store_true", help="replace masks that exist in OUT (never an input)")
     p.set_defaults(func=_cmd_predict)
 

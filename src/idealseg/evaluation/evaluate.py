@@ -26,6 +26,7 @@ METRICS = ("dice", "hd95", "asd")
 def evaluate_run(
     run: str | Path, split: str = "val", dataset: str | Path | None = None, checkpoint: str = "last",
     out: str | Path | None = None, flip_tta: bool = False, device: str | None = None,
+    largest_component: bool = False,
 ) -> dict:
     """Evaluate `run` on `split`; returns the summary and writes it beside the CSV and table."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -44,7 +45,7 @@ def evaluate_run(
     t0 = time.perf_counter()
     for entry in tqdm(cases, desc=f"evaluate {split}", unit="vol"):
         case = ds.load(entry.id)
-        mask = predict_case(method, cfg, case, device, flip_tta=flip_tta)
+        mask = predict_case(method, cfg, case, device, flip_tta=flip_tta, largest_component=largest_component)
         masks[entry.id] = mask
         spacing = case.spacing if unit == "mm" else None
         for c, m in volume_metrics(mask, case.label, ds.num_classes, spacing).items():
@@ -52,6 +53,7 @@ def evaluate_run(
     seconds = time.perf_counter() - t0
     summary = summarise(rows, ds.classes[1:], unit)
     summary.update(run=str(run_dir), split=split, dataset=str(ds.root), checkpoint=checkpoint,
+                   largest_component=largest_component, flip_tta=flip_tta,
                    volumes=len(cases), seconds=round(seconds, 2), method=cfg.method, labeled=cfg.labeled)
     ef = ejection_fractions(ds, cases, masks)
     if ef:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 
+from idealseg.data.components import largest_components
 from idealseg.data.physical import resample, resampled_size
 from idealseg.data.slice_store import resize_slices
 
@@ -26,14 +27,15 @@ OVERLAP = 0.5
 def predict_volume(
     predict, image: np.ndarray, input_size: int, device: torch.device | str = "cpu",
     batch_size: int = 32, flip_tta: bool = False, spacing: tuple[float, float] | None = None,
-    target_spacing: float = 0.0,
+    target_spacing: float = 0.0, largest_component: bool = False,
 ) -> np.ndarray:
     """Segment a [Z, H, W] volume in [0, 1]; returns the mask, uint8 [Z, H, W].
 
     `predict` maps [B, 1, h, w] slices to class probabilities [B, C, h, w] (a method's `predict`).
     `target_spacing` > 0 (a run in physical space) needs the volume's in-plane `spacing` (H, W) in mm.
     Probabilities are interpolated bilinearly back to the native H x W before argmax; on CUDA the
-    network runs under bf16 autocast, as in training.
+    network runs under bf16 autocast, as in training. `largest_component` keeps each class's largest
+    3D connected component (data/components.py).
     """
     z, h, w = image.shape
     device = torch.device(device)
@@ -62,7 +64,8 @@ def predict_volume(
         if probs.shape[-2:] != (h, w):
             probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
         out.append(probs.argmax(1).to(torch.uint8).cpu())
-    return torch.cat(out).numpy()
+    mask = torch.cat(out).numpy()
+    return largest_components(mask, int(probs.shape[1])) if largest_component else mask
 
 
 def in_plane(spacing) -> tuple[float, float] | None:
@@ -70,7 +73,9 @@ def in_plane(spacing) -> tuple[float, float] | None:
     return None if spacing is None else (float(spacing[1]), float(spacing[2]))
 
 
-def predict_case(method, cfg, case, device: torch.device | str, flip_tta: bool = False) -> np.ndarray:
+def predict_case(method, cfg, case, device: torch.device | str, flip_tta: bool = False,
+                 largest_component: bool = False) -> np.ndarray:
     """The mask of a dataset case (a CaseVolume) by a run's method, in the run's geometry."""
     return predict_volume(method.predict, case.image, cfg.input_size, device, flip_tta=flip_tta,
-                          spacing=in_plane(case.spacing), target_spacing=cfg.spacing_mm)
+                          spacing=in_plane(case.spacing), target_spacing=cfg.spacing_mm,
+                          largest_component=largest_component)

@@ -95,6 +95,7 @@ def run_normalization(cfg) -> str:
 def predict_files(
     run: str | Path, src: str | Path, out: str | Path, checkpoint: str = "last", flip_tta: bool = False,
     device: str | None = None, normalization: str | None = None, overwrite: bool = False,
+    largest_component: bool = False,
 ) -> list[Path]:
     """Segment one NIfTI file or a folder of them; masks go to OUT (a folder, or a file name)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -115,7 +116,8 @@ def predict_files(
         data, affine, axes, img = first if i == 0 else read_scan(path)
         spacing = spacing_zhw(img.header.get_zooms()[:3], axes, path)
         mask = predict_volume(method.predict, normalize_volume(to_zhw(data, axes), normalization), cfg.input_size,
-                              device, flip_tta=flip_tta, spacing=in_plane(spacing), target_spacing=cfg.spacing_mm)
+                              device, flip_tta=flip_tta, spacing=in_plane(spacing), target_spacing=cfg.spacing_mm,
+                              largest_component=largest_component)
         mask = from_zhw(mask, axes, ndim=3 if data.ndim != 2 else 2)
         if data.ndim == 4:
             mask = mask[..., None]

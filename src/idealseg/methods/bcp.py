@@ -26,7 +26,7 @@ import torch
 
 from idealseg.data.augment import weak_augment
 from idealseg.data.mixing import box_mask, paste
-from idealseg.methods.common import TeacherStudent, largest_components, pad_labels
+from idealseg.methods.common import TeacherStudent, largest_components_2d, pad_labels
 
 
 class BCP(TeacherStudent):
@@ -54,7 +54,7 @@ class BCP(TeacherStudent):
             self.self_training.fill_(True)
         with torch.no_grad():
             self.teacher.train()  # batch statistics, as the public code's teacher
-            pseudo = largest_components(self.teacher(xu).argmax(1), self.cfg.num_classes)
+            pseudo = largest_components_2d(self.teacher(xu).argmax(1), self.cfg.num_classes)
         n = min(len(xl), len(xu))
         xl, yl, xu, pseudo = xl[:n], yl[:n], xu[:n], pseudo[:n]
         other = torch.roll(torch.arange(n, device=x.device), 1)  # outward pairs differ from inward pairs

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import torch
-from scipy import ndimage
 
 from idealseg.data.augment import PhotometricParams, photometric
+from idealseg.data.components import largest_components
 from idealseg.data.mixing import box_mask, paste
 from idealseg.losses.consistency import cross_pseudo_loss, sigmoid_rampup
 from idealseg.losses.dice_ce import DiceCELoss, supervised_loss
@@ -35,20 +34,11 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, decay: float,
             t.copy_(s)
 
 
-def largest_components(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+def largest_components_2d(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Hard labels [B, H, W] with each foreground class reduced, slice by slice, to its largest
-    connected component (the rest becomes background): BCP's clean-up of its teacher's pseudo-labels,
-    which removes the scattered false positives a young teacher makes on a heart slice's surroundings."""
-    out = labels.clone()
-    array = labels.cpu().numpy()
-    for b in range(array.shape[0]):
-        for c in range(1, num_classes):
-            components, n = ndimage.label(array[b] == c)
-            if n > 1:
-                sizes = ndimage.sum_labels(np.ones_like(components), components, index=range(1, n + 1))
-                drop = (components > 0) & (components != 1 + int(np.argmax(sizes)))
-                out[b][torch.from_numpy(drop).to(out.device)] = 0
-    return out
+    connected component: BCP's clean-up of its teacher's pseudo-labels, which removes the scattered
+    false positives a young teacher makes around the heart."""
+    return torch.from_numpy(largest_components(labels.cpu().numpy(), num_classes, per_slice=True)).to(labels.device)
 
 
 STRONG = PhotometricParams(p=0.8, brightness=0.2, contrast=(0.6, 1.4), gamma=(0.6, 1.6), noise_std=0.08)
