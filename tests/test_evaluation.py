@@ -75,10 +75,16 @@ def test_largest_component_keeps_one_region_per_class_across_slices():
     assert np.array_equal(largest_components(mask, 4, per_slice=True)[1], out[1])
 
 
-def test_evaluate_with_largest_component_says_so(run, tmp_path, capsys):
-    assert main(["evaluate", str(run), "--split", "test", "--largest-component", "--out", str(tmp_path / "ev")]) == 0
-    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
-    assert summary["largest_component"] is True and summary["volumes"] == 2
+def test_post_processing_is_chosen_on_validation_and_followed(run, tmp_path, capsys):
+    trained = json.loads((run / "finetune" / "summary.json").read_text())
+    rows = list(csv.DictReader(open(run / "finetune" / "log.csv")))
+    last = next(r for r in reversed(rows) if r.get("val_dice"))
+    assert trained["largest_component"] == (float(last["val_dice_largest_component"]) > float(last["val_dice"]))
+    for flags, expected in (([], trained["largest_component"]), (["--largest-component"], True),
+                            (["--no-largest-component"], False)):
+        out = tmp_path / f"ev{len(flags)}{expected}"
+        assert main(["evaluate", str(run), "--split", "test", *flags, "--out", str(out)]) == 0
+        assert json.loads((out / "summary.json").read_text())["largest_component"] is expected
 
 
 def test_evaluate_refuses_a_split_without_labels(run, capsys):

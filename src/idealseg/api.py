@@ -28,7 +28,7 @@ from idealseg.evaluation.predict import predict_files, run_normalization
 from idealseg.methods import Method
 from idealseg.pipeline import run_stage
 from idealseg.pipeline import train as _train
-from idealseg.runfolder.folder import load_run
+from idealseg.runfolder.folder import load_run, run_largest_component
 
 __all__ = ["prepare", "train", "pretrain", "finetune", "evaluate", "load", "Segmenter", "predict_files"]
 
@@ -68,13 +68,15 @@ class Segmenter:
     method: Method
     device: str
     normalization: str
+    largest_component: bool = False  # the post-processing the run's validation chose
 
     def segment(self, volume: np.ndarray, spacing: tuple[float, ...] | None = None,
-                flip_tta: bool = False, largest_component: bool = False) -> np.ndarray:
+                flip_tta: bool = False, largest_component: bool | None = None) -> np.ndarray:
         """Labels uint8 [Z, H, W] for a volume [Z, H, W] of raw intensities (slices along the first axis),
         normalised as the run's training data was. `spacing` in mm, (Z, H, W) or in-plane (H, W): a
         model in physical space (`spacing_mm`) needs it to see the anatomy at its training scale.
-        `largest_component` keeps each class's largest connected region (removes stray false positives)."""
+        `largest_component` keeps each class's largest connected region (removes stray false positives);
+        None: as the run's validation chose."""
         volume = np.asarray(volume, dtype=np.float32)
         if volume.ndim != 3:
             raise ValueError(f"expected a [Z, H, W] volume, got shape {volume.shape}")
@@ -87,6 +89,8 @@ class Segmenter:
             raise ValueError(f"this model works at {self.spacing_mm:g} mm: pass the volume's spacing "
                              "(segment(volume, spacing=(z, y, x)))")
         image = normalize_volume(volume, self.normalization)
+        if largest_component is None:
+            largest_component = self.largest_component
         return predict_volume(self.method.predict, image, self.cfg.input_size, self.device, flip_tta=flip_tta,
                               spacing=spacing, target_spacing=self.spacing_mm, largest_component=largest_component)
 
@@ -105,4 +109,4 @@ def load(run: str | Path, checkpoint: str = "last", device: str | None = None) -
     """Load a fine-tuning run folder (or a `train` folder) for segmentation."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg, method, _ = load_run(run, checkpoint, device)
-    return Segmenter(cfg, method, device, run_normalization(cfg))
+    return Segmenter(cfg, method, device, run_normalization(cfg), run_largest_component(run))

@@ -210,8 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="last", choices=["last", "best"])
     p.add_argument("--out", help="output folder (default RUN/eval_SPLIT)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
-    p.add_argument("--largest-component", action="store_true",
-                   help="keep each class's largest 3D connected component (removes stray false positives)")
+    p.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep each class's largest 3D connected component (removes stray false positives); "
+                        "default: as the run's validation chose (summary.json)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="segment NIfTI scans; masks keep the input's geometry")
@@ -220,8 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output folder (or a .nii.gz name for a single input)")
     p.add_argument("--checkpoint", default="last", choices=["last", "best"])
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
-    p.add_argument("--largest-component", action="store_true",
-                   help="keep each class's largest 3D connected component (removes stray false positives)")
+    p.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep each class's largest 3D connected component (removes stray false positives); "
+                        "default: as the run's validation chose (summary.json)")
     p.add_argument("--overwrite", action="store_true", help="replace masks that exist in OUT (never an input)")
     p.set_defaults(func=_cmd_predict)
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from idealseg.atomic import atomic_file, atomic_path
 from idealseg.config import RunConfig
 from idealseg.data.budgets import select_budget
+from idealseg.data.components import largest_components
 from idealseg.data.dataset import Dataset
 from idealseg.data.physical import crop_patches, resolve_spacing
 from idealseg.data.slice_store import BatchSampler, SliceStore
@@ -99,7 +100,7 @@ class Trainer:
         cuda = self.ctx.device.type == "cuda"
         self.amp_dtype = autocast_dtype(self.ctx.device, cfg.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.step, self.elapsed, self.best, self.last_val = 0, 0.0, -1.0, None
+        self.step, self.elapsed, self.best, self.last_val, self.last_val_cleaned = 0, 0.0, -1.0, None, None
         if resume:
             self._restore()
         self.board = self._tensorboard()
@@ -219,8 +220,11 @@ class Trainer:
         if self.step != last_ckpt:
             self.save()
         summary = {"steps": self.step, "seconds": round(self.elapsed, 1), "best_val_dice": self.best}
-        if ctx.is_main and self.val_cases:
+        if ctx.is_main and self.val_cases and self.last_val is not None:
+            # nnU-Net's post-processing rule: keep each class's largest component where that raised
+            # validation Dice; predict and evaluate then apply it unless told otherwise
             summary["final_val_dice"] = self.last_val
+            summary["largest_component"] = bool(self.last_val_cleaned > self.last_val)
         if ctx.is_main:
             with atomic_file(self.run_dir / "summary.json") as f:
                 json.dump(summary, f, indent=1)
@@ -242,19 +246,22 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Mean foreground 3D Dice over labelled val volumes (keeps best.pt), and pseudo-label quality."""
         self.method.eval()
-        scores = []
+        scores, cleaned = [], []
         for case in self.val_cases:
             mask = predict_case(self.method, self.cfg, case, self.ctx.device)
             scores.append(mean_foreground_dice(mask, case.label, self.cfg.num_classes))
+            cleaned.append(mean_foreground_dice(largest_components(mask, self.cfg.num_classes), case.label,
+                                                self.cfg.num_classes))
         quality = self.pseudo_label_quality()
         self.method.train()
-        self.last_val = float(np.mean(scores))
+        self.last_val, self.last_val_cleaned = float(np.mean(scores)), float(np.mean(cleaned))
         if self.last_val > self.best:
             self.best = self.last_val
             save_checkpoint({"model": self.method.state_dict(), "step": self.step, "val_dice": self.best},
                             self.run_dir / "checkpoints" / "best.pt", keep_previous=False)
         tqdm.write(f"step {self.step}: val Dice {self.last_val:.4f} (best {self.best:.4f})")
-        return {"val_dice": round(self.last_val, 5), **quality}
+        return {"val_dice": round(self.last_val, 5), "val_dice_largest_component": round(self.last_val_cleaned, 5),
+                **quality}
 
     def pseudo_label_quality(self) -> dict[str, float]:
         """Dice of each stream's hard prediction on unlabelled training slices against their true labels

@@ -18,7 +18,7 @@ from idealseg.evaluation.clinical import ejection_fractions
 from idealseg.evaluation.inference import predict_case
 from idealseg.evaluation.metrics import volume_metrics
 from idealseg.ownership import check_no_overlap, check_replaceable, write_manifest
-from idealseg.runfolder.folder import load_run
+from idealseg.runfolder.folder import load_run, run_largest_component
 
 METRICS = ("dice", "hd95", "asd")
 
@@ -26,11 +26,14 @@ METRICS = ("dice", "hd95", "asd")
 def evaluate_run(
     run: str | Path, split: str = "val", dataset: str | Path | None = None, checkpoint: str = "last",
     out: str | Path | None = None, flip_tta: bool = False, device: str | None = None,
-    largest_component: bool = False,
+    largest_component: bool | None = None,
 ) -> dict:
-    """Evaluate `run` on `split`; returns the summary and writes it beside the CSV and table."""
+    """Evaluate `run` on `split`; returns the summary and writes it beside the CSV and table.
+    `largest_component` None: the post-processing the run's validation chose."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg, method, run_dir = load_run(run, checkpoint, device)
+    if largest_component is None:
+        largest_component = run_largest_component(run_dir)
     ds = Dataset(dataset or cfg.dataset)
     if cfg.classes and tuple(ds.classes) != tuple(cfg.classes):
         raise IdealsegError(f"{ds.root}: its classes {ds.classes} are not the run's {list(cfg.classes)}; "

@@ -16,7 +16,7 @@ from idealseg.data.normalize import normalize_volume
 from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.inference import in_plane, predict_volume
 from idealseg.ownership import describe
-from idealseg.runfolder.folder import load_run
+from idealseg.runfolder.folder import load_run, run_largest_component
 
 MASK_SUFFIXES = ("_seg", "_gt")  # masks by name (ours and the common manual conventions)
 
@@ -95,11 +95,14 @@ def run_normalization(cfg) -> str:
 def predict_files(
     run: str | Path, src: str | Path, out: str | Path, checkpoint: str = "last", flip_tta: bool = False,
     device: str | None = None, normalization: str | None = None, overwrite: bool = False,
-    largest_component: bool = False,
+    largest_component: bool | None = None,
 ) -> list[Path]:
-    """Segment one NIfTI file or a folder of them; masks go to OUT (a folder, or a file name)."""
+    """Segment one NIfTI file or a folder of them; masks go to OUT (a folder, or a file name).
+    `largest_component` None: the post-processing the run's validation chose."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg, method, _ = load_run(run, checkpoint, device)
+    if largest_component is None:
+        largest_component = run_largest_component(run)
     src, out = Path(src), Path(out)
     files = _inputs(src)
     targets = plan_outputs(files, out, overwrite)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -88,6 +89,16 @@ def load_run(run: str | Path, checkpoint: str = "last", device="cpu") -> tuple[R
     if cfg.channels_last:  # as trained; about 30 % faster inference on the CPU too
         method = method.to(memory_format=torch.channels_last)
     return cfg, method, run
+
+
+def run_largest_component(run: str | Path) -> bool:
+    """Whether the run's validation chose to keep each class's largest connected component
+    (summary.json, written when fine-tuning ends; runs without it: no post-processing)."""
+    path = resolve_run(run) / "summary.json"
+    try:
+        return bool(json.loads(path.read_text()).get("largest_component", False))
+    except (OSError, ValueError):
+        return False
 
 
 def load_encoder(init: str | Path) -> dict:
