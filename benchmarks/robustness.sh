@@ -3,7 +3,8 @@
 # ACDC as released (NIfTI with spacing), the SSL4MIS split's 7 labelled patients, the cpu profile and
 # the same number of steps, one on slices resized to 128 px (target_spacing none: what idealseg did
 # before) and one at the median in-plane spacing (auto: 1.48 mm), each scored by robustness.py on the
-# validation volumes re-framed seven ways. Resumable: rerun after an interruption.
+# validation volumes re-framed seven ways, as segmented and with each class's largest connected
+# component kept. Resumable: rerun after an interruption.
 #
 #   bash benchmarks/robustness.sh [ACDC_NIFTI] [SSL4MIS_ACDC]    (defaults: ../shared/data/...)
 set -euo pipefail
@@ -24,4 +25,6 @@ for spacing in none auto; do
         --amp false --val-every 500 --target-spacing "$spacing"
     python benchmarks/robustness.py "$run" "$NIFTI" --val-list "$LISTS/val.list" \
         --out "benchmarks/results/robustness/supervised_acdc_nifti7_spacing_$spacing"
+    python benchmarks/robustness.py "$run" "$NIFTI" --val-list "$LISTS/val.list" --largest-component \
+        --out "benchmarks/results/robustness/supervised_acdc_nifti7_spacing_${spacing}_lcc"
 done
