@@ -101,3 +101,61 @@ def test_predict_in_physical_space_writes_the_input_grid(phantom, tmp_path):
     idealseg.predict_files(run, scan, tmp_path / "mask.nii.gz")
     mask, source = nib.load(tmp_path / "mask.nii.gz"), nib.load(scan)
     assert mask.shape == source.shape and np.allclose(mask.affine, source.affine)
+    huge = write_nifti(tmp_path / "in" / "huge.nii.gz", np.ones((64, 64, 3), np.float32), zooms=(300.0, 300.0, 8.0))
+    with pytest.raises(IdealsegError, match="huge.nii.gz: .* more than 4096 on a side: check the header's spacing"):
+        idealseg.predict_files(run, huge.parent, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def _without_spacing(phantom, out, ids=None):
+    """A copy of the phantom dataset whose dataset.json forgets the spacing of `ids` (all: None)."""
+    import json
+    import shutil
+
+    shutil.copytree(phantom, out)
+    info = json.loads((out / "dataset.json").read_text())
+    for case in info["cases"]:
+        if ids is None or case["id"] in ids:
+            case["spacing"] = None
+    (out / "dataset.json").write_text(json.dumps(info))
+    return out
+
+
+def test_partial_spacing_warns_and_evaluation_needs_spacing(phantom, tmp_path, capsys):
+    from idealseg.cli import main
+
+    first = Dataset(phantom).cases[0].id
+    partial = Dataset(_without_spacing(phantom, tmp_path / "partial", {first}))
+    with pytest.warns(UserWarning, match="1 of .* cases have no spacing, so this run resizes slices"):
+        assert resolve_spacing("auto", partial) == 0.0
+    with pytest.raises(IdealsegError, match="more than 4096; choose a coarser --target-spacing"):
+        resolve_spacing("0.01", Dataset(phantom))
+    run = idealseg.finetune(phantom, tmp_path / "run", method="supervised", labeled="2", profile="tiny",
+                            iterations=2, val_every=0, threads=1)
+    bare = _without_spacing(phantom, tmp_path / "bare")
+    assert main(["evaluate", str(run), "--dataset", str(bare), "--out", str(tmp_path / "ev")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "the run works at" in line and "have no spacing" in line and "Traceback" not in line, line
+    model = idealseg.load(run)
+    volume = np.random.default_rng(0).random((2, 40, 40), dtype=np.float32)
+    assert model.segment(volume, True, spacing=1.5 * np.ones(2)).shape == volume.shape  # flip_tta stays second
+    with pytest.raises(ValueError, match="spacing must be"):
+        model.segment(volume, spacing=1.4)
+    with pytest.raises(ValueError, match="more than 4096 on a side"):
+        model.segment(volume, spacing=(300.0, 300.0))
+
+
+def test_resuming_a_run_from_before_physical_space_says_which_option(phantom, tmp_path, capsys):
+    from idealseg.cli import main
+
+    run = tmp_path / "run"
+    idealseg.finetune(phantom, run, method="supervised", labeled="2", profile="tiny", iterations=2, val_every=0,
+                      threads=1, target_spacing="none")
+    config = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text("".join(line for line in config.splitlines(keepends=True)
+                                             if not line.startswith(("target_spacing", "spacing_mm"))))
+    args = ["finetune", str(phantom), "--out", str(run), "--resume", "--profile", "tiny", "--method", "supervised",
+            "--labeled", "2", "--iterations", "4"]
+    assert main(args) == 2
+    assert "pass --target-spacing none to continue a run trained on resized slices" in capsys.readouterr().err
+    assert main([*args, "--target-spacing", "none"]) == 0

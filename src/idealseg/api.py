@@ -70,8 +70,8 @@ class Segmenter:
     normalization: str
     largest_component: bool = False  # the post-processing the run's validation chose
 
-    def segment(self, volume: np.ndarray, spacing: tuple[float, ...] | None = None,
-                flip_tta: bool = False, largest_component: bool | None = None) -> np.ndarray:
+    def segment(self, volume: np.ndarray, flip_tta: bool = False, *, spacing: tuple[float, ...] | None = None,
+                largest_component: bool | None = None) -> np.ndarray:
         """Labels uint8 [Z, H, W] for a volume [Z, H, W] of raw intensities (slices along the first axis),
         normalised as the run's training data was. `spacing` in mm, (Z, H, W) or in-plane (H, W): a
         model in physical space (`spacing_mm`) needs it to see the anatomy at its training scale.
@@ -81,10 +81,10 @@ class Segmenter:
         if volume.ndim != 3:
             raise ValueError(f"expected a [Z, H, W] volume, got shape {volume.shape}")
         if spacing is not None:
-            spacing = tuple(float(s) for s in spacing)
-            if len(spacing) not in (2, 3) or not all(np.isfinite(s) and s > 0 for s in spacing):
-                raise ValueError(f"spacing must be 2 or 3 positive numbers in mm, got {spacing}")
-            spacing = spacing[-2:]
+            values = np.atleast_1d(np.asarray(spacing, dtype=float)).tolist()
+            if len(values) not in (2, 3) or not all(np.isfinite(v) and v > 0 for v in values[-2:]):
+                raise ValueError(f"spacing must be (Z, H, W) or (H, W) in mm, the in-plane values > 0; got {spacing}")
+            spacing = tuple(values[-2:])
         elif self.spacing_mm:
             raise ValueError(f"this model works at {self.spacing_mm:g} mm: pass the volume's spacing "
                              "(segment(volume, spacing=(z, y, x)))")

@@ -41,7 +41,7 @@ def plan(fp: dict, input_sizes: dict[str, int]) -> dict:
     """Target in-plane spacing (the median, as nnU-Net) and, per profile, what its square input
     covers in millimetres at that spacing against the median field of view. Without spacing there is
     no plan: slices are resized to the input, and a model knows no physical size."""
-    if "in_plane_spacing_mm" not in fp:
+    if "in_plane_spacing_mm" not in fp or fp["with_spacing"] < fp["cases"]:  # as resolve_spacing("auto")
         return {"target_spacing_mm": None}
     target = fp["in_plane_spacing_mm"]["median"]
     fov = fp["field_of_view_mm"]["median"]
@@ -64,8 +64,8 @@ def describe(fp: dict, pl: dict) -> list[str]:
         lines.append(f"    intensity (train): mean {i['mean']:.3f}, std {i['std']:.3f}, "
                      f"0.5-99.5 % {i['p0.5']:.3f} to {i['p99.5']:.3f}")
     if pl["target_spacing_mm"] is None:
-        lines.append("  plan: no spacing stored, so slices are resized to the input whatever their size in mm "
-                     "(a model trained on it knows no physical size)")
+        lines.append("  plan: not every case knows its spacing, so slices are resized to the input whatever their size "
+                     "in mm (a model trained on it knows no physical size)")
         return lines
     lines.append(f"  plan: target in-plane spacing {pl['target_spacing_mm']:.2f} mm (the median; runs train and "
                  "predict at it unless --target-spacing says otherwise)")

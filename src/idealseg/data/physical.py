@@ -15,6 +15,7 @@ does, and a model trained on it only works on scans framed like its training set
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from idealseg.errors import IdealsegError
 
 FOREGROUND_SHARE = 1 / 3  # nnU-Net's oversample_foreground_percent
 MAX_CANVAS_PATCHES = 2  # a canvas is at most twice the patch: the periphery of a huge field of view goes
+MAX_SIDE = 4096  # a slice resampled to the target spacing larger than this is an error, not an allocation
 
 
 def resolve_spacing(option: str, dataset: Dataset) -> float:
@@ -37,16 +39,28 @@ def resolve_spacing(option: str, dataset: Dataset) -> float:
     if option == "none":
         return 0.0
     if option == "auto":
-        return float(np.median([s for sp in known for s in sp[1:]])) if everyone else 0.0
-    if not everyone:
+        if known and not everyone:
+            warnings.warn(f"{dataset.root}: {len(dataset.cases) - len(known)} of {len(dataset.cases)} cases have no "
+                          "spacing, so this run resizes slices and its model will know no physical size "
+                          "(--target-spacing none says so explicitly)", stacklevel=2)
+        target = float(np.median([s for sp in known for s in sp[1:]])) if everyone else 0.0
+    elif not everyone:
         raise IdealsegError(f"{dataset.root}: target_spacing {option} needs every case's spacing, and "
                             f"{len(dataset.cases) - len(known)} of {len(dataset.cases)} cases have none "
                             "(prepare it from NIfTI, or ssl4mis with --spacing-from)")
-    return float(option)
+    else:
+        target = float(option)
+    if target:
+        side = max(max(resampled_size(tuple(c.shape[1:]), tuple(c.spacing[1:]), target)) for c in dataset.cases)
+        if side > MAX_SIDE:
+            raise IdealsegError(f"{dataset.root}: at {target:g} mm the largest slice would be {side} pixels on a "
+                                f"side, more than {MAX_SIDE}; choose a coarser --target-spacing")
+    return target
 
 
 def resampled_size(shape: tuple[int, int], spacing: tuple[float, float], target: float) -> tuple[int, int]:
-    """(H, W) of a slice of `shape` at `spacing` (mm) once resampled to `target` mm."""
+    """(H, W) of a slice of `shape` at `spacing` (mm) once resampled to `target` mm (callers check
+    MAX_SIDE, so that a header's absurd spacing is an error rather than an allocation)."""
     return tuple(max(1, round(n * s / target)) for n, s in zip(shape, spacing, strict=True))  # type: ignore[return-value]
 
 

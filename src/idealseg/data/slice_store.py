@@ -52,7 +52,8 @@ class SliceStore:
             if not spacing:
                 return resize_slices(slices, size, mode)
             grid = resampled_size(tuple(slices.shape[-2:]), tuple(case_spacing[1:]), spacing)
-            return centre(resample(slices, grid, mode), canvas)
+            exact = "nearest-exact" if mode == "nearest" else mode  # labels land where bilinear puts the image
+            return centre(resample(slices, grid, exact), canvas)
 
         images, labels, flags, case_ids, idx, patients = [], [], [], [], [], []
         for entry in tqdm(dataset.split(split), desc=f"loading {split} slices", unit="case", leave=False):

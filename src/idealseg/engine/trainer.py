@@ -268,9 +268,10 @@ class Trainer:
         (a diagnostic: no loss ever reads those labels), and the share of pixels where streams disagree."""
         if not len(self.probe):
             return {}
-        images = self.store.images[self.probe].to(self.ctx.device)
         truth = self.store.labels[self.probe].numpy()
-        streams = {k: v.cpu().numpy() for k, v in self.method.streams_argmax(images).items()}
+        chunks = [self.method.streams_argmax(self.store.images[part].to(self.ctx.device))
+                  for part in self.probe.split(16)]  # canvases can be 4x a patch: bounded memory
+        streams = {k: torch.cat([c[k] for c in chunks]).cpu().numpy() for k in chunks[0]}
         row = {f"pl_dice_{name}": round(mean_foreground_dice(pred, truth, self.cfg.num_classes), 5)
                for name, pred in streams.items()}
         if len(streams) == 2:

@@ -15,7 +15,7 @@ from idealseg.atomic import atomic_file
 from idealseg.data.dataset import Dataset
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.clinical import ejection_fractions
-from idealseg.evaluation.inference import predict_case
+from idealseg.evaluation.inference import check_spacing, predict_case
 from idealseg.evaluation.metrics import volume_metrics
 from idealseg.ownership import check_no_overlap, check_replaceable, write_manifest
 from idealseg.runfolder.folder import load_run, run_largest_component
@@ -41,6 +41,7 @@ def evaluate_run(
     cases = [c for c in ds.split(split) if c.labeled]
     if not cases:
         raise IdealsegError(f"{ds.root}: split {split!r} has no labelled cases to evaluate")
+    check_spacing(cfg, ds.root, cases)
     unit = "mm" if all(c.spacing for c in cases) else "voxels"
     out = Path(out) if out else run_dir / f"eval_{split}"
     check_evaluation_folder(out, run_dir, ds.root)

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 
 from idealseg.data.components import largest_components
-from idealseg.data.physical import resample, resampled_size
+from idealseg.data.physical import MAX_SIDE, resample, resampled_size
 from idealseg.data.slice_store import resize_slices
+from idealseg.errors import IdealsegError
 
 OVERLAP = 0.5
 
@@ -42,6 +43,10 @@ def predict_volume(
     if target_spacing and spacing is None:
         raise ValueError(f"this model works at {target_spacing:g} mm: the volume's in-plane spacing is needed")
     grid = resampled_size((h, w), tuple(spacing), target_spacing) if target_spacing else (input_size, input_size)
+    if max(grid) > MAX_SIDE:
+        raise ValueError(f"at the model's {target_spacing:g} mm a slice of {h} x {w} pixels of {spacing} mm would "
+                         f"be {grid[0]} x {grid[1]}, more than {MAX_SIDE} on a side: is the header's spacing right?")
+    batch_size = max(1, min(batch_size, 2**24 // (grid[0] * grid[1])))  # probabilities stay near 1 GB
     vol = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[:, None]
 
     def net(x: torch.Tensor) -> torch.Tensor:
@@ -79,3 +84,11 @@ def predict_case(method, cfg, case, device: torch.device | str, flip_tta: bool =
     return predict_volume(method.predict, case.image, cfg.input_size, device, flip_tta=flip_tta,
                           spacing=in_plane(case.spacing), target_spacing=cfg.spacing_mm,
                           largest_component=largest_component)
+
+
+def check_spacing(cfg, root, cases) -> None:
+    """A run in physical space can only segment cases that know their spacing: say so before the first."""
+    missing = [c.id for c in cases if not c.spacing]
+    if cfg.spacing_mm and missing:
+        raise IdealsegError(f"{root}: the run works at {cfg.spacing_mm:g} mm and {len(missing)} case(s) have no "
+                            f"spacing ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")

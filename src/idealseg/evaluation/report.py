@@ -11,8 +11,8 @@ from idealseg.atomic import atomic_file
 from idealseg.data.dataset import Dataset
 from idealseg.evaluation.evaluate import markdown_table
 from idealseg.evaluation.figures import overlay, training_curves
-from idealseg.evaluation.inference import predict_case
-from idealseg.runfolder.folder import load_run, resolve_run
+from idealseg.evaluation.inference import check_spacing, predict_case
+from idealseg.runfolder.folder import load_run, resolve_run, run_largest_component
 
 
 def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
@@ -34,9 +34,12 @@ def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cfg, method, _ = load_run(run_dir, device=device)
     ds = Dataset(cfg.dataset)
-    for entry in [c for c in ds.split(split) if c.labeled][:cases]:
+    shown = [c for c in ds.split(split) if c.labeled][:cases]
+    check_spacing(cfg, ds.root, shown)
+    cleaned = run_largest_component(run_dir)  # the overlays show what evaluate scored
+    for entry in shown:
         case = ds.load(entry.id)
-        mask = predict_case(method, cfg, case, device)
+        mask = predict_case(method, cfg, case, device, largest_component=cleaned)
         name = f"overlay_{entry.id}.png"
         overlay(case.image, case.label, mask, out / name, title=entry.id)
         parts += [f"![{entry.id}]({name})", ""]

@@ -59,8 +59,11 @@ def check_run_folder(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: boo
             if key in ("dataset", "init") and was and now:
                 was, now = str(Path(was).resolve()), str(Path(now).resolve())
             if was != now:
+                hint = ("; pass --target-spacing none to continue a run trained on resized slices, or start a "
+                        "new run folder" if key == "spacing_mm" and not was
+                        else "; resume with the same options or start a new run folder")
                 raise IdealsegError(f"{run_dir}: --resume with {key}={now!r}, but this run was started with "
-                                    f"{key}={was!r}; resume with the same options or start a new run folder")
+                                    f"{key}={was!r}{hint}")
 
 
 def resolve_run(run: str | Path) -> Path:
