@@ -125,19 +125,21 @@ def reference_training(root: Path, size: int, batch: int, steps: int, workers: i
 
 
 def _trainer(root: Path, run: Path, size: int, batch: int, iterations: int, channels_last: bool,
-             amp: bool = False) -> Trainer:
+             amp: bool = False, compiled: str = "off") -> Trainer:
     """idealseg's engine training the plain U-Net (supervised) on every labelled slice."""
     cfg = resolve_config("finetune", "cpu", None, dict(
         method="supervised", dataset=str(root), labeled="all", input_size=size, batch_labeled=batch,
         batch_unlabeled=0, iterations=iterations, time_budget=0, val_every=0, checkpoint_every=10**9,
-        log_every=5, channels_last=channels_last, amp=amp))
+        log_every=5, channels_last=channels_last, amp=amp, compile=compiled))
     return Trainer(cfg, run)
 
 
-def idealseg_training(root: Path, size: int, batch: int, steps: int, channels_last: bool, amp: bool = False) -> float:
-    """Images per second of idealseg's engine on the same model and batch (after 5 warm-up steps)."""
+def idealseg_training(root: Path, size: int, batch: int, steps: int, channels_last: bool, amp: bool = False,
+                      compiled: str = "off") -> float:
+    """Images per second of idealseg's engine on the same model and batch (after 5 warm-up steps, which
+    hold the compilation when `compiled` is not off)."""
     with tempfile.TemporaryDirectory() as tmp:
-        _trainer(root, Path(tmp) / "run", size, batch, steps + 5, channels_last, amp).fit()
+        _trainer(root, Path(tmp) / "run", size, batch, steps + 5, channels_last, amp, compiled).fit()
         rows = {int(r["step"]): float(r["time"]) for r in csv.DictReader(open(Path(tmp) / "run" / "log.csv"))}
     return steps * batch / (rows[steps + 5] - rows[5])
 
@@ -226,6 +228,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
     parser.add_argument("--out", default="benchmarks/results/throughput")
+    parser.add_argument("--compile", default="off", choices=("off", "on", "cudagraphs", "max-autotune"),
+                        help="also measure idealseg's training with this torch.compile setting (bf16 where native)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds of every measurement, interleaved; the medians are reported")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
@@ -254,6 +258,9 @@ def main() -> None:
         ("inference_slices_per_s", "reference"): partial(inference, root, size, False, device),
         ("inference_slices_per_s", "idealseg"): partial(inference, root, size, True, device),
     }
+    if args.compile != "off":
+        measures[("train_images_per_s", "idealseg_bf16_compiled")] = partial(
+            idealseg_training, root, size, batch, steps, True, True, args.compile)
     rounds: dict[tuple[str, str], list[float]] = {key: [] for key in measures}
     for _ in range(args.repeat):
         for key, measure in measures.items():

@@ -28,6 +28,7 @@ from idealseg.data.dataset import Dataset
 from idealseg.data.physical import crop_patches, resolve_spacing
 from idealseg.data.slice_store import BatchSampler, SliceStore
 from idealseg.engine import distributed
+from idealseg.engine.compiled import compile_mode, compile_networks, fused
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.inference import predict_case
 from idealseg.evaluation.metrics import mean_foreground_dice
@@ -91,10 +92,11 @@ class Trainer:
         if cfg.channels_last:
             self.method.to(memory_format=torch.channels_last)
         params = [p for p in self.method.parameters() if p.requires_grad]
+        fuse = fused(self.ctx.device)
         if cfg.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+            self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, **fuse)
         elif cfg.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fuse)
         else:
             raise IdealsegError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
         cuda = self.ctx.device.type == "cuda"
@@ -104,6 +106,9 @@ class Trainer:
         if resume:
             self._restore()
         self.board = self._tensorboard()
+        self.compile_mode = compile_mode(cfg.compile, self.ctx.device)
+        if self.compile_mode:
+            compile_networks(self.method, self.compile_mode)
         self.model = self.method
         if self.ctx.distributed:
             ids = [self.ctx.device.index] if cuda else None
@@ -120,7 +125,8 @@ class Trainer:
             ckpt.mkdir(parents=True, exist_ok=True)
             write_manifest(self.run_dir, "run", RUN_FILES)
             write_environment(self.run_dir, self.ctx.device, self.ctx.world,
-                              autocast=str(autocast_dtype(self.ctx.device, self.cfg.amp) or "off"))
+                              autocast=str(autocast_dtype(self.ctx.device, self.cfg.amp) or "off"),
+                              compiled=compile_mode(self.cfg.compile, self.ctx.device) or "off")
             if not (self.run_dir / "config.yaml").exists() or not resume:
                 self.cfg.save(self.run_dir / "config.yaml")
         distributed.barrier(self.ctx)

@@ -21,12 +21,13 @@ class ByteMaskDropout(nn.Dropout):
     training step, more than any BatchNorm): the generator is serial. One byte per element is
     eight times fewer draws. The dropout probability is then a multiple of 1/256 (0.05 becomes
     13/256 = 0.0508) and the kept values are scaled by that rounded probability, so the
-    expectation is unchanged. Elsewhere (CUDA's fused kernel) it is nn.Dropout.
+    expectation is unchanged. Elsewhere (CUDA's fused kernel) and under torch.compile (where the
+    64-bit draw would break the graph) it is nn.Dropout.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cut = round(self.p * 256)
-        if not self.training or x.device.type != "cpu" or cut >= 256 or not (
+        if not self.training or x.device.type != "cpu" or cut >= 256 or torch.compiler.is_compiling() or not (
             x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
         ):
             return super().forward(x)

@@ -52,7 +52,7 @@ def source_commit() -> str | None:
     return out.stdout.strip() + ("+uncommitted changes" if dirty else "")
 
 
-def environment(device: torch.device, world: int = 1, autocast: str = "off") -> dict:
+def environment(device: torch.device, world: int = 1, autocast: str = "off", compiled: str = "off") -> dict:
     """The record env.json holds (see the module docstring)."""
     cuda = torch.cuda.is_available()
     return {
@@ -62,6 +62,7 @@ def environment(device: torch.device, world: int = 1, autocast: str = "off") -> 
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "processes": world,
         "autocast": autocast,
+        "compile": compiled,
         "cpu": cpu_model(),
         "cpu_native_bf16": cpu_has_native_bf16(),
         "torch_threads": torch.get_num_threads(),
@@ -72,7 +73,8 @@ def environment(device: torch.device, world: int = 1, autocast: str = "off") -> 
     }
 
 
-def write_environment(run_dir: Path, device: torch.device, world: int = 1, autocast: str = "off") -> None:
+def write_environment(run_dir: Path, device: torch.device, world: int = 1, autocast: str = "off",
+                      compiled: str = "off") -> None:
     """Write env.json into a run folder when its run starts."""
     with atomic_file(run_dir / "env.json") as f:
-        json.dump(environment(device, world, autocast), f, indent=1)
+        json.dump(environment(device, world, autocast, compiled), f, indent=1)
