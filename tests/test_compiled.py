@@ -1,4 +1,4 @@
-"""torch.compile of the networks: same names, same numbers, only where asked (CUDA by default)."""
+"""torch.compile of the networks: same names, same numbers, only where asked."""
 
 from __future__ import annotations
 
@@ -11,13 +11,10 @@ from idealseg.engine.compiled import compile_mode, compile_networks
 from idealseg.methods import get_method
 
 
-def test_compile_mode_follows_the_option_and_the_device():
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert compile_mode("auto", cpu) is None  # measured slower on two CPU cores
-    assert compile_mode("auto", cuda) == "default"
-    assert compile_mode("off", cuda) is None
-    assert compile_mode("on", cpu) == "default"
-    assert compile_mode("cudagraphs", cuda) == "reduce-overhead"
+def test_compile_mode_follows_the_option_and_is_off_by_default():
+    assert compile_mode(resolve_config("finetune", "gpu", None, {}).compile) is None  # measured slower
+    assert compile_mode("on") == "default"
+    assert compile_mode("cudagraphs") == "reduce-overhead"
 
 
 def test_compiled_networks_keep_names_outputs_and_gradients():

@@ -74,7 +74,7 @@ class RunConfig:
     log_every: int = 10
     amp: bool = True  # bfloat16 autocast on CUDA and on CPUs with native bfloat16; losses stay float32
     channels_last: bool = True  # measured faster: CPU +25-30 %, CUDA bf16 2x (benchmarks/throughput.py)
-    compile: str = "auto"  # torch.compile of the networks: auto (CUDA only), off, on, cudagraphs, max-autotune
+    compile: str = "off"  # torch.compile of the networks: off, on, cudagraphs, max-autotune (not faster where measured)
     threads: int = 0  # torch CPU threads; 0 = torch's default
     sync_bn: bool = False  # under torchrun on CUDA: BatchNorm statistics over the global batch (pre-training: on)
 
@@ -317,9 +317,9 @@ OPTIONS: dict[str, Option] = {
     "amp": Option("mixed precision: bfloat16 on CUDA (float16 with a scaler where bf16 is missing) and on CPUs "
                   "with native bfloat16 (AVX-512 BF16, AMX); losses are computed in float32"),
     "channels_last": Option("channels_last memory format (faster on CPU and CUDA)"),
-    "compile": Option("torch.compile the networks: auto (on CUDA, off on the CPU, where it was not faster), off, "
-                      "on (inductor), cudagraphs (inductor and CUDA graphs) or max-autotune",
-                      choices=("auto", "off", "on", "cudagraphs", "max-autotune")),
+    "compile": Option("torch.compile the networks: off, on (inductor), cudagraphs (inductor and CUDA graphs) or "
+                      "max-autotune; off by default: on was slower than eager on an H200 and on 2 CPU cores",
+                      choices=("off", "on", "cudagraphs", "max-autotune")),
     "threads": Option("torch CPU threads (0 = torch's default)", limit=(lambda v: v >= 0, ">= 0 (0 = default)")),
     "sync_bn": Option("under torchrun on CUDA, BatchNorm statistics over the global batch (SyncBatchNorm), so that "
                       "N processes train as one; CPU processes keep their own (PyTorch's needs a GPU)"),

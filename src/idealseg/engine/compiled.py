@@ -1,11 +1,11 @@
-"""torch.compile for a method's networks, and the fused optimizers, where they pay.
+"""torch.compile for a method's networks (option `compile`), and the fused optimizers on CUDA.
 
-Why: at the gpu profile's size (256 x 256, batch 24) the SSL4MIS-sized U-Net leaves an H200 idle
-between kernel launches (about 28 ms a step for IDEAL, 18 ms for supervised, 2026-11-26), so a step
-costs what Python and the launches cost. Inductor fuses each convolution's BatchNorm, activation
-and dropout into fewer kernels; `cudagraphs` also replays each network's kernels as one CUDA graph.
-On two CPU cores the same compilation took 128 s and was not faster (CHANGELOG), so `auto` compiles
-on CUDA only.
+Why it exists: at the gpu profile's size (256 x 256, batch 24) the SSL4MIS-sized U-Net reaches
+about 8 % of an H200's bfloat16 matrix-product peak (about 28 ms a step for IDEAL, 19 ms for
+supervised), so fewer, fused kernels looked like the way to the issue's 8-minute protocol. Measured
+(benchmarks/throughput.py --compile on, H200, 2026-11-27): 1161 images/s compiled against 1263
+eager, so it is off by default; on two CPU cores it took 128 s to compile and was not faster
+either (CHANGELOG). `cudagraphs` and `max-autotune` are there to be measured, not yet measured.
 
 Only the networks (U-Net, encoder, decoders, heads) are compiled, each in place with
 `nn.Module.compile`: augmentation, mixing and losses stay eager (their Python control flow would
@@ -24,10 +24,8 @@ NETWORKS = (UNet, Encoder, Decoder, DenseProjectionHead, MLPHead)
 MODES = {"on": "default", "cudagraphs": "reduce-overhead", "max-autotune": "max-autotune-no-cudagraphs"}
 
 
-def compile_mode(setting: str, device: torch.device) -> str | None:
-    """The torch.compile mode for option `compile` on `device`; None means eager."""
-    if setting == "auto":
-        setting = "on" if device.type == "cuda" else "off"
+def compile_mode(setting: str) -> str | None:
+    """The torch.compile mode for option `compile`; None means eager."""
     return MODES.get(setting)
 
 

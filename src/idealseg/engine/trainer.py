@@ -106,7 +106,7 @@ class Trainer:
         if resume:
             self._restore()
         self.board = self._tensorboard()
-        self.compile_mode = compile_mode(cfg.compile, self.ctx.device)
+        self.compile_mode = compile_mode(cfg.compile)
         if self.compile_mode:
             compile_networks(self.method, self.compile_mode)
         self.model = self.method
@@ -126,7 +126,7 @@ class Trainer:
             write_manifest(self.run_dir, "run", RUN_FILES)
             write_environment(self.run_dir, self.ctx.device, self.ctx.world,
                               autocast=str(autocast_dtype(self.ctx.device, self.cfg.amp) or "off"),
-                              compiled=compile_mode(self.cfg.compile, self.ctx.device) or "off")
+                              compiled=compile_mode(self.cfg.compile) or "off")
             if not (self.run_dir / "config.yaml").exists() or not resume:
                 self.cfg.save(self.run_dir / "config.yaml")
         distributed.barrier(self.ctx)
