@@ -128,7 +128,7 @@ def test_partial_spacing_warns_and_evaluation_needs_spacing(phantom, tmp_path, c
     partial = Dataset(_without_spacing(phantom, tmp_path / "partial", {first}))
     with pytest.warns(UserWarning, match="1 of .* cases have no spacing, so this run resizes slices"):
         assert resolve_spacing("auto", partial) == 0.0
-    with pytest.raises(IdealsegError, match="more than 4096; choose a coarser --target-spacing"):
+    with pytest.raises(IdealsegError, match="more than 4096 on a side; choose a coarser --target-spacing"):
         resolve_spacing("0.01", Dataset(phantom))
     run = idealseg.finetune(phantom, tmp_path / "run", method="supervised", labeled="2", profile="tiny",
                             iterations=2, val_every=0, threads=1)

@@ -50,11 +50,10 @@ def resolve_spacing(option: str, dataset: Dataset) -> float:
                             "(prepare it from NIfTI, or ssl4mis with --spacing-from)")
     else:
         target = float(option)
-    if target:
-        side = max(max(resampled_size(tuple(c.shape[1:]), tuple(c.spacing[1:]), target)) for c in dataset.cases)
-        if side > MAX_SIDE:
-            raise IdealsegError(f"{dataset.root}: at {target:g} mm the largest slice would be {side} pixels on a "
-                                f"side, more than {MAX_SIDE}; choose a coarser --target-spacing")
+    for case in dataset.cases if target else []:
+        reason = oversize(tuple(case.shape[1:]), tuple(case.spacing[1:]), target)
+        if reason:
+            raise IdealsegError(f"{dataset.root}: case {case.id}: {reason}; choose a coarser --target-spacing")
     return target
 
 
@@ -62,6 +61,17 @@ def resampled_size(shape: tuple[int, int], spacing: tuple[float, float], target:
     """(H, W) of a slice of `shape` at `spacing` (mm) once resampled to `target` mm (callers check
     MAX_SIDE, so that a header's absurd spacing is an error rather than an allocation)."""
     return tuple(max(1, round(n * s / target)) for n, s in zip(shape, spacing, strict=True))  # type: ignore[return-value]
+
+
+def oversize(shape: tuple[int, int], spacing: tuple[float, float], target: float) -> str | None:
+    """Why a slice of `shape` at `spacing` (mm) cannot be resampled to `target` mm (larger than
+    MAX_SIDE on a side: a header's absurd spacing, or a target far too fine), or None when it can.
+    Training, inference and predict's check of every scan all ask here before they allocate."""
+    grid = resampled_size(shape, spacing, target)
+    if max(grid) <= MAX_SIDE:
+        return None
+    return (f"at {target:g} mm its {shape[0]} x {shape[1]} slices of {spacing[0]:g} x {spacing[1]:g} mm would be "
+            f"{grid[0]} x {grid[1]} pixels, more than {MAX_SIDE} on a side")
 
 
 def resample(slices: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 
 from idealseg.data.components import largest_components
-from idealseg.data.physical import MAX_SIDE, resample, resampled_size
+from idealseg.data.physical import oversize, resample, resampled_size
 from idealseg.data.slice_store import resize_slices
 from idealseg.errors import IdealsegError
 
@@ -42,10 +42,10 @@ def predict_volume(
     device = torch.device(device)
     if target_spacing and spacing is None:
         raise ValueError(f"this model works at {target_spacing:g} mm: the volume's in-plane spacing is needed")
+    reason = oversize((h, w), tuple(spacing), target_spacing) if target_spacing else None
+    if reason:
+        raise ValueError(f"the model's spacing: {reason}: is the volume's spacing right?")
     grid = resampled_size((h, w), tuple(spacing), target_spacing) if target_spacing else (input_size, input_size)
-    if max(grid) > MAX_SIDE:
-        raise ValueError(f"at the model's {target_spacing:g} mm a slice of {h} x {w} pixels of {spacing} mm would "
-                         f"be {grid[0]} x {grid[1]}, more than {MAX_SIDE} on a side: is the header's spacing right?")
     batch_size = max(1, min(batch_size, 2**24 // (grid[0] * grid[1])))  # probabilities stay near 1 GB
     vol = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[:, None]
 

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from idealseg.atomic import atomic_path
 from idealseg.data.nifti_io import from_zhw, load_nifti, slicing_axes, spacing_zhw, to_zhw
 from idealseg.data.normalize import normalize_volume
-from idealseg.data.physical import MAX_SIDE, resampled_size
+from idealseg.data.physical import oversize
 from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.inference import in_plane, predict_volume
 from idealseg.ownership import describe
@@ -119,11 +119,9 @@ def predict_files(
             data, _, axes, img = scan
             shape = to_zhw(data, axes).shape[1:]
             spacing = in_plane(spacing_zhw(img.header.get_zooms()[:3], axes, path))
-            grid = resampled_size(shape, spacing, cfg.spacing_mm)
-            if max(grid) > MAX_SIDE:
-                raise InputError(path, f"at the model's {cfg.spacing_mm:g} mm its {shape[0]} x {shape[1]} slices of "
-                                       f"{spacing[0]:g} x {spacing[1]:g} mm would be {grid[0]} x {grid[1]} pixels, "
-                                       f"more than {MAX_SIDE} on a side: check the header's spacing")
+            reason = oversize(shape, spacing, cfg.spacing_mm)
+            if reason:
+                raise InputError(path, f"the model's spacing: {reason}: check the header's spacing")
     written = []
     for i, (path, target) in enumerate(tqdm(list(zip(files, targets, strict=True)), desc="predict", unit="vol")):
         data, affine, axes, img = first if i == 0 else read_scan(path)
