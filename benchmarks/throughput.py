@@ -157,9 +157,9 @@ def profile_training(root: Path, size: int, batch: int, steps: int, out: Path) -
     (out / "profile.txt").write_text(prof.key_averages().table(sort_by=key, row_limit=25) + "\n")
 
 
-def _segment(model, case, size: int, batched: bool, device: torch.device) -> None:
+def _segment(model, case, size: int, batched: bool, device: torch.device, amp: bool) -> None:
     if batched:  # idealseg's whole-volume inference
-        predict_volume(lambda x: model(x).softmax(1), case.image, size, device)
+        predict_volume(lambda x: model(x).softmax(1), case.image, size, device, amp=amp)
         return
     for z in range(case.image.shape[0]):  # SSL4MIS test_single_volume: zoom, one slice, zoom back
         h, w = case.image.shape[1:]
@@ -169,8 +169,9 @@ def _segment(model, case, size: int, batched: bool, device: torch.device) -> Non
 
 
 @torch.no_grad()
-def inference(root: Path, size: int, batched: bool, device: torch.device) -> float:
+def inference(root: Path, size: int, batched: bool, device: torch.device, amp: bool | None = None) -> float:
     """Slices per second segmenting the validation volumes (resize back to native size included).
+    idealseg's side runs under bfloat16 autocast with `amp` (None: on CUDA only, float32 on a CPU).
 
     Each side first segments one volume untimed: a GPU's first calls (kernel selection, bf16
     autocast caches) would otherwise be charged to whichever side runs them, and on 20 small
@@ -183,11 +184,12 @@ def inference(root: Path, size: int, batched: bool, device: torch.device) -> flo
         model = plain_unet(ds.num_classes).to(device).eval()
     cases = [ds.load(c.id) for c in ds.split("val")]
     n = sum(c.image.shape[0] for c in cases)
-    _segment(model, cases[0], size, batched, device)
+    amp = device.type == "cuda" if amp is None else amp
+    _segment(model, cases[0], size, batched, device, amp)
     _sync(device)
     start = time.perf_counter()
     for case in cases:
-        _segment(model, case, size, batched, device)
+        _segment(model, case, size, batched, device, amp)
     _sync(device)
     return n / (time.perf_counter() - start)
 
@@ -257,6 +259,7 @@ def main() -> None:
         ("peak_gflops", "bfloat16"): partial(matmul_peak, torch.bfloat16, device),
         ("inference_slices_per_s", "reference"): partial(inference, root, size, False, device),
         ("inference_slices_per_s", "idealseg"): partial(inference, root, size, True, device),
+        ("inference_slices_per_s", "idealseg_bf16"): partial(inference, root, size, True, device, True),
     }
     if args.compile != "off":
         measures[("train_images_per_s", "idealseg_bf16_compiled")] = partial(
@@ -274,6 +277,7 @@ def main() -> None:
     result["train_ratio"] = t["idealseg_channels_last"] / t["reference"]  # channels_last is the default
     result["inference_ratio"] = i["idealseg"] / i["reference"]
     result["train_ratio_bf16"] = t["idealseg_bf16"] / t["reference"]  # equals float32 where bf16 is not native
+    result["inference_ratio_bf16"] = i["idealseg_bf16"] / i["reference"]
     result["cpu_native_bf16"] = cpu_has_native_bf16()
     flops = flops_per_image(IdealDataset(root).num_classes, size)
     peak = result["peak_gflops"]
@@ -284,6 +288,7 @@ def main() -> None:
         "train_idealseg_bf16": t["idealseg_bf16"] * flops["train"] / 1e9 / peak["bfloat16"],
         "inference_reference": i["reference"] * flops["inference"] / 1e9 / peak["float32"],
         "inference_idealseg": i["idealseg"] * flops["inference"] / 1e9 / peak["float32"],
+        "inference_idealseg_bf16": i["idealseg_bf16"] * flops["inference"] / 1e9 / peak["bfloat16"],
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

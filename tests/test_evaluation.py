@@ -8,6 +8,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from idealseg.benchmark import (
     calibrate,
@@ -159,8 +160,10 @@ def test_ideal_ablation_config_changes_one_thing_per_row():
     spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "acdc_cpu_ideal_ablation.yaml")
     rows = spec["methods"]
     assert rows[0]["name"] == spec["reference"] == "ideal" and not rows[0].get("options")
-    assert all(r["method"] == "ideal" and r["pretrain"] == "ideal-pretrain" for r in rows)
-    assert all(1 <= len(r["options"]) <= 2 for r in rows[1:])  # the two perturbations change together
+    assert all(r["pretrain"] == "ideal-pretrain" for r in rows)
+    for r in rows[1:]:  # one thing of IDEAL's fine-tuning (the two perturbations change together), or
+        # IDEAL's pre-trained encoder under another recipe's fine-tuning, that recipe as it is
+        assert 1 <= len(r["options"]) <= 2 if r["method"] == "ideal" else not r.get("options"), r
 
 
 def test_tuning_config_sweeps_both_methods_alike():
@@ -170,7 +173,7 @@ def test_tuning_config_sweeps_both_methods_alike():
     settings = {}
     for cell in spec["methods"]:
         settings.setdefault(cell["method"], set()).add(tuple(sorted(cell.get("options", {}).items())))
-    assert settings["supervised"] == settings["ideal"] and len(settings["ideal"]) == 3
+    assert settings["supervised"] == settings["bcp"] and len(settings["bcp"]) == 2  # SGD 0.01: acdc_cpu's cells
 
 
 @pytest.mark.parametrize("name", ["acdc_gpu_lease", "acdc_gpu_lease_long"])
@@ -361,3 +364,24 @@ def test_benchmark_config_errors_before_any_cell_runs(tmp_path, methods, extra, 
     cfg.write_text(f"dataset: d\n{labeled}{extra}methods:\n  - {methods}\n")
     with pytest.raises(IdealsegError, match="b.yaml: " + expected):
         load_benchmark(cfg)
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_inference_follows_the_runs_precision(amp):
+    """Served as trained: bfloat16 autocast where the run's amp is on and the CPU has native bfloat16,
+    float32 otherwise (predict_case passes the run's own option)."""
+    from types import SimpleNamespace
+
+    from idealseg.evaluation.inference import predict_case
+    from idealseg.runfolder.environment import cpu_has_native_bf16
+
+    seen = []
+
+    def predict(x):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return torch.nn.functional.one_hot((x[:, 0] > 0.5).long(), 2).permute(0, 3, 1, 2).float()
+
+    cfg = SimpleNamespace(input_size=16, spacing_mm=0.0, amp=amp)
+    case = SimpleNamespace(image=np.random.default_rng(0).random((3, 20, 20), dtype=np.float32), spacing=None)
+    mask = predict_case(SimpleNamespace(predict=predict), cfg, case, "cpu")
+    assert mask.shape == (3, 20, 20) and seen and all(s == (amp and cpu_has_native_bf16()) for s in seen)

@@ -92,7 +92,8 @@ class Segmenter:
         if largest_component is None:
             largest_component = self.largest_component
         return predict_volume(self.method.predict, image, self.cfg.input_size, self.device, flip_tta=flip_tta,
-                              spacing=spacing, target_spacing=self.spacing_mm, largest_component=largest_component)
+                              spacing=spacing, target_spacing=self.spacing_mm, largest_component=largest_component,
+                              amp=self.cfg.amp)
 
     @property
     def spacing_mm(self) -> float:

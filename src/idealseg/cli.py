@@ -125,7 +125,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from idealseg.evaluation.evaluate import evaluate_run, markdown_table
 
     summary = evaluate_run(args.run, args.split, args.dataset, args.checkpoint, args.out, args.tta,
-                           largest_component=args.largest_component)
+                           largest_component=args.largest_component, amp=args.amp)
     print(markdown_table(summary))
     print(f"{summary['volumes']} volumes in {summary['seconds']} s; wrote {summary['run']}/eval_{args.split}"
           if not args.out else f"wrote {args.out}")
@@ -213,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
                    help="keep each class's largest 3D connected component (removes stray false positives); "
                         "default: as the run's validation chose (summary.json)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast where the device has it (CUDA, CPUs with native bfloat16); "
+                        "default: as the run trained (its amp option)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="segment NIfTI scans; masks keep the input's geometry")

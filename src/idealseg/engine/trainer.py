@@ -29,25 +29,15 @@ from idealseg.data.physical import crop_patches, resolve_spacing
 from idealseg.data.slice_store import BatchSampler, SliceStore
 from idealseg.engine import distributed
 from idealseg.engine.compiled import compile_mode, compile_networks, fused
+from idealseg.engine.precision import autocast_dtype
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.inference import predict_case
 from idealseg.evaluation.metrics import mean_foreground_dice
 from idealseg.methods import get_method
 from idealseg.ownership import check_no_overlap, write_manifest
 from idealseg.runfolder.checkpoint import load_latest, save_checkpoint
-from idealseg.runfolder.environment import cpu_has_native_bf16, write_environment
+from idealseg.runfolder.environment import write_environment
 from idealseg.runfolder.folder import RUN_FILES, check_run_folder, encoder_state, load_pretrained
-
-
-def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    """Mixed precision where the hardware has it: bfloat16 on CUDA (float16, with a gradient scaler,
-    where bf16 is missing) and on CPUs with native bfloat16 (AVX-512 BF16 or AMX: about 1.7x a float32
-    step on this project's EPYC machines); None elsewhere or when `amp` is off."""
-    if not amp:
-        return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else None
 
 
 class Trainer:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from idealseg.atomic import atomic_file
 from idealseg.data.dataset import Dataset
+from idealseg.engine.precision import autocast_dtype
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.clinical import ejection_fractions
 from idealseg.evaluation.inference import check_spacing, predict_case
@@ -26,12 +27,14 @@ METRICS = ("dice", "hd95", "asd")
 def evaluate_run(
     run: str | Path, split: str = "val", dataset: str | Path | None = None, checkpoint: str = "last",
     out: str | Path | None = None, flip_tta: bool = False, device: str | None = None,
-    largest_component: bool | None = None,
+    largest_component: bool | None = None, amp: bool | None = None,
 ) -> dict:
     """Evaluate `run` on `split`; returns the summary and writes it beside the CSV and table.
-    `largest_component` None: the post-processing the run's validation chose."""
+    `largest_component` None: the post-processing the run's validation chose; `amp` None: the
+    precision the run trained in (bfloat16 autocast where the device has it, see engine/precision)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg, method, run_dir = load_run(run, checkpoint, device)
+    amp = cfg.amp if amp is None else amp
     if largest_component is None:
         largest_component = run_largest_component(run_dir)
     ds = Dataset(dataset or cfg.dataset)
@@ -49,7 +52,8 @@ def evaluate_run(
     t0 = time.perf_counter()
     for entry in tqdm(cases, desc=f"evaluate {split}", unit="vol"):
         case = ds.load(entry.id)
-        mask = predict_case(method, cfg, case, device, flip_tta=flip_tta, largest_component=largest_component)
+        mask = predict_case(method, cfg, case, device, flip_tta=flip_tta, largest_component=largest_component,
+                            amp=amp)
         masks[entry.id] = mask
         spacing = case.spacing if unit == "mm" else None
         for c, m in volume_metrics(mask, case.label, ds.num_classes, spacing).items():
@@ -58,6 +62,7 @@ def evaluate_run(
     summary = summarise(rows, ds.classes[1:], unit)
     summary.update(run=str(run_dir), split=split, dataset=str(ds.root), checkpoint=checkpoint,
                    largest_component=largest_component, flip_tta=flip_tta,
+                   autocast=str(autocast_dtype(torch.device(device), amp) or "off"),
                    volumes=len(cases), seconds=round(seconds, 2), method=cfg.method, labeled=cfg.labeled)
     ef = ejection_fractions(ds, cases, masks)
     if ef:

@@ -19,6 +19,7 @@ from monai.inferers import sliding_window_inference
 from idealseg.data.components import largest_components
 from idealseg.data.physical import oversize, resample, resampled_size
 from idealseg.data.slice_store import resize_slices
+from idealseg.engine.precision import autocast_dtype
 from idealseg.errors import IdealsegError
 
 OVERLAP = 0.5
@@ -28,18 +29,20 @@ OVERLAP = 0.5
 def predict_volume(
     predict, image: np.ndarray, input_size: int, device: torch.device | str = "cpu",
     batch_size: int = 32, flip_tta: bool = False, spacing: tuple[float, float] | None = None,
-    target_spacing: float = 0.0, largest_component: bool = False,
+    target_spacing: float = 0.0, largest_component: bool = False, amp: bool = True,
 ) -> np.ndarray:
     """Segment a [Z, H, W] volume in [0, 1]; returns the mask, uint8 [Z, H, W].
 
     `predict` maps [B, 1, h, w] slices to class probabilities [B, C, h, w] (a method's `predict`).
     `target_spacing` > 0 (a run in physical space) needs the volume's in-plane `spacing` (H, W) in mm.
-    Probabilities are interpolated bilinearly back to the native H x W before argmax; on CUDA the
-    network runs under bf16 autocast, as in training. `largest_component` keeps each class's largest
-    3D connected component (data/components.py).
+    Probabilities are interpolated bilinearly back to the native H x W before argmax. With `amp` (a
+    run's own option) the network runs under autocast where training would (bfloat16 on CUDA and on
+    CPUs with native bfloat16), so a model trained in bfloat16 is also served in it.
+    `largest_component` keeps each class's largest 3D connected component (data/components.py).
     """
     z, h, w = image.shape
     device = torch.device(device)
+    dtype = autocast_dtype(device, amp)
     if target_spacing and spacing is None:
         raise ValueError(f"this model works at {target_spacing:g} mm: the volume's in-plane spacing is needed")
     reason = oversize((h, w), tuple(spacing), target_spacing) if target_spacing else None
@@ -59,7 +62,7 @@ def predict_volume(
     out = []
     for start in range(0, z, batch_size):
         chunk = vol[start : start + batch_size].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             if target_spacing:
                 probs = sliding_window_inference(resample(chunk, grid, "bilinear"), (input_size, input_size),
                                                  batch_size, net, overlap=OVERLAP, mode="gaussian")
@@ -79,11 +82,12 @@ def in_plane(spacing) -> tuple[float, float] | None:
 
 
 def predict_case(method, cfg, case, device: torch.device | str, flip_tta: bool = False,
-                 largest_component: bool = False) -> np.ndarray:
-    """The mask of a dataset case (a CaseVolume) by a run's method, in the run's geometry."""
+                 largest_component: bool = False, amp: bool | None = None) -> np.ndarray:
+    """The mask of a dataset case (a CaseVolume) by a run's method, in the run's geometry and, unless
+    `amp` says otherwise, its precision."""
     return predict_volume(method.predict, case.image, cfg.input_size, device, flip_tta=flip_tta,
                           spacing=in_plane(case.spacing), target_spacing=cfg.spacing_mm,
-                          largest_component=largest_component)
+                          largest_component=largest_component, amp=cfg.amp if amp is None else amp)
 
 
 def check_spacing(cfg, root, cases) -> None:

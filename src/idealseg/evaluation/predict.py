@@ -128,7 +128,7 @@ def predict_files(
         spacing = spacing_zhw(img.header.get_zooms()[:3], axes, path)
         mask = predict_volume(method.predict, normalize_volume(to_zhw(data, axes), normalization), cfg.input_size,
                               device, flip_tta=flip_tta, spacing=in_plane(spacing), target_spacing=cfg.spacing_mm,
-                              largest_component=largest_component)
+                              largest_component=largest_component, amp=cfg.amp)
         mask = from_zhw(mask, axes, ndim=3 if data.ndim != 2 else 2)
         if data.ndim == 4:
             mask = mask[..., None]
