@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from .conftest import load_benchmark_script
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def first_table(text: str) -> list[str]:
-    """The lines of the first markdown table in `text`."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-    return lines[start:end]
+sync = load_benchmark_script("sync_docs_table")
 
 
 def test_benchmark_page_copies_the_cpu_report_table():
-    page = (ROOT / "docs" / "benchmarks.md").read_text()
-    copied = page.split("<!-- acdc-cpu-table: from benchmarks/results/acdc_cpu/report.md -->", 1)[1]
-    copied = copied.split("<!-- /acdc-cpu-table -->", 1)[0]
-    report = (ROOT / "benchmarks" / "results" / "acdc_cpu" / "report.md").read_text()
-    assert first_table(copied) == first_table(report), "docs/benchmarks.md's table is stale: copy report.md's"
+    page = (sync.ROOT / "docs" / "benchmarks.md").read_text()
+    copied = page.split(sync.START, 1)[1].split(sync.END, 1)[0]
+    report = (sync.ROOT / "benchmarks" / "results" / "acdc_cpu" / "report.md").read_text()
+    assert sync.first_table(copied) == sync.first_table(report), (
+        "docs/benchmarks.md's table is stale: python benchmarks/sync_docs_table.py")
