@@ -29,14 +29,13 @@ from idealseg.data.physical import crop_patches, resolve_spacing
 from idealseg.data.slice_store import BatchSampler, SliceStore
 from idealseg.engine import distributed
 from idealseg.engine.compiled import compile_mode, compile_networks, fused
-from idealseg.engine.precision import autocast_dtype
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.inference import predict_case
 from idealseg.evaluation.metrics import mean_foreground_dice
 from idealseg.methods import get_method
 from idealseg.ownership import check_no_overlap, write_manifest
 from idealseg.runfolder.checkpoint import load_latest, save_checkpoint
-from idealseg.runfolder.environment import write_environment
+from idealseg.runfolder.environment import autocast_dtype, write_environment
 from idealseg.runfolder.folder import RUN_FILES, check_run_folder, encoder_state, load_pretrained
 
 

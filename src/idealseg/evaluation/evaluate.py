@@ -13,12 +13,12 @@ from tqdm import tqdm
 
 from idealseg.atomic import atomic_file
 from idealseg.data.dataset import Dataset
-from idealseg.engine.precision import autocast_dtype
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.clinical import ejection_fractions
 from idealseg.evaluation.inference import check_spacing, predict_case
 from idealseg.evaluation.metrics import volume_metrics
 from idealseg.ownership import check_no_overlap, check_replaceable, write_manifest
+from idealseg.runfolder.environment import autocast_dtype
 from idealseg.runfolder.folder import load_run, run_largest_component
 
 METRICS = ("dice", "hd95", "asd")
@@ -31,7 +31,7 @@ def evaluate_run(
 ) -> dict:
     """Evaluate `run` on `split`; returns the summary and writes it beside the CSV and table.
     `largest_component` None: the post-processing the run's validation chose; `amp` None: the
-    precision the run trained in (bfloat16 autocast where the device has it, see engine/precision)."""
+    precision the run trained in (bfloat16 autocast where the device has it, see runfolder/environment.autocast_dtype)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg, method, run_dir = load_run(run, checkpoint, device)
     amp = cfg.amp if amp is None else amp

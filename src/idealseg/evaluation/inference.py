@@ -19,8 +19,8 @@ from monai.inferers import sliding_window_inference
 from idealseg.data.components import largest_components
 from idealseg.data.physical import oversize, resample, resampled_size
 from idealseg.data.slice_store import resize_slices
-from idealseg.engine.precision import autocast_dtype
 from idealseg.errors import IdealsegError
+from idealseg.runfolder.environment import autocast_dtype
 
 OVERLAP = 0.5
 
