@@ -385,3 +385,19 @@ def test_inference_follows_the_runs_precision(amp):
     case = SimpleNamespace(image=np.random.default_rng(0).random((3, 20, 20), dtype=np.float32), spacing=None)
     mask = predict_case(SimpleNamespace(predict=predict), cfg, case, "cpu")
     assert mask.shape == (3, 20, 20) and seen and all(s == (amp and cpu_has_native_bf16()) for s in seen)
+
+
+def test_a_variant_is_anchored_on_its_plain_method(tmp_path, monkeypatch):
+    """A learning-rate variant of BCP, alone in its YAML, gets the table's BCP cost times the variant's
+    measured ratio to plain BCP here, not its raw cost on this (faster) machine."""
+    import idealseg.benchmark.calibration as bm
+
+    root = tmp_path / "bench"
+    root.mkdir()
+    (root / "calibration.json").write_text(json.dumps({"finetune_bcp": 0.72, "finetune_supervised": 0.27}))
+    here = {(): 0.5, (("lr", 0.03),): 0.55}  # this machine: BCP 0.5 s, the variant 10 % slower
+    monkeypatch.setattr(bm, "_seconds_per_step",
+                        lambda root, spec, stage, method, opts: here[tuple(sorted(opts.items()))])
+    spec = {"budget": {"calibrate_steps": 2}, "methods": []}
+    table = calibrate(root, spec, [{"name": "b", "method": "bcp", "options": {"lr": 0.03}}])
+    assert table["finetune_bcp_lr-0.03"] == pytest.approx(0.72 * 1.1)

@@ -20,7 +20,10 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
     A method added to a benchmark whose table was measured earlier, perhaps on another machine, is
     measured here beside one method already in the table (the anchor), and its entry is scaled by
     the anchor's old/new ratio: its steps then stand in the same proportion to the other methods'
-    as if it had been in the first calibration, whatever CPU this one is.
+    as if it had been in the first calibration, whatever CPU this one is. A variant (a method with
+    options) whose plain method is in the table is anchored on that method: an option that does
+    not change the step's arithmetic (a learning rate) then gets the plain method's steps, within
+    the measurement's noise, even when no cell of this benchmark runs the plain method.
     """
     path = root / "calibration.json"
     table = json.loads(path.read_text()) if path.exists() else _shared_calibration(spec)
@@ -34,7 +37,12 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
     anchor = next((job for job in known if job[1][0] == "finetune"), known[0] if known else None)
     scale = table[anchor[0]] / _seconds_per_step(root, spec, *anchor[1]) if missing and anchor else 1.0
     for key, job in missing:
-        table[key] = _seconds_per_step(root, spec, *job) * scale
+        plain = (job[0], job[1], {})
+        if job[2] and stage_key(*plain) in table:
+            ratio = _seconds_per_step(root, spec, *job) / _seconds_per_step(root, spec, *plain)
+            table[key] = table[stage_key(*plain)] * ratio
+        else:
+            table[key] = _seconds_per_step(root, spec, *job) * scale
         _write_calibration(path, table)
     if not path.exists():
         _write_calibration(path, table)  # every entry came from budget.calibration

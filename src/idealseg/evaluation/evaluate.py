@@ -31,7 +31,7 @@ def evaluate_run(
 ) -> dict:
     """Evaluate `run` on `split`; returns the summary and writes it beside the CSV and table.
     `largest_component` None: the post-processing the run's validation chose; `amp` None: the
-    precision the run trained in (bfloat16 autocast where the device has it, see runfolder/environment.autocast_dtype)."""
+    precision the run trained in (bfloat16 autocast where the device has it: autocast_dtype)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg, method, run_dir = load_run(run, checkpoint, device)
     amp = cfg.amp if amp is None else amp
