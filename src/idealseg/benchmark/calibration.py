@@ -39,16 +39,21 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
     missing = list({key: job for key, job in map(_job_key, jobs) if key not in table}.items())
     known = [job for job in map(_job_key, jobs) if job[0] in table]
     anchor = next((job for job in known if job[1][0] == "finetune"), known[0] if known else None)
-    scale = table[anchor[0]] / _seconds_per_step(root, spec, *anchor[1]) if missing and anchor else 1.0
+    measured: dict[str, float] = {}  # each stage measured at most once, the anchor only if needed
+
+    def here(job: tuple) -> float:
+        key = stage_key(*job)
+        if key not in measured:
+            measured[key] = _seconds_per_step(root, spec, *job)
+        return measured[key]
+
     for key, job in missing:
-        plain = (job[0], job[1], {})
-        if job[2] and set(job[2]) <= OPTIMISATION and stage_key(*plain) in table:
-            table[key] = table[stage_key(*plain)]  # the same arithmetic: a measurement would only add noise
-        elif job[2] and stage_key(*plain) in table:
-            ratio = _seconds_per_step(root, spec, *job) / _seconds_per_step(root, spec, *plain)
-            table[key] = table[stage_key(*plain)] * ratio
+        plain = stage_key(job[0], job[1], {})
+        if job[2] and plain in table:  # a variant: anchored on its plain method
+            same = set(job[2]) <= OPTIMISATION  # the same arithmetic: a measurement would only add noise
+            table[key] = table[plain] * (1.0 if same else here(job) / here((job[0], job[1], {})))
         else:
-            table[key] = _seconds_per_step(root, spec, *job) * scale
+            table[key] = here(job) * (table[anchor[0]] / here(anchor[1]) if anchor else 1.0)
         _write_calibration(path, table)
     if not path.exists():
         _write_calibration(path, table)  # every entry came from budget.calibration

@@ -76,6 +76,8 @@ class Trainer:
             self.probe = self.store.truth_probe(seed=cfg.seed)
         else:
             self.val_cases, self.probe = [], torch.empty(0, dtype=torch.long)
+        self.amp_dtype = autocast_dtype(self.ctx.device, cfg.amp)
+        self.compile_mode = compile_mode(cfg.compile)
         self._prepare_folder(resume, overwrite)  # the first write: everything above is checked
         self.method.to(self.ctx.device)
         if cfg.channels_last:
@@ -89,13 +91,11 @@ class Trainer:
         else:
             raise IdealsegError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
         cuda = self.ctx.device.type == "cuda"
-        self.amp_dtype = autocast_dtype(self.ctx.device, cfg.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step, self.elapsed, self.best, self.last_val, self.last_val_cleaned = 0, 0.0, -1.0, None, None
         if resume:
             self._restore()
         self.board = self._tensorboard()
-        self.compile_mode = compile_mode(cfg.compile)
         if self.compile_mode:
             compile_networks(self.method, self.compile_mode)
         self.model = self.method
@@ -114,8 +114,7 @@ class Trainer:
             ckpt.mkdir(parents=True, exist_ok=True)
             write_manifest(self.run_dir, "run", RUN_FILES)
             write_environment(self.run_dir, self.ctx.device, self.ctx.world,
-                              autocast=str(autocast_dtype(self.ctx.device, self.cfg.amp) or "off"),
-                              compiled=compile_mode(self.cfg.compile) or "off")
+                              autocast=str(self.amp_dtype or "off"), compiled=self.compile_mode or "off")
             if not (self.run_dir / "config.yaml").exists() or not resume:
                 self.cfg.save(self.run_dir / "config.yaml")
         distributed.barrier(self.ctx)
