@@ -36,6 +36,8 @@ def _as_integers(image: np.ndarray) -> tuple[np.ndarray, np.float32] | None:
 
 
 def pack(folder: Path, out: Path) -> None:
+    if out.exists():
+        raise SystemExit(f"{out}: exists; pack writes a new file only")
     arrays: dict[str, np.ndarray] = {"dataset.json": np.frombuffer((folder / "dataset.json").read_bytes(), np.uint8)}
     for path in sorted((folder / "cases").glob("*.h5")):
         with h5py.File(path, "r") as f:
@@ -52,6 +54,8 @@ def pack(folder: Path, out: Path) -> None:
 
 
 def unpack(pack_file: Path, folder: Path) -> None:
+    if folder.exists() and any(folder.iterdir()):
+        raise SystemExit(f"{folder}: exists and is not empty; unpack writes a new dataset folder only")
     with lzma.open(pack_file, "rb") as f:
         data = np.load(io.BytesIO(f.read()))
     (folder / "cases").mkdir(parents=True, exist_ok=True)
