@@ -17,10 +17,17 @@ import argparse
 import io
 import json
 import lzma
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+
+def _refuse(message: str) -> None:
+    """The project's bad-input rule: one line naming the path, exit code 2, nothing written."""
+    print(message, file=sys.stderr)
+    sys.exit(2)
 
 
 def _as_integers(image: np.ndarray) -> tuple[np.ndarray, np.float32] | None:
@@ -37,7 +44,7 @@ def _as_integers(image: np.ndarray) -> tuple[np.ndarray, np.float32] | None:
 
 def pack(folder: Path, out: Path) -> None:
     if out.exists():
-        raise SystemExit(f"{out}: exists; pack writes a new file only")
+        _refuse(f"{out}: exists; pack writes a new file only")
     arrays: dict[str, np.ndarray] = {"dataset.json": np.frombuffer((folder / "dataset.json").read_bytes(), np.uint8)}
     for path in sorted((folder / "cases").glob("*.h5")):
         with h5py.File(path, "r") as f:
@@ -55,7 +62,7 @@ def pack(folder: Path, out: Path) -> None:
 
 def unpack(pack_file: Path, folder: Path) -> None:
     if folder.exists() and any(folder.iterdir()):
-        raise SystemExit(f"{folder}: exists and is not empty; unpack writes a new dataset folder only")
+        _refuse(f"{folder}: exists and is not empty; unpack writes a new dataset folder only")
     with lzma.open(pack_file, "rb") as f:
         data = np.load(io.BytesIO(f.read()))
     (folder / "cases").mkdir(parents=True, exist_ok=True)
