@@ -92,7 +92,8 @@ def correspondence(theta_q: torch.Tensor, theta_k: torch.Tensor, size: int) -> t
     ph = torch.cat([p, ones], 1)  # [L, 3]
     src = torch.einsum("bij,lj->bli", theta_q.float(), ph)  # [B, L, 2] source coordinates
     a_k, b_k = theta_k[:, :, :2].float(), theta_k[:, :, 2].float()
-    pk = torch.einsum("bij,blj->bli", torch.linalg.inv(a_k), src - b_k[:, None, :])  # [B, L, 2]
+    inv_k = torch.linalg.inv_ex(a_k)[0]  # inv() checks for singular input, a wait for the device
+    pk = torch.einsum("bij,blj->bli", inv_k, src - b_k[:, None, :])  # [B, L, 2]
     inside = (pk.abs() < 1).all(-1) & (src.abs() <= 1).all(-1)
     ij = ((pk + 1) / 2 * size).floor().long().clamp(0, size - 1)  # (col, row)
     return ij[..., 1] * size + ij[..., 0], inside

@@ -79,6 +79,8 @@ class Trainer:
         self.amp_dtype = autocast_dtype(self.ctx.device, cfg.amp)
         self.compile_mode = compile_mode(cfg.compile)
         self._prepare_folder(resume, overwrite)  # the first write: everything above is checked
+        if self.ctx.device.type == "cuda":  # training shapes are fixed: cuDNN times its algorithms once
+            torch.backends.cudnn.benchmark = True
         self.method.to(self.ctx.device)
         if cfg.channels_last:
             self.method.to(memory_format=torch.channels_last)
@@ -159,8 +161,10 @@ class Trainer:
         idx_l, idx_u = self.sampler.next()
         images, labels = crop_patches(self.store.images[torch.cat([idx_l, idx_u])], self.store.labels[idx_l],
                                       len(idx_l), self.cfg.input_size)
+        if self.ctx.device.type == "cuda":  # a copy from pageable memory would wait for the queued steps
+            images, labels = images.pin_memory(), labels.pin_memory()
         images = images.to(self.ctx.device, non_blocking=True)
-        labels = labels.long().to(self.ctx.device, non_blocking=True)
+        labels = labels.to(self.ctx.device, non_blocking=True).long()
         if self.cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, labels, len(idx_l)
@@ -173,6 +177,7 @@ class Trainer:
                    desc=f"{cfg.stage} {cfg.method}", dynamic_ncols=True, mininterval=2.0)
         log_rows: list[dict] = []
         last_ckpt = self.step
+        unread: list[torch.Tensor] = []  # losses not yet read back from the device (see _check_finite)
         while not self._done():
             t0 = time.perf_counter()
             progress = distributed.broadcast_value(ctx, self.progress())  # one schedule for every rank
@@ -183,23 +188,25 @@ class Trainer:
             with torch.autocast(ctx.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 losses = self.model(images, labels, n_l, progress)
             loss = losses["loss"]
-            losses = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
-            if not math.isfinite(losses["loss"]):
-                where = self.run_dir / "checkpoints" / "last.pt"
-                good = f"last good checkpoint: {where} (step {last_ckpt})" if where.exists() else "no checkpoint yet"
-                raise IdealsegError(f"training diverged: loss is {losses['loss']} at step {self.step + 1}; {good}")
+            unread.append(loss.detach())
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.method.on_step_end()
             self.step += 1
+            logging = self.step % cfg.log_every == 0 or self.progress() >= 1.0  # local: no extra collective
+            checking = logging or self.step % cfg.checkpoint_every == 0 or (
+                cfg.val_every and self.step % cfg.val_every == 0)
+            if checking:  # the one wait for the device in a step: before anything is logged or saved
+                losses = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
+                self._check_finite(unread, last_ckpt)
             self.elapsed += time.perf_counter() - t0
             if ctx.is_main:
-                self._update_bar(bar, losses)
-            if self.step % cfg.log_every == 0 or self.progress() >= 1.0:  # local: no extra collective
+                self._update_bar(bar, losses if logging else None)
+            if logging:
                 row = {"step": self.step, "time": round(self.elapsed, 2), "lr": lr}
-                row.update({k: round(float(v), 5) for k, v in losses.items()})
+                row.update({k: round(v, 5) for k, v in losses.items()})
                 log_rows.append(row)
             if cfg.val_every and self.step % cfg.val_every == 0 and ctx.is_main and self.val_cases:
                 log_rows.append({"step": self.step, "time": round(self.elapsed, 2), **self.validate()})
@@ -227,13 +234,30 @@ class Trainer:
         distributed.barrier(ctx)
         return summary
 
-    def _update_bar(self, bar, losses) -> None:
+    def _check_finite(self, unread: list[torch.Tensor], last_ckpt: int) -> None:
+        """Stop on the first non-finite loss among the steps since the last check, naming its step.
+
+        Why deferred: reading a loss back each step makes the host wait for the device every step, so
+        the next step's kernels cannot be queued while this one computes; on a GPU, at the gpu profile's
+        size, the step is bound by those launches. Checked at every log, validation and checkpoint step
+        (one wait), so no checkpoint is written after a non-finite loss and its step is still exact."""
+        values = torch.stack(unread).float().cpu()
+        first = self.step - len(unread)
+        unread.clear()
+        bad = torch.nonzero(~torch.isfinite(values))
+        if len(bad):
+            i = int(bad[0])
+            where = self.run_dir / "checkpoints" / "last.pt"
+            good = f"last good checkpoint: {where} (step {last_ckpt})" if where.exists() else "no checkpoint yet"
+            raise IdealsegError(f"training diverged: loss is {float(values[i])} at step {first + i + 1}; {good}")
+
+    def _update_bar(self, bar, losses: dict[str, float] | None) -> None:
         if self.cfg.time_budget and self.elapsed > 0:
             expected = min(self.cfg.iterations, math.ceil(self.step / self.elapsed * self.cfg.time_budget))
             bar.total = max(expected, self.step)
         bar.update(self.step - bar.n)
-        if self.step % self.cfg.log_every == 0:
-            bar.set_postfix({k: f"{float(v):.3f}" for k, v in losses.items()}, refresh=False)
+        if losses is not None:
+            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
 
     # -- validation, logging, checkpoints ----------------------------------------------------------
     @torch.no_grad()

@@ -49,10 +49,10 @@ class DenseContrastiveLoss(nn.Module):
         k = k.flatten(2).transpose(1, 2).reshape(b * length, d)  # [B*L, D]
         keys, offset = gather_keys(k)  # [world*B*L, D]
         target = (index + torch.arange(b, device=index.device)[:, None] * length).flatten() + offset  # [B*L]
-        keep = valid.flatten()
+        keep = valid.flatten().float()  # a weight, not a boolean index: indexing waits for the device
         with torch.autocast(q.device.type, enabled=False):  # temperature 0.1 needs float32 logits
-            logits = q[keep].float() @ keys.float().T / self.temperature  # [V, world*B*L]
-        ce = F.cross_entropy(logits.float(), target[keep], reduction="sum")
+            logits = q.float() @ keys.float().T / self.temperature  # [B*L, world*B*L]
+        ce = (F.cross_entropy(logits, target, reduction="none") * keep).sum()
         return global_mean(ce + (q.sum() + k.sum()) * 0.0, keep.sum())
 
     def forward(self, q, k, index_qk, valid_qk, index_kq=None, valid_kq=None):
