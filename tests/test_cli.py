@@ -59,7 +59,7 @@ def test_unread_option_is_named_dataset_options_refused_yaml_profile_honoured(ph
     from idealseg.config import resolve_config
     from idealseg.errors import IdealsegError
 
-    with pytest.warns(UserWarning, match=r"option 'head' is read by ideal-pretrain only; finetune with ideal"):
+    with pytest.warns(UserWarning, match=r"option 'head' is read by ideal-pretrain only; finetune with bcp"):
         resolve_config("finetune", "tiny", None, {"head": "mlp"})
     with pytest.raises(IdealsegError, match=r"run.yaml: option 'num_classes' comes from the dataset"):
         (tmp_path / "run.yaml").write_text("num_classes: 3\n")

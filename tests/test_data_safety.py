@@ -349,7 +349,7 @@ def test_train_refuses_before_touching_its_pretraining(phantom, tmp_path, capsys
     assert run_cli(args, capsys)[0] == 0
     before = snapshot(out / "pretrain")
     code, line = run_cli([*args, "--method", "supervised", "--resume"], capsys)
-    assert code == 2 and "but this run was started with method='ideal'" in line, line
+    assert code == 2 and "but this run was started with method='bcp'" in line, line
     assert snapshot(out / "pretrain") == before
 
 

@@ -330,8 +330,8 @@ CASES = {
                                                           expected="encoder.pt: checkpoint not found"),
     "train: input size 16 (a 1x1 deepest map)": _bad_option("finetune", "input_size: 16", "from 32 up"),
     "train: an option neither stage reads": lambda tmp: (
-        ["train", tmp, "--out", tmp / "run", "--labeled-warmup", "0.5"],
-        "option(s) labeled_warmup are read by neither ideal-pretrain nor ideal", tmp / "run"),
+        ["train", tmp, "--out", tmp / "run", "--perturb1", "noise"],
+        "option(s) perturb1 are read by neither ideal-pretrain nor bcp", tmp / "run"),
     "train: copy-paste with weak-to-strong": _bad_option("finetune", "mixing: copy-paste\nweak_to_strong: true",
                                                          "cannot be combined yet"),
     "train: unknown sup_loss": _bad_option("finetune", "sup_loss: focal", "option 'sup_loss' must be one of"),

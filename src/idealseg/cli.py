@@ -194,11 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_pretrain)
 
     p = sub.add_parser("finetune", help="semi-supervised fine-tuning (or a baseline method)")
-    _add_train_options(p, "finetune", "ideal")
+    _add_train_options(p, "finetune", "bcp")
     p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("train", help="pretrain then finetune, into OUT/pretrain and OUT/finetune")
-    _add_train_options(p, "finetune", "ideal")
+    _add_train_options(p, "finetune", "bcp")
     p.add_argument("--pretrain-method", default="ideal-pretrain")
     p.add_argument("--no-pretrain", action="store_true", help="fine-tune from scratch (ablation)")
     p.set_defaults(func=_cmd_train)
@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace masks that exist in OUT (never an input)")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("demo", help="phantom -> pretrain -> IDEAL (2 labelled) -> test report, a few minutes")
+    p = sub.add_parser("demo", help="phantom -> IDEAL pre-training -> fine-tuning (2 labelled) -> test report, minutes")
     p.add_argument("--out", default="idealseg-demo")
     p.add_argument("--patients", type=int, default=10)
     p.add_argument("--labeled", type=int, default=2)

@@ -25,7 +25,7 @@ class RunConfig:
 
     # what and where
     stage: str = "finetune"  # "pretrain" or "finetune"
-    method: str = "ideal"
+    method: str = "bcp"  # after IDEAL pre-training: the best IDEAL-based recipe on validation (docs/benchmarks.md)
     dataset: str = ""
     labeled: str = "7"  # label budget, see data/budgets.py
     init: str | None = None  # pre-training run folder whose encoder initialises fine-tuning
