@@ -11,6 +11,8 @@
 #                                                      # waits until 540 s after its start, then collects
 #   bash benchmarks/gpu_protocol.sh collect "$OUT" 280 # on the same warm machine: waits up to 280 s more
 #   bash benchmarks/gpu_protocol.sh throughput "$OUT" 0  # set-up and benchmarks/throughput.py only
+#   bash benchmarks/gpu_protocol.sh profile "$OUT" 0     # set-up, then IDEAL's steps profiled (wall against
+#                                                        # device-busy time), eager and with CUDA graphs
 # The protocol runs IDEAL's cells, then supervised's, detached from the call (setsid) so that it goes
 # on between calls, into /tmp/acdc_gpu: the device tool re-copies the working tree at each call and
 # removed a results folder inside it while runs were writing (lease of 2026-11-27). `collect` packs
@@ -52,6 +54,17 @@ if [ "$action" = throughput ]; then
     setup
     timeout 150 python3 benchmarks/throughput.py data/acdc_ssl4mis --size 256 --batch 24 --steps 30 --workers 8 \
         --compile on --out "$out" 2>&1 | tr '\r' '\n' | grep -v "it/s\|case/s\|^\s*$" | tail -40
+    exit 0
+fi
+
+if [ "$action" = profile ]; then  # where a GPU step's time goes: wall against device-busy time, eager and graphed
+    setup
+    for method in ideal-pretrain ideal; do
+        for mode in off cudagraphs; do
+            timeout 150 python3 benchmarks/throughput.py data/acdc_ssl4mis --size 256 --batch 24 --profile 30 \
+                --method "$method" --amp --compile "$mode" --out "$out" 2>&1 | grep -A2 "^$method, " | head -3
+        done
+    done
     exit 0
 fi
 

@@ -10,9 +10,10 @@ idealseg's side is its own engine: the in-memory slice store, batched tensor aug
 training device, and batched whole-volume inference.
 
     python benchmarks/throughput.py DATASET [--size 128] [--batch 8] [--steps 40] [--repeat 3] [--out DIR]
-    python benchmarks/throughput.py DATASET --profile 15 [--out DIR]    # where idealseg's step goes
+    python benchmarks/throughput.py DATASET --profile 15 [--method ideal] [--amp] [--compile MODE] [--out DIR]
+                                                         # where idealseg's step goes
 
-Writes DIR/throughput.json and prints images/s, slices/s and the ratios (or DIR/profile.txt). On a
+Writes DIR/throughput.json and prints images/s, slices/s and the ratios (or DIR/profile_METHOD_COMPILE.txt). On a
 shared machine one round can be off by 10 % or more: --repeat measures every quantity in several
 interleaved rounds and reports the medians (each round is kept in the JSON).
 
@@ -46,6 +47,7 @@ from idealseg.data.dataset import Dataset as IdealDataset
 from idealseg.engine.trainer import Trainer
 from idealseg.evaluation.inference import predict_volume
 from idealseg.losses.dice_ce import DiceCELoss
+from idealseg.methods import METHODS
 from idealseg.models.unet import ByteMaskDropout, UNet, fold_batchnorm
 from idealseg.runfolder.environment import cpu_has_native_bf16, cpu_model
 
@@ -125,13 +127,20 @@ def reference_training(root: Path, size: int, batch: int, steps: int, workers: i
 
 
 def _trainer(root: Path, run: Path, size: int, batch: int, iterations: int, channels_last: bool,
-             amp: bool = False, compiled: str = "off") -> Trainer:
-    """idealseg's engine training the plain U-Net (supervised) on every labelled slice."""
-    cfg = resolve_config("finetune", "cpu", None, dict(
-        method="supervised", dataset=str(root), labeled="all", input_size=size, batch_labeled=batch,
-        batch_unlabeled=0, iterations=iterations, time_budget=0, val_every=0, checkpoint_every=10**9,
-        log_every=5, channels_last=channels_last, amp=amp, compile=compiled))
-    return Trainer(cfg, run)
+             amp: bool = False, compiled: str = "off", method: str = "supervised") -> Trainer:
+    """idealseg's engine training `method`: supervised on every labelled slice (the comparison with the
+    reference); a pre-training method on batch / 2 slices (two views each); any other fine-tuning method
+    on batch / 2 labelled (7 patients) + batch / 2 unlabelled slices, as the gpu profile's 12 + 12."""
+    stage = METHODS[method].stage
+    options = dict(method=method, dataset=str(root), input_size=size, iterations=iterations, time_budget=0,
+                   checkpoint_every=10**9, log_every=5, channels_last=channels_last, amp=amp, compile=compiled)
+    if method == "supervised":
+        options.update(labeled="all", batch_labeled=batch, batch_unlabeled=0, val_every=0)
+    elif stage == "pretrain":
+        options.update(batch_labeled=0, batch_unlabeled=batch // 2)
+    else:
+        options.update(labeled="7", batch_labeled=batch // 2, batch_unlabeled=batch // 2, val_every=0)
+    return Trainer(resolve_config(stage, "cpu", None, options), run)
 
 
 def idealseg_training(root: Path, size: int, batch: int, steps: int, channels_last: bool, amp: bool = False,
@@ -144,17 +153,33 @@ def idealseg_training(root: Path, size: int, batch: int, steps: int, channels_la
     return steps * batch / (rows[steps + 5] - rows[5])
 
 
-def profile_training(root: Path, size: int, batch: int, steps: int, out: Path) -> None:
-    """torch.profiler over `steps` training steps of idealseg's side (after 5 warm-up steps): profile.txt."""
+def profile_training(root: Path, size: int, batch: int, steps: int, out: Path, method: str = "supervised",
+                     amp: bool = False, compiled: str = "off") -> str:
+    """torch.profiler over `steps` training steps of `method` (after 5 warm-up steps, which hold any
+    compilation): OUT/profile_METHOD_COMPILE.txt, headed by the wall time of a step and, on a GPU, the time its
+    kernels keep the device busy. Far less busy time than wall time means the host's launches, not the
+    device, set the pace (what CUDA graphs remove)."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = _trainer(root, Path(tmp) / "run", size, batch, 5, True)
+        trainer = _trainer(root, Path(tmp) / "run", size, batch, 5, True, amp, compiled, method)
         trainer.fit()
         trainer.cfg.iterations = 5 + steps
+        _sync(device)
+        start = time.perf_counter()
         with profile(activities=activities) as prof:
             trainer.fit()
-    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
-    (out / "profile.txt").write_text(prof.key_averages().table(sort_by=key, row_limit=25) + "\n")
+            _sync(device)
+        wall = (time.perf_counter() - start) / steps
+    events = prof.key_averages()
+    busy = sum(e.self_device_time_total for e in events) / steps / 1e3 if device.type == "cuda" else float("nan")
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    head = (f"{method}, {size} px, batch {batch}, amp {amp}, compile {compiled}, {steps} steps, {cpu_model()}"
+            f"{', ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}\n"
+            f"wall {wall * 1e3:.1f} ms a step (profiler on); device busy {busy:.1f} ms a step\n")
+    text = head + events.table(sort_by=key, row_limit=25) + "\n"
+    (out / f"profile_{method}_{compiled}.txt").write_text(text)
+    return head
 
 
 def _segment(model, case, size: int, batched: bool, device: torch.device, amp: bool) -> None:
@@ -235,13 +260,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds of every measurement, interleaved; the medians are reported")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
-                        help="only profile STEPS training steps of idealseg's side; writes OUT/profile.txt")
+                        help="only profile STEPS training steps; writes OUT/profile_METHOD_COMPILE.txt")
+    parser.add_argument("--method", default="supervised", help="the method --profile profiles")
+    parser.add_argument("--amp", action="store_true", help="--profile under autocast (bf16 where native)")
     args = parser.parse_args()
     root = Path(args.dataset)
     if args.profile:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        profile_training(root, args.size, args.batch, args.profile, Path(args.out))
-        print((Path(args.out) / "profile.txt").read_text())
+        profile_training(root, args.size, args.batch, args.profile, Path(args.out), args.method, args.amp,
+                         args.compile)
+        print((Path(args.out) / f"profile_{args.method}_{args.compile}.txt").read_text())
         return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     machine = f"{cpu_model()}, {torch.get_num_threads()} torch threads"
