@@ -389,19 +389,23 @@ def test_inference_follows_the_runs_precision(amp):
 
 def test_a_variant_is_anchored_on_its_plain_method(tmp_path, monkeypatch):
     """A variant of BCP, alone in its YAML, gets the table's BCP cost times the variant's measured ratio
-    to plain BCP here, not its raw cost on this (faster) machine; one that changes only optimiser
-    numbers gets BCP's cost itself."""
+    to plain BCP here, not its raw cost on this (faster) machine; one that changes only numbers inside
+    the step (optimiser, loss weight) gets BCP's cost itself, even over an entry measured earlier."""
     import idealseg.benchmark.calibration as bm
 
     root = tmp_path / "bench"
     root.mkdir()
-    (root / "calibration.json").write_text(json.dumps({"finetune_bcp": 0.72, "finetune_supervised": 0.27}))
+    (root / "calibration.json").write_text(json.dumps({"finetune_bcp": 0.72, "finetune_supervised": 0.27,
+                                                       "finetune_bcp_unlabeled_weight-1.0": 0.61}))  # measured before
     here = {(): 0.5, (("mixing", "copy-paste"),): 0.55}  # this machine: plain 0.5 s, the variant 10 % slower
     monkeypatch.setattr(bm, "_seconds_per_step",
                         lambda root, spec, stage, method, opts: here[tuple(sorted(opts.items()))])
     spec = {"budget": {"calibrate_steps": 2}, "methods": []}
     cells = [{"name": "m", "method": "bcp", "options": {"mixing": "copy-paste"}},
-             {"name": "b", "method": "bcp", "options": {"lr": 0.03, "optimizer": "adam"}}]
+             {"name": "b", "method": "bcp", "options": {"lr": 0.03, "optimizer": "adam"}},
+             {"name": "w", "method": "bcp", "options": {"unlabeled_weight": 1.0}}]
     table = calibrate(root, spec, cells)
     assert table["finetune_bcp_mixing-copy-paste"] == pytest.approx(0.72 * 1.1)
-    assert table["finetune_bcp_lr-0.03_optimizer-adam"] == 0.72  # optimiser numbers only: not measured
+    assert table["finetune_bcp_lr-0.03_optimizer-adam"] == 0.72  # numbers inside the step only: not measured
+    assert table["finetune_bcp_unlabeled_weight-1.0"] == 0.72  # a scattered old measurement is replaced
+    assert json.loads((root / "calibration.json").read_text()) == table
