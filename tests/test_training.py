@@ -75,18 +75,26 @@ def test_corrupt_last_checkpoint_falls_back_to_previous(phantom, tmp_path):
     assert t.step == 4
 
 
-def test_divergence_names_step_and_checkpoint(phantom, tmp_path):
-    """A NaN loss at step 5 stops training there and names the step-4 checkpoint to go back to."""
-    t = make_trainer(phantom, tmp_path / "run", "supervised", iterations=10, checkpoint_every=2)
+@pytest.mark.parametrize("log_every, checkpoint_every, nan_step, names", [
+    (1, 2, 5, r"last good checkpoint: .*last.pt \(step 4\)"),
+    (10, 10, 3, "no checkpoint yet"),  # read back every 10 steps only (no wait for the device in between)
+])
+def test_divergence_names_step_and_checkpoint(phantom, tmp_path, log_every, checkpoint_every, nan_step, names):
+    """A NaN loss stops training and names its exact step and the checkpoint to go back to, even when
+    losses are read back only every few steps; no checkpoint is written after it."""
+    t = make_trainer(phantom, tmp_path / "run", "supervised", iterations=20, log_every=log_every,
+                     checkpoint_every=checkpoint_every)
     model = t.model
 
-    def nan_at_step_5(*args):
+    def nan_at_step(*args):
         out = model(*args)
-        return {**out, "loss": out["loss"] * float("nan")} if t.step == 4 else out
+        return {**out, "loss": out["loss"] * float("nan")} if t.step == nan_step - 1 else out
 
-    t.model = nan_at_step_5
-    with pytest.raises(IdealsegError, match=r"loss is nan at step 5; last good checkpoint: .*last.pt \(step 4\)"):
+    t.model = nan_at_step
+    with pytest.raises(IdealsegError, match=rf"loss is nan at step {nan_step}; {names}"):
         t.fit()
+    saved = tmp_path / "run" / "checkpoints" / "last.pt"
+    assert not saved.exists() or torch.load(saved, weights_only=False)["step"] < nan_step
 
 
 def test_real_divergence_is_caught(phantom, tmp_path):
