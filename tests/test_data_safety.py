@@ -353,6 +353,22 @@ def test_train_refuses_before_touching_its_pretraining(phantom, tmp_path, capsys
     assert snapshot(out / "pretrain") == before
 
 
+def test_resume_without_method_continues_the_folders_method(phantom, tmp_path, capsys):
+    """A run started with another method than today's default (as `ideal` was before `bcp`) resumes
+    with its own when the command names none; a method named on the command line is still checked."""
+    import yaml
+
+    out = tmp_path / "tr"
+    args = ["train", phantom, "--out", out, "--profile", "tiny", "--labeled", "2"]
+    assert run_cli([*args, "--method", "ideal", "--iterations", "2"], capsys)[0] == 0
+    assert run_cli([*args, "--iterations", "4", "--resume"], capsys)[0] == 0
+    config = yaml.safe_load((out / "finetune" / "config.yaml").read_text())
+    assert config["method"] == "ideal" and config["iterations"] == 4
+    assert run_cli(["finetune", phantom, "--out", out / "finetune", "--profile", "tiny", "--labeled", "2",
+                    "--init", out / "pretrain", "--iterations", "6", "--resume"], capsys)[0] == 0
+    assert yaml.safe_load((out / "finetune" / "config.yaml").read_text())["iterations"] == 6
+
+
 @pytest.mark.parametrize("files, expected", [
     (("imagesTr/p1.nii", "imagesTr/p1_0000.nii.gz"), "two files for case 'p1'"),
     (("imagesTr/p0_0001.nii.gz",), "channel file(s) _0001"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from idealseg.config import RunConfig, reads, resolve_config
+from idealseg.config import RunConfig, read_yaml, reads, resolve_config
 from idealseg.data.dataset import Dataset
 from idealseg.data.physical import resolve_spacing
 from idealseg.engine import distributed
@@ -20,6 +20,8 @@ def run_stage(
     resume: bool = False, overwrite: bool = False, **options: Any,
 ) -> dict:
     """Resolve the configuration (profile < YAML < options), train, return the summary."""
+    if resume and not options.get("method"):
+        options = {**options, "method": resumed_method(out, config, stage)}
     cfg = stage_config(stage, dataset, profile, config, options)
     trainer = Trainer(cfg, out, resume=resume, overwrite=overwrite)
     try:
@@ -42,6 +44,19 @@ def stage_config(stage: str, dataset: str | Path, profile: str | None, config: s
     return resolve_config(stage, profile, config, {**options, "dataset": str(Path(dataset).resolve())})
 
 
+def resumed_method(run_dir: str | Path, config: str | None, stage: str) -> str | None:
+    """The method a resumed run continues with when neither the command line nor the YAML names one:
+    the run folder's own. Why: the default changed (ideal, then bcp), and a run started under the old
+    default should continue as it began, not be refused for a method its user never chose."""
+    if config and read_yaml(config).get("method"):
+        return None
+    recorded = Path(run_dir) / "config.yaml"
+    if not recorded.is_file():
+        return None
+    old = RunConfig.load(recorded)
+    return old.method if old.stage == stage else None
+
+
 def train(
     dataset: str | Path, out: str | Path, *, pretrain_method: str = "ideal-pretrain", method: str | None = None,
     skip_pretrain: bool = False, **kwargs: Any,
@@ -50,6 +65,8 @@ def train(
     YAML's, else bcp: IDEAL's dense pre-training under BCP's fine-tuning led every IDEAL-based recipe
     on ACDC validation at 1, 3 and 7 labelled patients, docs/benchmarks.md)."""
     out = Path(out)
+    if not method and kwargs.get("resume"):
+        method = resumed_method(out / "finetune", kwargs.get("config"), "finetune")
     method = method or stage_config("finetune", dataset, kwargs.get("profile"), kwargs.get("config"), {}).method
     if kwargs.get("init"):
         raise IdealsegError("`train` pre-trains itself; use `finetune --init` to start from another run")
