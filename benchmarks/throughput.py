@@ -127,10 +127,10 @@ def reference_training(root: Path, size: int, batch: int, steps: int, workers: i
 
 
 def _trainer(root: Path, run: Path, size: int, batch: int, iterations: int, channels_last: bool,
-             amp: bool = False, compiled: str = "off", method: str = "supervised") -> Trainer:
+             amp: bool = False, compiled: str = "off", method: str = "supervised", labeled: str = "7") -> Trainer:
     """idealseg's engine training `method`: supervised on every labelled slice (the comparison with the
     reference); a pre-training method on batch / 2 slices (two views each); any other fine-tuning method
-    on batch / 2 labelled (7 patients) + batch / 2 unlabelled slices, as the gpu profile's 12 + 12."""
+    on batch / 2 labelled (`labeled` patients) + batch / 2 unlabelled slices, as the gpu profile's 12 + 12."""
     stage = METHODS[method].stage
     options = dict(method=method, dataset=str(root), input_size=size, iterations=iterations, time_budget=0,
                    checkpoint_every=10**9, log_every=5, channels_last=channels_last, amp=amp, compile=compiled)
@@ -139,7 +139,7 @@ def _trainer(root: Path, run: Path, size: int, batch: int, iterations: int, chan
     elif stage == "pretrain":
         options.update(batch_labeled=0, batch_unlabeled=batch // 2)
     else:
-        options.update(labeled="7", batch_labeled=batch // 2, batch_unlabeled=batch // 2, val_every=0)
+        options.update(labeled=labeled, batch_labeled=batch // 2, batch_unlabeled=batch // 2, val_every=0)
     return Trainer(resolve_config(stage, "cpu", None, options), run)
 
 
@@ -154,7 +154,7 @@ def idealseg_training(root: Path, size: int, batch: int, steps: int, channels_la
 
 
 def profile_training(root: Path, size: int, batch: int, steps: int, out: Path, method: str = "supervised",
-                     amp: bool = False, compiled: str = "off") -> str:
+                     amp: bool = False, compiled: str = "off", labeled: str = "7") -> str:
     """torch.profiler over `steps` training steps of `method` (after 5 warm-up steps, which hold any
     compilation): OUT/profile_METHOD_COMPILE.txt, headed by the wall time of a step and, on a GPU, the time its
     kernels keep the device busy. Far less busy time than wall time means the host's launches, not the
@@ -162,15 +162,13 @@ def profile_training(root: Path, size: int, batch: int, steps: int, out: Path, m
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = _trainer(root, Path(tmp) / "run", size, batch, 5, True, amp, compiled, method)
+        trainer = _trainer(root, Path(tmp) / "run", size, batch, 5, True, amp, compiled, method, labeled)
         trainer.fit()
         trainer.cfg.iterations = 5 + steps
-        _sync(device)
-        start = time.perf_counter()
+        before = trainer.elapsed
         with profile(activities=activities) as prof:
-            trainer.fit()
-            _sync(device)
-        wall = (time.perf_counter() - start) / steps
+            trainer.fit()  # its steps' time: the last reads the losses back (a wait), no save or summary
+        wall = (trainer.elapsed - before) / steps
     events = prof.key_averages()
     busy = sum(e.self_device_time_total for e in events) / steps / 1e3 if device.type == "cuda" else float("nan")
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
@@ -261,14 +259,15 @@ def main() -> None:
                         help="rounds of every measurement, interleaved; the medians are reported")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="only profile STEPS training steps; writes OUT/profile_METHOD_COMPILE.txt")
-    parser.add_argument("--method", default="supervised", help="the method --profile profiles")
+    parser.add_argument("--method", default="supervised", choices=sorted(METHODS), help="the method --profile profiles")
+    parser.add_argument("--labeled", default="7", help="--profile's label budget for semi-supervised methods")
     parser.add_argument("--amp", action="store_true", help="--profile under autocast (bf16 where native)")
     args = parser.parse_args()
     root = Path(args.dataset)
     if args.profile:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         profile_training(root, args.size, args.batch, args.profile, Path(args.out), args.method, args.amp,
-                         args.compile)
+                         args.compile, args.labeled)
         print((Path(args.out) / f"profile_{args.method}_{args.compile}.txt").read_text())
         return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -367,6 +367,24 @@ def test_resume_without_method_continues_the_folders_method(phantom, tmp_path, c
     assert run_cli(["finetune", phantom, "--out", out / "finetune", "--profile", "tiny", "--labeled", "2",
                     "--init", out / "pretrain", "--iterations", "6", "--resume"], capsys)[0] == 0
     assert yaml.safe_load((out / "finetune" / "config.yaml").read_text())["iterations"] == 6
+    recorded = out / "finetune" / "config.yaml"  # a method idealseg does not know: refused naming the folder
+    recorded.write_text(recorded.read_text().replace("method: ideal", "method: nosuch"))
+    code, line = run_cli([*args, "--iterations", "8", "--resume"], capsys)
+    assert code == 2 and str(out / "finetune") in line and "method" in line, line
+
+
+def test_resume_into_a_users_folder_with_a_config_yaml_says_whose_it_is(phantom, tmp_path, capsys):
+    """Looking for the folder's method must not read a config.yaml idealseg did not write (a folder with a
+    config.yaml and anything a run does not write is the user's; one with a config.yaml alone may be a
+    run written before manifests, and its config.yaml is checked as one)."""
+    mine = tmp_path / "myproj"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("services:\n  web: {image: nginx}\n")
+    (mine / "notes.txt").write_text("mine\n")
+    code, line = run_cli(["finetune", phantom, "--out", mine, "--profile", "tiny", "--labeled", "2", "--resume"],
+                         capsys)
+    assert code == 2 and "services" not in line and "idealseg" in line, line
+    assert (mine / "config.yaml").read_text() == "services:\n  web: {image: nginx}\n"
 
 
 @pytest.mark.parametrize("files, expected", [

@@ -133,9 +133,15 @@ def test_predict_rejects_multichannel(run, tmp_path, capsys):
     assert code == 2 and line.startswith("idealseg predict: error: ") and "cine.nii.gz: 3 channels/frames" in line
 
 
-def test_demo_end_to_end(tmp_path, capsys):
+@pytest.mark.parametrize("method", [None, "ideal"])
+def test_demo_end_to_end(tmp_path, capsys, method):
+    """The demo runs train's default recipe (IDEAL pre-training, then bcp), or the method asked for."""
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--profile", "tiny", "--patients", "4"]) == 0
+    args = ["--method", method] if method else []
+    assert main(["demo", "--out", str(out), "--profile", "tiny", "--patients", "4", *args]) == 0
+    import yaml
+
+    assert yaml.safe_load((out / "run" / "finetune" / "config.yaml").read_text())["method"] == (method or "bcp")
     report = out / "run" / "finetune" / "report"
     assert (report / "report.md").exists() and (report / "finetune_curves.png").exists()
     assert len(list(report.glob("overlay_*.png"))) == 2

@@ -22,6 +22,11 @@ def make_trainer(phantom, out, method, stage=None, resume=False, **over):
     return Trainer(resolve_config(stage, "tiny", None, options), out, resume=resume)
 
 
+def losses_rows(run_dir):
+    with open(run_dir / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def losses(run_dir):
     with open(run_dir / "log.csv", newline="") as f:
         return [float(r["loss"]) for r in csv.DictReader(f) if r.get("loss")]
@@ -112,9 +117,30 @@ def test_existing_run_folder_needs_resume_or_overwrite(phantom, tmp_path):
 
 
 def test_time_budget_stops_training(phantom, tmp_path):
-    t = make_trainer(phantom, tmp_path / "run", "supervised", iterations=10**6, time_budget=1.5)
+    """The budget's last step is logged even between log steps (its losses are read back then)."""
+    t = make_trainer(phantom, tmp_path / "run", "supervised", iterations=10**6, time_budget=1.5,
+                     log_every=10**5, checkpoint_every=10**5)
     summary = t.fit()
     assert 0 < summary["steps"] < 10**6 and summary["seconds"] >= 1.5
+    assert int(losses_rows(tmp_path / "run")[-1]["step"]) == summary["steps"]
+
+
+def test_a_non_finite_loss_late_in_a_time_budget_is_caught(phantom, tmp_path):
+    """A run that ends on its time budget between log steps still checks its last losses: no summary and
+    no checkpoint after a NaN."""
+    t = make_trainer(phantom, tmp_path / "run", "supervised", iterations=10**6, time_budget=1.5,
+                     log_every=10**5, checkpoint_every=10**5)
+    model = t.model
+
+    def nan_from_step_1(*args):  # from the first step: however few steps 1.5 s allows on a busy machine
+        out = model(*args)
+        return {**out, "loss": out["loss"] * float("nan")}
+
+    t.model = nan_from_step_1
+    with pytest.raises(IdealsegError, match=r"loss is nan at step 1; no checkpoint yet"):
+        t.fit()
+    assert not (tmp_path / "run" / "summary.json").exists()
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
 
 
 def test_validation_logs_pseudo_label_quality_of_each_stream(phantom, tmp_path):

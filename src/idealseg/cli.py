@@ -66,7 +66,8 @@ def _add_train_options(p: argparse.ArgumentParser, stage: str, method_default: s
     p.add_argument("--out", required=True, help="run folder to write")
     names = [m for m in method_names() if (m.endswith("-pretrain")) == (stage == "pretrain")]
     p.add_argument("--method", default=None,
-                   help=f"one of {', '.join(names)} (default: the --config YAML's method, else {method_default})")
+                   help=f"one of {', '.join(names)} (default: the --config YAML's method, else with --resume the "
+                        f"run's own, else {method_default})")
     p.add_argument("--profile", default=None, help=f"one of {', '.join(PROFILES)}: the defaults the options start "
                                                    "from (default: the --config YAML's profile, else cpu)")
     p.add_argument("--config", help="YAML file of options (any option below, by its name with underscores)")
@@ -151,7 +152,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from idealseg.pipeline import demo
 
-    report = demo(args.out, args.patients, args.labeled, args.overwrite, args.resume, args.profile)
+    report = demo(args.out, args.patients, args.labeled, args.overwrite, args.resume, args.profile, args.method)
     print((report / "report.md").read_text())
     print(f"report and figures: {report}")
 
@@ -235,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", type=int, default=10)
     p.add_argument("--labeled", type=int, default=2)
     p.add_argument("--profile", default="demo", help="demo (default) or tiny (seconds, for smoke tests)")
+    p.add_argument("--method", default=None, help="the fine-tuning method (default: train's, bcp; ideal for the "
+                                                  "paper's)")
     p.add_argument("--overwrite", action="store_true", help="start again in a demo folder idealseg wrote")
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=_cmd_demo)

@@ -11,8 +11,9 @@ from idealseg.data.physical import resolve_spacing
 from idealseg.engine import distributed
 from idealseg.engine.trainer import Trainer
 from idealseg.errors import IdealsegError
+from idealseg.methods import METHODS
 from idealseg.ownership import check_replaceable, remove_owned, write_manifest
-from idealseg.runfolder.folder import check_run_folder
+from idealseg.runfolder.folder import check_run_folder, is_run_folder
 
 
 def run_stage(
@@ -51,10 +52,11 @@ def resumed_method(run_dir: str | Path, config: str | None, stage: str) -> str |
     if config and read_yaml(config).get("method"):
         return None
     recorded = Path(run_dir) / "config.yaml"
-    if not recorded.is_file():
+    if not recorded.is_file() or not is_run_folder(Path(run_dir)):  # a user's folder: refused later, saying why
         return None
     old = RunConfig.load(recorded)
-    return old.method if old.stage == stage else None
+    known = old.method in METHODS and METHODS[old.method].stage == stage == old.stage
+    return old.method if known else None  # else the resume check names the folder and what it holds
 
 
 def train(
@@ -96,7 +98,7 @@ def train(
 
 
 def demo(out: str | Path = "idealseg-demo", patients: int = 10, labeled: int = 2, overwrite: bool = False,
-         resume: bool = False, profile: str = "demo") -> Path:
+         resume: bool = False, profile: str = "demo", method: str | None = None) -> Path:
     """The main job on the embedded default: phantom -> IDEAL pre-training -> fine-tuning (`train`'s
     default recipe) -> test report."""
     from idealseg.data.prepare import prepare
@@ -118,6 +120,7 @@ def demo(out: str | Path = "idealseg-demo", patients: int = 10, labeled: int = 2
     run = out / "run"
     done = (run / "finetune" / "summary.json").exists()
     if not done:
-        train(dataset, run, profile=profile, labeled=str(labeled), resume=resume or run.exists(), overwrite=False)
+        train(dataset, run, profile=profile, labeled=str(labeled), resume=resume or run.exists(), overwrite=False,
+              method=method)
     evaluate_run(run, "test")
     return write_report(run, "test")

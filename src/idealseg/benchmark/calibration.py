@@ -16,7 +16,7 @@ from idealseg.pipeline import run_stage
 # Options that change only numbers inside a step (the optimiser's, a loss weight or threshold, a
 # schedule), not which networks run on what: a variant made of these costs what its plain method costs.
 SAME_COST = {"lr", "optimizer", "weight_decay", "poly_power", "lambda_max", "rampup", "pseudo_threshold",
-             "sup_loss", "unlabeled_weight", "confidence", "labeled_warmup", "ema_decay", "temperature"}
+             "sup_loss", "unlabeled_weight", "confidence", "ema_decay", "temperature"}
 
 
 def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:

@@ -195,13 +195,15 @@ class Trainer:
             self.scaler.update()
             self.method.on_step_end()
             self.step += 1
+            self.elapsed += time.perf_counter() - t0
             logging = self.step % cfg.log_every == 0 or self.progress() >= 1.0  # local: no extra collective
             checking = logging or self.step % cfg.checkpoint_every == 0 or (
                 cfg.val_every and self.step % cfg.val_every == 0)
             if checking:  # the one wait for the device in a step: before anything is logged or saved
+                t1 = time.perf_counter()
                 losses = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
                 self._check_finite(unread, last_ckpt)
-            self.elapsed += time.perf_counter() - t0
+                self.elapsed += time.perf_counter() - t1  # the wait is the step's compute: it counts
             if ctx.is_main:
                 self._update_bar(bar, losses if logging else None)
             if logging:
@@ -215,6 +217,8 @@ class Trainer:
                 self.save()
                 last_ckpt = self.step
         bar.close()
+        if unread:  # a budget that ended between checks (another rank's clock under DDP)
+            self._check_finite(unread, last_ckpt)
         if cfg.val_every and ctx.is_main and self.val_cases and (self.step % cfg.val_every or self.last_val is None):
             log_rows.append({"step": self.step, "time": round(self.elapsed, 2), **self.validate()})
         self._flush_log(log_rows)
