@@ -276,6 +276,8 @@ def test_benchmark_runs_one_label_budget_when_asked(phantom, tmp_path):
     assert [p.parent.name for p in root.glob("cells/*/result.json")] == ["supervised_1_seed0"]
     with pytest.raises(IdealsegError, match="--labeled 3: not a budget of .*its budgets: 2, 1"):
         run_benchmark(cfg, tmp_path / "res", labeled=["3"])
+    with pytest.raises(IdealsegError, match="--seeds 1: not a seed of .*its seeds: 0"):  # not a silent no-op
+        run_benchmark(cfg, tmp_path / "res", seeds=[0, 1])
 
 
 def test_bf16_config_matches_the_float32_cells_steps():

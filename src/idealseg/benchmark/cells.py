@@ -46,6 +46,10 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
     if absent:
         raise IdealsegError(f"--labeled {','.join(absent)}: not a budget of {path} "
                             f"(its budgets: {', '.join(spec['labeled'])})")
+    missing = sorted(set(seeds or ()) - {s for c in cells for s in c["seeds"]})
+    if missing:  # as --only and --labeled: a seed the YAML does not list would silently run nothing
+        raise IdealsegError(f"--seeds {','.join(map(str, missing))}: not a seed of {path}'s selected methods "
+                            f"(add it to `seeds:`; its seeds: {', '.join(map(str, spec['seeds']))})")
     if spec.get("budget"):
         calibrate(root, spec, spec["methods"])  # all at once, ideally on a quiet machine
     for column in [b for b in spec["labeled"] if not labeled or b in labeled]:
