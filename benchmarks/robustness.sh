@@ -4,7 +4,7 @@
 # the same number of steps, one on slices resized to 128 px (target_spacing none: what idealseg did
 # before) and one at the median in-plane spacing (auto: 1.48 mm), each scored by robustness.py on the
 # validation volumes re-framed seven ways, as segmented and with each class's largest connected
-# component kept. Resumable: rerun after an interruption.
+# component kept. SGD 0.01, the cpu profile's optimiser when these ran, pinned. Resumable: rerun after an interruption.
 #
 #   bash benchmarks/robustness.sh [ACDC_NIFTI] [SSL4MIS_ACDC]    (defaults: ../shared/data/...)
 set -euo pipefail
@@ -22,7 +22,7 @@ for spacing in none auto; do
     [ -f "$run/config.yaml" ] && resume="--resume"
     [ -f "$run/summary.json" ] || idealseg finetune data/acdc_nifti --out "$run" $resume --method supervised \
         --profile cpu --labeled @benchmarks/acdc_ssl4mis7_patients.txt --iterations "$STEPS" --time-budget 0 \
-        --amp false --val-every 500 --target-spacing "$spacing"
+        --amp false --optimizer sgd --lr 0.01 --val-every 500 --target-spacing "$spacing"
     python benchmarks/robustness.py "$run" "$NIFTI" --val-list "$LISTS/val.list" \
         --out "benchmarks/results/robustness/supervised_acdc_nifti7_spacing_$spacing"
     python benchmarks/robustness.py "$run" "$NIFTI" --val-list "$LISTS/val.list" --largest-component \

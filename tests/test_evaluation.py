@@ -172,6 +172,40 @@ def test_ideal_ablation_config_changes_one_thing_per_row():
         assert 1 <= len(r["options"]) <= 2 if r["method"] == "ideal" else not r.get("options"), r
 
 
+@pytest.mark.parametrize("name", ["acdc_cpu", "acdc_cpu_ideal_ablation", "acdc_cpu_tuning", "acdc_cpu_long",
+                                  "acdc_cpu_bf16"])
+def test_committed_cpu_cells_rerun_with_the_optimiser_they_recorded(name):
+    """The cpu profile's optimiser moved from SGD 0.01 to Adam 1e-3: each committed cell's YAML still gives
+    every stage the optimiser, learning rate and decay its run folder recorded (fine-tuning pinned by
+    `finetune_options`, pre-training left on its profile's Adam)."""
+    from pathlib import Path
+
+    import yaml
+
+    from idealseg.benchmark.spec import cell_dir, pretrain_key, stage_options
+    from idealseg.config import resolve_config
+
+    repo = Path(__file__).parents[1]
+    spec = load_benchmark(repo / "benchmarks" / f"{name}.yaml")
+    root, checked = repo / spec["out"], 0
+    keys = ("optimizer", "lr", "weight_decay", "poly_power")
+    for cell in spec["methods"]:
+        for labeled in spec["labeled"]:
+            for seed in cell["seeds"]:
+                runs = [("finetune", cell["method"], cell_dir(root, cell["name"], labeled, seed) / "run")]
+                if cell.get("pretrain"):
+                    runs.append(("pretrain", cell["pretrain"], root / "pretrain" / f"{pretrain_key(cell)}_seed{seed}"))
+                for stage, method, folder in runs:
+                    if not (folder / "config.yaml").exists():
+                        continue
+                    recorded = yaml.safe_load((folder / "config.yaml").read_text())
+                    now = resolve_config(stage, spec["profile"], None,
+                                         {**stage_options(spec, cell, stage), "method": method})
+                    assert {k: getattr(now, k) for k in keys} == {k: recorded[k] for k in keys}, folder
+                    checked += 1
+    assert checked >= 2, f"no committed cell of {name} found under {root}"
+
+
 def test_tuning_config_sweeps_both_methods_alike():
     from pathlib import Path
 
@@ -363,6 +397,10 @@ def test_report_shows_seed_spread_where_a_method_has_several_seeds(tmp_path):
     ("{name: idéal, method: ideal}\n  - {name: id€al, method: supervised}", "",
      r"method names 'idéal' and 'id€al' share the results folder 'id_al'"),
     ("{name: x, method: ideal}", "labeled: 2\n", r"labeled must be a list of label budgets"),
+    ("{name: x, method: ideal}", "finetune_options: {optimizer: rmsprop}\n",
+     r"method 'x': command line: option 'optimizer' must be one of sgd, adam, got 'rmsprop'"),
+    ("{name: x, method: ideal}", "finetune_options: adam\n", r"finetune_options must be a mapping"),
+    ("{name: x, method: ideal, options: 3}", "", r"options of 'x' must be a mapping, got 3"),
     ("x", "", r"methods must be a list"),
 ])
 def test_benchmark_config_errors_before_any_cell_runs(tmp_path, methods, extra, expected):

@@ -151,7 +151,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                          batch_unlabeled=16, optimizer="adam", lr=1e-3, weight_decay=1e-5, val_every=0,
                          checkpoint_every=100),
         "finetune": dict(input_size=128, iterations=100000, time_budget=1200, batch_labeled=4,
-                         batch_unlabeled=4, optimizer="sgd", lr=0.01, val_every=400, checkpoint_every=100),
+                         batch_unlabeled=4, optimizer="adam", lr=1e-3, val_every=400, checkpoint_every=100),
     },
     "gpu": {
         "pretrain": dict(input_size=256, iterations=11000, time_budget=0, batch_labeled=0, batch_unlabeled=12,

@@ -11,7 +11,7 @@ import torch
 from idealseg.atomic import atomic_file
 from idealseg.benchmark.calibration import calibrate, iterations
 from idealseg.benchmark.report import write_results
-from idealseg.benchmark.spec import cell_dir, load_benchmark, pretrain_key
+from idealseg.benchmark.spec import cell_dir, load_benchmark, pretrain_key, stage_options
 from idealseg.config import PROFILES
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
@@ -35,7 +35,7 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
 
         source, *src = str(spec["prepare"]).split()
         prepare(source, spec["dataset"], src[0] if src else None)
-    profile, options = spec["profile"], dict(spec["options"])
+    profile = spec["profile"]
     pre_budget = PROFILES[profile]["pretrain"].get("time_budget", 0)
     unknown = sorted(set(only or ()) - {c["name"] for c in spec["methods"]})
     if unknown:
@@ -55,11 +55,11 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
     for column in [b for b in spec["labeled"] if not labeled or b in labeled]:
         for cell in cells:
             for seed in [s for s in cell["seeds"] if seeds is None or s in seeds]:
-                run_cell(root, spec, cell, column, seed, profile, options, pre_budget)
+                run_cell(root, spec, cell, column, seed, profile, pre_budget)
                 write_results(root, spec)  # the report is current after every cell
     return root
 
-def run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget) -> None:
+def run_cell(root, spec, cell, labeled, seed, profile, pre_budget) -> None:
     """Run (or resume) one cell: its pre-training if any, fine-tuning, evaluation, then result.json.
 
     A cell whose result.json exists is skipped, so the matrix resumes cell by cell."""
@@ -71,7 +71,7 @@ def run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget) -> N
     key = pretrain_key(cell)
     if key:
         pre_dir = root / "pretrain" / f"{key}_seed{seed}"
-        pre_opts = {**options, **cell.get("pretrain_options", {})}
+        pre_opts = stage_options(spec, cell, "pretrain")
         if budget:
             pre_opts.update(time_budget=0, iterations=iterations(
                 root, "pretrain", cell["pretrain"], cell.get("pretrain_options", {}), budget["pretrain_seconds"]))
@@ -81,7 +81,7 @@ def run_cell(root, spec, cell, labeled, seed, profile, options, pre_budget) -> N
                       method=cell["pretrain"], **pre_opts)
         pre_seconds = json.loads((pre_dir / "summary.json").read_text())["seconds"]
         init = str(pre_dir)
-    ft_opts = {**options, **cell.get("options", {})}
+    ft_opts = stage_options(spec, cell, "finetune")
     if budget:
         ft_seconds = budget["total_seconds"] - (budget["pretrain_seconds"] if key else 0)
         ft_opts.update(time_budget=0, iterations=iterations(root, "finetune", cell["method"],

@@ -23,6 +23,10 @@ def load_benchmark(path: str | Path) -> dict[str, Any]:
     spec.setdefault("split", "val")
     spec.setdefault("equal_budget", True)
     spec.setdefault("options", {})
+    spec.setdefault("finetune_options", {})  # fine-tuning only (pre-training keeps its profile's optimiser)
+    for key in ("options", "finetune_options"):
+        if not isinstance(spec[key], dict):
+            raise IdealsegError(f"{path}: {key} must be a mapping of option: value, got {spec[key]!r}")
     if spec["profile"] not in PROFILES:
         raise IdealsegError(f"{path}: unknown profile {spec['profile']!r}")
     if not isinstance(spec["methods"], list) or not all(isinstance(c, dict) for c in spec["methods"]):
@@ -53,17 +57,24 @@ def load_benchmark(path: str | Path) -> dict[str, Any]:
 
 def _check_cell(path: str | Path, spec: dict, cell: dict) -> None:
     """Resolve a cell's configurations now, so that a typo fails here and not hours into the matrix."""
-    stages = [("finetune", cell["method"], cell.get("options", {}))]
-    if cell.get("pretrain"):
-        stages.insert(0, ("pretrain", cell["pretrain"], cell.get("pretrain_options", {})))
-    for stage, method, opts in stages:
-        if not isinstance(opts, dict):
-            raise IdealsegError(f"{path}: options of {cell['name']!r} must be a mapping, got {opts!r}")
+    for key in ("options", "pretrain_options"):
+        if not isinstance(cell.get(key, {}), dict):
+            raise IdealsegError(f"{path}: {key} of {cell['name']!r} must be a mapping, got {cell[key]!r}")
+    stages = [("finetune", cell["method"])] + ([("pretrain", cell["pretrain"])] if cell.get("pretrain") else [])
+    for stage, method in stages:
         try:
             get_method(method, stage)
-            resolve_config(stage, spec["profile"], None, {**spec["options"], **opts, "method": method})
+            resolve_config(stage, spec["profile"], None, {**stage_options(spec, cell, stage), "method": method})
         except IdealsegError as exc:
             raise IdealsegError(f"{path}: method {cell['name']!r}: {exc}") from None
+
+def stage_options(spec: dict, cell: dict, stage: str) -> dict[str, Any]:
+    """The options a cell's stage runs with, before the budget's iterations: the benchmark's `options`,
+    then `finetune_options` (fine-tuning only, so that pre-training keeps its profile's optimiser), then
+    the cell's own `options` or `pretrain_options`."""
+    if stage == "pretrain":
+        return {**spec["options"], **cell.get("pretrain_options", {})}
+    return {**spec["options"], **spec["finetune_options"], **cell.get("options", {})}
 
 def _check_budget(path: str | Path, budget: Any, pretraining: bool) -> None:
     """`budget: {total_seconds, pretrain_seconds, calibrate_steps, calibration}`, each sensible."""
