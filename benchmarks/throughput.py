@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, Dataset
 
 from idealseg.atomic import atomic_file
@@ -134,10 +135,12 @@ def _trainer(root: Path, run: Path, size: int, batch: int, iterations: int, chan
     stage = METHODS[method].stage
     options = dict(method=method, dataset=str(root), input_size=size, iterations=iterations, time_budget=0,
                    checkpoint_every=10**9, log_every=5, channels_last=channels_last, amp=amp, compile=compiled)
+    if stage == "finetune":  # the reference's and the gpu protocol's optimiser (the cpu profile's is Adam)
+        options.update(optimizer="sgd", lr=0.01)
     if method == "supervised":
         options.update(labeled="all", batch_labeled=batch, batch_unlabeled=0, val_every=0)
     elif stage == "pretrain":
-        options.update(batch_labeled=0, batch_unlabeled=batch // 2)
+        options.update(batch_unlabeled=batch // 2)
     else:
         options.update(labeled=labeled, batch_labeled=batch // 2, batch_unlabeled=batch // 2, val_every=0)
     return Trainer(resolve_config(stage, "cpu", None, options), run)
@@ -169,15 +172,32 @@ def profile_training(root: Path, size: int, batch: int, steps: int, out: Path, m
         with profile(activities=activities) as prof:
             trainer.fit()  # its steps' time: the last reads the losses back (a wait), no save or summary
         wall = (trainer.elapsed - before) / steps
+    counter = _OperatorCount()
+    trainer.cfg.iterations += 1
+    with counter:
+        trainer.fit()  # one more step, whole: the operators the host dispatches (each a call, a dispatch, a launch)
     events = prof.key_averages()
     busy = sum(e.self_device_time_total for e in events) / steps / 1e3 if device.type == "cuda" else float("nan")
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     head = (f"{method}, {size} px, batch {batch}, amp {amp}, compile {compiled}, {steps} steps, {cpu_model()}"
             f"{', ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}\n"
-            f"wall {wall * 1e3:.1f} ms a step (profiler on); device busy {busy:.1f} ms a step\n")
+            f"wall {wall * 1e3:.1f} ms a step (profiler on); device busy {busy:.1f} ms a step; "
+            f"{counter.count} operators dispatched a step (batch, augmentation, forward, backward, update)\n")
     text = head + events.table(sort_by=key, row_limit=25) + "\n"
     (out / f"profile_{method}_{compiled}.txt").write_text(text)
     return head
+
+
+class _OperatorCount(TorchDispatchMode):
+    """Counts the ATen operators dispatched while active, autograd's backward included."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
 
 
 def _segment(model, case, size: int, batched: bool, device: torch.device, amp: bool) -> None:

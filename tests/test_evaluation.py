@@ -274,11 +274,18 @@ def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):
     cfg = tmp_path / "b.yaml"
     cfg.write_text(
         f"dataset: {phantom}\nprofile: tiny\nlabeled: [2]\noptions: {{threads: 1, val_every: 2}}\n"
+        "finetune_options: {optimizer: adam, lr: 0.002}\n"
         "budget: {total_seconds: 2, pretrain_seconds: 1, calibrate_steps: 2}\n"
         "methods:\n  - {name: supervised, method: supervised}\n"
         "  - {name: ideal, method: ideal, pretrain: ideal-pretrain}\n"
     )
     root = run_benchmark(cfg, tmp_path / "res")
+    import yaml
+
+    ran = {p.parent.name if p.parent.name != "run" else p.parent.parent.name: yaml.safe_load(p.read_text())
+           for p in root.glob("*/*/**/config.yaml")}
+    assert ran["ideal_2_seed0"]["lr"] == ran["supervised_2_seed0"]["lr"] == 0.002  # finetune_options: fine-tuning
+    assert ran["ideal-pretrain_seed0"]["lr"] == 0.001  # pre-training keeps its profile's optimiser
     rows = list(csv.DictReader(open(root / "results.csv")))
     assert [r["name"] for r in rows] == ["ideal", "supervised"] or len(rows) == 2
     assert float(next(r for r in rows if r["name"] == "ideal")["pretrain_seconds"]) > 0

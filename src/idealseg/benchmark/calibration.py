@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from idealseg.atomic import atomic_file
-from idealseg.benchmark.spec import stage_key
+from idealseg.benchmark.spec import stage_key, stage_options
 from idealseg.errors import IdealsegError
 from idealseg.pipeline import run_stage
 
@@ -75,9 +75,10 @@ def _seconds_per_step(root: Path, spec: dict, stage: str, method: str, opts: dic
     """A short run of one stage on this machine; the first steps, which warm caches up, are not counted."""
     steps = int(spec["budget"].get("calibrate_steps", 20))
     tmp = Path(tempfile.mkdtemp(prefix="calibrate-", dir=root))
+    base = stage_options(spec, {"options": opts, "pretrain_options": opts}, stage)  # as the cell will run
     try:
         run_stage(stage, spec["dataset"], tmp / "run", profile=spec["profile"], method=method,
-                  **{**spec["options"], **opts, "iterations": steps + 5, "time_budget": 0, "log_every": 5,
+                  **{**base, "iterations": steps + 5, "time_budget": 0, "log_every": 5,
                      "checkpoint_every": 10**9, **({"val_every": 0, "labeled": spec["labeled"][0]}
                                                   if stage == "finetune" else {})})
         with open(tmp / "run" / "log.csv", newline="") as f:
