@@ -373,6 +373,31 @@ def test_resume_without_method_continues_the_folders_method(phantom, tmp_path, c
     assert code == 2 and str(out / "finetune") in line and "method" in line, line
 
 
+def test_resume_continues_as_recorded_after_a_default_changed(phantom, tmp_path, capsys, monkeypatch):
+    """The cpu profile's optimiser moved from SGD to Adam: a run started before resumes with what it
+    recorded (profile, labels, optimiser, learning rate, init) where the command names nothing; an
+    option named anew wins, and one that defines the experiment is still checked."""
+    import yaml
+
+    from idealseg.config import PROFILES
+
+    run = tmp_path / "ft"
+    assert run_cli(["finetune", phantom, "--out", run, "--profile", "tiny", "--labeled", "2", "--method",
+                    "supervised", "--iterations", "2", "--lr", "0.02"], capsys)[0] == 0
+    monkeypatch.setitem(PROFILES["tiny"], "finetune", {**PROFILES["tiny"]["finetune"], "optimizer": "adam",
+                                                       "lr": 0.001, "labeled": "3"})
+    assert run_cli(["finetune", phantom, "--out", run, "--iterations", "4", "--resume"], capsys)[0] == 0
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert (config["profile"], config["labeled"], config["optimizer"], config["lr"], config["iterations"]) == (
+        "tiny", "2", "sgd", 0.02, 4)
+    assert run_cli(["finetune", phantom, "--out", run, "--iterations", "5", "--lr", "0.005", "--resume"],
+                   capsys)[0] == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["lr"] == 0.005
+    code, line = run_cli(["finetune", phantom, "--out", run, "--iterations", "6", "--optimizer", "adam",
+                          "--resume"], capsys)
+    assert code == 2 and "optimizer='adam'" in line and "optimizer='sgd'" in line, line
+
+
 def test_resume_into_a_users_folder_with_a_config_yaml_says_whose_it_is(phantom, tmp_path, capsys):
     """Looking for the folder's method must not read a config.yaml idealseg did not write (a folder with a
     config.yaml and anything a run does not write is the user's; one with a config.yaml alone may be a

@@ -69,7 +69,8 @@ def _add_train_options(p: argparse.ArgumentParser, stage: str, method_default: s
                    help=f"one of {', '.join(names)} (default: the --config YAML's method, else with --resume the "
                         f"run's own, else {method_default})")
     p.add_argument("--profile", default=None, help=f"one of {', '.join(PROFILES)}: the defaults the options start "
-                                                   "from (default: the --config YAML's profile, else cpu)")
+                                                   "from (default: the --config YAML's profile, else with --resume "
+                                                   "the run's own, else cpu)")
     p.add_argument("--config", help="YAML file of options (any option below, by its name with underscores)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start again in a run folder idealseg wrote")

@@ -178,27 +178,34 @@ for _stages in PROFILES.values():  # contrastive pre-training normalises over th
     _stages["pretrain"].setdefault("sync_bn", True)
 
 
-def resolve_config(stage: str, profile: str | None, yaml_path: str | None, overrides: dict[str, Any]) -> RunConfig:
-    """Defaults < profile < YAML file < command-line options (those not left at None).
+def resolve_config(stage: str, profile: str | None, yaml_path: str | None, overrides: dict[str, Any],
+                   resumed: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults < profile < the resumed run's own options < YAML file < command-line options (those not
+    left at None).
 
-    The profile is the command line's, else the YAML's `profile:`, else cpu. An option that the
-    dataset sets (classes, their number, the normalisation) is refused from the user; one that the
-    chosen method and stage do not read is warned about by name (it would change nothing).
+    The profile is the command line's, else the YAML's `profile:`, else the resumed run's, else cpu.
+    `resumed` (a run folder's recorded options, on --resume) sits above the profile so that a run
+    continues as it was started even where a newer idealseg changed a default (the cpu profile's
+    optimiser, `train`'s method). An option that the dataset sets (classes, their number, the
+    normalisation) is refused from the user; one that the chosen method and stage do not read is
+    warned about by name (it would change nothing).
     """
     values = read_yaml(yaml_path) if yaml_path else {}
-    profile = profile or values.get("profile") or "cpu"
+    resumed = resumed or {}
+    profile = profile or values.get("profile") or resumed.get("profile") or "cpu"
     if profile not in PROFILES:
         raise IdealsegError(f"{yaml_path or 'command line'}: unknown profile {profile!r}; "
                             f"expected one of {sorted(PROFILES)}")
     cfg = RunConfig(stage=stage, profile=profile)
     cfg.update(PROFILES[profile][stage], f"profile {profile}")
+    cfg.update({k: v for k, v in resumed.items() if k != "profile"}, "the resumed run's config.yaml")
     user = {}
     for source, given in ((yaml_path, values), ("command line", overrides)):
         if given:
             cfg.update({k: v for k, v in given.items() if k != "profile"}, str(source))
             user.update({k.replace("-", "_"): str(source) for k, v in given.items() if v is not None})
     cfg.stage = stage
-    if stage == "pretrain" and "method" not in user:
+    if stage == "pretrain" and "method" not in user and "method" not in resumed:
         cfg.method = "ideal-pretrain"  # the stage's default method, unless a source named one
     for key, source in user.items():
         if key in FROM_DATASET:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from idealseg.config import RunConfig, read_yaml, reads, resolve_config
+from idealseg.config import FROM_DATASET, RunConfig, read_yaml, reads, resolve_config
 from idealseg.data.dataset import Dataset
 from idealseg.data.physical import resolve_spacing
 from idealseg.engine import distributed
@@ -21,9 +22,7 @@ def run_stage(
     resume: bool = False, overwrite: bool = False, **options: Any,
 ) -> dict:
     """Resolve the configuration (profile < YAML < options), train, return the summary."""
-    if resume and not options.get("method"):
-        options = {**options, "method": resumed_method(out, config, stage)}
-    cfg = stage_config(stage, dataset, profile, config, options)
+    cfg = stage_config(stage, dataset, profile, config, options, resumed=Path(out) if resume else None)
     trainer = Trainer(cfg, out, resume=resume, overwrite=overwrite)
     try:
         summary = trainer.fit()
@@ -34,29 +33,39 @@ def run_stage(
 
 
 def stage_config(stage: str, dataset: str | Path, profile: str | None, config: str | None,
-                 options: dict[str, Any]) -> RunConfig:
+                 options: dict[str, Any], resumed: Path | None = None) -> RunConfig:
     """A stage's resolved configuration, with absolute paths (a run folder then means the same thing
-    from any working directory)."""
+    from any working directory). `resumed`: the run folder a --resume continues, whose recorded
+    options stand where neither the YAML nor the command line names one."""
     options = {k: v for k, v in options.items() if not (k == "method" and v is None)}
     if stage == "pretrain" and options.get("method") == "ideal":
         options["method"] = "ideal-pretrain"
     if options.get("init"):
         options["init"] = str(Path(options["init"]).resolve())
-    return resolve_config(stage, profile, config, {**options, "dataset": str(Path(dataset).resolve())})
+    recorded = recorded_options(resumed, stage, profile, config) if resumed else {}
+    return resolve_config(stage, profile, config, {**options, "dataset": str(Path(dataset).resolve())}, recorded)
 
 
-def resumed_method(run_dir: str | Path, config: str | None, stage: str) -> str | None:
-    """The method a resumed run continues with when neither the command line nor the YAML names one:
-    the run folder's own. Why: the default changed (ideal, then bcp), and a run started under the old
-    default should continue as it began, not be refused for a method its user never chose."""
-    if config and read_yaml(config).get("method"):
-        return None
+# Not carried over on resume: the stage and dataset come from the command, the rest from the dataset.
+NOT_RESUMED = {"stage", "dataset", *FROM_DATASET}
+
+
+def recorded_options(run_dir: str | Path, stage: str, profile: str | None, config: str | None) -> dict[str, Any]:
+    """The options a resumed run was started with, to continue it as it began: a newer idealseg may
+    have changed a default since (`train`'s method, the cpu profile's optimiser), and a run should not
+    change course or be refused for a setting its user never chose. Only idealseg's run folders of
+    this stage and a known method are read, and only under the profile they were started with (a
+    profile named anew starts from its own defaults, and the resume check names what differs)."""
     recorded = Path(run_dir) / "config.yaml"
     if not recorded.is_file() or not is_run_folder(Path(run_dir)):  # a user's folder: refused later, saying why
-        return None
+        return {}
     old = RunConfig.load(recorded)
-    known = old.method in METHODS and METHODS[old.method].stage == stage == old.stage
-    return old.method if known else None  # else the resume check names the folder and what it holds
+    if old.stage != stage or old.method not in METHODS or METHODS[old.method].stage != stage:
+        return {}  # the resume check names the folder and what it holds
+    named = profile or (read_yaml(config).get("profile") if config else None)
+    if named and named != old.profile:
+        return {}
+    return {f.name: getattr(old, f.name) for f in fields(old) if f.name not in NOT_RESUMED}
 
 
 def train(
@@ -67,9 +76,9 @@ def train(
     YAML's, else bcp: IDEAL's dense pre-training under BCP's fine-tuning led every IDEAL-based recipe
     on ACDC validation at 1, 3 and 7 labelled patients, docs/benchmarks.md)."""
     out = Path(out)
-    if not method and kwargs.get("resume"):
-        method = resumed_method(out / "finetune", kwargs.get("config"), "finetune")
-    method = method or stage_config("finetune", dataset, kwargs.get("profile"), kwargs.get("config"), {}).method
+    resumed = out / "finetune" if kwargs.get("resume") else None
+    method = method or stage_config("finetune", dataset, kwargs.get("profile"), kwargs.get("config"), {},
+                                    resumed).method
     if kwargs.get("init"):
         raise IdealsegError("`train` pre-trains itself; use `finetune --init` to start from another run")
     summaries = {}
@@ -84,7 +93,8 @@ def train(
     # the fine-tuning folder is checked before pre-training touches anything (a refused resume or a
     # foreign file must not leave a changed pre-training behind)
     run = {k: ft_kwargs.pop(k) for k in run_options if k in ft_kwargs}
-    ft_cfg = stage_config("finetune", dataset, run.get("profile"), run.get("config"), {**ft_kwargs, "method": method})
+    ft_cfg = stage_config("finetune", dataset, run.get("profile"), run.get("config"), {**ft_kwargs, "method": method},
+                          resumed)
     ft_cfg.spacing_mm = resolve_spacing(ft_cfg.target_spacing, Dataset(ft_cfg.dataset))  # as the Trainer will
     check_run_folder(out / "finetune", ft_cfg, run.get("resume", False), run.get("overwrite", False))
     ft_kwargs.update(run)
