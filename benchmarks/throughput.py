@@ -167,15 +167,16 @@ def profile_training(root: Path, size: int, batch: int, steps: int, out: Path, m
     with tempfile.TemporaryDirectory() as tmp:
         trainer = _trainer(root, Path(tmp) / "run", size, batch, 5, True, amp, compiled, method, labeled)
         trainer.fit()
+        trainer.save = lambda: None  # the steps alone: no end-of-fit checkpoint in the profile or the count
         trainer.cfg.iterations = 5 + steps
         before = trainer.elapsed
         with profile(activities=activities) as prof:
-            trainer.fit()  # its steps' time: the last reads the losses back (a wait), no save or summary
+            trainer.fit()  # its steps' time: the last reads the losses back (a wait)
         wall = (trainer.elapsed - before) / steps
-    counter = _OperatorCount()
-    trainer.cfg.iterations += 1
-    with counter:
-        trainer.fit()  # one more step, whole: the operators the host dispatches (each a call, a dispatch, a launch)
+        counter = _OperatorCount()
+        trainer.cfg.iterations += 1
+        with counter:
+            trainer.fit()  # one more step, whole: the operators the host dispatches (a call, a dispatch, a launch each)
     events = prof.key_averages()
     busy = sum(e.self_device_time_total for e in events) / steps / 1e3 if device.type == "cuda" else float("nan")
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"

@@ -398,6 +398,26 @@ def test_resume_continues_as_recorded_after_a_default_changed(phantom, tmp_path,
     assert code == 2 and "optimizer='adam'" in line and "optimizer='sgd'" in line, line
 
 
+def test_train_resumed_before_its_fine_tuning_keeps_the_pretrainings_profile(phantom, tmp_path, capsys):
+    """Killed after pre-training, before fine-tuning recorded anything: the resumed fine-tuning runs
+    under the profile (and network) its pre-training ran with, not the cpu profile's. A profile named
+    anew on a resumed run is reported by what differs, not by the method it also dropped."""
+    import shutil
+
+    import yaml
+
+    out = tmp_path / "tr"
+    args = ["train", phantom, "--out", out, "--labeled", "2", "--iterations", "2"]
+    assert run_cli([*args, "--profile", "tiny", "--method", "ideal"], capsys)[0] == 0
+    shutil.rmtree(out / "finetune")
+    assert run_cli([*args, "--method", "ideal", "--resume"], capsys)[0] == 0
+    config = yaml.safe_load((out / "finetune" / "config.yaml").read_text())
+    assert config["profile"] == "tiny" and config["channels"] == [8, 16, 32, 64, 128], config
+    code, line = run_cli(["finetune", phantom, "--out", out / "finetune", "--labeled", "2", "--profile", "demo",
+                          "--resume"], capsys)
+    assert code == 2 and "method" not in line and "channels" in line, line
+
+
 def test_resume_into_a_users_folder_with_a_config_yaml_says_whose_it_is(phantom, tmp_path, capsys):
     """Looking for the folder's method must not read a config.yaml idealseg did not write (a folder with a
     config.yaml and anything a run does not write is the user's; one with a config.yaml alone may be a
@@ -452,3 +472,16 @@ def test_resuming_a_finished_run_and_another_optimizer(phantom, tmp_path, capsys
     assert run_cli([*args, "--resume"], capsys)[0] == 0  # finished: validates once more, no traceback
     code, line = run_cli([*args, "--resume", "--optimizer", "adam"], capsys)
     assert code == 2 and "optimizer" in line, line
+
+
+def test_a_run_folder_from_before_compile_auto_was_dropped_still_reads():
+    """`compile: auto` was the default for a day (the first GPU lease's run folders say it): such a
+    config.yaml reads as `off`, the default it became, instead of an error on evaluate or resume."""
+    from pathlib import Path
+
+    from idealseg.config import RunConfig
+
+    recorded = Path(__file__).parents[1] / "benchmarks/results/acdc_gpu_protocol/lease1/pretrain/ideal-pretrain_seed0"
+    assert "compile: auto" in (recorded / "config.yaml").read_text()
+    assert RunConfig.load(recorded / "config.yaml").compile == "off"
+

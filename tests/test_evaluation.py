@@ -408,6 +408,12 @@ def test_report_shows_seed_spread_where_a_method_has_several_seeds(tmp_path):
      r"method 'x': command line: option 'optimizer' must be one of sgd, adam, got 'rmsprop'"),
     ("{name: x, method: ideal}", "finetune_options: adam\n", r"finetune_options must be a mapping"),
     ("{name: x, method: ideal, options: 3}", "", r"options of 'x' must be a mapping, got 3"),
+    ("{name: x, method: ideal}", "finetune_options: {seed: 1}\n",
+     r"finetune_options: 'seed' is set per cell by the benchmark; use seeds: instead"),
+    ("{name: x, method: ideal, options: {labeled: 3}}", "",
+     r"options of 'x': 'labeled' is set per cell by the benchmark; use labeled: instead"),
+    ("{name: x, method: ideal}", "finetune_options: {temperature: 0.2}\n",
+     r"finetune_options: 'temperature' is read by pre-training only"),
     ("x", "", r"methods must be a list"),
 ])
 def test_benchmark_config_errors_before_any_cell_runs(tmp_path, methods, extra, expected):

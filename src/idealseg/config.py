@@ -123,8 +123,18 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
-        """Read a run folder's config.yaml with the same checks as any YAML."""
-        return cls().update(read_yaml(path), str(path))
+        """Read a run folder's config.yaml with the same checks as any YAML (values older idealseg
+        versions wrote and this one no longer accepts are read as what they now mean)."""
+        values = read_yaml(path)
+        for (key, old), new in LEGACY_VALUES.items():
+            if values.get(key) == old:
+                values[key] = new
+        return cls().update(values, str(path))
+
+
+# compile: auto (compiled on CUDA) was the default until the H200 measured compiling slower than eager
+# (2026-11-27); run folders written then say `auto`. It changes no weights, so they read as `off`.
+LEGACY_VALUES = {("compile", "auto"): "off"}
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -64,8 +64,25 @@ def recorded_options(run_dir: str | Path, stage: str, profile: str | None, confi
         return {}  # the resume check names the folder and what it holds
     named = profile or (read_yaml(config).get("profile") if config else None)
     if named and named != old.profile:
-        return {}
+        return {"method": old.method}
     return {f.name: getattr(old, f.name) for f in fields(old) if f.name not in NOT_RESUMED}
+
+
+# What a `train` resumed before its fine-tuning recorded anything takes from its pre-training's record,
+# unless named: the profile and what the pre-trained encoder and the experiment share with fine-tuning.
+FROM_PRETRAINING = ("profile", "seed", "input_size", "channels", "target_spacing")
+
+
+def _pretraining_record(out: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`train --resume` killed during or right after pre-training: the options its fine-tuning must
+    share with the pre-training that ran (else it would fall back to the cpu profile's, silently)."""
+    pre = out / "pretrain"
+    if (out / "finetune" / "config.yaml").is_file() or not (pre / "config.yaml").is_file() or not is_run_folder(pre):
+        return {}
+    recorded = RunConfig.load(pre / "config.yaml")
+    named = {k for k, v in kwargs.items() if v is not None} | (set(read_yaml(kwargs["config"])) if kwargs.get("config")
+                                                                else set())
+    return {k: getattr(recorded, k) for k in FROM_PRETRAINING if k not in named}
 
 
 def train(
@@ -77,6 +94,8 @@ def train(
     on ACDC validation at 1, 3 and 7 labelled patients, docs/benchmarks.md)."""
     out = Path(out)
     resumed = out / "finetune" if kwargs.get("resume") else None
+    if resumed:
+        kwargs.update(_pretraining_record(out, kwargs))
     method = method or stage_config("finetune", dataset, kwargs.get("profile"), kwargs.get("config"), {},
                                     resumed).method
     if kwargs.get("init"):

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from idealseg.config import PROFILES, read_yaml, resolve_config
+from idealseg.config import PROFILES, read_yaml, reads, resolve_config
 from idealseg.errors import IdealsegError
-from idealseg.methods import get_method
+from idealseg.methods import METHODS, get_method
 
 REQUIRED = ("dataset", "methods", "labeled")
 
@@ -27,6 +27,12 @@ def load_benchmark(path: str | Path) -> dict[str, Any]:
     for key in ("options", "finetune_options"):
         if not isinstance(spec[key], dict):
             raise IdealsegError(f"{path}: {key} must be a mapping of option: value, got {spec[key]!r}")
+        _check_option_names(path, key, spec[key])
+    tuning = [m for m, method in METHODS.items() if method.stage == "finetune"]
+    for name in spec["finetune_options"]:
+        if not any(reads(name, "finetune", m) for m in tuning):
+            raise IdealsegError(f"{path}: finetune_options: {name!r} is read by pre-training only; "
+                                "put it under options or a method's pretrain_options")
     if spec["profile"] not in PROFILES:
         raise IdealsegError(f"{path}: unknown profile {spec['profile']!r}")
     if not isinstance(spec["methods"], list) or not all(isinstance(c, dict) for c in spec["methods"]):
@@ -60,6 +66,7 @@ def _check_cell(path: str | Path, spec: dict, cell: dict) -> None:
     for key in ("options", "pretrain_options"):
         if not isinstance(cell.get(key, {}), dict):
             raise IdealsegError(f"{path}: {key} of {cell['name']!r} must be a mapping, got {cell[key]!r}")
+        _check_option_names(path, f"{key} of {cell['name']!r}", cell.get(key, {}))
     stages = [("finetune", cell["method"])] + ([("pretrain", cell["pretrain"])] if cell.get("pretrain") else [])
     for stage, method in stages:
         try:
@@ -67,6 +74,18 @@ def _check_cell(path: str | Path, spec: dict, cell: dict) -> None:
             resolve_config(stage, spec["profile"], None, {**stage_options(spec, cell, stage), "method": method})
         except IdealsegError as exc:
             raise IdealsegError(f"{path}: method {cell['name']!r}: {exc}") from None
+
+# Set per cell by the benchmark itself (its seeds, label budgets, methods and pre-training), never by options.
+PER_CELL = {"seed": "seeds:", "labeled": "labeled:", "method": "methods:", "init": "a method's pretrain:",
+            "profile": "profile:", "dataset": "dataset:", "stage": "methods:"}
+
+
+def _check_option_names(path: str | Path, where: str, options: dict) -> None:
+    for name in options:
+        if str(name).replace("-", "_") in PER_CELL:
+            raise IdealsegError(f"{path}: {where}: {name!r} is set per cell by the benchmark; "
+                                f"use {PER_CELL[str(name).replace('-', '_')]} instead")
+
 
 def stage_options(spec: dict, cell: dict, stage: str) -> dict[str, Any]:
     """The options a cell's stage runs with, before the budget's iterations: the benchmark's `options`,
