@@ -189,7 +189,7 @@ for _stages in PROFILES.values():  # contrastive pre-training normalises over th
 
 
 def resolve_config(stage: str, profile: str | None, yaml_path: str | None, overrides: dict[str, Any],
-                   resumed: dict[str, Any] | None = None) -> RunConfig:
+                   resumed: dict[str, Any] | None = None, source: str = "command line") -> RunConfig:
     """Defaults < profile < the resumed run's own options < YAML file < command-line options (those not
     left at None).
 
@@ -198,7 +198,8 @@ def resolve_config(stage: str, profile: str | None, yaml_path: str | None, overr
     continues as it was started even where a newer idealseg changed a default (the cpu profile's
     optimiser, `train`'s method). An option that the dataset sets (classes, their number, the
     normalisation) is refused from the user; one that the chosen method and stage do not read is
-    warned about by name (it would change nothing).
+    warned about by name (it would change nothing). `source` names where `overrides` came from in
+    those messages.
     """
     values = read_yaml(yaml_path) if yaml_path else {}
     resumed = resumed or {}
@@ -210,19 +211,19 @@ def resolve_config(stage: str, profile: str | None, yaml_path: str | None, overr
     cfg.update(PROFILES[profile][stage], f"profile {profile}")
     cfg.update({k: v for k, v in resumed.items() if k != "profile"}, "the resumed run's config.yaml")
     user = {}
-    for source, given in ((yaml_path, values), ("command line", overrides)):
+    for origin, given in ((yaml_path, values), (source, overrides)):
         if given:
-            cfg.update({k: v for k, v in given.items() if k != "profile"}, str(source))
-            user.update({k.replace("-", "_"): str(source) for k, v in given.items() if v is not None})
+            cfg.update({k: v for k, v in given.items() if k != "profile"}, str(origin))
+            user.update({k.replace("-", "_"): str(origin) for k, v in given.items() if v is not None})
     cfg.stage = stage
     if stage == "pretrain" and "method" not in user and "method" not in resumed:
         cfg.method = "ideal-pretrain"  # the stage's default method, unless a source named one
-    for key, source in user.items():
+    for key, origin in user.items():
         if key in FROM_DATASET:
-            raise IdealsegError(f"{source}: option {key!r} comes from the dataset's dataset.json; remove it")
+            raise IdealsegError(f"{origin}: option {key!r} comes from the dataset's dataset.json; remove it")
         if key in OPTIONS and not reads(key, stage, cfg.method):
             who = ", ".join(OPTIONS[key].readers)
-            warnings.warn(f"{source}: option {key!r} is read by {who} only; {stage} with {cfg.method} ignores it",
+            warnings.warn(f"{origin}: option {key!r} is read by {who} only; {stage} with {cfg.method} ignores it",
                           stacklevel=2)
     return cfg.check()
 

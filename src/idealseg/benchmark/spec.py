@@ -71,7 +71,8 @@ def _check_cell(path: str | Path, spec: dict, cell: dict) -> None:
     for stage, method in stages:
         try:
             get_method(method, stage)
-            resolve_config(stage, spec["profile"], None, {**stage_options(spec, cell, stage), "method": method})
+            resolve_config(stage, spec["profile"], None, {**stage_options(spec, cell, stage), "method": method},
+                           source=f"{stage} options")
         except IdealsegError as exc:
             raise IdealsegError(f"{path}: method {cell['name']!r}: {exc}") from None
 
