@@ -24,6 +24,7 @@ from idealseg.data.importers.phantom import phantom_raw
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
 from idealseg.evaluation.predict import predict_files
+from idealseg.methods.bcp import BCP
 from idealseg.pipeline import train
 
 from .conftest import write_nifti
@@ -262,15 +263,15 @@ def test_new_method_is_calibrated_beside_an_anchor_and_scaled(tmp_path, monkeypa
     root = tmp_path / "bench"
     root.mkdir()
     (root / "calibration.json").write_text(json.dumps({"finetune_supervised": 0.3}))
-    here = {"supervised": 0.1, "bcp": 0.25}  # this machine is 3x faster than the table's
+    here = {"supervised": 0.1, "unimatch": 0.25}  # this machine is 3x faster than the table's
     monkeypatch.setattr(bm, "_seconds_per_step", lambda root, spec, stage, method, opts: here[method])
     spec = {"budget": {"calibrate_steps": 2}, "methods": []}
-    table = calibrate(root, spec, [{"name": "s", "method": "supervised"}, {"name": "b", "method": "bcp"}])
-    assert table["finetune_supervised"] == 0.3 and table["finetune_bcp"] == pytest.approx(0.75)
+    table = calibrate(root, spec, [{"name": "s", "method": "supervised"}, {"name": "u", "method": "unimatch"}])
+    assert table["finetune_supervised"] == 0.3 and table["finetune_unimatch"] == pytest.approx(0.75)
     assert json.loads((root / "calibration.json").read_text()) == table
 
 
-def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):
+def test_benchmark_runs_resumes_and_reports(phantom, tmp_path, capsys):
     cfg = tmp_path / "b.yaml"
     cfg.write_text(
         f"dataset: {phantom}\nprofile: tiny\nlabeled: [2]\noptions: {{threads: 1, val_every: 2}}\n"
@@ -295,6 +296,13 @@ def test_benchmark_runs_resumes_and_reports(phantom, tmp_path):
     assert "| supervised | " in report.split("minus ideal's")[1]  # the paired table, ideal as reference
     before = {p: p.stat().st_mtime for p in root.glob("cells/*/result.json")}
     run_benchmark(cfg, tmp_path / "res")  # finished cells are skipped
+    assert before == {p: p.stat().st_mtime for p in root.glob("cells/*/result.json")}
+    table = json.loads((root / "calibration.json").read_text())
+    (root / "calibration.json").write_text(json.dumps({**table, "finetune_supervised": table["finetune_supervised"] * 4}))
+    capsys.readouterr()
+    run_benchmark(cfg, tmp_path / "res")  # the budget buys other steps now: kept, and named
+    kept = [line for line in capsys.readouterr().out.splitlines() if "kept as it ran" in line]
+    assert len(kept) == 1 and "supervised_2_seed0" in kept[0] and "move the folder aside" in kept[0]
     assert before == {p: p.stat().st_mtime for p in root.glob("cells/*/result.json")}
     (root / "report.md").unlink()
     run_benchmark(cfg, tmp_path / "res", report_only=True)
@@ -457,6 +465,7 @@ def test_a_variant_is_anchored_on_its_plain_method(tmp_path, monkeypatch):
     root.mkdir()
     (root / "calibration.json").write_text(json.dumps({"finetune_bcp": 0.72, "finetune_supervised": 0.27,
                                                        "finetune_bcp_unlabeled_weight-1.0": 0.61}))  # measured before
+    monkeypatch.setattr(BCP, "phases", classmethod(lambda cls, options: [(1.0, {})]))  # one cost (see below)
     here = {(): 0.5, (("mixing", "copy-paste"),): 0.55}  # this machine: plain 0.5 s, the variant 10 % slower
     monkeypatch.setattr(bm, "_seconds_per_step",
                         lambda root, spec, stage, method, opts: here[tuple(sorted(opts.items()))])
@@ -469,3 +478,31 @@ def test_a_variant_is_anchored_on_its_plain_method(tmp_path, monkeypatch):
     assert table["finetune_bcp_lr-0.03_optimizer-adam"] == 0.72  # numbers inside the step only: not measured
     assert table["finetune_bcp_unlabeled_weight-1.0"] == 0.72  # a scattered old measurement is replaced
     assert json.loads((root / "calibration.json").read_text()) == table
+
+
+def test_a_cheap_warm_up_is_priced_at_its_own_cost(tmp_path, monkeypatch):
+    """BCP's labelled-only warm-up steps cost a supervised step, its self-training steps 2-2.5x that:
+    each part is measured as a variant of plain BCP, shared by its optimiser variants, and a run is
+    priced by their mix (it was priced as all self-training: 9-15 % fewer steps than its budget buys)."""
+    import idealseg.benchmark.calibration as bm
+
+    root = tmp_path / "bench"
+    root.mkdir()
+    (root / "calibration.json").write_text(json.dumps({"finetune_bcp": 0.72, "finetune_supervised": 0.27}))
+    here = {(): 0.5, (("labeled_warmup", 1.0),): 0.2, (("labeled_warmup", 0.0),): 0.55}
+    measured = []
+    monkeypatch.setattr(bm, "_seconds_per_step", lambda root, spec, stage, method, opts: measured.append(opts)
+                        or here[tuple(sorted(opts.items()))])
+    spec = {"budget": {"calibrate_steps": 2}, "methods": []}
+    cells = [{"name": "b", "method": "bcp"}, {"name": "a", "method": "bcp", "options": {"optimizer": "adam"}}]
+    table = calibrate(root, spec, cells)
+    warm, self_training = table["finetune_bcp_labeled_warmup-1.0"], table["finetune_bcp_labeled_warmup-0.0"]
+    assert (warm, self_training) == (pytest.approx(0.72 * 0.4), pytest.approx(0.72 * 1.1))
+    assert len(measured) == 3  # plain BCP (the anchor) and the two parts, once for both cells
+    for opts in ({}, {"optimizer": "adam"}):
+        assert bm.iterations(root, "finetune", "bcp", opts, 1000) == int(1000 / (0.25 * warm + 0.75 * self_training))
+    longer = bm.iterations(root, "finetune", "bcp", {}, 1000, {"labeled_warmup": 0.5})
+    assert longer == int(1000 / (0.5 * warm + 0.5 * self_training))
+    assert bm.iterations(root, "finetune", "bcp", {"labeled_warmup": 0.0}, 1000) == int(1000 / self_training)
+    assert bm.iterations(root, "finetune", "supervised", {}, 1000) == int(1000 / 0.27)
+

@@ -82,6 +82,23 @@ def test_bcp_warms_up_on_labels_then_resets_its_teacher():
     assert "self_training" in method.state_dict()  # a resumed run stays in its stage
 
 
+def test_bcp_phases_are_the_steps_it_takes():
+    """The parts BCP declares for pricing (benchmark calibration) are its steps: a run made all of the
+    warm-up part takes labelled-only steps (two slices through the student, no teacher), one made all
+    of the self-training part takes mixed steps (four slices, both directions)."""
+    assert get_method("bcp").phases({}) == [(0.25, {"labeled_warmup": 1.0}), (0.75, {"labeled_warmup": 0.0})]
+    assert get_method("supervised").phases({}) == [(1.0, {})]
+    images, labels = torch.rand(4, 1, 32, 32), torch.randint(0, 4, (2, 32, 32))
+    seen = []
+    for _, part in get_method("bcp").phases({"labeled_warmup": 0.4}):
+        cfg = resolve_config("finetune", "tiny", None, {"method": "bcp", "input_size": 32, **part})
+        method = get_method("bcp")(cfg)
+        method.student.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+        out = method(images, labels, 2, progress=0.5)
+        assert set(out) == ({"loss", "sup"} if part["labeled_warmup"] else {"loss", "mix"})
+    assert seen == [2, 4]
+
+
 def test_largest_components_keeps_one_blob_per_class_and_slice():
     from idealseg.methods.common import largest_components_2d as largest_components
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from idealseg.atomic import atomic_file
 from idealseg.benchmark.spec import stage_key, stage_options
 from idealseg.errors import IdealsegError
+from idealseg.methods import get_method
 from idealseg.pipeline import run_stage
 
 # Options that change only numbers inside a step (the optimiser's, a loss weight or threshold, a
@@ -33,6 +34,9 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
     threshold) takes the plain method's cost as it is, also over an entry measured before this rule:
     on a shared machine two 20-step measurements of the same BCP step differed by up to 28 %, and
     IDEAL's lambda and ramp-up variants came out 0.68 to 0.88 s against IDEAL's 0.77.
+
+    A method whose run has parts of different cost (`Method.phases`: BCP's labelled-only warm-up) has
+    each part measured as a variant of the plain method, and `iterations` prices a run by their mix.
     """
     path = root / "calibration.json"
     table = json.loads(path.read_text()) if path.exists() else _shared_calibration(spec)
@@ -40,7 +44,8 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
     for cell in cells:
         if cell.get("pretrain"):
             jobs.append(("pretrain", cell["pretrain"], cell.get("pretrain_options", {})))
-        jobs.append(("finetune", cell["method"], cell.get("options", {})))
+        run_options = {**spec.get("options", {}), **spec.get("finetune_options", {}), **cell.get("options", {})}
+        jobs += [job for _, job in phase_jobs("finetune", cell["method"], cell.get("options", {}), run_options)]
     for key, job in map(_job_key, jobs):
         plain = stage_key(job[0], job[1], {})
         if job[2] and set(job[2]) <= SAME_COST and plain in table and table.get(key) != table[plain]:
@@ -67,6 +72,17 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
     if not path.exists():
         _write_calibration(path, table)  # every entry came from budget.calibration
     return table
+
+def phase_jobs(stage: str, method: str, opts: dict, run_options: dict) -> list[tuple[float, tuple]]:
+    """(fraction of the steps, calibration job) for each part of a run of `method` whose steps cost
+    differently; `run_options` are all the options the run has (they decide the parts' sizes). A part's
+    job drops the options that do not change a step's cost (SAME_COST), so the variants of one method
+    share its parts' measurements."""
+    parts = get_method(method).phases(run_options)
+    if len(parts) == 1:
+        return [(1.0, (stage, method, opts))]
+    priced = {k: v for k, v in opts.items() if k not in SAME_COST}
+    return [(fraction, (stage, method, {**priced, **part})) for fraction, part in parts]
 
 def _job_key(job: tuple) -> tuple[str, tuple]:
     return stage_key(*job), job
@@ -105,7 +121,10 @@ def _shared_calibration(spec: dict) -> dict[str, float]:
         raise IdealsegError(f"{source}: a calibration maps each stage to positive seconds per step")
     return table
 
-def iterations(root: Path, stage: str, method: str, opts: dict, seconds: float) -> int:
-    """Steps that `seconds` of compute buy a stage on the calibrated machine (at least 1)."""
+def iterations(root: Path, stage: str, method: str, opts: dict, seconds: float,
+               run_options: dict | None = None) -> int:
+    """Steps that `seconds` of compute buy a stage on the calibrated machine (at least 1), each part of
+    the run (`phase_jobs`, sized by `run_options`, by default `opts`) priced at its own cost."""
     table = json.loads((root / "calibration.json").read_text())
-    return max(1, int(seconds / table[stage_key(stage, method, opts)]))
+    parts = phase_jobs(stage, method, opts, opts if run_options is None else run_options)
+    return max(1, int(seconds / sum(fraction * table[stage_key(*job)] for fraction, job in parts)))

@@ -62,11 +62,18 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
 def run_cell(root, spec, cell, labeled, seed, profile, pre_budget) -> None:
     """Run (or resume) one cell: its pre-training if any, fine-tuning, evaluation, then result.json.
 
-    A cell whose result.json exists is skipped, so the matrix resumes cell by cell."""
+    A cell whose result.json exists is skipped, so the matrix resumes cell by cell; one that ran with
+    other steps than its budget buys now (the calibration changed) is kept as it is and named."""
     folder = cell_dir(root, cell["name"], labeled, seed)
-    if (folder / "result.json").exists():
-        return
     budget = spec.get("budget")
+    if (folder / "result.json").exists():
+        if budget:
+            steps = json.loads((folder / "result.json").read_text())["steps"]
+            now = _finetune_steps(root, spec, cell)
+            if steps != now:
+                print(f"{folder}: kept as it ran ({steps} steps; its budget buys {now} now): "
+                      "move the folder aside to run it again", flush=True)
+        return
     pre_seconds, init = 0.0, None
     key = pretrain_key(cell)
     if key:
@@ -83,9 +90,7 @@ def run_cell(root, spec, cell, labeled, seed, profile, pre_budget) -> None:
         init = str(pre_dir)
     ft_opts = stage_options(spec, cell, "finetune")
     if budget:
-        ft_seconds = budget["total_seconds"] - (budget["pretrain_seconds"] if key else 0)
-        ft_opts.update(time_budget=0, iterations=iterations(root, "finetune", cell["method"],
-                                                             cell.get("options", {}), ft_seconds))
+        ft_opts.update(time_budget=0, iterations=_finetune_steps(root, spec, cell))
     elif spec["equal_budget"] and not key and PROFILES[profile]["finetune"].get("time_budget"):
         ft_opts["time_budget"] = PROFILES[profile]["finetune"]["time_budget"] + pre_budget
     ft_dir = folder / "run"
@@ -105,6 +110,14 @@ def run_cell(root, spec, cell, labeled, seed, profile, pre_budget) -> None:
     }
     with atomic_file(folder / "result.json") as f:
         json.dump(result, f, indent=1)
+
+def _finetune_steps(root: Path, spec: dict, cell: dict) -> int:
+    """The fine-tuning steps a cell's budget buys: the total less its pre-training's share, priced by
+    the calibration."""
+    budget = spec["budget"]
+    seconds = budget["total_seconds"] - (budget["pretrain_seconds"] if pretrain_key(cell) else 0)
+    return iterations(root, "finetune", cell["method"], cell.get("options", {}), seconds,
+                      stage_options(spec, cell, "finetune"))
 
 def machine() -> str:
     """What ran a cell: the GPU's name, or the processor's model and the torch thread count (timings

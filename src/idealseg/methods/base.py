@@ -8,7 +8,7 @@ its budget the run is (for ramp-ups).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -28,6 +28,14 @@ class Method(nn.Module):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, n_labeled: int, progress: float) -> dict:
         raise NotImplementedError
+
+    @classmethod
+    def phases(cls, options: dict[str, Any]) -> list[tuple[float, dict[str, Any]]]:
+        """The parts of a run whose steps cost differently, as (fraction of the steps, options that make
+        a short run all of that part). Equal-compute benchmarks price a run by these: a method whose
+        first quarter is cheap labelled-only steps (BCP) would otherwise be priced as if every step
+        were its dearest and get fewer steps than its budget buys. One part for most methods."""
+        return [(1.0, {})]
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
