@@ -271,6 +271,60 @@ def test_new_method_is_calibrated_beside_an_anchor_and_scaled(tmp_path, monkeypa
     assert json.loads((root / "calibration.json").read_text()) == table
 
 
+def test_a_run_all_of_one_part_is_priced_as_that_part(tmp_path):
+    """labeled_warmup 0 or 1 (or anything beyond) is priced at the part it is, whatever its spelling
+    or other options; null is the default warm-up."""
+    import idealseg.benchmark.calibration as bm
+
+    (tmp_path / "calibration.json").write_text(json.dumps(
+        {"finetune_bcp": 0.72, "finetune_bcp_labeled_warmup-1.0": 0.36, "finetune_bcp_labeled_warmup-0.0": 0.76}))
+    assert bm.iterations(tmp_path, "finetune", "bcp", {"labeled_warmup": 1, "optimizer": "adam"}, 360) == 1000
+    assert bm.iterations(tmp_path, "finetune", "bcp", {}, 760, {"labeled_warmup": 0}) == 1000
+    assert bm.iterations(tmp_path, "finetune", "bcp", {"labeled_warmup": None}, 1000) == int(1000 / (0.25 * 0.36
+                                                                                                  + 0.75 * 0.76))
+
+
+def test_a_begun_stage_keeps_the_steps_it_started_with(tmp_path, capsys):
+    """Resumed after the calibration changed, a run keeps its own schedule (a BCP run would otherwise
+    fall back from self-training into its warm-up, or stop at once past its new end), and says so."""
+    from idealseg.benchmark.cells import _steps_started
+
+    assert _steps_started(tmp_path / "not-begun", 141) == 141
+    (tmp_path / "config.yaml").write_text("method: bcp\niterations: 70\n")
+    assert _steps_started(tmp_path, 70) == 70 and capsys.readouterr().out == ""
+    assert _steps_started(tmp_path, 141) == 70
+    assert "continues with the 70 steps it started with (its budget buys 141 now)" in capsys.readouterr().out
+
+
+def test_a_benchmark_takes_entries_its_shared_calibration_gained_later(tmp_path):
+    """acdc_cpu's table gained BCP's parts after the ablation copied it: the ablation's own table takes
+    them (and keeps its own entries), so both price BCP alike."""
+    shared = tmp_path / "cal.json"
+    shared.write_text(json.dumps({"finetune_bcp": 0.72, "finetune_bcp_labeled_warmup-1.0": 0.36,
+                                  "finetune_bcp_labeled_warmup-0.0": 0.76}))
+    root = tmp_path / "res"
+    root.mkdir()
+    (root / "calibration.json").write_text(json.dumps({"finetune_bcp": 0.72, "finetune_mine": 0.5}))
+    spec = {"dataset": "no-such-dataset", "budget": {"calibration": str(shared)}}
+    table = calibrate(root, spec, [{"name": "b", "method": "bcp"}])  # nothing measured: all known
+    assert table == json.loads((root / "calibration.json").read_text())
+    assert table["finetune_mine"] == 0.5 and table["finetune_bcp_labeled_warmup-1.0"] == 0.36
+
+
+def test_the_compute_axis_prices_each_part_of_a_run(tmp_path):
+    """A BCP run's validation points sit at the compute spent: its cheap warm-up first, then the
+    dearer self-training (not the budget spread evenly over the steps)."""
+    from idealseg.benchmark.calibration import compute_spent
+
+    (tmp_path / "calibration.json").write_text(json.dumps(
+        {"finetune_bcp_labeled_warmup-1.0": 0.2, "finetune_bcp_labeled_warmup-0.0": 0.6, "finetune_ideal": 0.7}))
+    spent = compute_spent(tmp_path, "finetune", "bcp", {}, {}, 100, [10, 25, 50, 100])
+    assert spent == pytest.approx([2.0, 5.0, 5.0 + 25 * 0.6, 5.0 + 75 * 0.6])
+    assert compute_spent(tmp_path, "finetune", "ideal", {}, {}, 100, [50]) is None  # one part: spread evenly
+    (tmp_path / "calibration.json").write_text(json.dumps({"finetune_bcp": 0.7}))
+    assert compute_spent(tmp_path, "finetune", "bcp", {}, {}, 100, [50]) is None  # parts never measured
+
+
 def test_benchmark_runs_resumes_and_reports(phantom, tmp_path, capsys):
     cfg = tmp_path / "b.yaml"
     cfg.write_text(
@@ -298,7 +352,8 @@ def test_benchmark_runs_resumes_and_reports(phantom, tmp_path, capsys):
     run_benchmark(cfg, tmp_path / "res")  # finished cells are skipped
     assert before == {p: p.stat().st_mtime for p in root.glob("cells/*/result.json")}
     table = json.loads((root / "calibration.json").read_text())
-    (root / "calibration.json").write_text(json.dumps({**table, "finetune_supervised": table["finetune_supervised"] * 4}))
+    table["finetune_supervised"] *= 4
+    (root / "calibration.json").write_text(json.dumps(table))
     capsys.readouterr()
     run_benchmark(cfg, tmp_path / "res")  # the budget buys other steps now: kept, and named
     kept = [line for line in capsys.readouterr().out.splitlines() if "kept as it ran" in line]

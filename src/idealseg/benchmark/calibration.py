@@ -37,9 +37,14 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
 
     A method whose run has parts of different cost (`Method.phases`: BCP's labelled-only warm-up) has
     each part measured as a variant of the plain method, and `iterations` prices a run by their mix.
+    Entries this benchmark's own table lacks are first taken from `budget.calibration`'s, so that
+    benchmarks sharing a calibration share later measurements too.
     """
     path = root / "calibration.json"
-    table = json.loads(path.read_text()) if path.exists() else _shared_calibration(spec)
+    shared = _shared_calibration(spec)
+    table = {**shared, **json.loads(path.read_text())} if path.exists() else shared
+    if path.exists() and set(shared) - set(json.loads(path.read_text())):
+        _write_calibration(path, table)  # entries the shared table gained later (BCP's parts) are its own
     jobs = []
     for cell in cells:
         if cell.get("pretrain"):
@@ -79,10 +84,32 @@ def phase_jobs(stage: str, method: str, opts: dict, run_options: dict) -> list[t
     job drops the options that do not change a step's cost (SAME_COST), so the variants of one method
     share its parts' measurements."""
     parts = get_method(method).phases(run_options)
-    if len(parts) == 1:
+    if parts == [(1.0, {})]:
         return [(1.0, (stage, method, opts))]
     priced = {k: v for k, v in opts.items() if k not in SAME_COST}
     return [(fraction, (stage, method, {**priced, **part})) for fraction, part in parts]
+
+def compute_spent(root: Path, stage: str, method: str, opts: dict, run_options: dict, total: int,
+                  steps: list[int]) -> list[float] | None:
+    """Calibrated seconds a run of `total` steps has spent after each of `steps`, its parts taken in
+    order and each priced at its own cost (BCP's cheap warm-up first). None for a run of one part (its
+    budget spreads evenly over its steps) and where the table lacks a part's cost."""
+    parts = phase_jobs(stage, method, opts, run_options)
+    path = root / "calibration.json"
+    if len(parts) == 1 or not path.exists():
+        return None
+    table = json.loads(path.read_text())
+    costs = [table.get(stage_key(*job)) for _, job in parts]
+    if None in costs:
+        return None
+    spent = []
+    for step in steps:
+        start, seconds = 0.0, 0.0
+        for (fraction, _), cost in zip(parts, costs, strict=True):
+            seconds += min(max(step - start, 0.0), fraction * total) * cost
+            start += fraction * total
+        spent.append(seconds)
+    return spent
 
 def _job_key(job: tuple) -> tuple[str, tuple]:
     return stage_key(*job), job

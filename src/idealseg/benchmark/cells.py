@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import torch
+import yaml
 
 from idealseg.atomic import atomic_file
 from idealseg.benchmark.calibration import calibrate, iterations
@@ -80,8 +81,8 @@ def run_cell(root, spec, cell, labeled, seed, profile, pre_budget) -> None:
         pre_dir = root / "pretrain" / f"{key}_seed{seed}"
         pre_opts = stage_options(spec, cell, "pretrain")
         if budget:
-            pre_opts.update(time_budget=0, iterations=iterations(
-                root, "pretrain", cell["pretrain"], cell.get("pretrain_options", {}), budget["pretrain_seconds"]))
+            pre_opts.update(time_budget=0, iterations=_steps_started(pre_dir, iterations(
+                root, "pretrain", cell["pretrain"], cell.get("pretrain_options", {}), budget["pretrain_seconds"])))
         if not (pre_dir / "summary.json").exists() or not (pre_dir / "encoder.pt").exists():
             # a results folder committed without its weights is retrained (same seed and steps)
             run_stage("pretrain", spec["dataset"], pre_dir, profile=profile, resume=True, seed=seed,
@@ -89,11 +90,11 @@ def run_cell(root, spec, cell, labeled, seed, profile, pre_budget) -> None:
         pre_seconds = json.loads((pre_dir / "summary.json").read_text())["seconds"]
         init = str(pre_dir)
     ft_opts = stage_options(spec, cell, "finetune")
+    ft_dir = folder / "run"
     if budget:
-        ft_opts.update(time_budget=0, iterations=_finetune_steps(root, spec, cell))
+        ft_opts.update(time_budget=0, iterations=_steps_started(ft_dir, _finetune_steps(root, spec, cell)))
     elif spec["equal_budget"] and not key and PROFILES[profile]["finetune"].get("time_budget"):
         ft_opts["time_budget"] = PROFILES[profile]["finetune"]["time_budget"] + pre_budget
-    ft_dir = folder / "run"
     if not (ft_dir / "summary.json").exists():
         run_stage("finetune", spec["dataset"], ft_dir, profile=profile, resume=True, seed=seed, labeled=labeled,
                   method=cell["method"], init=init, **ft_opts)
@@ -110,6 +111,19 @@ def run_cell(root, spec, cell, labeled, seed, profile, pre_budget) -> None:
     }
     with atomic_file(folder / "result.json") as f:
         json.dump(result, f, indent=1)
+
+def _steps_started(run_dir: Path, steps: int) -> int:
+    """The steps a stage that has begun keeps (its config.yaml's), whatever its budget buys now: a run
+    resumed after the calibration changed would otherwise change its schedule midway (a BCP run could
+    fall back from self-training into its warm-up), or stop at once past its new end."""
+    config = run_dir / "config.yaml"
+    if not config.exists():
+        return steps
+    started = int(yaml.safe_load(config.read_text())["iterations"])
+    if started != steps:
+        print(f"{run_dir}: continues with the {started} steps it started with (its budget buys {steps} now)",
+              flush=True)
+    return started
 
 def _finetune_steps(root: Path, spec: dict, cell: dict) -> int:
     """The fine-tuning steps a cell's budget buys: the total less its pre-training's share, priced by

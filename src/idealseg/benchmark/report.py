@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from idealseg.atomic import atomic_file
-from idealseg.benchmark.spec import cell_dir
+from idealseg.benchmark.calibration import compute_spent
+from idealseg.benchmark.spec import cell_dir, stage_options
 from idealseg.benchmark.statistics import paired_table, table_header, volume_dice
 
 
@@ -65,8 +66,12 @@ def validation_curves(root: Path, spec: dict, results: list[dict]) -> list[dict]
             rows = [row for row in csv.DictReader(f) if row.get("val_dice")]
         if budget:
             pre = budget["pretrain_seconds"] if r.get("pretrain") else 0.0
+            steps = [int(row["step"]) for row in rows]
+            cell = next((c for c in spec["methods"] if c["name"] == r["name"]), None)
+            spent = cell and compute_spent(root, "finetune", r["method"], cell.get("options", {}),
+                                           stage_options(spec, cell, "finetune"), r["steps"], steps)
             per_step = (budget["total_seconds"] - pre) / max(1, r["steps"])
-            seconds = [pre + int(row["step"]) * per_step for row in rows]
+            seconds = [pre + t for t in spent] if spent else [pre + step * per_step for step in steps]
         else:
             seconds = [r["pretrain_seconds"] + float(row["time"]) for row in rows]
         curves.append({"name": r["name"], "labeled": r["labeled"], "seed": r["seed"],
