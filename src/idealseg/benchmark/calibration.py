@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from idealseg.atomic import atomic_file
-from idealseg.benchmark.spec import stage_key, stage_options
+from idealseg.benchmark.spec import pretrain_key, stage_key, stage_options
 from idealseg.errors import IdealsegError
 from idealseg.methods import get_method
 from idealseg.pipeline import run_stage
@@ -88,6 +88,14 @@ def phase_jobs(stage: str, method: str, opts: dict, run_options: dict) -> list[t
         return [(1.0, (stage, method, opts))]
     priced = {k: v for k, v in opts.items() if k not in SAME_COST}
     return [(fraction, (stage, method, {**priced, **part})) for fraction, part in parts]
+
+def finetune_steps(root: Path, spec: dict, cell: dict) -> int:
+    """The fine-tuning steps a cell's budget buys: the total less its pre-training's share, priced by
+    the calibration."""
+    budget = spec["budget"]
+    seconds = budget["total_seconds"] - (budget["pretrain_seconds"] if pretrain_key(cell) else 0)
+    return iterations(root, "finetune", cell["method"], cell.get("options", {}), seconds,
+                      stage_options(spec, cell, "finetune"))
 
 def compute_spent(root: Path, stage: str, method: str, opts: dict, run_options: dict, total: int,
                   steps: list[int]) -> list[float] | None:

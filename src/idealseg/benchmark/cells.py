@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from idealseg.atomic import atomic_file
-from idealseg.benchmark.calibration import calibrate, iterations
+from idealseg.benchmark.calibration import calibrate, finetune_steps, iterations
 from idealseg.benchmark.report import write_results
 from idealseg.benchmark.spec import cell_dir, load_benchmark, pretrain_key, stage_options
 from idealseg.config import PROFILES
@@ -70,7 +70,7 @@ def run_cell(root, spec, cell, labeled, seed, profile, pre_budget) -> None:
     if (folder / "result.json").exists():
         if budget:
             steps = json.loads((folder / "result.json").read_text())["steps"]
-            now = _finetune_steps(root, spec, cell)
+            now = finetune_steps(root, spec, cell)
             if steps != now:
                 print(f"{folder}: kept as it ran ({steps} steps; its budget buys {now} now): "
                       "move the folder aside to run it again", flush=True)
@@ -92,7 +92,7 @@ def run_cell(root, spec, cell, labeled, seed, profile, pre_budget) -> None:
     ft_opts = stage_options(spec, cell, "finetune")
     ft_dir = folder / "run"
     if budget:
-        ft_opts.update(time_budget=0, iterations=_steps_started(ft_dir, _finetune_steps(root, spec, cell)))
+        ft_opts.update(time_budget=0, iterations=_steps_started(ft_dir, finetune_steps(root, spec, cell)))
     elif spec["equal_budget"] and not key and PROFILES[profile]["finetune"].get("time_budget"):
         ft_opts["time_budget"] = PROFILES[profile]["finetune"]["time_budget"] + pre_budget
     if not (ft_dir / "summary.json").exists():
@@ -124,14 +124,6 @@ def _steps_started(run_dir: Path, steps: int) -> int:
         print(f"{run_dir}: continues with the {started} steps it started with (its budget buys {steps} now)",
               flush=True)
     return started
-
-def _finetune_steps(root: Path, spec: dict, cell: dict) -> int:
-    """The fine-tuning steps a cell's budget buys: the total less its pre-training's share, priced by
-    the calibration."""
-    budget = spec["budget"]
-    seconds = budget["total_seconds"] - (budget["pretrain_seconds"] if pretrain_key(cell) else 0)
-    return iterations(root, "finetune", cell["method"], cell.get("options", {}), seconds,
-                      stage_options(spec, cell, "finetune"))
 
 def machine() -> str:
     """What ran a cell: the GPU's name, or the processor's model and the torch thread count (timings

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from idealseg.atomic import atomic_file
-from idealseg.benchmark.calibration import compute_spent
+from idealseg.benchmark.calibration import compute_spent, finetune_steps
 from idealseg.benchmark.spec import cell_dir, stage_options
 from idealseg.benchmark.statistics import paired_table, table_header, volume_dice
 
@@ -38,7 +38,8 @@ def write_results(root: Path, spec: dict) -> None:
         writer.writeheader()
         writer.writerows(rows)
     with atomic_file(root / "report.md") as f:
-        f.write(report_markdown([{**r, "dice": volume_dice(root, r)} for r in results], spec))
+        f.write(report_markdown([{**r, "dice": volume_dice(root, r)} for r in results], spec,
+                                _repriced(root, spec, results)))
     try:
         from idealseg.evaluation.figures import dice_vs_compute, dice_vs_labels
 
@@ -83,9 +84,22 @@ def _index(items: list, item) -> int:
     """Position in the config (the order the reader set), unknown entries last."""
     return items.index(item) if item in items else len(items)
 
-def report_markdown(results: list[dict], spec: dict) -> str:
+def _repriced(root: Path, spec: dict, results: list[dict]) -> list[str]:
+    """The cells that ran with other steps than their budget buys now (the calibration's pricing
+    changed after they ran), as 'name, budget, seed: ran N steps, buys M now'."""
+    if not spec.get("budget") or not (root / "calibration.json").exists():
+        return []
+    entries = {c["name"]: c for c in spec["methods"]}
+    found = []
+    for r in results:
+        if r["name"] in entries and r["steps"] != (now := finetune_steps(root, spec, entries[r["name"]])):
+            found.append(f"{r['name']}, {r['labeled']}, seed {r['seed']}: ran {r['steps']} steps, buys {now} now")
+    return found
+
+def report_markdown(results: list[dict], spec: dict, repriced: list[str] = ()) -> str:
     """report.md: methods as rows, label budgets as columns (mean Dice ± seed spread / HD95),
-    then the paired differences to the reference method and the machines and wall time."""
+    then the paired differences to the reference method, the cells whose budget buys other steps
+    now than they ran (`repriced`), and the machines and wall time."""
     budgets = [b for b in spec["labeled"] if any(r["labeled"] == b for r in results)]
     names = [c["name"] for c in spec["methods"] if any(r["name"] == c["name"] for r in results)]
     unit = results[0]["unit"]
@@ -110,6 +124,9 @@ def report_markdown(results: list[dict], spec: dict) -> str:
             cells.append(f"{dices.mean():.3f}{spread} / {hd}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += paired_table(results, spec, budgets, names)
+    if repriced:
+        lines += ["", "Cells kept as they ran, whose budget buys other steps now (the calibration's pricing "
+                  "changed after they ran): " + "; ".join(repriced) + "."]
     machines = sorted({r["machine"] for r in results})
     # a shared pre-training is counted once (cells that used the same run recorded the same seconds)
     pretrain = {(r["pretrain"], r["seed"], r["pretrain_seconds"]) for r in results if r.get("pretrain")}
