@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from idealseg.benchmark.statistics import volume_dice
+from idealseg.benchmark.statistics import folder_volume_dice
 
 
 def cell_dice(folder: Path) -> dict[str, float]:
     """Per-volume mean foreground Dice of one cell folder."""
     result = json.loads((folder / "result.json").read_text())
-    return volume_dice(folder.parent.parent, result)
+    return folder_volume_dice(folder, result["split"])  # this folder's, not its namesake's under cells/
 
 
 def main(argv: list[str]) -> None:

@@ -564,3 +564,24 @@ def test_a_cheap_warm_up_is_priced_at_its_own_cost(tmp_path, monkeypatch):
     assert bm.iterations(root, "finetune", "bcp", {"labeled_warmup": 0.0}, 1000) == int(1000 / self_training)
     assert bm.iterations(root, "finetune", "supervised", {}, 1000) == int(1000 / 0.27)
 
+
+
+def test_paired_script_reads_the_cell_folders_it_is_given(tmp_path):
+    """A superseded cell, moved out of cells/, is paired on its own volumes, not on those of the cell
+    that replaced it under the same name."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def cell(folder, dice):
+        (folder / "run" / "eval_val").mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps({"name": "m", "labeled": "7", "seed": 0, "split": "val"}))
+        rows = "".join(f"v{i},{c},{d}\n" for i, d in enumerate(dice) for c in ("RV", "LV"))
+        (folder / "run" / "eval_val" / "per_volume.csv").write_text("case,class,dice\n" + rows)
+
+    cell(tmp_path / "bench" / "cells" / "m_7_seed0", [0.8, 0.9])
+    cell(tmp_path / "bench" / "superseded" / "m_7_seed0", [0.6, 0.7])
+    script = Path(__file__).parents[1] / "benchmarks" / "paired.py"
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "bench" / "superseded" / "m_7_seed0"), "--",
+                          str(tmp_path / "bench" / "cells" / "m_7_seed0")], capture_output=True, text=True, check=True)
+    assert "A 0.650, B 0.850; B minus A +0.200" in out.stdout

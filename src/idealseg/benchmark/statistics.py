@@ -11,9 +11,13 @@ from idealseg.benchmark.spec import cell_dir
 
 
 def volume_dice(root: Path, result: dict) -> dict[str, float]:
-    """Mean foreground Dice of each volume a cell was evaluated on, from its per_volume.csv."""
-    path = cell_dir(root, result["name"], result["labeled"], result["seed"]) / "run"
-    path = path / f"eval_{result['split']}" / "per_volume.csv"
+    """Mean foreground Dice of each volume a cell of the benchmark at `root` was evaluated on."""
+    return folder_volume_dice(cell_dir(root, result["name"], result["labeled"], result["seed"]), result["split"])
+
+def folder_volume_dice(folder: Path, split: str) -> dict[str, float]:
+    """Mean foreground Dice of each volume, from the per_volume.csv of the cell folder given (which
+    may lie outside its benchmark's cells/, as a superseded cell does)."""
+    path = folder / "run" / f"eval_{split}" / "per_volume.csv"
     if not path.exists():
         return {}
     by_case: dict[str, list[float]] = {}
