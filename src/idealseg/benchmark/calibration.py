@@ -42,8 +42,9 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
     """
     path = root / "calibration.json"
     shared = _shared_calibration(spec)
-    table = {**shared, **json.loads(path.read_text())} if path.exists() else shared
-    if path.exists() and set(shared) - set(json.loads(path.read_text())):
+    own = json.loads(path.read_text()) if path.exists() else None
+    table = shared if own is None else {**shared, **own}
+    if own is not None and set(shared) - set(own):
         _write_calibration(path, table)  # entries the shared table gained later (BCP's parts) are its own
     jobs = []
     for cell in cells:
