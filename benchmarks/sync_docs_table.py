@@ -1,5 +1,6 @@
-"""Copy the tables of committed benchmark reports into docs/benchmarks.md, each between its markers
-(tests/test_docs.py fails when a copy and its report differ). Run after a cell finishes:
+"""Copy the tables of committed benchmark reports into docs/benchmarks.md, each between its markers,
+and build the README's headline table from the tuned report (tests/test_docs.py fails when a copy
+and its report differ). Run after a cell finishes:
     python benchmarks/sync_docs_table.py
 """
 
@@ -10,6 +11,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # marker name: (results folder, how many of its report's tables: the Dice table, then the paired one)
 TABLES = {"acdc-cpu-table": ("acdc_cpu", 1), "acdc-cpu-tuning-tables": ("acdc_cpu_tuning", 2)}
+# the README's headline columns: (column label, row of the tuned report, name in the "best" column);
+# the last is `idealseg train`'s default recipe, whose paired difference the headline shows
+HEADLINE = [("supervised U-Net", "supervised adam 1e-3", "supervised"),
+            ("IDEAL", "ideal adam 1e-3", "IDEAL"),
+            ("BCP", "bcp adam 1e-3", "BCP"),
+            ("IDEAL pre-training + BCP (`train`'s default)", "ideal pre-training + bcp adam 1e-3",
+             "IDEAL pre-training + BCP")]
+README_MARKERS = ("<!-- headline: from benchmarks/results/acdc_cpu_tuning/report.md -->", "<!-- /headline -->")
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -39,16 +48,54 @@ def copied(page: str, name: str) -> str:
     return page.split(start, 1)[1].split(end, 1)[0]
 
 
+def cells(table: list[str]) -> dict[str, list[str]]:
+    """A report table's rows by method name: the cells after the name, one per budget."""
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    return {row[0]: row[1:] for row in rows}
+
+
+def headline() -> list[str]:
+    """The README's headline: each budget's Dice of the columns' rows, the default recipe minus
+    supervised (paired), and the best of them in bold, so that the front page cannot drift from the
+    report it quotes."""
+    dice_table, paired_table = report("acdc-cpu-tuning-tables")
+    budgets = [b.split(":")[1].split()[0] for b in dice_table[0].strip("|").split("|")[1:]]
+    dice, paired = cells(dice_table), cells(paired_table)
+    header = [label for label, _, _ in HEADLINE] + ["default minus supervised (paired)", "best"]
+    lines = ["| labelled patients | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
+    for i, budget in enumerate(budgets):
+        values = {row: dice[row][i].split(" / ")[0] for _, row, _ in HEADLINE}
+        means = {row: float(v.split()[0]) for row, v in values.items() if v != "-"}
+        best = max(means, key=means.get)
+        shown = [f"**{values[row].split()[0]}**" if row == best else _one_seed(values[row])
+                 for _, row, _ in HEADLINE]
+        gain = paired[HEADLINE[-1][1]][i].rsplit(" (", 1)[0]
+        short = next(name for _, row, name in HEADLINE if row == best)
+        lines.append(f"| {budget} | " + " | ".join(shown + [gain, short]) + " |")
+    return lines
+
+
+def _one_seed(value: str) -> str:
+    """A report cell's mean, marked when one seed stands behind it (the others have two)."""
+    mean = value.split()[0]
+    return mean if mean == "-" or "seeds" in value else f"{mean} (1 seed)"
+
+
+def replace_between(text: str, start: str, end: str, body: str) -> str:
+    """`text` with what lies between the marker lines `start` and `end` replaced by `body`."""
+    before, rest = text.split(start, 1)
+    return f"{before}{start}\n{body}\n{end}{rest.split(end, 1)[1]}"
+
+
 def main() -> None:
     path = ROOT / "docs" / "benchmarks.md"
     page = path.read_text()
     for name in TABLES:
-        start, end = markers(name)
-        before, rest = page.split(start, 1)
-        after = rest.split(end, 1)[1]
         body = "\n\n".join("\n".join(table) for table in report(name))
-        page = f"{before}{start}\n{body}\n{end}{after}"
+        page = replace_between(page, *markers(name), body)
     path.write_text(page)
+    readme = ROOT / "README.md"
+    readme.write_text(replace_between(readme.read_text(), *README_MARKERS, "\n".join(headline())))
 
 
 if __name__ == "__main__":
