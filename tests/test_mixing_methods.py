@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from idealseg.benchmark.calibration import phase_jobs
 from idealseg.config import resolve_config
 from idealseg.data.mixing import box_mask, paste
 from idealseg.engine.trainer import Trainer
@@ -160,3 +161,25 @@ def test_weighted_dice_of_a_perfect_prediction_is_zero_at_any_weight():
     probs = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float()
     for w in (1.0, 0.5, 0.25):
         assert loss.dice(probs, target, torch.full((2, 8, 8), w)) < 1e-5, w
+
+
+def test_bcp_plain_warmup_trains_on_unmixed_labelled_slices():
+    """warmup_mixing none: the warm-up's targets are each labelled slice's own label (no box of the
+    other pasted in), and only its warm-up part is priced apart (the self-training part keeps the
+    default's measurement)."""
+    labels = torch.stack([torch.full((32, 32), 1), torch.full((32, 32), 2)])
+    images = torch.rand(4, 1, 32, 32)
+    for mixing, mixed in (("none", False), ("copy-paste", True)):
+        cfg = resolve_config("finetune", "tiny", None, {"method": "bcp", "input_size": 32, "warmup_mixing": mixing})
+        method = get_method("bcp")(cfg)
+        targets: list[torch.Tensor] = []
+        method.loss.register_forward_hook(lambda module, args, out, seen=targets: seen.append(args[1]))
+        out = method(images, labels, 2, progress=0.1)
+        assert set(out) == {"loss", "sup"} and len(targets[0]) == 2
+        classes = [set(t.unique().tolist()) - {0} for t in targets[0]]  # 0: outside a rotated slice
+        assert (classes != [{1}, {2}]) == mixed
+    assert get_method("bcp").phases({"warmup_mixing": "none"}) == [
+        (0.25, {"labeled_warmup": 1.0, "warmup_mixing": "none"}),
+        (0.75, {"labeled_warmup": 0.0, "warmup_mixing": None})]
+    jobs = phase_jobs("finetune", "bcp", {"warmup_mixing": "none", "lr": 0.001}, {"warmup_mixing": "none"})
+    assert [job[2] for _, job in jobs] == [{"labeled_warmup": 1.0, "warmup_mixing": "none"}, {"labeled_warmup": 0.0}]

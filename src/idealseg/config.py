@@ -58,6 +58,7 @@ class RunConfig:
     perturb2: str = "noise"
     ema_decay: float = 0.99
     labeled_warmup: float = 0.25  # bcp: fraction of the budget on labelled-only copy-paste (10k of 40k in the paper)
+    warmup_mixing: str = "copy-paste"  # bcp: the warm-up's labelled slices pasted into each other, or "none" (plain)
     unlabeled_weight: float = 0.5  # bcp: weight of pseudo-labelled pixels in the mixed slices
     confidence: float = 0.95  # unimatch, ideal weak_to_strong: softmax peak a pseudo-labelled pixel needs to count
     mixing: str = "none"  # ideal: "copy-paste" pastes labelled and unlabelled slices into each other (after BCP)
@@ -311,6 +312,8 @@ OPTIONS: dict[str, Option] = {
                         limit=(lambda v: 0 <= v < 1, "in [0, 1)")),
     "labeled_warmup": Option("fraction of the budget on labelled-only copy-paste before self-training",
                              readers=("bcp",), limit=_FRACTION),
+    "warmup_mixing": Option("bcp's warm-up: copy-paste between labelled slices, or none (plain supervised "
+                            "steps, cheaper)", readers=("bcp",), choices=("copy-paste", "none")),
     "unlabeled_weight": Option("weight of pseudo-labelled pixels in copy-paste mixed slices",
                                readers=("bcp", "ideal"), limit=_NON_NEGATIVE),
     "confidence": Option("softmax peak a weak-view pseudo-label needs to count",

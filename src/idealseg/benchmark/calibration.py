@@ -83,12 +83,13 @@ def phase_jobs(stage: str, method: str, opts: dict, run_options: dict) -> list[t
     """(fraction of the steps, calibration job) for each part of a run of `method` whose steps cost
     differently; `run_options` are all the options the run has (they decide the parts' sizes). A part's
     job drops the options that do not change a step's cost (SAME_COST), so the variants of one method
-    share its parts' measurements."""
+    share its parts' measurements; an option a part sets to None does not change that part's cost."""
     parts = get_method(method).phases(run_options)
     if parts == [(1.0, {})]:
         return [(1.0, (stage, method, opts))]
     priced = {k: v for k, v in opts.items() if k not in SAME_COST}
-    return [(fraction, (stage, method, {**priced, **part})) for fraction, part in parts]
+    return [(fraction, (stage, method, {k: v for k, v in {**priced, **part}.items() if v is not None}))
+            for fraction, part in parts]
 
 def finetune_steps(root: Path, spec: dict, cell: dict) -> int:
     """The fine-tuning steps a cell's budget buys: the total less its pre-training's share, priced by

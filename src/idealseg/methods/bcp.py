@@ -14,6 +14,11 @@ class is reduced to its largest connected component. The first version here copi
 statistics into an eval-mode teacher (SSL4MIS's Mean Teacher): at 3 labelled patients its
 pseudo-labels fell to Dice 0.12-0.31 on unlabelled training slices, below the student's 0.53.
 
+`warmup_mixing: none` makes the warm-up plain supervised steps on the labelled slices (cheaper; the
+benchmark's calibration measures by how much): at 7 labelled patients the plain U-Net's predictions on the
+unlabelled slices beat BCP's pseudo-labels at equal compute, so a teacher grown by cheap supervised
+steps is the natural thing to try there (docs/benchmarks.md, "BCP alone at its own price").
+
 Differences from the public code, kept small on purpose: one poly learning-rate schedule over both
 stages (the paper restarts it), self-training starts from the last warm-up step (the paper: from
 the warm-up's best validation checkpoint), and the box is pasted into weakly augmented slices (the
@@ -50,15 +55,22 @@ class BCP(TeacherStudent):
         profile's defaults: an absent or null `labeled_warmup` is the default."""
         value = options.get("labeled_warmup")
         warmup = RunConfig.labeled_warmup if value is None else float(value)
+        mixing = options.get("warmup_mixing") or RunConfig.warmup_mixing
+        # the warm-up's mixing prices the warm-up part only (None: the self-training part drops it)
+        warm = {"labeled_warmup": 1.0, **({} if mixing == RunConfig.warmup_mixing else {"warmup_mixing": mixing})}
+        train = {"labeled_warmup": 0.0, **({"warmup_mixing": None} if "warmup_mixing" in options else {})}
         if warmup <= 0 or warmup >= 1:  # all one part, priced as that part
-            return [(1.0, {"labeled_warmup": 1.0 if warmup >= 1 else 0.0})]
-        return [(warmup, {"labeled_warmup": 1.0}), (1 - warmup, {"labeled_warmup": 0.0})]
+            return [(1.0, warm if warmup >= 1 else train)]
+        return [(warmup, warm), (1 - warmup, train)]
 
     def forward(self, images, labels, n_labeled, progress):
         x, y = weak_augment(images, pad_labels(labels, len(images)))
         xl, yl, xu = x[:n_labeled], y[:n_labeled], x[n_labeled:]
         size = tuple(x.shape[-2:])
         if progress < self.cfg.labeled_warmup or len(xu) == 0:
+            if self.cfg.warmup_mixing == "none":
+                sup = self.loss(self.student(xl), yl)
+                return {"loss": sup, "sup": sup}
             mask = box_mask(len(xl), size, device=x.device)
             other = torch.roll(torch.arange(len(xl), device=x.device), 1)
             mixed = paste(xl[other], xl, mask)
