@@ -585,3 +585,25 @@ def test_paired_script_reads_the_cell_folders_it_is_given(tmp_path):
     out = subprocess.run([sys.executable, str(script), str(tmp_path / "bench" / "superseded" / "m_7_seed0"), "--",
                           str(tmp_path / "bench" / "cells" / "m_7_seed0")], capture_output=True, text=True, check=True)
     assert "A 0.650, B 0.850; B minus A +0.200" in out.stdout
+
+
+def test_pseudo_label_script_reads_each_cells_last_validation_point(tmp_path, capsys):
+    """Rows without a validation Dice (training-loss rows) are skipped; columns a cell lacks stay empty."""
+    from .conftest import load_benchmark_script
+
+    logs = {
+        "sup": "step,loss,val_dice,pl_dice_model\n100,0.5,0.70,0.71\n150,0.4,,\n200,0.3,0.80,0.8249\n250,0.2,,\n",
+        "bcp": "step,loss,val_dice,pl_dice_student,pl_dice_teacher,pl_disagree\n200,0.3,0.75,0.7,0.69,0.00274\n",
+    }
+    cells = []
+    for name, text in logs.items():
+        (tmp_path / name / "run").mkdir(parents=True)
+        (tmp_path / name / "run" / "log.csv").write_text(text)
+        cells.append(str(tmp_path / name))
+    load_benchmark_script("pseudo_labels").main(cells)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| cell | step | val_dice | pl_dice_model | pl_dice_student | pl_dice_teacher | pl_disagree |"
+    assert lines[2] == "| sup | 200 | 0.800 | 0.825 |  |  |  |"
+    assert lines[3] == "| bcp | 200 | 0.750 |  | 0.700 | 0.690 | 0.003 |"
+    with pytest.raises(SystemExit, match="no run/log.csv"):
+        load_benchmark_script("pseudo_labels").main([str(tmp_path)])

@@ -313,7 +313,7 @@ OPTIONS: dict[str, Option] = {
     "labeled_warmup": Option("fraction of the budget on labelled-only copy-paste before self-training",
                              readers=("bcp",), limit=_FRACTION),
     "warmup_mixing": Option("bcp's warm-up: copy-paste between labelled slices, or none (plain supervised "
-                            "steps, cheaper)", readers=("bcp",), choices=("copy-paste", "none")),
+                            "steps)", readers=("bcp",), choices=("copy-paste", "none")),
     "unlabeled_weight": Option("weight of pseudo-labelled pixels in copy-paste mixed slices",
                                readers=("bcp", "ideal"), limit=_NON_NEGATIVE),
     "confidence": Option("softmax peak a weak-view pseudo-label needs to count",
