@@ -13,17 +13,17 @@ tables of docs/benchmarks.md that compare them are printed by this script, not c
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
+
+from idealseg.benchmark.statistics import validation_rows
 
 DIAGNOSTIC = "pl_"
 
 
 def last_validation(log: Path) -> dict[str, str]:
     """The last row of a training log that has a validation Dice (the point the cell ends on)."""
-    with log.open(newline="") as f:
-        rows = [row for row in csv.DictReader(f) if row.get("val_dice")]
+    rows = validation_rows(log)
     if not rows:
         raise ValueError(f"{log}: no validation point logged")
     return rows[-1]

@@ -11,7 +11,7 @@ import numpy as np
 from idealseg.atomic import atomic_file
 from idealseg.benchmark.calibration import compute_spent, finetune_steps
 from idealseg.benchmark.spec import cell_dir, stage_options
-from idealseg.benchmark.statistics import paired_table, table_header, volume_dice
+from idealseg.benchmark.statistics import paired_table, table_header, validation_rows, volume_dice
 
 
 def collect(root: Path) -> list[dict]:
@@ -63,8 +63,7 @@ def validation_curves(root: Path, spec: dict, results: list[dict]) -> list[dict]
         log = cell_dir(root, r["name"], r["labeled"], r["seed"]) / "run" / "log.csv"
         if not log.exists():
             continue
-        with open(log, newline="") as f:
-            rows = [row for row in csv.DictReader(f) if row.get("val_dice")]
+        rows = validation_rows(log)
         if budget:
             pre = budget["pretrain_seconds"] if r.get("pretrain") else 0.0
             steps = [int(row["step"]) for row in rows]

@@ -10,6 +10,12 @@ import numpy as np
 from idealseg.benchmark.spec import cell_dir
 
 
+def validation_rows(log_csv: Path) -> list[dict[str, str]]:
+    """The rows of a training log.csv that carry a validation point (the others log losses only)."""
+    with open(log_csv, newline="") as f:
+        return [row for row in csv.DictReader(f) if row.get("val_dice")]
+
+
 def volume_dice(root: Path, result: dict) -> dict[str, float]:
     """Mean foreground Dice of each volume a cell of the benchmark at `root` was evaluated on."""
     return folder_volume_dice(cell_dir(root, result["name"], result["labeled"], result["seed"]), result["split"])
