@@ -13,6 +13,7 @@ tables of docs/benchmarks.md that compare them are printed by this script, not c
 
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 
@@ -26,19 +27,25 @@ def last_validation(log: Path) -> dict[str, str]:
     rows = validation_rows(log)
     if not rows:
         raise ValueError(f"{log}: no validation point logged")
-    return rows[-1]
+    row = rows[-1]
+    for key in ("val_dice", *(k for k in row if k.startswith(DIAGNOSTIC))):
+        try:
+            float(row[key] or 0)
+        except ValueError:
+            raise ValueError(f"{log}: {key} of step {row.get('step')} is not a number: {row[key]!r}") from None
+    return row
 
 
-def table(cells: list[Path]) -> str:
-    """One row per cell: steps, validation Dice and every pseudo-label column, in the logs' order."""
-    rows = {cell.name: last_validation(cell / "run" / "log.csv") for cell in cells}
+def table(rows: dict[str, dict[str, str]]) -> str:
+    """One row per cell (name -> its last validation row): steps, validation Dice and every
+    pseudo-label column, in the logs' order."""
     columns: list[str] = []
     for row in rows.values():
         columns += [c for c in row if c.startswith(DIAGNOSTIC) and c not in columns]
     head = ["cell", "step", "val_dice", *columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in rows.items():
-        values = [name, row["step"], *(_fmt(row.get(c, "")) for c in head[2:])]
+        values = [name, row.get("step", ""), *(_fmt(row.get(c, "")) for c in head[2:])]
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines)
 
@@ -47,16 +54,25 @@ def _fmt(value: str | None) -> str:
     return f"{float(value):.3f}" if value else ""
 
 
+def fail(message: str) -> None:
+    """Bad input: one line naming the file, exit code 2, as the idealseg CLI does."""
+    print(f"pseudo_labels.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0] in {"-h", "--help"}:
         sys.exit(__doc__)
-    missing = [p for p in argv if not (Path(p) / "run" / "log.csv").is_file()]
-    if missing:
-        sys.exit(f"pseudo_labels.py: {missing[0]}: no run/log.csv (not a benchmark cell folder)")
-    try:
-        print(table([Path(p) for p in argv]))
-    except ValueError as err:
-        sys.exit(f"pseudo_labels.py: {err}")
+    rows = {}
+    for cell in map(Path, argv):
+        log = cell / "run" / "log.csv"
+        if not log.is_file():
+            fail(f"{cell}: no run/log.csv (not a benchmark cell folder)")
+        try:
+            rows[cell.name] = last_validation(log)
+        except (ValueError, csv.Error) as err:
+            fail(str(err) if str(err).startswith(str(log)) else f"{log}: unreadable ({err})")
+    print(table(rows))
 
 
 if __name__ == "__main__":

@@ -605,5 +605,10 @@ def test_pseudo_label_script_reads_each_cells_last_validation_point(tmp_path, ca
     assert lines[0] == "| cell | step | val_dice | pl_dice_model | pl_dice_student | pl_dice_teacher | pl_disagree |"
     assert lines[2] == "| sup | 200 | 0.800 | 0.825 |  |  |  |"
     assert lines[3] == "| bcp | 200 | 0.750 |  | 0.700 | 0.690 | 0.003 |"
-    with pytest.raises(SystemExit, match="no run/log.csv"):
-        load_benchmark_script("pseudo_labels").main([str(tmp_path)])
+    for bad, problem in ((tmp_path, "no run/log.csv"), (tmp_path / "bcp", "pl_disagree of step 200 is not a number")):
+        if bad != tmp_path:
+            (bad / "run" / "log.csv").write_text("step,val_dice,pl_disagree\n200,0.75,nan%\n")
+        with pytest.raises(SystemExit) as stop:
+            load_benchmark_script("pseudo_labels").main([str(bad)])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and problem in err and len(err.strip().splitlines()) == 1, err
