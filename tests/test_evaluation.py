@@ -454,6 +454,25 @@ def test_report_shows_seed_spread_where_a_method_has_several_seeds(tmp_path):
         load_benchmark(cfg)
 
 
+def test_report_says_what_each_cell_was_given(tmp_path):
+    """Equal steps (the converged regime: fine-tuning iterations fixed, no clock) are not reported as
+    the profile's wall-clock budget, which they are not; the clock and calibrated compute still are."""
+    cfg = tmp_path / "b.yaml"
+    cell = {"name": "sup", "labeled": "3", "seed": 0, "unit": "voxels", "machine": "m", "finetune_seconds": 60,
+            "pretrain": None, "metrics": {"mean": {"dice": {"mean": 0.7}, "hd95": {"mean": 5.0}}}}
+    cfg.write_text("dataset: d\nlabeled: [3]\nfinetune_options: {iterations: 6315, time_budget: 0}\n"
+                   "methods:\n  - {name: sup, method: supervised}\n")
+    assert "; each cell 6315 fine-tuning steps. " in report_markdown([cell], load_benchmark(cfg))
+    cfg.write_text("dataset: d\nlabeled: [3]\nfinetune_options: {iterations: 6315, time_budget: 0}\n"
+                   "methods:\n  - {name: sup, method: supervised}\n"
+                   "  - {name: long, method: supervised, options: {iterations: 12630}}\n")
+    assert "; each cell 6315 fine-tuning steps, or its row's own. " in report_markdown([cell], load_benchmark(cfg))
+    cfg.write_text("dataset: d\nlabeled: [3]\nmethods:\n  - {name: sup, method: supervised}\n")
+    assert "; each cell the profile's wall-clock budget. " in report_markdown([cell], load_benchmark(cfg))
+    cfg.write_text("dataset: d\nlabeled: [3]\nprofile: gpu\nmethods:\n  - {name: sup, method: supervised}\n")
+    assert "; each cell 30000 fine-tuning steps. " in report_markdown([cell], load_benchmark(cfg))
+
+
 @pytest.mark.parametrize("methods, extra, expected", [
     ("{name: x, method: unet++}", "", r"method 'x': unknown method 'unet\+\+'"),
     ("{name: x, method: ideal-pretrain}", "", r"method 'x': 'ideal-pretrain' is a pretrain method"),

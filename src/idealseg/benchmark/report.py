@@ -12,6 +12,7 @@ from idealseg.atomic import atomic_file
 from idealseg.benchmark.calibration import compute_spent, finetune_steps
 from idealseg.benchmark.spec import cell_dir, stage_options
 from idealseg.benchmark.statistics import paired_table, table_header, validation_rows, volume_dice
+from idealseg.config import PROFILES
 
 
 def collect(root: Path) -> list[dict]:
@@ -95,6 +96,19 @@ def _repriced(root: Path, spec: dict, results: list[dict]) -> list[str]:
             found.append(f"{r['name']}, {r['labeled']}, seed {r['seed']}: ran {r['steps']} steps, buys {now} now")
     return found
 
+def _allowance(spec: dict) -> str:
+    """What each cell was given, as the report's first line says it: calibrated compute (equal
+    compute), a fixed number of fine-tuning steps (equal steps: the converged regime, the gpu
+    protocol), or the profile's clock."""
+    budget = spec.get("budget")
+    if budget:
+        return f"each cell {_duration(budget['total_seconds'])} of calibrated training compute, pre-training included"
+    finetune = {**PROFILES[spec["profile"]]["finetune"], **spec["options"], **spec["finetune_options"]}
+    if not finetune.get("time_budget"):
+        own = any("iterations" in c.get("options", {}) for c in spec["methods"])
+        return f"each cell {finetune['iterations']} fine-tuning steps" + (", or its row's own" if own else "")
+    return "each cell the profile's wall-clock budget"
+
 def report_markdown(results: list[dict], spec: dict, repriced: list[str] = ()) -> str:
     """report.md: methods as rows, label budgets as columns (mean Dice ± seed spread / HD95),
     then the paired differences to the reference method, the cells whose budget buys other steps
@@ -102,9 +116,7 @@ def report_markdown(results: list[dict], spec: dict, repriced: list[str] = ()) -
     budgets = [b for b in spec["labeled"] if any(r["labeled"] == b for r in results)]
     names = [c["name"] for c in spec["methods"] if any(r["name"] == c["name"] for r in results)]
     unit = results[0]["unit"]
-    budget = spec.get("budget")
-    how = (f"each cell {_duration(budget['total_seconds'])} of calibrated training compute, pre-training included"
-           if budget else "each cell the profile's wall-clock budget")
+    how = _allowance(spec)
     lines = [f"Mean foreground Dice / HD95 ({unit}) on the {spec['split']} split, profile {spec['profile']}, "
              f"mean over seeds (± their standard deviation where a cell has several); {how}. "
              "Steps and measured seconds per cell: results.csv.", "",
