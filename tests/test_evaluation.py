@@ -19,6 +19,7 @@ from idealseg.benchmark import (
     run_benchmark,
     validation_curves,
 )
+from idealseg.benchmark.spec import clocked_options
 from idealseg.cli import main
 from idealseg.data.importers.phantom import phantom_raw
 from idealseg.errors import IdealsegError
@@ -456,21 +457,47 @@ def test_report_shows_seed_spread_where_a_method_has_several_seeds(tmp_path):
 
 def test_report_says_what_each_cell_was_given(tmp_path):
     """Equal steps (the converged regime: fine-tuning iterations fixed, no clock) are not reported as
-    the profile's wall-clock budget, which they are not; the clock and calibrated compute still are."""
+    a wall-clock budget, which they are not, and a clock is not reported as steps; pre-training is
+    described too."""
     cfg = tmp_path / "b.yaml"
     cell = {"name": "sup", "labeled": "3", "seed": 0, "unit": "voxels", "machine": "m", "finetune_seconds": 60,
             "pretrain": None, "metrics": {"mean": {"dice": {"mean": 0.7}, "hd95": {"mean": 5.0}}}}
-    cfg.write_text("dataset: d\nlabeled: [3]\nfinetune_options: {iterations: 6315, time_budget: 0}\n"
-                   "methods:\n  - {name: sup, method: supervised}\n")
-    assert "; each cell 6315 fine-tuning steps. " in report_markdown([cell], load_benchmark(cfg))
-    cfg.write_text("dataset: d\nlabeled: [3]\nfinetune_options: {iterations: 6315, time_budget: 0}\n"
-                   "methods:\n  - {name: sup, method: supervised}\n"
-                   "  - {name: long, method: supervised, options: {iterations: 12630}}\n")
-    assert "; each cell 6315 fine-tuning steps, or its row's own. " in report_markdown([cell], load_benchmark(cfg))
-    cfg.write_text("dataset: d\nlabeled: [3]\nmethods:\n  - {name: sup, method: supervised}\n")
-    assert "; each cell the profile's wall-clock budget. " in report_markdown([cell], load_benchmark(cfg))
-    cfg.write_text("dataset: d\nlabeled: [3]\nprofile: gpu\nmethods:\n  - {name: sup, method: supervised}\n")
-    assert "; each cell 30000 fine-tuning steps. " in report_markdown([cell], load_benchmark(cfg))
+    steps = "dataset: d\nlabeled: [3]\nfinetune_options: {iterations: 6315, time_budget: 0}\nmethods:\n"
+    sup = "  - {name: sup, method: supervised}\n"
+
+    def first_line(text):
+        cfg.write_text(text)
+        return report_markdown([cell], load_benchmark(cfg)).split("; ", 1)[1].split(". Steps", 1)[0]
+
+    assert first_line(steps + sup) == "each cell 6315 fine-tuning steps"
+    assert first_line(steps + sup + "  - {name: long, method: supervised, options: {iterations: 12630}}\n") == (
+        "each cell 6315 fine-tuning steps, or its row's own")
+    assert first_line(steps + sup + "  - {name: i, method: ideal, pretrain: ideal-pretrain, "
+                      "pretrain_options: {iterations: 547, time_budget: 0}}\n") == (
+        "each cell 6315 fine-tuning steps, pre-training (where a row has it) 547 steps")
+    assert first_line(steps + sup + "  - {name: i, method: ideal, pretrain: ideal-pretrain}\n") == (
+        "each cell 6315 fine-tuning steps, pre-training (where a row has it) on the clock")
+    assert first_line(steps + sup + "  - {name: t, method: supervised, options: {time_budget: 60}}\n") == (
+        "each cell a wall-clock budget (the profile's unless its row sets one)")
+    assert first_line("dataset: d\nlabeled: [3]\nmethods:\n" + sup) == (
+        "each cell a wall-clock budget (the profile's unless its row sets one)")
+    assert first_line("dataset: d\nlabeled: [3]\nprofile: gpu\nmethods:\n" + sup) == "each cell 30000 fine-tuning steps"
+
+
+def test_equal_budget_adds_pretraining_time_only_to_a_clock(tmp_path):
+    """With `equal_budget` a cell without pre-training trains as long as a pre-trained one (the cpu
+    profile's 1200 s of fine-tuning plus its 480 s of pre-training); an equal-steps cell
+    (`time_budget: 0`) gets no clock from it, where it once got 1680 s that could cut its steps."""
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("dataset: d\nlabeled: [3]\nmethods:\n  - {name: sup, method: supervised}\n"
+                   "  - {name: i, method: ideal, pretrain: ideal-pretrain}\n"
+                   "  - {name: fixed, method: supervised, options: {iterations: 100, time_budget: 0}}\n")
+    spec = load_benchmark(cfg)
+    sup, pretrained, fixed = (clocked_options(spec, c, "finetune")["time_budget"] for c in spec["methods"])
+    assert (sup, pretrained, fixed) == (1680, 1200, 0)
+    cfg.write_text(cfg.read_text().replace("dataset: d\n", "dataset: d\nequal_budget: false\n"))
+    spec = load_benchmark(cfg)
+    assert clocked_options(spec, spec["methods"][0], "finetune")["time_budget"] == 1200
 
 
 @pytest.mark.parametrize("methods, extra, expected", [

@@ -12,8 +12,7 @@ import yaml
 from idealseg.atomic import atomic_file
 from idealseg.benchmark.calibration import calibrate, finetune_steps, iterations
 from idealseg.benchmark.report import write_results
-from idealseg.benchmark.spec import cell_dir, load_benchmark, pretrain_key, stage_options
-from idealseg.config import PROFILES
+from idealseg.benchmark.spec import cell_dir, clocked_options, load_benchmark, pretrain_key, stage_options
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
 from idealseg.pipeline import run_stage
@@ -37,7 +36,6 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
         source, *src = str(spec["prepare"]).split()
         prepare(source, spec["dataset"], src[0] if src else None)
     profile = spec["profile"]
-    pre_budget = PROFILES[profile]["pretrain"].get("time_budget", 0)
     unknown = sorted(set(only or ()) - {c["name"] for c in spec["methods"]})
     if unknown:
         names = ", ".join(c["name"] for c in spec["methods"])
@@ -56,11 +54,11 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
     for column in [b for b in spec["labeled"] if not labeled or b in labeled]:
         for cell in cells:
             for seed in [s for s in cell["seeds"] if seeds is None or s in seeds]:
-                run_cell(root, spec, cell, column, seed, profile, pre_budget)
+                run_cell(root, spec, cell, column, seed, profile)
                 write_results(root, spec)  # the report is current after every cell
     return root
 
-def run_cell(root, spec, cell, labeled, seed, profile, pre_budget) -> None:
+def run_cell(root, spec, cell, labeled, seed, profile) -> None:
     """Run (or resume) one cell: its pre-training if any, fine-tuning, evaluation, then result.json.
 
     A cell whose result.json exists is skipped, so the matrix resumes cell by cell; one that ran with
@@ -93,8 +91,8 @@ def run_cell(root, spec, cell, labeled, seed, profile, pre_budget) -> None:
     ft_dir = folder / "run"
     if budget:
         ft_opts.update(time_budget=0, iterations=_steps_started(ft_dir, finetune_steps(root, spec, cell)))
-    elif spec["equal_budget"] and not key and PROFILES[profile]["finetune"].get("time_budget"):
-        ft_opts["time_budget"] = PROFILES[profile]["finetune"]["time_budget"] + pre_budget
+    elif "time_budget" in (clocked := clocked_options(spec, cell, "finetune")):
+        ft_opts["time_budget"] = clocked["time_budget"]
     if not (ft_dir / "summary.json").exists():
         run_stage("finetune", spec["dataset"], ft_dir, profile=profile, resume=True, seed=seed, labeled=labeled,
                   method=cell["method"], init=init, **ft_opts)

@@ -10,9 +10,8 @@ import numpy as np
 
 from idealseg.atomic import atomic_file
 from idealseg.benchmark.calibration import compute_spent, finetune_steps
-from idealseg.benchmark.spec import cell_dir, stage_options
+from idealseg.benchmark.spec import cell_dir, clocked_options, stage_options
 from idealseg.benchmark.statistics import paired_table, table_header, validation_rows, volume_dice
-from idealseg.config import PROFILES
 
 
 def collect(root: Path) -> list[dict]:
@@ -99,15 +98,24 @@ def _repriced(root: Path, spec: dict, results: list[dict]) -> list[str]:
 def _allowance(spec: dict) -> str:
     """What each cell was given, as the report's first line says it: calibrated compute (equal
     compute), a fixed number of fine-tuning steps (equal steps: the converged regime, the gpu
-    protocol), or the profile's clock."""
+    protocol), or a clock; and its pre-training's steps or clock."""
     budget = spec.get("budget")
     if budget:
         return f"each cell {_duration(budget['total_seconds'])} of calibrated training compute, pre-training included"
-    finetune = {**PROFILES[spec["profile"]]["finetune"], **spec["options"], **spec["finetune_options"]}
-    if not finetune.get("time_budget"):
-        own = any("iterations" in c.get("options", {}) for c in spec["methods"])
-        return f"each cell {finetune['iterations']} fine-tuning steps" + (", or its row's own" if own else "")
-    return "each cell the profile's wall-clock budget"
+    finetune = [clocked_options(spec, cell, "finetune") for cell in spec["methods"]]
+    pretrain = [clocked_options(spec, cell, "pretrain") for cell in spec["methods"] if cell.get("pretrain")]
+    if any(opts.get("time_budget") for opts in finetune):
+        how = "each cell a wall-clock budget (the profile's unless its row sets one)"
+    else:
+        steps = [opts["iterations"] for opts in finetune]
+        common = max(set(steps), key=steps.count)
+        how = f"each cell {common} fine-tuning steps" + (", or its row's own" if len(set(steps)) > 1 else "")
+    if pretrain and any(opts.get("time_budget") for opts in pretrain):
+        how += ", pre-training (where a row has it) on the clock"
+    elif pretrain:
+        counts = " or ".join(sorted({str(opts["iterations"]) for opts in pretrain}))
+        how += f", pre-training (where a row has it) {counts} steps"
+    return how
 
 def report_markdown(results: list[dict], spec: dict, repriced: list[str] = ()) -> str:
     """report.md: methods as rows, label budgets as columns (mean Dice ± seed spread / HD95),

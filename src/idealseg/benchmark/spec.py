@@ -96,6 +96,16 @@ def stage_options(spec: dict, cell: dict, stage: str) -> dict[str, Any]:
         return {**spec["options"], **cell.get("pretrain_options", {})}
     return {**spec["options"], **spec["finetune_options"], **cell.get("options", {})}
 
+def clocked_options(spec: dict, cell: dict, stage: str) -> dict[str, Any]:
+    """A cell's stage options where the benchmark has no calibrated `budget`, with the profile's clock
+    and step limit made explicit. With `equal_budget`, a cell without pre-training adds the profile's
+    pre-training time to its fine-tuning clock, so that it trains as long as a pre-trained cell; a
+    stage with no clock (`time_budget: 0`, equal steps) gets none, since there is no time to equal."""
+    opts = {**PROFILES[spec["profile"]][stage], **stage_options(spec, cell, stage)}
+    if stage == "finetune" and spec["equal_budget"] and not cell.get("pretrain") and opts.get("time_budget"):
+        opts["time_budget"] += PROFILES[spec["profile"]]["pretrain"].get("time_budget", 0)
+    return opts
+
 def _check_budget(path: str | Path, budget: Any, pretraining: bool) -> None:
     """`budget: {total_seconds, pretrain_seconds, calibrate_steps, calibration}`, each sensible."""
     if not isinstance(budget, dict) or set(budget) - {"total_seconds", "pretrain_seconds", "calibrate_steps",
