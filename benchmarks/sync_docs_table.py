@@ -10,7 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # marker name: (results folder, how many of its report's tables: the Dice table, then the paired one)
-TABLES = {"acdc-cpu-table": ("acdc_cpu", 1), "acdc-cpu-tuning-tables": ("acdc_cpu_tuning", 2)}
+TABLES = {"acdc-cpu-table": ("acdc_cpu", 1), "acdc-cpu-tuning-tables": ("acdc_cpu_tuning", 2),
+          "acdc-cpu-converged-tables": ("acdc_cpu_converged", 2)}
 # the README's headline columns: (column label, row of the tuned report, name in the "best" column);
 # the last is `idealseg train`'s default recipe, whose paired difference the headline shows
 HEADLINE = [("supervised U-Net", "supervised adam 1e-3", "supervised"),
