@@ -337,6 +337,8 @@ def test_benchmark_runs_resumes_and_reports(phantom, tmp_path, capsys):
         "  - {name: ideal, method: ideal, pretrain: ideal-pretrain}\n"
     )
     root = run_benchmark(cfg, tmp_path / "res")
+    started = capsys.readouterr().out
+    assert "ideal_2_seed0: starts (ideal, 2 labelled, seed 0)" in started and "supervised_2_seed0: starts" in started
     import yaml
 
     ran = {p.parent.name if p.parent.name != "run" else p.parent.parent.name: yaml.safe_load(p.read_text())
@@ -372,6 +374,13 @@ def test_benchmark_runs_resumes_and_reports(phantom, tmp_path, capsys):
     assert all(abs(c["minutes"][-1] - 2 / 60) < 1e-9 for c in curves.values())
     assert curves["ideal"]["minutes"][0] > 1 / 60 and all(0 <= d <= 1 for d in curves["ideal"]["dice"])
     assert (root / "dice_vs_compute.png").exists()
+    (root / "pretrain" / "ideal-pretrain_seed0" / "encoder.pt").unlink()  # as a folder committed without its weights
+    (root / "cells" / "ideal_2_seed0" / "result.json").unlink()
+    capsys.readouterr()
+    run_benchmark(cfg, tmp_path / "res", only=["ideal"])
+    again = capsys.readouterr().out
+    assert "ideal_2_seed0: resumes" in again and "ideal-pretrain_seed0: pre-trains again" in again
+    assert (root / "pretrain" / "ideal-pretrain_seed0" / "encoder.pt").exists()
 
 
 def test_benchmark_runs_one_label_budget_when_asked(phantom, tmp_path):

@@ -73,6 +73,8 @@ def run_cell(root, spec, cell, labeled, seed, profile) -> None:
                 print(f"{folder}: kept as it ran ({steps} steps; its budget buys {now} now): "
                       "move the folder aside to run it again", flush=True)
         return
+    print(f"{folder}: {'resumes' if folder.exists() else 'starts'} ({cell['name']}, {labeled} labelled, "
+          f"seed {seed})", flush=True)
     pre_seconds, init = 0.0, None
     key = pretrain_key(cell)
     if key:
@@ -82,7 +84,9 @@ def run_cell(root, spec, cell, labeled, seed, profile) -> None:
             pre_opts.update(time_budget=0, iterations=_steps_started(pre_dir, iterations(
                 root, "pretrain", cell["pretrain"], cell.get("pretrain_options", {}), budget["pretrain_seconds"])))
         if not (pre_dir / "summary.json").exists() or not (pre_dir / "encoder.pt").exists():
-            # a results folder committed without its weights is retrained (same seed and steps)
+            if (pre_dir / "summary.json").exists():  # a results folder committed without its weights
+                print(f"{pre_dir}: pre-trains again, same seed and steps (its encoder.pt is not there: "
+                      "weights are not committed)", flush=True)
             run_stage("pretrain", spec["dataset"], pre_dir, profile=profile, resume=True, seed=seed,
                       method=cell["pretrain"], **pre_opts)
         pre_seconds = json.loads((pre_dir / "summary.json").read_text())["seconds"]

@@ -226,8 +226,8 @@ class Trainer:
         if cfg.val_every and ctx.is_main and self.val_cases and (self.step % cfg.val_every or self.last_val is None):
             log_rows.append({"step": self.step, "time": round(self.elapsed, 2), **self.validate()})
         self._flush_log(log_rows)
-        if self.step != last_ckpt:
-            self.save()
+        if self.step != last_ckpt or (cfg.stage == "pretrain" and not (self.run_dir / "encoder.pt").exists()):
+            self.save()  # a finished pre-training resumed without its encoder.pt writes it again
         summary = {"steps": self.step, "seconds": round(self.elapsed, 1), "best_val_dice": self.best}
         if ctx.is_main and self.val_cases and self.last_val is not None:
             # nnU-Net's post-processing rule: keep each class's largest component where that raised
@@ -357,8 +357,8 @@ class Trainer:
             "best": self.best,
             "config": self.cfg.to_dict(),
         }
-        save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
-        self.cfg.save(self.run_dir / "config.yaml")
-        if self.cfg.stage == "pretrain":
+        if self.cfg.stage == "pretrain":  # before last.pt: a kill between the two then redoes these steps
             save_checkpoint({"encoder": encoder_state(self.method), "config": self.cfg.to_dict()},
                             self.run_dir / "encoder.pt", keep_previous=False)
+        save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
+        self.cfg.save(self.run_dir / "config.yaml")
