@@ -226,8 +226,12 @@ class Trainer:
         if cfg.val_every and ctx.is_main and self.val_cases and (self.step % cfg.val_every or self.last_val is None):
             log_rows.append({"step": self.step, "time": round(self.elapsed, 2), **self.validate()})
         self._flush_log(log_rows)
-        if self.step != last_ckpt or (cfg.stage == "pretrain" and not (self.run_dir / "encoder.pt").exists()):
-            self.save()  # a finished pre-training resumed without its encoder.pt writes it again
+        # a finished pre-training resumed without its encoder.pt writes it again (rank 0's disk decides:
+        # save() is a collective)
+        no_encoder = cfg.stage == "pretrain" and distributed.broadcast_value(
+            ctx, float(not (self.run_dir / "encoder.pt").exists())) > 0
+        if self.step != last_ckpt or no_encoder:
+            self.save()
         summary = {"steps": self.step, "seconds": round(self.elapsed, 1), "best_val_dice": self.best}
         if ctx.is_main and self.val_cases and self.last_val is not None:
             # nnU-Net's post-processing rule: keep each class's largest component where that raised
