@@ -85,8 +85,8 @@ def run_cell(root, spec, cell, labeled, seed, profile) -> None:
                 root, "pretrain", cell["pretrain"], cell.get("pretrain_options", {}), budget["pretrain_seconds"])))
         if not (pre_dir / "summary.json").exists() or not (pre_dir / "encoder.pt").exists():
             if (pre_dir / "summary.json").exists():  # a results folder committed without its weights
-                print(f"{pre_dir}: pre-trains again, same seed and steps (its encoder.pt is not there: "
-                      "weights are not committed)", flush=True)
+                print(f"{pre_dir}: pre-trains again, same seed and steps (its summary.json is there, its "
+                      "encoder.pt is not, as in a results folder committed without its weights)", flush=True)
             run_stage("pretrain", spec["dataset"], pre_dir, profile=profile, resume=True, seed=seed,
                       method=cell["pretrain"], **pre_opts)
         pre_seconds = json.loads((pre_dir / "summary.json").read_text())["seconds"]
