@@ -83,8 +83,9 @@ def run_cell(root, spec, cell, labeled, seed, profile) -> None:
         if budget:
             pre_opts.update(time_budget=0, iterations=_steps_started(pre_dir, iterations(
                 root, "pretrain", cell["pretrain"], cell.get("pretrain_options", {}), budget["pretrain_seconds"])))
-        if not (pre_dir / "summary.json").exists() or not (pre_dir / "encoder.pt").exists():
-            if (pre_dir / "summary.json").exists():  # a results folder committed without its weights
+        finished = (pre_dir / "summary.json").exists()
+        if not finished or not (pre_dir / "encoder.pt").exists():
+            if finished:
                 print(f"{pre_dir}: pre-trains again, same seed and steps (its summary.json is there, its "
                       "encoder.pt is not, as in a results folder committed without its weights)", flush=True)
             run_stage("pretrain", spec["dataset"], pre_dir, profile=profile, resume=True, seed=seed,
