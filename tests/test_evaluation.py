@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -381,6 +382,13 @@ def test_benchmark_runs_resumes_and_reports(phantom, tmp_path, capsys):
     again = capsys.readouterr().out
     assert "ideal_2_seed0: resumes" in again and "ideal-pretrain_seed0: pre-trains again" in again
     assert (root / "pretrain" / "ideal-pretrain_seed0" / "encoder.pt").exists()
+    cell = root / "cells" / "supervised_2_seed0"  # as a folder copied without its checkpoints
+    (cell / "result.json").unlink()
+    (cell / "run" / "summary.json").unlink()
+    shutil.rmtree(cell / "run" / "checkpoints")
+    run_benchmark(cfg, tmp_path / "res", only=["supervised"])
+    assert "supervised_2_seed0: starts again (its folder holds no checkpoint)" in capsys.readouterr().out
+    assert (root / "cells" / "supervised_2_seed0" / "result.json").exists()
 
 
 def test_benchmark_runs_one_label_budget_when_asked(phantom, tmp_path):

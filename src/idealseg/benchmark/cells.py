@@ -73,8 +73,7 @@ def run_cell(root, spec, cell, labeled, seed, profile) -> None:
                 print(f"{folder}: kept as it ran ({steps} steps; its budget buys {now} now): "
                       "move the folder aside to run it again", flush=True)
         return
-    print(f"{folder}: {'resumes' if folder.exists() else 'starts'} ({cell['name']}, {labeled} labelled, "
-          f"seed {seed})", flush=True)
+    print(f"{folder}: {_how_it_goes_on(folder)} ({cell['name']}, {labeled} labelled, seed {seed})", flush=True)
     pre_seconds, init = 0.0, None
     key = pretrain_key(cell)
     if key:
@@ -114,6 +113,14 @@ def run_cell(root, spec, cell, labeled, seed, profile) -> None:
     }
     with atomic_file(folder / "result.json") as f:
         json.dump(result, f, indent=1)
+
+def _how_it_goes_on(folder: Path) -> str:
+    """Say whether a cell picks up where it stopped: a folder copied without its checkpoints (they are
+    not committed) holds a log but nothing to resume, and its steps run again from the first."""
+    run = folder / "run"
+    if (run / "summary.json").exists() or (run / "checkpoints" / "last.pt").exists():
+        return "resumes"
+    return "starts again (its folder holds no checkpoint)" if folder.exists() else "starts"
 
 def _steps_started(run_dir: Path, steps: int) -> int:
     """The steps a stage that has begun keeps (its config.yaml's), whatever its budget buys now: a run
