@@ -16,6 +16,7 @@ from idealseg.benchmark.spec import cell_dir, clocked_options, load_benchmark, p
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
 from idealseg.pipeline import run_stage
+from idealseg.runfolder.checkpoint import has_checkpoint
 from idealseg.runfolder.environment import cpu_model
 
 
@@ -118,7 +119,7 @@ def _how_it_goes_on(folder: Path) -> str:
     """Say whether a cell picks up where it stopped: a folder copied without its checkpoints (they are
     not committed) holds a log but nothing to resume, and its steps run again from the first."""
     run = folder / "run"
-    if (run / "summary.json").exists() or (run / "checkpoints" / "last.pt").exists():
+    if (run / "summary.json").exists() or has_checkpoint(run):
         return "resumes"
     return "starts again (its folder holds no checkpoint)" if folder.exists() else "starts"
 

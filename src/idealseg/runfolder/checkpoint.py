@@ -36,12 +36,21 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         raise InputError(path, f"corrupt or truncated checkpoint ({type(exc).__name__})") from None
 
 
+def _latest_paths(run_dir: Path) -> tuple[Path, Path]:
+    last = run_dir / "checkpoints" / "last.pt"
+    return last, last.with_suffix(".prev.pt")
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether a run can resume: what load_latest would try, without reading it."""
+    return any(p.exists() for p in _latest_paths(run_dir))
+
+
 def load_latest(run_dir: Path, map_location="cpu") -> dict | None:
     """The newest readable of last.pt / last.prev.pt, warning when it had to fall back."""
-    last = run_dir / "checkpoints" / "last.pt"
-    prev = last.with_suffix(".prev.pt")
-    if not last.exists() and not prev.exists():
+    if not has_checkpoint(run_dir):
         return None
+    last, prev = _latest_paths(run_dir)
     try:
         return load_checkpoint(last, map_location)
     except InputError as exc:
