@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from idealseg.atomic import temporary
 from idealseg.cli import main
 from idealseg.data.importers.phantom import phantom_raw
 from idealseg.ownership import MANIFEST
@@ -199,9 +200,9 @@ def test_a_run_that_fails_at_start_leaves_no_folder(phantom, tmp_path, capsys):
 
 def test_killed_prepare_leaves_no_temporary_for_good(tmp_path, capsys):
     out = tmp_path / "ds"
-    stale = tmp_path / f".ds.dir-{2**22 + 12345}.tmp"  # a pid no live process has
+    stale = temporary(out, "dir", pid=2**22 + 12345)  # a pid no live process has
     (stale / "cases").mkdir(parents=True)
-    live = tmp_path / f".ds.dir-{os.getpid()}.tmp.keep"  # not ours to judge: another name shape
+    live = tmp_path / f".ds.dir-{os.getpid()}.tmp"  # the old name shape, without idealseg's mark: a user's
     live.mkdir()
     assert run_cli(["prepare", "phantom", out, "--patients", "3"], capsys)[0] == 0
     assert not stale.exists() and live.exists()

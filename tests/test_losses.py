@@ -136,3 +136,30 @@ def test_consistency_targets_carry_no_gradient():
 def test_sigmoid_rampup():
     assert sigmoid_rampup(0.0, 0.4) == pytest.approx(math.exp(-5))
     assert sigmoid_rampup(0.4, 0.4) == 1.0 and sigmoid_rampup(1.0, 0.4) == 1.0
+
+
+def test_nnunet_augmentation_keeps_image_and_label_aligned():
+    """The label is the image's own bright square: after nnU-Net's spatial and intensity transforms the
+    warped label must still sit on the (still brighter) warped square, slice by slice."""
+    from idealseg.data.augment import nnunet_augment
+
+    torch.manual_seed(0)
+    images = torch.full((64, 1, 48, 48), 0.2)
+    images[:, :, 14:34, 10:30] = 0.9
+    labels = (images[:, 0] > 0.5).long()
+    out, warped = nnunet_augment(images, labels)
+    assert out.shape == images.shape and warped.shape == labels.shape and torch.isfinite(out).all()
+    inside = [out[i, 0][warped[i] == 1].mean() for i in range(64) if (warped[i] == 1).sum() > 20]
+    outside = [out[i, 0][warped[i] == 0].mean() for i in range(64) if (warped[i] == 1).sum() > 20]
+    assert len(inside) > 48 and all(a > b for a, b in zip(inside, outside, strict=True))
+    assert not torch.equal(out, images)
+
+
+def test_nnunet_augmentation_draws_each_transform_at_its_rate():
+    from idealseg.data.augment import NNUNET_SPATIAL
+
+    torch.manual_seed(0)
+    theta = random_theta(4000, NNUNET_SPATIAL)
+    scale = theta[:, :, :2].det().abs().sqrt()  # zoom changes the determinant; rotation and flips do not
+    zoomed = ((scale - 1).abs() > 1e-4).float().mean()
+    assert 0.17 < zoomed < 0.23  # nnU-Net scales with p = 0.2

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -12,10 +15,13 @@ from scipy import ndimage
 import idealseg
 from idealseg.data.dataset import Dataset
 from idealseg.data.importers.phantom import phantom_raw
+from idealseg.data.nifti_io import load_nifti, slicing_axes
+from idealseg.data.normalize import normalize_volume
 from idealseg.data.physical import FOREGROUND_SHARE, canvas_size, centre, crop_patches, resolve_spacing
 from idealseg.data.slice_store import SliceStore
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.inference import predict_volume
+from idealseg.evaluation.predict import read_scan
 
 from .conftest import write_nifti, write_ssl4mis
 
@@ -101,7 +107,7 @@ def test_predict_in_physical_space_writes_the_input_grid(phantom, tmp_path):
     idealseg.predict_files(run, scan, tmp_path / "mask.nii.gz")
     mask, source = nib.load(tmp_path / "mask.nii.gz"), nib.load(scan)
     assert mask.shape == source.shape and np.allclose(mask.affine, source.affine)
-    huge = write_nifti(tmp_path / "in" / "huge.nii.gz", np.ones((64, 64, 3), np.float32), zooms=(300.0, 300.0, 8.0))
+    huge = write_nifti(tmp_path / "in" / "huge.nii.gz", np.ones((200, 200, 3), np.float32), zooms=(40.0, 40.0, 8.0))
     with pytest.raises(IdealsegError, match="huge.nii.gz: .* more than 4096 on a side: check the header's spacing"):
         idealseg.predict_files(run, huge.parent, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -159,3 +165,166 @@ def test_resuming_a_run_from_before_physical_space_says_which_option(phantom, tm
     assert main(args) == 2
     assert "pass --target-spacing none to continue a run trained on resized slices" in capsys.readouterr().err
     assert main([*args, "--target-spacing", "none"]) == 0
+
+
+# --- headers that cannot fool the geometry ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run(phantom, tmp_path_factory):
+    """A tiny run in physical space (the phantom's ~1.5 mm), for predict's checks."""
+    return idealseg.finetune(phantom, tmp_path_factory.mktemp("run") / "run", method="supervised", labeled="2",
+                             profile="tiny", iterations=2, val_every=0, threads=1)
+
+
+def _prepare(*args):
+    """`idealseg prepare ...` in-process: (exit code, its warnings then its stderr lines)."""
+    import contextlib
+    import io
+
+    from idealseg.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(["prepare", *[str(a) for a in args]])
+    return code, [str(w.message) for w in caught] + [line for line in err.getvalue().splitlines() if "%|" not in line]
+
+
+def test_spacing_comes_from_the_affine_and_a_disagreeing_pixdim_is_said(tmp_path):
+    image = np.ones((8, 8, 3), np.float32)
+    scaled = write_nifti(tmp_path / "scaled.nii.gz", image, zooms=(1.5, 1.5, 8.0), affine=np.diag([2.0, 2.0, 8.0, 1]))
+    with pytest.warns(UserWarning, match=r"gives voxel spacing 2 x 2 x 8 but pixdim says 1.5 x 1.5 x 8; using the"):
+        assert load_nifti(scaled)[2] == (2.0, 2.0, 8.0)
+    # the ACDC release: an affine of axis signs only, the spacing in pixdim (as ITK reads it)
+    signs = write_nifti(tmp_path / "signs.nii.gz", image, zooms=(1.4, 1.4, 10.0), affine=np.diag([-1.0, -1, 1, 1]))
+    assert load_nifti(signs)[2] == pytest.approx((1.4, 1.4, 10.0))
+
+
+def test_a_header_in_metres_is_refused_or_converted_with_the_numbers(tmp_path):
+    image = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    write_nifti(tmp_path / "m" / "imagesTr" / "a.nii.gz", image, zooms=(0.0015, 0.0015, 0.008))
+    code, err = _prepare("nifti", tmp_path / "m", tmp_path / "ds")
+    assert code == 2 and "a.nii.gz: implausible voxel spacing 0.0015 x 0.0015 x 0.008 mm" in err[-1], err
+    assert "if it is in metres, that is 1.5 x 1.5 x 8 mm" in err[-1] and not (tmp_path / "ds").exists()
+    labelled = write_nifti(tmp_path / "u" / "imagesTr" / "a.nii.gz", image, zooms=(0.0015, 0.0015, 0.008))
+    img = nib.load(labelled)
+    img.header.set_xyzt_units("meter")
+    nib.save(img, labelled)
+    code, err = _prepare("nifti", tmp_path / "u", tmp_path / "ds")
+    assert code == 0, err
+    assert any("voxel spacing 0.0015 x 0.0015 x 0.008 is in metres (xyzt_units); using 1.5 x 1.5 x 8 mm" in line
+               for line in err), err
+    assert Dataset(tmp_path / "ds").cases[0].spacing == pytest.approx([8.0, 1.5, 1.5])
+
+
+def test_predict_refuses_a_spacing_in_metres_and_warns_far_from_the_plan(run, tmp_path):
+    image = phantom_raw(5, 0, 0)[0].astype(np.float32)
+    metres = write_nifti(tmp_path / "m" / "scan.nii.gz", np.transpose(image, (2, 1, 0)), zooms=(0.0015, 0.0015, 0.008))
+    with pytest.raises(IdealsegError, match=r"scan.nii.gz: implausible voxel spacing 0.0015 x 0.0015 x 0.008 mm"):
+        idealseg.predict_files(run, metres, tmp_path / "out")
+    fine = write_nifti(tmp_path / "f" / "scan.nii.gz", np.transpose(image, (2, 1, 0)), zooms=(0.3, 0.3, 8.0))
+    target = idealseg.load(run).spacing_mm
+    with pytest.warns(UserWarning, match=rf"scan.nii.gz: in-plane spacing 0.3 x 0.3 mm is {target / 0.3:.1f}x off "
+                                         rf"the {target:.4g} mm the model was trained at"):
+        idealseg.predict_files(run, fine, tmp_path / "out")
+
+
+def test_slicing_axis_of_tied_spacings_is_the_one_of_fewest_voxels():
+    assert slicing_axes((4, 32, 24), (1.0, 1.0, 1.0), None) == (0, 2, 1)  # isotropic: 4 slices of 32 x 24
+    assert slicing_axes((32, 24, 4), (1.0, 1.0, 1.0), None) == (2, 1, 0)
+    assert slicing_axes((4, 32, 24), (1.0, 1.1, 1.0), None) == (0, 2, 1)  # a near tie says nothing either
+    assert slicing_axes((32, 32, 32), (1.0, 1.0, 1.0), None) == (2, 1, 0)  # a cube: the last axis
+    assert slicing_axes((20, 18, 40), (1.4, 1.4, 10.0), None) == (2, 1, 0)  # a clearly coarser axis wins
+
+
+def test_isotropic_scan_is_sliced_alike_by_import_and_predict(run, tmp_path):
+    """An isotropic stack stored slice axis first: the slices are its 4 planes of 32 x 24, at import and
+    at predict (the same function decides), not 24 planes of 4 x 32."""
+    rng = np.random.default_rng(0)
+    image = rng.random((4, 32, 24)).astype(np.float32)
+    label = np.broadcast_to(np.arange(4, dtype=np.uint8)[:, None, None], (4, 32, 24)).copy()  # one class per slice
+    src = tmp_path / "src"
+    write_nifti(src / "imagesTr" / "a.nii.gz", image, zooms=(1.0, 1.0, 1.0))
+    write_nifti(src / "labelsTr" / "a.nii.gz", label, zooms=(1.0, 1.0, 1.0))
+    ds = Dataset(idealseg.prepare("nifti", tmp_path / "ds", src))
+    case = ds.load("a")
+    assert case.image.shape == (4, 24, 32) and case.axes == (0, 2, 1)
+    assert all(len(np.unique(case.label[z])) == 1 for z in range(4))  # every stored slice is one source plane
+    assert read_scan(src / "imagesTr" / "a.nii.gz").axes == case.axes
+    mask = idealseg.predict_files(run, src / "imagesTr" / "a.nii.gz", tmp_path / "mask.nii.gz")[0]
+    assert nib.load(mask).shape == image.shape
+
+
+def test_non_finite_voxels_are_set_to_the_minimum_in_predict_and_refused_by_segment(run, tmp_path):
+    image = phantom_raw(5, 0, 0)[0].astype(np.float32)
+    image[0, :3, :5] = np.nan
+    scan = write_nifti(tmp_path / "in" / "scan.nii.gz", np.transpose(image, (2, 1, 0)))
+    with pytest.warns(UserWarning, match=r"scan.nii.gz: 15 of \d+ voxels are NaN or Inf; set to the image's minimum"):
+        mask = idealseg.predict_files(run, scan, tmp_path / "mask.nii.gz")[0]
+    assert nib.load(mask).shape == image.T.shape
+    with pytest.raises(IdealsegError, match="NaN or Inf"):  # an array in memory: no file to name, no guess
+        idealseg.load(run).segment(image, spacing=(8.0, 1.5, 1.5))
+    with pytest.raises(IdealsegError, match=r"volume of shape \(\d+, \d+, \d+\) has 15 NaN or Inf voxels"):
+        predict_volume(_scale_dependent_net(0.35), image, 64)
+
+
+def test_segment_of_an_empty_volume_is_one_line(run, tmp_path):
+    with pytest.raises(IdealsegError, match=r"\(0, 96, 96\)"):
+        idealseg.load(run).segment(np.zeros((0, 96, 96), np.float32), spacing=(8.0, 1.5, 1.5))
+    for volume in (np.zeros((0, 96, 96), np.float32), np.zeros((3, 0, 8), np.float32)):
+        with pytest.raises(IdealsegError, match=rf"empty volume \(shape {re.escape(str(volume.shape))}\): nothing"):
+            predict_volume(_scale_dependent_net(0.35), volume, 64)
+        with pytest.raises(IdealsegError, match=r"empty volume"):
+            normalize_volume(volume)
+    empty = tmp_path / "in" / "empty.nii.gz"
+    empty.parent.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((8, 0, 3), np.float32), np.eye(4)), str(empty))
+    with pytest.raises(IdealsegError, match=r"empty.nii.gz: empty image \(shape \(8, 0, 3\)\)"):
+        idealseg.predict_files(run, empty, tmp_path / "out")
+
+
+def test_a_full_disk_in_predict_names_the_mask(run, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    scan = write_nifti(tmp_path / "in" / "scan.nii.gz", np.transpose(phantom_raw(5, 0, 0)[0], (2, 1, 0)))
+    monkeypatch.setattr("idealseg.evaluation.predict.nib.save", full)
+    with pytest.raises(IdealsegError, match=r"out/scan_seg.nii.gz: could not write the mask \(No space left on"):
+        idealseg.predict_files(run, scan.parent, tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*"))
+
+
+def _disk_volume(radius_px: float, size: int = 96, slices: int = 6) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    disk = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < radius_px**2).astype(np.float32)
+    return np.repeat(disk[None], slices, 0)
+
+
+def _size_sensitive_net(radius_mm: float, spacing_mm: float, input_size: int):
+    """A stand-in network that is sure of its foreground only when the disk it sees has the radius it
+    was 'trained' on (`radius_mm` at `spacing_mm`): what a real model does with anatomy of another size."""
+    target_area = np.pi * (radius_mm / spacing_mm) ** 2 / input_size**2
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        bright = (x > 0.5).float()
+        area = bright.mean(dim=(1, 2, 3), keepdim=True)
+        sure = (0.99 - 4 * (area - target_area).abs()).clamp(0.55, 0.99)
+        fg = bright * sure + (1 - bright) * (1 - sure)
+        return torch.cat([1 - fg, fg], 1)
+
+    return predict
+
+
+@pytest.mark.parametrize(("radius_px", "expected"), [(10.0, (1.0, 1.0)), (15.0, (0.6, 0.7))])
+def test_scale_search_finds_anatomy_at_another_size_than_the_header_says(radius_px, expected):
+    from idealseg.evaluation.inference import choose_scale
+
+    spacing, input_size = 1.5, 64
+    predict = _size_sensitive_net(radius_mm=15.0, spacing_mm=spacing, input_size=input_size)
+    # the header says 1.5 mm: a 10 px disk is the 15 mm the network knows, a 15 px one looks 1.5x too large
+    factor = choose_scale(predict, _disk_volume(radius_px), input_size, "cpu", (spacing, spacing), spacing)
+    assert expected[0] <= factor <= expected[1], factor

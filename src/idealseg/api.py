@@ -12,19 +12,22 @@ run folders and the same numbers:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from idealseg import checks
+from idealseg.checks import InvalidValue
 from idealseg.config import RunConfig
 from idealseg.data.normalize import normalize_volume
 from idealseg.data.prepare import prepare
-from idealseg.evaluation.evaluate import evaluate_run
-from idealseg.evaluation.inference import predict_volume
-from idealseg.evaluation.predict import predict_files, run_normalization
+from idealseg.evaluation.evaluate import checked_run_arguments, evaluate_run
+from idealseg.evaluation.inference import predict_volume, spacing_mismatch
+from idealseg.evaluation.predict import predict_files as _predict_files
+from idealseg.evaluation.predict import run_normalization
 from idealseg.methods import Method
 from idealseg.pipeline import run_stage
 from idealseg.pipeline import train as _train
@@ -71,29 +74,31 @@ class Segmenter:
     largest_component: bool = False  # the post-processing the run's validation chose
 
     def segment(self, volume: np.ndarray, flip_tta: bool = False, *, spacing: tuple[float, ...] | None = None,
-                largest_component: bool | None = None) -> np.ndarray:
+                largest_component: bool | None = None, scale_search: bool = True) -> np.ndarray:
         """Labels uint8 [Z, H, W] for a volume [Z, H, W] of raw intensities (slices along the first axis),
         normalised as the run's training data was. `spacing` in mm, (Z, H, W) or in-plane (H, W): a
         model in physical space (`spacing_mm`) needs it to see the anatomy at its training scale.
         `largest_component` keeps each class's largest connected region (removes stray false positives);
-        None: as the run's validation chose."""
-        volume = np.asarray(volume, dtype=np.float32)
-        if volume.ndim != 3:
-            raise ValueError(f"expected a [Z, H, W] volume, got shape {volume.shape}")
+        None: as the run's validation chose. `scale_search`: as `predict`, segment at the multiple of
+        `spacing` the model is most confident at (for scans whose anatomy is not at the size it implies)."""
+        volume = _volume(volume)
+        flip_tta = checks.flag(flip_tta, "flip_tta")
         if spacing is not None:
-            values = np.atleast_1d(np.asarray(spacing, dtype=float)).tolist()
-            if len(values) not in (2, 3) or not all(np.isfinite(v) and v > 0 for v in values[-2:]):
-                raise ValueError(f"spacing must be (Z, H, W) or (H, W) in mm, the in-plane values > 0; got {spacing}")
-            spacing = tuple(values[-2:])
+            spacing = _in_plane(spacing)
+            suspect = spacing_mismatch(spacing, self.spacing_mm)
+            if suspect:
+                warnings.warn(f"volume: {suspect}", stacklevel=2)
         elif self.spacing_mm:
-            raise ValueError(f"this model works at {self.spacing_mm:g} mm: pass the volume's spacing "
-                             "(segment(volume, spacing=(z, y, x)))")
+            raise InvalidValue(f"this model works at {self.spacing_mm:g} mm: pass the volume's spacing "
+                               "(segment(volume, spacing=(z, y, x)))")
         image = normalize_volume(volume, self.normalization)
+        largest_component = checks.optional_flag(largest_component, "largest_component")
+        scale_search = checks.flag(scale_search, "scale_search")
         if largest_component is None:
             largest_component = self.largest_component
         return predict_volume(self.method.predict, image, self.cfg.input_size, self.device, flip_tta=flip_tta,
                               spacing=spacing, target_spacing=self.spacing_mm, largest_component=largest_component,
-                              amp=self.cfg.amp)
+                              amp=self.cfg.amp, scale_search=scale_search)
 
     @property
     def spacing_mm(self) -> float:
@@ -106,8 +111,43 @@ class Segmenter:
         return list(self.cfg.classes)
 
 
+def _volume(volume: Any) -> np.ndarray:
+    """A [Z, H, W] array of finite intensities, or the error that says what it is instead."""
+    try:
+        array = np.asarray(volume, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidValue(f"volume: expected a [Z, H, W] array of numbers, got {type(volume).__name__}") from None
+    if array.ndim != 3 or min(array.shape) == 0:
+        raise InvalidValue(f"expected a [Z, H, W] volume, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise InvalidValue("volume contains NaN or Inf values")
+    return array
+
+
+def _in_plane(spacing: Any) -> tuple[float, float]:
+    """The in-plane (H, W) spacing of a (Z, H, W) or (H, W) spacing in mm."""
+    try:
+        values = np.atleast_1d(np.asarray(spacing, dtype=float)).tolist()
+    except (TypeError, ValueError):
+        values = []
+    if len(values) not in (2, 3) or not all(np.isfinite(v) and v > 0 for v in values[-2:]):
+        raise InvalidValue(f"spacing must be (Z, H, W) or (H, W) in mm, the in-plane values > 0; got {spacing}")
+    return tuple(values[-2:])
+
+
 def load(run: str | Path, checkpoint: str = "last", device: str | None = None) -> Segmenter:
     """Load a fine-tuning run folder (or a `train` folder) for segmentation."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    run, _, checkpoint, device = checked_run_arguments(run, "val", checkpoint, device)
     cfg, method, _ = load_run(run, checkpoint, device)
     return Segmenter(cfg, method, device, run_normalization(cfg), run_largest_component(run))
+
+
+def predict_files(run: str | Path, src: str | Path, out: str | Path, checkpoint: str = "last", flip_tta: bool = False,
+                  device: str | None = None, **options: Any) -> list[Path]:
+    """Segment NIfTI files (`idealseg predict`): masks keep each input's geometry; returns their paths."""
+    run, _, checkpoint, device = checked_run_arguments(run, "val", checkpoint, device)
+    src, out = checks.path(src, "INPUT"), checks.path(out, "OUT")
+    for name in ("overwrite", "largest_component", "scale_search"):
+        if options.get(name) is not None:
+            checks.flag(options[name], f"--{name.replace('_', '-')}")
+    return _predict_files(run, src, out, checkpoint, checks.flag(flip_tta, "--tta"), device, **options)

@@ -1,21 +1,24 @@
 """Write-then-rename helpers, so a killed process never leaves a half-written output behind.
 
-Temporary names carry the writer's process id, so that the next run can tell a temporary left by
-a killed process (removed) from one still being written by a live one (left alone). Files and
-folders get the permissions the user's umask gives (0644/0755 under umask 022), not the private
-0600/0700 of `tempfile`, so colleagues on a shared server can read datasets and results.
+A temporary's name carries the writer's process id and a mark computed from that name and id
+(`.NAME.KIND-PID-MARK.tmp`), so the next run can tell a temporary left by a killed idealseg
+process (removed) from one still being written by a live one (left alone), and from a user's
+file that merely looks like a temporary (never touched: a name shape alone proves nothing).
+Files and folders get the permissions the user's umask gives (0644/0755 under umask 022), not
+the private 0600/0700 of `tempfile`, so colleagues on a shared server can read datasets and results.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-TEMPORARY = re.compile(r"^\.(.+)\.(?:file|dir|old)-(\d+)\.tmp")  # `.NAME.KIND-PID.tmp...`: whose, and which process
+_SHAPE = re.compile(r"^\.(.+)\.(file|dir|old)-(\d+)-([0-9a-f]{12})\.tmp")  # `.NAME.KIND-PID-MARK.tmp...`
 
 
 def umask() -> int:
@@ -25,12 +28,28 @@ def umask() -> int:
     return mask
 
 
-def temporary(path: Path, kind: str) -> Path:
-    """This process's temporary sibling of `path` (`kind`: dir, or old for a replaced folder)."""
-    return path.parent / f".{path.name}.{kind}-{os.getpid()}.tmp"
+def _mark(name: str, kind: str, pid: int) -> str:
+    """What only idealseg's own temporaries carry: a keyed digest of the name, kind and process id."""
+    return hashlib.blake2b(f"{name}\0{kind}\0{pid}".encode(errors="surrogateescape"), digest_size=6,
+                           key=b"idealseg temporary").hexdigest()
 
 
-def _alive(pid: int) -> bool:
+def temporary(path: Path, kind: str, pid: int | None = None) -> Path:
+    """This process's temporary sibling of `path` (`kind`: file, dir, or old for a replaced folder)."""
+    pid = os.getpid() if pid is None else pid
+    return path.parent / f".{path.name}.{kind}-{pid}-{_mark(path.name, kind, pid)}.tmp"
+
+
+def temporary_owner(name: str) -> tuple[str, int] | None:
+    """(the output's name, the writer's pid) for a temporary idealseg made, else None (a user's file)."""
+    match = _SHAPE.match(name)
+    if not match or match.group(4) != _mark(match.group(1), match.group(2), int(match.group(3))):
+        return None
+    return match.group(1), int(match.group(3))
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -45,9 +64,8 @@ def remove_stale_temporaries(path: Path) -> None:
     if not path.parent.is_dir():
         return
     for sibling in path.parent.iterdir():
-        match = TEMPORARY.match(sibling.name)
-        pid = int(match.group(2)) if match and match.group(1) == path.name else None
-        if pid is not None and pid != os.getpid() and not _alive(pid):
+        owner = temporary_owner(sibling.name)
+        if owner and owner[0] == path.name and owner[1] != os.getpid() and not alive(owner[1]):
             if sibling.is_dir() and not sibling.is_symlink():
                 shutil.rmtree(sibling, ignore_errors=True)
             else:
@@ -69,7 +87,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    tmp = path.parent / f".{path.name}.file-{os.getpid()}.tmp{''.join(path.suffixes)}"
+    tmp = temporary(path, "file")
+    tmp = tmp.with_name(tmp.name + "".join(path.suffixes))  # writers that pick a format by suffix
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~umask())

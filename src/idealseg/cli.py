@@ -44,10 +44,19 @@ def _cmd_info(args: argparse.Namespace) -> None:
 def _flag_type(annotation: str):
     """argparse type for a RunConfig field: its annotation, with lists as comma-separated values."""
     if annotation.startswith("tuple[int"):
-        return lambda text: [int(v) for v in text.split(",")]
+        return _whole_numbers
     if annotation == "bool":
         return lambda text: {"true": True, "false": False}.get(text.lower(), text)
     return {"int": int, "float": float}.get(annotation, str)
+
+
+def _whole_numbers(text: str) -> list[int]:
+    """A comma-separated list flag (--channels 16,32,64,128,256); argparse prints the message on one line."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, e.g. 16,32,64,128,256; "
+                                          f"got {text!r}") from None
 
 
 def _train_flags() -> dict[str, str]:
@@ -127,7 +136,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from idealseg.evaluation.evaluate import evaluate_run, markdown_table
 
     summary = evaluate_run(args.run, args.split, args.dataset, args.checkpoint, args.out, args.tta,
-                           largest_component=args.largest_component, amp=args.amp)
+                           largest_component=args.largest_component, amp=args.amp, scale_search=args.scale_search)
     print(markdown_table(summary))
     print(f"{summary['volumes']} volumes in {summary['seconds']} s; wrote {summary['run']}/eval_{args.split}"
           if not args.out else f"wrote {args.out}")
@@ -135,8 +144,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
     from idealseg.benchmark import run_benchmark
+    from idealseg.checks import seeds_text
 
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    seeds = seeds_text(args.seeds) if args.seeds else None
     root = run_benchmark(args.config, args.out, args.only.split(",") if args.only else None, args.report_only,
                          seeds=seeds, labeled=args.labeled.split(",") if args.labeled else None)
     print((root / "report.md").read_text() if (root / "report.md").exists() else f"no results in {root}")
@@ -146,7 +156,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     from idealseg.evaluation.predict import predict_files
 
     written = predict_files(args.run, args.input, args.out, args.checkpoint, args.tta, overwrite=args.overwrite,
-                            largest_component=args.largest_component)
+                            largest_component=args.largest_component, scale_search=args.scale_search)
     print(f"wrote {len(written)} mask(s) to {args.out}")
 
 
@@ -218,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 autocast where the device has it (CUDA, CPUs with native bfloat16); "
                         "default: as the run trained (its amp option)")
+    p.add_argument("--scale-search", action=argparse.BooleanOptionalAction, default=False,
+                   help="segment each scan at the scale the model is most confident at, as `predict` does "
+                        "(default: off, each scan at its header's spacing, as benchmarks score)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="segment NIfTI scans; masks keep the input's geometry")
@@ -229,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
                    help="keep each class's largest 3D connected component (removes stray false positives); "
                         "default: as the run's validation chose (summary.json)")
+    p.add_argument("--scale-search", action=argparse.BooleanOptionalAction, default=True,
+                   help="segment each scan at the multiple of its header's spacing (0.5 to 1.3) the model is most "
+                        "confident at, for scans whose anatomy is not at the size their header implies (another "
+                        "centre's export); default: on, for a model in physical space")
     p.add_argument("--overwrite", action="store_true", help="replace masks that exist in OUT (never an input)")
     p.set_defaults(func=_cmd_predict)
 

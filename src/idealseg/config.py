@@ -6,6 +6,7 @@ run folder enough to resume, evaluate or predict.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from idealseg.atomic import atomic_file
+from idealseg.checks import SEED_MAX, is_real, is_whole
 from idealseg.errors import IdealsegError, InputError
 
 
@@ -63,6 +65,7 @@ class RunConfig:
     confidence: float = 0.95  # unimatch, ideal weak_to_strong: softmax peak a pseudo-labelled pixel needs to count
     mixing: str = "none"  # ideal: "copy-paste" pastes labelled and unlabelled slices into each other (after BCP)
     weak_to_strong: bool = False  # ideal: confident weak-view labels also supervise the other stream's strong view
+    augmentation: str = "weak"  # fine-tuning: "weak" (rotation, flips, zoom 0.9-1.1) or "nnunet" (data/augment.py)
     # pre-training
     temperature: float = 0.1
     head: str = "dense"  # "dense" (1x1 convs, IDEAL) or "mlp" (pooled, ablation)
@@ -96,7 +99,7 @@ class RunConfig:
         bad value is one line naming where it came from."""
         known = {f.name: f for f in fields(self)}
         for key, value in values.items():
-            key = key.replace("-", "_")
+            key = str(key).replace("-", "_")  # a YAML key may be a number (`1: 2`): named, not a traceback
             if key not in known:
                 raise IdealsegError(f"{source}: unknown option {key!r}")
             if value is None:
@@ -205,7 +208,7 @@ def resolve_config(stage: str, profile: str | None, yaml_path: str | None, overr
     values = read_yaml(yaml_path) if yaml_path else {}
     resumed = resumed or {}
     profile = profile or values.get("profile") or resumed.get("profile") or "cpu"
-    if profile not in PROFILES:
+    if not isinstance(profile, str) or profile not in PROFILES:
         raise IdealsegError(f"{yaml_path or 'command line'}: unknown profile {profile!r}; "
                             f"expected one of {sorted(PROFILES)}")
     cfg = RunConfig(stage=stage, profile=profile)
@@ -274,7 +277,8 @@ OPTIONS: dict[str, Option] = {
     "dataset": Option("dataset folder written by `idealseg prepare`", cli=False),
     "labeled": Option("label budget: 7, 10%, ssl4mis:7, all or @ids.txt", readers=("finetune",)),
     "init": Option("pre-training run folder (or encoder.pt) to initialise the encoder from", readers=("finetune",)),
-    "seed": Option("random seed (labelled patients, sampling, augmentation, initialisation)"),
+    "seed": Option("random seed (labelled patients, sampling, augmentation, initialisation)",
+                   limit=(lambda v: 0 <= v <= SEED_MAX, f"from 0 to {SEED_MAX} (2**32-1, the seeds numpy accepts)")),
     "profile": Option("cpu, gpu, demo or tiny: the defaults the other options start from", cli=False),
     "input_size": Option("square training input size in pixels",
                          limit=(lambda v: v >= 32 and v % 16 == 0, "a multiple of 16 from 32 up (the U-Net halves "
@@ -322,6 +326,10 @@ OPTIONS: dict[str, Option] = {
                      choices=("none", "copy-paste")),
     "weak_to_strong": Option("confident weak-view labels also supervise the other stream's strong view",
                              readers=("ideal",)),
+    "augmentation": Option("fine-tuning augmentation of every slice, labelled and unlabelled: weak (rotation, "
+                           "flips, zoom 0.9-1.1) or nnunet (nnU-Net's 2D scaling, rotation, mirroring, noise, blur, "
+                           "brightness, contrast, low resolution, gamma)", readers=("finetune",),
+                           choices=("weak", "nnunet")),
     "temperature": Option("contrastive temperature", readers=PRETRAIN,
                           limit=(lambda v: v > 0, "> 0 (the paper uses 0.1)")),
     "head": Option("pre-training head: dense (1x1 convs, IDEAL) or mlp (ablation)", readers=("ideal-pretrain",),
@@ -363,22 +371,39 @@ def reads(option: str, stage: str, method: str) -> bool:
 
 def _checked(key: str, annotation: str, value: Any, source: str) -> Any:
     """`value` converted to the option's type, or a one-line error naming the source and the option."""
-    if key == "labeled" and isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)  # `labeled: 7` in YAML means 7 patients
+    if (key == "labeled" and is_whole(value)) or (key == "target_spacing" and is_real(value)):
+        value = str(value)  # `labeled: 7` in YAML means 7 patients, `target_spacing: 1.5` 1.5 mm
     accepted, wording, convert = _TYPES[annotation]
     ok = isinstance(value, accepted) and (annotation == "bool" or not isinstance(value, bool))
     if ok and annotation.startswith("tuple"):
         item = str if "str" in annotation else int
         ok = all(isinstance(v, item) and not isinstance(v, bool) for v in value)
     if not ok:
-        raise IdealsegError(f"{source}: option {key!r} must be {wording}, got {value!r}")
+        raise IdealsegError(f"{source}: option {key!r} must be {wording}, got {value!r}{_yaml_hint(annotation, value)}")
     value = convert(value)
+    if annotation == "float" and not math.isfinite(value):  # inf passes every `>= 0`, nan fails them all
+        raise IdealsegError(f"{source}: option {key!r} must be a finite number, got {value!r}")
+    if key == "method" and value not in method_names():
+        raise IdealsegError(f"{source}: unknown method {value!r}; expected one of {method_names()}")
     option = OPTIONS[key]
     if option.choices and value not in option.choices:
         raise IdealsegError(f"{source}: option {key!r} must be one of {', '.join(option.choices)}, got {value!r}")
     if option.limit and not option.limit[0](value):
         raise IdealsegError(f"{source}: option {key!r} must be {option.limit[1]}, got {value!r}")
     return value
+
+
+def _yaml_hint(annotation: str, value: Any) -> str:
+    """Why a number came as text: quotes, or YAML 1.1 reading `1e-3` (no dot) as a string."""
+    if annotation not in ("int", "float") or not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    if "e" in value.lower() and "." not in value:
+        return " (YAML reads 1e-3 without a dot as text: write 1.0e-3)"
+    return " (text, not a number: remove the quotes)"
 
 
 def options_markdown() -> str:

@@ -2,13 +2,16 @@
 
 `--overwrite` is the only way idealseg removes a folder a user can see, so it asks for proof of
 ownership: a manifest (`.idealseg.json`) that idealseg writes into every folder it builds, saying
-what kind of folder it is (dataset, run, demo, evaluation) and which files it may hold (glob
-patterns of paths inside it; a dataset lists its files exactly). A folder is idealseg's alone only
-if it carries a manifest of the expected kind and every file below it, at any depth, is named by
-the nearest manifest above it (folders nest: a demo folder holds a dataset and run folders, each
-with its own). Anything else (no manifest, another kind, one file of the user's) is refused, and so
-is an output that is, contains or lies inside one of the command's inputs. The checks run before
-anything is written, so a refused command leaves the disk as it found it.
+what kind of folder it is (dataset, run, demo, evaluation, benchmark). What each kind may hold is
+declared here, once (`LAYOUTS`): file patterns whose `*` never crosses a `/` (one path level), and
+the places where a folder of another kind may nest (a run's `eval_val`, a demo's dataset); a
+dataset lists its files exactly in its manifest. A folder is idealseg's alone only if it carries
+a manifest of the expected kind and every path below it is claimed: anything else (a user's file
+at any depth, a symbolic link, an empty folder idealseg does not make, a manifest nested where
+none belongs, a file that only looks like a temporary) is foreign, and a folder holding anything
+foreign is never replaced. The check runs before anything is written, and again at the moment of
+replacement (`replace_folder` moves the old folder aside first, then checks what it moved), so a
+file that appears while a command runs is never deleted either.
 """
 
 from __future__ import annotations
@@ -20,20 +23,56 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from idealseg.atomic import TEMPORARY, atomic_file, remove_stale_temporaries, temporary, umask
+from idealseg.atomic import atomic_file, remove_stale_temporaries, temporary, temporary_owner, umask
 from idealseg.errors import IdealsegError
+from idealseg.writer_lock import LOCK, lock_holder, writer_lock
 
 MANIFEST = ".idealseg.json"
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What a kind of folder may hold: `files` (patterns, one path level per `*`) and `folders`
+    (pattern -> kind of the idealseg folder that may nest there, with its own manifest)."""
+    files: tuple[str, ...] = ()
+    folders: dict[str, str] = field(default_factory=dict)
+
+
+EVAL_FILES = ("per_volume.csv", "summary.json", "table.md")
+REPORT_FILES = ("report/report.md", "report/pretrain_curves.png", "report/finetune_curves.png",
+                "report/overlay_*.png")
+RUN_FILES = ("config.yaml", "log.csv", "summary.json", "encoder.pt", "env.json", "checkpoints/last.pt",
+             "checkpoints/last.prev.pt", "checkpoints/best.pt", "tensorboard/events.out.tfevents.*", *REPORT_FILES)
+BENCHMARK_FILES = ("results.csv", "report.md", "dice_vs_labels.png", "dice_vs_compute.png", "calibration.json",
+                   "cells/*/result.json")
+LAYOUTS = {
+    "run": Layout(RUN_FILES, {"eval_*": "evaluation"}),
+    "evaluation": Layout(EVAL_FILES),
+    "demo": Layout((), {"dataset": "dataset", "run/pretrain": "run", "run/finetune": "run"}),
+    "benchmark": Layout(BENCHMARK_FILES, {"cells/*/run": "run", "pretrain/*": "run", "calibrate-*/run": "run"}),
+    "dataset": Layout(),  # its manifest lists its files exactly
+}
+# Folders idealseg wrote before it marked them (their files are the layout's, no manifest): a run's
+# evaluation under its default name.
+UNMARKED = {"eval_train": "evaluation", "eval_val": "evaluation", "eval_test": "evaluation"}
+
+
+def matches(rel: str, pattern: str) -> bool:
+    """Whether path `rel` matches `pattern` level by level: `report/*` claims report/a.png, never
+    report/drafts/a.tex (fnmatch's `*` would cross the `/`)."""
+    parts, wanted = rel.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True))
+
+
 def write_manifest(folder: str | Path, kind: str, files: Iterable[str] | None = None) -> None:
-    """Mark `folder` as idealseg's `kind`; `files` are glob patterns of the paths it may hold
-    (default: exactly the files it holds now, for a folder that is complete when marked)."""
+    """Mark `folder` as idealseg's `kind`. A dataset records exactly the files it holds now (`files`
+    None; it is complete when marked); other kinds' contents are declared in `LAYOUTS`."""
     folder = Path(folder)
     if files is None:
-        files = [glob.escape(str(p.relative_to(folder)))  # exact names, even with [, *, ? in them
+        files = [glob.escape(p.relative_to(folder).as_posix())  # exact names, even with [, *, ? in them
                  for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST]
     with atomic_file(folder / MANIFEST) as f:
         json.dump({"written_by": "idealseg", "kind": kind, "files": sorted(set(files))}, f, indent=1)
@@ -41,38 +80,106 @@ def write_manifest(folder: str | Path, kind: str, files: Iterable[str] | None = 
 
 def read_manifest(folder: str | Path) -> dict | None:
     """The manifest of `folder`, or None when idealseg did not mark it (or the mark is unreadable)."""
+    path = Path(folder) / MANIFEST
+    if path.is_symlink():
+        return None
     try:
-        data = json.loads((Path(folder) / MANIFEST).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("written_by") != "idealseg" or not isinstance(data.get("files"), list):
+    if (not isinstance(data, dict) or data.get("written_by") != "idealseg" or not isinstance(data.get("kind"), str)
+            or not isinstance(data.get("files"), list) or not all(isinstance(f, str) for f in data["files"])):
         return None
     return data
 
 
-def foreign_files(folder: str | Path, known: Iterable[str] = ()) -> list[str]:
-    """Paths below `folder` that no manifest claims: each file is judged by the nearest manifest above
-    it (`known` patterns count as `folder`'s own); files inside a killed process's temporary are ours."""
+def _claims(kind: str, manifest: dict | None) -> Layout:
+    """What a folder of `kind` may hold: its layout, and for a dataset the files its manifest lists."""
+    layout = LAYOUTS.get(kind, Layout())
+    if kind == "dataset" and manifest is not None:
+        return Layout(tuple(manifest["files"]), layout.folders)
+    return layout
+
+
+def _folder_prefixes(layout: Layout) -> set[str]:
+    """The sub-folders a layout's files and nested folders live in (idealseg makes them, maybe empty)."""
+    prefixes = set()
+    for pattern in (*layout.files, *layout.folders):
+        parts = pattern.split("/")
+        prefixes.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    return prefixes
+
+
+def foreign_files(folder: str | Path, kind: str, known_unmarked: bool = False) -> list[str]:
+    """Paths below `folder` that idealseg's `kind` folder may not hold (see the module's docstring).
+    `known_unmarked`: judge a folder without a manifest by `kind`'s layout (one written before
+    manifests existed); else everything in an unmarked folder is foreign."""
     folder = Path(folder)
-    manifests: dict[Path, list[str] | None] = {}
-    foreign = []
+    manifest = read_manifest(folder)
+    if manifest is None and not known_unmarked:
+        return sorted(p.relative_to(folder).as_posix() for p in folder.iterdir()
+                      if p.name != LOCK or lock_holder(p) is None)
+    if manifest is not None and manifest["kind"] != kind:
+        return [f"{MANIFEST} (an idealseg {manifest['kind']} folder, not a {kind} folder)"]
+    return sorted(_foreign_below(folder, _claims(kind, manifest), ""))
+
+
+def _foreign_below(folder: Path, layout: Layout, prefix: str) -> list[str]:
+    """Walk `folder` (whose files `layout` claims), descending into nested idealseg folders."""
+    foreign: list[str] = []
+    dirs = _folder_prefixes(layout)
     for dirpath, dirnames, filenames in os.walk(folder):
         here = Path(dirpath)
-        found = read_manifest(here)
-        manifests[here] = found["files"] if found else None
-        if here == folder:
-            manifests[here] = [*(manifests[here] or []), *known] if (found or known) else None
-        dirnames[:] = [d for d in dirnames if not TEMPORARY.match(d)]  # a killed writer's half-built folder
+        rel_here = here.relative_to(folder).as_posix()
+        rel_here = "" if rel_here == "." else rel_here + "/"
+        keep = []
+        for name in dirnames:
+            path, rel = here / name, rel_here + name
+            nested = next((k for p, k in layout.folders.items() if matches(rel, p)), None)
+            if path.is_symlink() or temporary_owner(name) is not None:
+                if path.is_symlink():
+                    foreign.append(prefix + rel)
+                continue  # a temporary idealseg is writing or left: removed with its folder
+            if nested is not None:
+                foreign.extend(_foreign_nested(path, nested, prefix + rel + "/"))
+            elif any(matches(rel, d) for d in dirs):
+                keep.append(name)
+            elif read_manifest(path) is not None:
+                foreign.append(f"{prefix}{rel} (an idealseg {read_manifest(path)['kind']} folder nested here)")
+            else:
+                foreign.extend(_everything(path, prefix + rel))
+        dirnames[:] = keep
         for name in filenames:
-            if name == MANIFEST or TEMPORARY.match(name):
+            path, rel = here / name, rel_here + name
+            if path.is_symlink():
+                foreign.append(prefix + rel)
+            elif (rel == MANIFEST and not rel_here) or temporary_owner(name) is not None:
                 continue
-            path = here / name
-            owner = next((a for a in [here, *here.parents] if manifests.get(a) is not None), None)
-            patterns = manifests.get(owner) if owner is not None and owner.is_relative_to(folder) else None
-            rel = str(path.relative_to(owner)) if patterns is not None else ""
-            if patterns is None or not any(fnmatch.fnmatchcase(rel, p) for p in patterns):
-                foreign.append(str(path.relative_to(folder)))
-    return sorted(foreign)
+            elif name == LOCK and not rel_here and lock_holder(path) is not None:
+                continue
+            elif not any(matches(rel, p) for p in layout.files):
+                foreign.append(prefix + rel)
+    return foreign
+
+
+def _foreign_nested(path: Path, kind: str, prefix: str) -> list[str]:
+    """A folder where `kind` may nest: judged by its own manifest (or, at a name idealseg used before
+    it marked folders, by the layout alone)."""
+    manifest = read_manifest(path)
+    if manifest is None:  # a run folder is known by its config.yaml, as `is_run_folder` knows it
+        unmarked = UNMARKED.get(path.name) == kind or (kind == "run" and (path / "config.yaml").is_file())
+        if not unmarked:
+            return _everything(path, prefix.rstrip("/"))
+        return _foreign_below(path, _claims(kind, None), prefix)
+    if manifest["kind"] != kind:
+        return [f"{prefix.rstrip('/')} (an idealseg {manifest['kind']} folder where a {kind} folder belongs)"]
+    return _foreign_below(path, _claims(kind, manifest), prefix)
+
+
+def _everything(path: Path, rel: str) -> list[str]:
+    """`path` itself when empty or a file, else every path below it (a folder idealseg never makes)."""
+    below = [f"{rel}/{p.relative_to(path).as_posix()}" for p in path.rglob("*") if not p.is_dir() or p.is_symlink()]
+    return below or [rel + "/"]
 
 
 def describe(names: list[str]) -> str:
@@ -101,35 +208,66 @@ def owned(folder: str | Path, kind: str) -> bool:
     return manifest is not None and manifest.get("kind") == kind
 
 
-def check_replaceable(folder: str | Path, kind: str, known: Iterable[str] = ()) -> None:
+def check_not_link(folder: str | Path) -> None:
+    """Refuse an output given as a symbolic link: replacing or writing through it would touch a folder
+    the user did not name."""
+    if Path(folder).is_symlink():
+        raise IdealsegError(f"{folder}: is a symbolic link; idealseg will not write through or replace it "
+                            "(give the folder itself)")
+
+
+def _only_lock(folder: Path) -> bool:
+    return all(p.name == LOCK and lock_holder(p) is not None for p in folder.iterdir())
+
+
+def check_replaceable(folder: str | Path, kind: str, known_unmarked: bool = False) -> None:
     """Raise unless `folder` is absent or empty, or is idealseg's `kind` holding only idealseg's files."""
     folder = Path(folder)
-    if folder.is_symlink():
-        raise IdealsegError(f"{folder}: is a symbolic link; idealseg will not replace it (give the folder itself)")
+    check_not_link(folder)
     if not folder.exists():
         return
     if not folder.is_dir():
         raise IdealsegError(f"{folder}: exists and is not a folder; idealseg will not replace it")
-    if not any(folder.iterdir()):
+    if _only_lock(folder):
         return
     manifest = read_manifest(folder)
-    if manifest is None and not known:
+    if manifest is None and not known_unmarked:
         raise IdealsegError(f"{folder}: exists and was not written by idealseg (no {MANIFEST}); "
                             "idealseg never deletes it: choose a new folder")
     if manifest is not None and manifest.get("kind") != kind:
         raise IdealsegError(f"{folder}: is an idealseg {manifest.get('kind')} folder, not a {kind} folder; "
                             "idealseg will not replace one with the other: choose a new folder")
-    foreign = foreign_files(folder, known)
+    foreign = foreign_files(folder, kind, known_unmarked)
     if foreign:
         raise IdealsegError(f"{folder}: holds files idealseg did not write ({describe(foreign)}); "
                             "move them out or choose a new folder")
 
 
-def remove_owned(folder: str | Path, kind: str) -> None:
-    """Delete `folder` after `check_replaceable` has said it is idealseg's `kind` alone."""
-    check_replaceable(folder, kind)
-    if Path(folder).exists():
-        shutil.rmtree(folder)
+def replace_folder(path: Path, new: Path | None, kind: str, known_unmarked: bool = False) -> None:
+    """Put `new` (a finished folder, or None for an empty one) where `path` is, deleting the old
+    `path` only after checking, once it is moved aside, that it holds nothing but idealseg's `kind`:
+    a file that appeared since the first check is never deleted (the old folder goes back). This
+    process's lock moves into the new folder."""
+    old = temporary(path, "old")
+    os.replace(path, old)
+    try:
+        check_replaceable(old, kind, known_unmarked)
+    except IdealsegError:
+        try:
+            os.rename(old, path)
+        except OSError:
+            raise IdealsegError(f"{path}: files appeared in it while idealseg was writing, and another folder took "
+                                f"its place; the old folder is kept as {old}") from None
+        foreign = foreign_files(path, kind, known_unmarked)
+        raise IdealsegError(f"{path}: files idealseg did not write appeared in it while it was writing "
+                            f"({describe(foreign)}); left as it was, nothing replaced") from None
+    if new is None:
+        os.mkdir(path, 0o777 & ~umask())
+    else:
+        os.replace(new, path)
+    if (old / LOCK).is_file():
+        os.replace(old / LOCK, path / LOCK)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -137,28 +275,25 @@ def atomic_dir(path: str | Path, overwrite: bool = False, kind: str = "dataset")
     """Build a folder under a temporary name, mark it as idealseg's, and rename it into place.
 
     An existing destination is refused unless `overwrite` and it is idealseg's alone (see
-    `ownership`); it is then replaced only after the new folder is complete.
+    `ownership`); it is then replaced only after the new folder is complete. The destination is
+    created (empty) and locked at the start, so a second writer, or a user making the same folder
+    meanwhile, is met by the lock or by the check at replacement instead of being overwritten.
     """
     path = Path(path)
-    if (path.exists() or path.is_symlink()) and not overwrite:
+    check_not_link(path)
+    if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not overwrite:
         hint = "pass --overwrite to replace it" if owned(path, kind) else "choose a new folder"
         raise IdealsegError(f"{path}: output folder exists ({hint})")
     if overwrite:
         check_replaceable(path, kind)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    tmp = temporary(path, "dir")
-    tmp.mkdir(mode=0o777 & ~umask())
-    try:
-        yield tmp
-        write_manifest(tmp, kind)
-        if path.exists():
-            old = temporary(path, "old")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with writer_lock(path):
+        remove_stale_temporaries(path)
+        tmp = temporary(path, "dir")
+        tmp.mkdir(mode=0o777 & ~umask())
+        try:
+            yield tmp
+            write_manifest(tmp, kind)
+            replace_folder(path, tmp, kind)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from idealseg import checks
 from idealseg.config import FROM_DATASET, RunConfig, read_yaml, reads, resolve_config
+from idealseg.data.budgets import select_budget
 from idealseg.data.dataset import Dataset
 from idealseg.data.physical import resolve_spacing
 from idealseg.engine import distributed
 from idealseg.engine.trainer import Trainer
-from idealseg.errors import IdealsegError
+from idealseg.errors import IdealsegError, InputError
 from idealseg.methods import METHODS
-from idealseg.ownership import check_replaceable, remove_owned, write_manifest
+from idealseg.ownership import check_not_link, check_replaceable, read_manifest, replace_folder, write_manifest
 from idealseg.runfolder.folder import check_run_folder, is_run_folder
+from idealseg.writer_lock import writer_lock
 
 
 def run_stage(
@@ -22,12 +26,21 @@ def run_stage(
     resume: bool = False, overwrite: bool = False, **options: Any,
 ) -> dict:
     """Resolve the configuration (profile < YAML < options), train, return the summary."""
+    dataset, out, config = _paths(dataset, out, config)
+    check_not_link(out)  # before its config.yaml is read: a link's target is not this run's
+    resume, overwrite = checks.resume_or_overwrite(resume, overwrite)
     cfg = stage_config(stage, dataset, profile, config, options, resumed=Path(out) if resume else None)
-    trainer = Trainer(cfg, out, resume=resume, overwrite=overwrite)
-    try:
-        summary = trainer.fit()
-    finally:
-        distributed.cleanup()
+    ctx = distributed.setup()
+    with contextlib.ExitStack() as held:
+        # one writer per run folder: under torchrun rank 0 alone writes it, so rank 0 alone holds the lock,
+        # and a lock it cannot take stops every rank
+        with distributed.together(ctx):
+            if ctx.is_main:
+                held.enter_context(writer_lock(out))
+        # under torchrun the process group stays joined from stage to stage (engine/distributed.py says
+        # why); named_errors: a rank stuck or gone in DDP's or the losses' collectives ends with one line
+        with distributed.named_errors():
+            summary = Trainer(cfg, out, resume=resume, overwrite=overwrite).fit()
     summary["run"] = str(out)
     return summary
 
@@ -41,9 +54,14 @@ def stage_config(stage: str, dataset: str | Path, profile: str | None, config: s
     if stage == "pretrain" and options.get("method") == "ideal":
         options["method"] = "ideal-pretrain"
     if options.get("init"):
-        options["init"] = str(Path(options["init"]).resolve())
+        options["init"] = str(checks.path(options["init"], "--init").resolve())
     recorded = recorded_options(resumed, stage, profile, config) if resumed else {}
     return resolve_config(stage, profile, config, {**options, "dataset": str(Path(dataset).resolve())}, recorded)
+
+
+def _paths(dataset: Any, out: Any, config: Any) -> tuple[Path, Path, Path | None]:
+    """The dataset, run folder and --config of a stage, as paths (the API may be handed anything)."""
+    return checks.path(dataset, "DATASET"), checks.path(out, "--out"), checks.optional_path(config, "--config")
 
 
 # Not carried over on resume: the stage and dataset come from the command, the rest from the dataset.
@@ -59,9 +77,13 @@ def recorded_options(run_dir: str | Path, stage: str, profile: str | None, confi
     recorded = Path(run_dir) / "config.yaml"
     if not recorded.is_file() or not is_run_folder(Path(run_dir)):  # a user's folder: refused later, saying why
         return {}
-    old = RunConfig.load(recorded)
-    if old.stage != stage or old.method not in METHODS or METHODS[old.method].stage != stage:
-        return {}  # the resume check names the folder and what it holds
+    old = RunConfig.load(recorded)  # its unknown keys, wrong types and unknown method: one line naming it
+    if old.stage != stage:
+        raise InputError(recorded, f"records a {old.stage} run; resume it with `idealseg {old.stage}`, or choose "
+                                   f"a new run folder for {stage}")
+    if METHODS[old.method].stage != stage:
+        raise InputError(recorded, f"method {old.method!r} is a {METHODS[old.method].stage} method, but its stage "
+                                   f"is {stage}: config.yaml was edited; put back the method the run was started with")
     named = profile or (read_yaml(config).get("profile") if config else None)
     if named and named != old.profile:
         return {"method": old.method}
@@ -92,7 +114,11 @@ def train(
     """Pre-train into OUT/pretrain, then fine-tune from it into OUT/finetune (`method`: the --config
     YAML's, else bcp: IDEAL's dense pre-training under BCP's fine-tuning led every IDEAL-based recipe
     on ACDC validation at 1, 3 and 7 labelled patients, docs/benchmarks.md)."""
-    out = Path(out)
+    dataset, out, kwargs["config"] = _paths(dataset, out, kwargs.get("config"))
+    kwargs["resume"], kwargs["overwrite"] = checks.resume_or_overwrite(kwargs.get("resume", False),
+                                                                       kwargs.get("overwrite", False))
+    skip_pretrain = checks.flag(skip_pretrain, "--no-pretrain")
+    check_not_link(out)
     resumed = out / "finetune" if kwargs.get("resume") else None
     if resumed:
         kwargs.update(_pretraining_record(out, kwargs))
@@ -114,7 +140,9 @@ def train(
     run = {k: ft_kwargs.pop(k) for k in run_options if k in ft_kwargs}
     ft_cfg = stage_config("finetune", dataset, run.get("profile"), run.get("config"), {**ft_kwargs, "method": method},
                           resumed)
-    ft_cfg.spacing_mm = resolve_spacing(ft_cfg.target_spacing, Dataset(ft_cfg.dataset))  # as the Trainer will
+    ft_data = Dataset(ft_cfg.dataset)
+    ft_cfg.spacing_mm = resolve_spacing(ft_cfg.target_spacing, ft_data)  # as the Trainer will
+    select_budget(ft_data, ft_cfg.labeled, ft_cfg.seed)  # a budget the dataset cannot give: refused before pre-training
     check_run_folder(out / "finetune", ft_cfg, run.get("resume", False), run.get("overwrite", False))
     ft_kwargs.update(run)
     if not skip_pretrain:
@@ -130,19 +158,40 @@ def demo(out: str | Path = "idealseg-demo", patients: int = 10, labeled: int = 2
          resume: bool = False, profile: str = "demo", method: str | None = None) -> Path:
     """The main job on the embedded default: phantom -> IDEAL pre-training -> fine-tuning (`train`'s
     default recipe) -> test report."""
+    out = checks.path(out, "--out")
+    resume, overwrite = checks.resume_or_overwrite(resume, overwrite)
+    patients, labeled = _demo_sizes(patients, labeled)
+    check_not_link(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        check_replaceable(out, "demo")  # the user's own folder is never resumed into nor deleted
+        if not (overwrite or resume):
+            raise IdealsegError(f"{out}: exists (pass --resume to continue it or --overwrite to start again)")
+    with writer_lock(out):
+        if overwrite and read_manifest(out):
+            replace_folder(out, None, "demo")  # checked again as it is moved aside
+        write_manifest(out, "demo", ())  # its dataset and run folders carry their own manifests
+        return _demo_stages(out, patients, labeled, resume, profile, method)
+
+
+def _demo_sizes(patients: Any, labeled: Any) -> tuple[int, int]:
+    """The demo's phantom and label budget, checked before its folder is made: the phantom splits its
+    patients 60/20/20 (at least one for validation and one for testing, importers/phantom.py), and the
+    demo reports on its test split, so it needs 3 patients, and at most the train split's as labelled."""
+    patients = checks.whole_number(patients, "--patients", 3)
+    train = patients - 2 * max(1, round(patients * 0.2))
+    labeled = checks.whole_number(labeled, "--labeled", 1)
+    if labeled > train:
+        raise IdealsegError(f"--labeled {labeled}: asks for {labeled} patients but the phantom's train split has "
+                            f"{train} (of --patients {patients})")
+    return patients, labeled
+
+
+def _demo_stages(out: Path, patients: int, labeled: int, resume: bool, profile: str, method: str | None) -> Path:
+    """The demo's steps in its (locked) folder, each skipped when an earlier demo finished it."""
     from idealseg.data.prepare import prepare
     from idealseg.evaluation.evaluate import evaluate_run
     from idealseg.evaluation.report import write_report
 
-    out = Path(out)
-    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
-        check_replaceable(out, "demo")  # the user's own folder is never resumed into nor deleted
-        if not (overwrite or resume):
-            raise IdealsegError(f"{out}: exists (pass --resume to continue it or --overwrite to start again)")
-        if overwrite:
-            remove_owned(out, "demo")
-    out.mkdir(parents=True, exist_ok=True)
-    write_manifest(out, "demo", ())  # its dataset and run folders carry their own manifests
     dataset = out / "dataset"
     if not (dataset / "dataset.json").exists():
         prepare("phantom", dataset, patients=patients, seed=0)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from idealseg.atomic import atomic_file
 from idealseg.benchmark.spec import pretrain_key, stage_key, stage_options
+from idealseg.checks import is_number
 from idealseg.errors import IdealsegError
 from idealseg.methods import get_method
 from idealseg.pipeline import run_stage
@@ -42,7 +43,7 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
     """
     path = root / "calibration.json"
     shared = _shared_calibration(spec)
-    own = json.loads(path.read_text()) if path.exists() else None
+    own = read_calibration(path) if path.exists() else None
     table = shared if own is None else {**shared, **own}
     if own is not None and set(shared) - set(own):
         _write_calibration(path, table)  # entries the shared table gained later (BCP's parts) are its own
@@ -108,7 +109,7 @@ def compute_spent(root: Path, stage: str, method: str, opts: dict, run_options: 
     path = root / "calibration.json"
     if len(parts) == 1 or not path.exists():
         return None
-    table = json.loads(path.read_text())
+    table = read_calibration(path)
     costs = [table.get(stage_key(*job)) for _, job in parts]
     if None in costs:
         return None
@@ -150,18 +151,24 @@ def _shared_calibration(spec: dict) -> dict[str, float]:
     source = spec["budget"].get("calibration")
     if not source:
         return {}
+    return read_calibration(Path(source), "the calibration named by budget.calibration")
+
+
+def read_calibration(path: Path, what: str = "calibration.json") -> dict[str, float]:
+    """A calibration table, checked as it is read: one edited by hand (a cost typed as text, a null, 0)
+    would otherwise fail as a division deep inside a benchmark, or buy a cell endless steps."""
     try:
-        table = json.loads(Path(source).read_text())
+        table = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise IdealsegError(f"{source}: cannot read the calibration named by budget.calibration ({e})") from e
-    if not isinstance(table, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in table.values()):
-        raise IdealsegError(f"{source}: a calibration maps each stage to positive seconds per step")
+        raise IdealsegError(f"{path}: cannot read {what} ({e})") from e
+    if not isinstance(table, dict) or not all(is_number(v) and v > 0 for v in table.values()):
+        raise IdealsegError(f"{path}: a calibration maps each stage to positive seconds per step")
     return table
 
 def iterations(root: Path, stage: str, method: str, opts: dict, seconds: float,
                run_options: dict | None = None) -> int:
     """Steps that `seconds` of compute buy a stage on the calibrated machine (at least 1), each part of
     the run (`phase_jobs`, sized by `run_options`, by default `opts`) priced at its own cost."""
-    table = json.loads((root / "calibration.json").read_text())
+    table = read_calibration(root / "calibration.json")
     parts = phase_jobs(stage, method, opts, opts if run_options is None else run_options)
     return max(1, int(seconds / sum(fraction * table[stage_key(*job)] for fraction, job in parts)))

@@ -15,9 +15,11 @@ from idealseg.benchmark.report import write_results
 from idealseg.benchmark.spec import cell_dir, clocked_options, load_benchmark, pretrain_key, stage_options
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
+from idealseg.ownership import BENCHMARK_FILES, check_not_link, owned, read_manifest, write_manifest
 from idealseg.pipeline import run_stage
 from idealseg.runfolder.checkpoint import has_checkpoint
 from idealseg.runfolder.environment import cpu_model
+from idealseg.writer_lock import LOCK
 
 
 def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[str] | None = None,
@@ -27,7 +29,7 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
     budgets, when given)."""
     spec = load_benchmark(path)
     root = Path(out or spec.get("out") or Path(path).with_suffix(""))
-    root.mkdir(parents=True, exist_ok=True)
+    claim_results_folder(root)
     if report_only:
         write_results(root, spec)
         return root
@@ -58,6 +60,23 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
                 run_cell(root, spec, cell, column, seed, profile)
                 write_results(root, spec)  # the report is current after every cell
     return root
+
+def claim_results_folder(root: Path) -> None:
+    """Make `root` a benchmark's results folder, or accept one: its report.md and results.csv are
+    rewritten after every cell, so a folder of the user's (or another kind of idealseg's) is refused.
+    A results folder written before they carried a manifest is known by its cells' result.json."""
+    check_not_link(root)
+    if root.exists() and any(p.name != LOCK for p in root.iterdir()) and not owned(root, "benchmark"):
+        legacy = read_manifest(root) is None and any((root / "cells").glob("*/result.json"))
+        if not legacy:
+            raise IdealsegError(f"{root}: exists and is not an idealseg benchmark's results folder; idealseg "
+                                "writes report.md and results.csv there only in a folder of its own: choose a "
+                                "new `out:`")
+        return  # it only gains the files it already has: nothing of anyone else's is written over
+    root.mkdir(parents=True, exist_ok=True)
+    if not owned(root, "benchmark"):
+        write_manifest(root, "benchmark", BENCHMARK_FILES)
+
 
 def run_cell(root, spec, cell, labeled, seed, profile) -> None:
     """Run (or resume) one cell: its pre-training if any, fine-tuning, evaluation, then result.json.
@@ -103,7 +122,7 @@ def run_cell(root, spec, cell, labeled, seed, profile) -> None:
                   method=cell["method"], init=init, **ft_opts)
     train = json.loads((ft_dir / "summary.json").read_text())
     # as the field reports: no post-processing (the run's own choice stays in its summary.json)
-    ev = evaluate_run(ft_dir, spec["split"], largest_component=False)
+    ev = evaluate_run(ft_dir, spec["split"], largest_component=False, scale_search=False)
     result = {
         "name": cell["name"], "method": cell["method"], "pretrain": cell.get("pretrain"), "labeled": labeled,
         "seed": seed, "profile": profile, "split": spec["split"], "steps": train["steps"],

@@ -6,7 +6,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from idealseg.checks import SEED_MAX, SEED_RANGE, is_number, is_whole
 from idealseg.config import PROFILES, read_yaml, reads, resolve_config
+from idealseg.data.budgets import SSL4MIS_SLICES
+from idealseg.data.dataset import SPLITS
 from idealseg.errors import IdealsegError
 from idealseg.methods import METHODS, get_method
 
@@ -33,19 +36,25 @@ def load_benchmark(path: str | Path) -> dict[str, Any]:
         if not any(reads(name, "finetune", m) for m in tuning):
             raise IdealsegError(f"{path}: finetune_options: {name!r} is read by pre-training only; "
                                 "put it under options or a method's pretrain_options")
-    if spec["profile"] not in PROFILES:
+    if not isinstance(spec["profile"], str) or spec["profile"] not in PROFILES:
         raise IdealsegError(f"{path}: unknown profile {spec['profile']!r}")
     if not isinstance(spec["methods"], list) or not all(isinstance(c, dict) for c in spec["methods"]):
         raise IdealsegError(f"{path}: methods must be a list of {{name: ..., method: ...}} entries")
     if not isinstance(spec["labeled"], list) or not spec["labeled"]:
         raise IdealsegError(f"{path}: labeled must be a list of label budgets, e.g. [ssl4mis:7, ssl4mis:3]; "
                             f"got {spec['labeled']!r}")
+    for column in spec["labeled"]:
+        problem = budget_problem(column)
+        if problem:
+            raise IdealsegError(f"{path}: labeled: {column!r}: {problem}")
+    _check_entries(path, spec)
     for cell in spec["methods"]:
         if "name" not in cell or "method" not in cell:
             raise IdealsegError(f"{path}: each entry of methods needs a name and a method")
         seeds = cell.setdefault("seeds", spec["seeds"])  # a method may add seeds to measure their spread
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-            raise IdealsegError(f"{path}: seeds of {cell['name']!r} must be a list of integers, got {seeds!r}")
+        if not isinstance(seeds, list) or not seeds or not all(is_whole(s) and 0 <= s <= SEED_MAX for s in seeds):
+            raise IdealsegError(f"{path}: seeds of {cell['name']!r} must be a list of integers, got {seeds!r} "
+                                f"(each seed {SEED_RANGE})")
         _check_cell(path, spec, cell)
     if "budget" in spec:
         _check_budget(path, spec["budget"], any(cell.get("pretrain") for cell in spec["methods"]))
@@ -115,17 +124,55 @@ def _check_budget(path: str | Path, budget: Any, pretraining: bool) -> None:
 
     def number(key: str) -> float:
         value = budget.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise IdealsegError(f"{path}: budget.{key} must be a number of seconds >= 0, got {value!r}")
+        if not is_number(value) or value <= 0:  # .inf and .nan are YAML numbers too; 0 s buys no step
+            raise IdealsegError(f"{path}: budget.{key} must be a number of seconds, finite and > 0, got {value!r}")
         return value
 
     total = number("total_seconds")
     if pretraining and not number("pretrain_seconds") < total:
         raise IdealsegError(f"{path}: budget.pretrain_seconds ({budget['pretrain_seconds']}) leaves no fine-tuning "
                             f"within total_seconds ({total})")
+    if not pretraining and "pretrain_seconds" in budget:
+        number("pretrain_seconds")
+    calibration = budget.get("calibration")
+    if calibration is not None and (not isinstance(calibration, str) or not calibration.strip()):
+        raise IdealsegError(f"{path}: budget.calibration must name a calibration.json file, got {calibration!r}")
     steps = budget.get("calibrate_steps", 20)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise IdealsegError(f"{path}: budget.calibrate_steps must be a whole number >= 1, got {steps!r}")
+
+def _check_entries(path: str | Path, spec: dict) -> None:
+    """The YAML's plain entries, each of the type the benchmark reads it as."""
+    for key in ("dataset", "out", "prepare", "reference"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise IdealsegError(f"{path}: {key} must be a string, got {spec[key]!r}")
+    if spec["split"] not in SPLITS:
+        raise IdealsegError(f"{path}: split must be one of {', '.join(SPLITS)}, got {spec['split']!r}")
+    if not isinstance(spec["equal_budget"], bool):
+        raise IdealsegError(f"{path}: equal_budget must be true or false, got {spec['equal_budget']!r}")
+
+
+def budget_problem(budget: Any) -> str | None:
+    """What is wrong with a label budget's form, known without the dataset (which may not exist yet):
+    so that a benchmark refuses `labeled: [0]` before its calibration, not hours later at that column."""
+    text = str(budget).strip() if is_whole(budget) or isinstance(budget, str) else None
+    if text is None:
+        return "a label budget is a count (7), a percentage (10%), ssl4mis:N, all or @file"
+    if text == "all" or text.startswith("@"):
+        return None
+    if text.startswith("ssl4mis:"):
+        count = text.split(":", 1)[1]
+        ok = count.isdigit() and int(count) in SSL4MIS_SLICES
+        return None if ok else f"known SSL4MIS budgets are {sorted(SSL4MIS_SLICES)}"
+    number = text[:-1] if text.endswith("%") else text
+    try:
+        value = float(number) if text.endswith("%") else int(number)
+    except ValueError:
+        return "a label budget is a count (7), a percentage (10%), ssl4mis:N, all or @file"
+    if text.endswith("%"):
+        return None if 0 < value <= 100 else "a percentage must be above 0 and up to 100"
+    return None if value >= 1 else "at least 1 labelled patient is needed"
+
 
 def slug(text: str) -> str:
     """A file-system-safe name: runs of anything but letters, digits, dots and dashes become `_`."""

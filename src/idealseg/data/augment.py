@@ -23,6 +23,8 @@ class SpatialParams:
     flip: bool = True  # horizontal and vertical, each with p = 0.5
     zoom: tuple[float, float] = (0.9, 1.1)  # > 1 zooms in (a crop of the slice)
     translate: float = 0.0  # fraction of the half-width, on top of the crop freedom
+    p_rotation: float = 1.0  # probability that a slice is rotated at all (else angle 0)
+    p_zoom: float = 1.0  # probability that a slice is zoomed at all (else zoom 1)
 
 
 @dataclass
@@ -47,9 +49,10 @@ def _uniform(n: int, lo: float, hi: float, device) -> torch.Tensor:
 def random_theta(n: int, params: SpatialParams, device="cpu") -> torch.Tensor:
     """[n, 2, 3] random affine matrices (output -> source coordinates)."""
     angle = _uniform(n, -params.rotation_deg, params.rotation_deg, device) * math.pi / 180
+    angle = angle * (torch.rand(n, device=device) < params.p_rotation)
     if params.rot90:
         angle = angle + torch.randint(0, 4, (n,), device=device) * (math.pi / 2)
-    zoom = _uniform(n, *params.zoom, device)
+    zoom = torch.where(torch.rand(n, device=device) < params.p_zoom, _uniform(n, *params.zoom, device), 1.0)
     scale = 1.0 / zoom
     sx = scale * (torch.where(torch.rand(n, device=device) < 0.5, -1.0, 1.0) if params.flip else 1.0)
     sy = scale * (torch.where(torch.rand(n, device=device) < 0.5, -1.0, 1.0) if params.flip else 1.0)
@@ -143,4 +146,81 @@ def weak_augment(images: torch.Tensor, labels: torch.Tensor | None, params: Spat
     """Fine-tuning augmentation: one random rotation/flip/zoom per slice, the same for its label."""
     theta = random_theta(images.shape[0], params, images.device)
     out = warp(images, theta)
+    return out, (warp_labels(labels, theta) if labels is not None else None)
+
+
+@dataclass
+class NnUNetPhotometric:
+    """nnU-Net v2's default intensity augmentation for 2D training, with its probabilities per slice
+    (Isensee et al., nnU-Net; `nnUNetTrainer.get_training_transforms`). Noise is scaled by each slice's
+    standard deviation, since nnU-Net's variances are meant for z-scored intensities and ours are in [0, 1]."""
+    p_noise: float = 0.1
+    noise_variance: tuple[float, float] = (0.0, 0.1)
+    p_blur: float = 0.2
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    p_brightness: float = 0.15
+    brightness: tuple[float, float] = (0.75, 1.25)  # multiplicative
+    p_contrast: float = 0.15
+    contrast: tuple[float, float] = (0.75, 1.25)
+    p_low_resolution: float = 0.25
+    low_resolution: tuple[float, float] = (0.5, 1.0)  # downsampling factor
+    p_gamma_inverted: float = 0.1
+    p_gamma: float = 0.3
+    gamma: tuple[float, float] = (0.7, 1.5)
+
+
+# nnU-Net's 2D spatial augmentation: rotation over the full circle and scaling 0.7-1.4, each with
+# p = 0.2, and mirroring of both axes (p = 0.5 each); no elastic deformation (off in nnU-Net v2).
+NNUNET_SPATIAL = SpatialParams(rotation_deg=180.0, rot90=False, flip=True, zoom=(0.7, 1.4), p_rotation=0.2,
+                               p_zoom=0.2)
+
+
+def _chosen(b: int, p: float, device) -> torch.Tensor:
+    return (torch.rand(b, 1, 1, 1, device=device) < p)
+
+
+def _low_resolution(x: torch.Tensor, chosen: torch.Tensor, factors: tuple[float, float]) -> torch.Tensor:
+    """Downsample the chosen slices (nearest) by a random factor and bring them back (bicubic), as a
+    scanner with coarser pixels would have imaged them."""
+    out = x.clone()
+    h, w = x.shape[-2:]
+    for i in torch.nonzero(chosen.flatten()).flatten().tolist():
+        f = float(_uniform(1, *factors, x.device))
+        small = F.interpolate(x[i : i + 1], size=(max(1, round(h * f)), max(1, round(w * f))), mode="nearest")
+        out[i : i + 1] = F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
+    return out
+
+
+def _gamma(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """Gamma on each slice's own [min, max] range, keeping its mean and std (nnU-Net's retain_stats)."""
+    dims = (1, 2, 3)
+    mean, std = x.mean(dims, keepdim=True), x.std(dims, keepdim=True)
+    lo, hi = x.amin(dims, keepdim=True), x.amax(dims, keepdim=True)
+    y = ((x - lo) / (hi - lo).clamp_min(1e-7)).clamp(0, 1) ** gamma * (hi - lo) + lo
+    return (y - y.mean(dims, keepdim=True)) / y.std(dims, keepdim=True).clamp_min(1e-7) * std + mean
+
+
+def nnunet_photometric(x: torch.Tensor, params: NnUNetPhotometric = NnUNetPhotometric()) -> torch.Tensor:
+    """nnU-Net's intensity transforms on [B, 1, H, W], each slice drawing its own (see NnUNetPhotometric)."""
+    b, dev, dims = x.shape[0], x.device, (1, 2, 3)
+    std = x.std(dims, keepdim=True)
+    noise = _uniform(b, *params.noise_variance, dev).sqrt().view(b, 1, 1, 1) * std
+    x = torch.where(_chosen(b, params.p_noise, dev), x + torch.randn_like(x) * noise, x)
+    x = torch.where(_chosen(b, params.p_blur, dev), _gaussian_blur(x, _uniform(b, *params.blur_sigma, dev)), x)
+    x = torch.where(_chosen(b, params.p_brightness, dev), x * _uniform(b, *params.brightness, dev).view(b, 1, 1, 1), x)
+    mean, lo, hi = x.mean(dims, keepdim=True), x.amin(dims, keepdim=True), x.amax(dims, keepdim=True)
+    contrasted = ((x - mean) * _uniform(b, *params.contrast, dev).view(b, 1, 1, 1) + mean).clamp(lo, hi)
+    x = torch.where(_chosen(b, params.p_contrast, dev), contrasted, x)
+    x = _low_resolution(x, _chosen(b, params.p_low_resolution, dev), params.low_resolution)
+    gamma = _uniform(b, *params.gamma, dev).view(b, 1, 1, 1)
+    x = torch.where(_chosen(b, params.p_gamma_inverted, dev), -_gamma(-x, gamma), x)
+    return torch.where(_chosen(b, params.p_gamma, dev), _gamma(x, _uniform(b, *params.gamma, dev).view(b, 1, 1, 1)), x)
+
+
+def nnunet_augment(images: torch.Tensor, labels: torch.Tensor | None):
+    """nnU-Net's 2D augmentation: its spatial transform (the same for image and label), then its
+    intensity transforms on the image; for cross-centre robustness (another scanner's contrast,
+    resolution and orientation)."""
+    theta = random_theta(images.shape[0], NNUNET_SPATIAL, images.device)
+    out = nnunet_photometric(warp(images, theta))
     return out, (warp_labels(labels, theta) if labels is not None else None)

@@ -43,19 +43,15 @@ def select_budget(dataset: Dataset, spec: str | int, seed: int = 0) -> Budget:
     spec = str(spec).strip()
     pool = train_patients(dataset)
     if not pool:
-        raise IdealsegError(f"{dataset.root}: no labelled training cases")
+        raise IdealsegError(f"{dataset.root}: no labelled training cases (a dataset of images alone can be "
+                            "pre-trained on; fine-tuning needs labels)")
     if spec == "all":
         return Budget(spec, pool)
     if spec.startswith("ssl4mis:"):
         return _ssl4mis(dataset, spec)
     if spec.startswith("@"):
         path = Path(spec[1:])
-        if not path.is_file():
-            raise IdealsegError(f"{path}: label budget file not found")
-        try:
-            ids = path.read_text().split()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise IdealsegError(f"{path}: unreadable label budget file ({exc})") from None
+        ids = read_id_file(path)
         outside = sorted(set(ids) - set(pool))
         if outside:
             raise IdealsegError(
@@ -80,6 +76,21 @@ def select_budget(dataset: Dataset, spec: str | int, seed: int = 0) -> Budget:
         raise IdealsegError(f"--labeled {spec}: asks for {n} patients but the train split has {len(pool)}")
     order = np.random.default_rng(seed).permutation(len(pool))
     return Budget(spec, sorted(pool[i] for i in order[:n]))
+
+
+def read_id_file(path: Path) -> list[str]:
+    """The patient ids of an `@file` budget: whitespace-separated, `#` starts a comment. A file that
+    names none would give a run without labels, so it is refused here, naming the file."""
+    if not path.is_file():
+        raise IdealsegError(f"{path}: label budget file not found")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IdealsegError(f"{path}: unreadable label budget file ({exc})") from None
+    ids = [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
+    if not ids:
+        raise IdealsegError(f"{path}: label budget file names no patient (one id a line; # starts a comment)")
+    return ids
 
 
 def _ssl4mis(dataset: Dataset, spec: str) -> Budget:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from idealseg import checks
 from idealseg.config import PROFILES
 from idealseg.data.budgets import select_budget
 from idealseg.data.dataset import Dataset
@@ -12,6 +13,7 @@ from idealseg.data.fingerprint import describe, fingerprint, plan
 
 def dataset_summary(dataset: Dataset, labeled: str | None = None, seed: int = 0) -> str:
     """The text `idealseg info` prints: classes, splits, spacing, and what a label budget selects."""
+    seed = checks.seed(seed)  # before the slow part: a bad seed is refused at once, with or without --labeled
     lines = [f"dataset {dataset.info.get('name')} ({dataset.root}), source {dataset.info.get('source')}"]
     for split in ("train", "val", "test"):
         cases = dataset.split(split)
@@ -26,9 +28,12 @@ def dataset_summary(dataset: Dataset, labeled: str | None = None, seed: int = 0)
         if c.labeled:
             label = dataset.load(c.id).label
             counts += np.bincount(label.ravel(), minlength=dataset.num_classes)[: dataset.num_classes]
-    lines.append("  classes (voxels over labelled cases):")
-    for i, (name, n) in enumerate(zip(dataset.classes, counts, strict=True)):
-        lines.append(f"    {i} {name}: {n}")
+    if any(c.labeled for c in dataset.cases):
+        lines.append("  classes (voxels over labelled cases):")
+        for i, (name, n) in enumerate(zip(dataset.classes, counts, strict=True)):
+            lines.append(f"    {i} {name}: {n}")
+    else:  # prepared from images alone: fine for pretrain, which never reads a label
+        lines.append("  classes: none known, no case has a label (pretrain can use it; finetune needs labels)")
     spacings = np.array([c.spacing for c in dataset.cases if c.spacing is not None])
     if len(spacings):
         lo, hi = spacings.min(0), spacings.max(0)

@@ -1,12 +1,21 @@
 """NIfTI reading with one-line errors, and the axis convention shared by import and prediction.
 
-A 3D array is sliced along its axis of largest spacing (the through-plane axis of a stack of 2D
-slices) and stored as [Z, H, W]; `axes` records which source axis became Z, H and W so a mask
-can be written back in the input's own orientation.
+A 3D array is sliced along its through-plane axis (the axis of clearly largest spacing; where
+spacings tie or nearly tie, the axis with the fewest voxels, as a stack of 2D slices has far fewer
+slices than pixels per side) and stored as [Z, H, W]; `axes` records which source axis became Z, H
+and W so a mask can be written back in the input's own orientation. Import and predict both call
+`slicing_axes`, so a model sees a scan sliced as its training data was.
+
+Voxel spacing comes from the affine nibabel uses for the image's geometry (sform, else qform: the
+lengths of its columns), checked against pixdim (where the affine holds only orientation, as in the
+ACDC release, pixdim gives the spacing, as ITK reads it) and against a plausible range in
+millimetres, so that a header in metres is an error (or, where xyzt_units says metres, a
+conversion) rather than a volume resampled to almost nothing and an empty mask.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -15,10 +24,16 @@ import numpy as np
 from idealseg.errors import InputError
 
 MAX_SLICE_PIXELS = 4096 * 4096  # larger in-plane slices are refused before their pixels are read
+PLAUSIBLE_MM = (0.05, 50.0)  # voxel spacing of any scan idealseg segments, per axis, in mm
+PIXDIM_AGREEMENT = 0.02  # relative difference between the affine's and pixdim's spacing that is only rounding
+NEAR_TIE = 1.25  # spacings within this factor of the largest are one tie for the choice of slicing axis
+UNIT_TO_MM = {"meter": (1000.0, "metres"), "micron": (0.001, "microns")}  # xyzt_units other than mm
 
 
-def load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...], nib.Nifti1Image]:
-    """Return (array, affine, zooms, image); any read failure names the file."""
+def load_nifti(path: Path, check_spacing: bool = True) -> tuple[np.ndarray, np.ndarray, tuple[float, ...],
+                                                                 nib.Nifti1Image]:
+    """Return (array, affine, spacing in mm per source axis, image); any read failure names the file.
+    `check_spacing` False (a label, whose grid is checked against its image's instead): pixdim as it is."""
     if path.is_symlink() and not path.exists():
         raise InputError(path, "broken or looping symbolic link")
     if not path.is_file():
@@ -28,6 +43,8 @@ def load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...], n
         shape = img.shape
         if len(shape) >= 2 and sorted(shape[:3])[-1] * sorted(shape[:3])[-2] > MAX_SLICE_PIXELS:
             raise InputError(path, f"image of shape {shape} has slices over 4096x4096 pixels; crop or resample it")
+        if 0 in shape:
+            raise InputError(path, f"empty image (shape {tuple(shape)}): nothing to segment")
         data = np.asarray(img.dataobj)
     except InputError:
         raise
@@ -42,8 +59,9 @@ def load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...], n
     raw = _raw_pixdim(path)[1 : min(data.ndim, 3) + 1]
     if not (np.isfinite(raw).all() and (raw > 0).all()):
         raise InputError(path, f"invalid voxel spacing {tuple(float(v) for v in raw)} in the header (must be > 0)")
-    zooms = tuple(float(z) for z in img.header.get_zooms()[: data.ndim])
-    return data, affine, zooms, img
+    if not check_spacing:
+        return data, affine, tuple(float(z) for z in img.header.get_zooms()[: data.ndim]), img
+    return data, affine, image_spacing(img, path, data.ndim), img
 
 
 def _raw_pixdim(path: Path) -> np.ndarray:
@@ -53,17 +71,108 @@ def _raw_pixdim(path: Path) -> np.ndarray:
     return np.asarray(header["pixdim"], dtype=np.float64)
 
 
+def _mm(values) -> str:
+    """'1.5 x 1.5 x 8': spacings as a user reads them in a message."""
+    return " x ".join(f"{float(v):.4g}" for v in values)
+
+
+def image_spacing(img: nib.Nifti1Image, path: Path, ndim: int | None = None) -> tuple[float, ...]:
+    """Voxel spacing in mm of each spatial source axis (at most 3), from the affine nibabel trusts.
+
+    pixdim and the affine can disagree (a header edited by one tool and not the other); the affine
+    wins, as it is the geometry a mask is written back with, and a warning gives both, unless it
+    has voxels of exactly 1 (orientation only: the ACDC release), when pixdim does. A spacing
+    outside PLAUSIBLE_MM is refused, unless xyzt_units names a unit that brings it into range.
+    """
+    n = min(len(img.shape) if ndim is None else ndim, 3)
+    affine = np.asarray(img.affine, dtype=np.float64)
+    spacing = np.linalg.norm(affine[:3, :n], axis=0)
+    if not (np.isfinite(spacing).all() and (spacing > 0).all()):
+        raise InputError(path, f"the affine gives voxel spacing {_mm(spacing)}; a voxel must have a size > 0")
+    zooms = np.asarray(img.header.get_zooms()[:n], dtype=np.float64)
+    if np.allclose(spacing, zooms, rtol=PIXDIM_AGREEMENT, atol=0):
+        return tuple(float(s) for s in _plausible(spacing, img, path))
+    if np.allclose(spacing, 1.0, rtol=0, atol=1e-4) and (zooms > 0).all():
+        _say_once("orientation-only", f"{path}: the affine (sform/qform) holds only orientation (voxels of "
+                                      f"{_mm(spacing)}) and pixdim gives {_mm(zooms)} mm; using pixdim, as ITK "
+                                      "does (said once for every such file, as in the ACDC release)")
+        spacing = zooms
+    else:
+        warnings.warn(f"{path}: the affine (sform/qform) gives voxel spacing {_mm(spacing)} but pixdim says "
+                      f"{_mm(zooms)}; using the affine's, which places the image and its mask", stacklevel=3)
+    return tuple(float(s) for s in _plausible(spacing, img, path))
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(kind: str, message: str) -> None:
+    """Warn of `kind` once per process: the same header convention in every file of a dataset (the ACDC
+    release's orientation-only affines) is one fact, not a line per file."""
+    if kind not in _SAID:
+        _SAID.add(kind)
+        warnings.warn(message, stacklevel=4)
+
+
+def _plausible(spacing: np.ndarray, img: nib.Nifti1Image, path: Path) -> np.ndarray:
+    """Spacing in mm within PLAUSIBLE_MM: converted from metres or microns where xyzt_units says so and
+    that explains it, else refused (a header in metres gives a scan a thousand times too small)."""
+    lo, hi = PLAUSIBLE_MM
+
+    def fits(values: np.ndarray) -> bool:
+        return bool(((values >= lo) & (values <= hi)).all())
+
+    if fits(spacing):
+        return spacing
+    factor, unit = UNIT_TO_MM.get(img.header.get_xyzt_units()[0], (1.0, "mm"))
+    if fits(spacing * factor):
+        warnings.warn(f"{path}: voxel spacing {_mm(spacing)} is in {unit} (xyzt_units); using "
+                      f"{_mm(spacing * factor)} mm", stacklevel=4)
+        return spacing * factor
+    hint = ""
+    for factor, unit in UNIT_TO_MM.values():
+        if fits(spacing * factor):
+            hint = f"; if it is in {unit}, that is {_mm(spacing * factor)} mm: fix the header's pixdim and affine"
+    raise InputError(path, f"implausible voxel spacing {_mm(spacing)} mm (a scan's is {lo:g} to {hi:g} mm per axis)"
+                           f"{hint or '; fix the header'}")
+
+
 def slicing_axes(shape: tuple[int, ...], zooms: tuple[float, ...], path: Path) -> tuple[int, int, int]:
-    """Choose (Z, H, W) source axes: Z is the axis of largest spacing (ties: the last axis)."""
+    """Choose (Z, H, W) source axes. Z is the axis of largest spacing; where other axes' spacings come
+    within NEAR_TIE of it (isotropic scans, slices no thicker than their pixels), the spacing says
+    nothing, and Z is the one of those axes with the fewest voxels (a stack of 2D slices has far fewer
+    slices than pixels per side), then the last. H and W are the other two, last axis first."""
     if len(shape) == 2:
         return (2, 1, 0)  # a single slice is promoted to [1, H, W] by `to_zhw`
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
     if len(shape) != 3:
         raise InputError(path, f"expected a 2D or 3D image, got {len(shape)}D shape {tuple(shape)}")
-    z = max(range(3), key=lambda a: (round(zooms[a], 4), a))
+    largest = max(float(zooms[a]) for a in range(3))
+    tied = [a for a in range(3) if float(zooms[a]) * NEAR_TIE >= largest]
+    z = min(tied, key=lambda a: (shape[a], -a))
     h, w = [a for a in (2, 1, 0) if a != z][:2]
     return (z, h, w)
+
+
+def finite_image(data: np.ndarray, path: Path) -> np.ndarray:
+    """The image as float32 with NaN and Inf voxels (resampling tools pad with NaN outside the field of
+    view) set to the image's finite minimum, with a warning that counts them; an image with no finite
+    voxel is refused. Import and predict both call this, so a model never sees NaN: NaN through the
+    normalisation and the network gives a silently empty mask."""
+    raw = np.asarray(data, dtype=np.float32)
+    bad = ~np.isfinite(raw)
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return raw
+    if n_bad == raw.size:
+        raise InputError(path, f"every one of its {raw.size} voxels is NaN or Inf: no image to segment")
+    fill = float(raw[~bad].min())
+    warnings.warn(f"{path}: {n_bad} of {raw.size} voxels are NaN or Inf; set to the image's minimum {fill:g}",
+                  stacklevel=2)
+    raw = raw.copy()  # the array may be a read-only view of the file
+    raw[bad] = fill
+    return raw
 
 
 def to_zhw(data: np.ndarray, axes: tuple[int, int, int]) -> np.ndarray:

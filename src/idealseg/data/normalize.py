@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from idealseg.errors import IdealsegError
+
 NORMALIZATIONS = ("percentile", "minmax")
 
 
@@ -17,6 +19,7 @@ def normalize_volume(
     """
     if method not in NORMALIZATIONS:
         raise ValueError(f"unknown normalisation {method!r}; expected one of {NORMALIZATIONS}")
+    check_volume(image)
     image = image.astype(np.float32)
     if method == "percentile":
         lo, hi = np.percentile(image, [lower, upper])
@@ -25,3 +28,16 @@ def normalize_volume(
     if hi <= lo:
         return np.zeros_like(image, dtype=np.float32)
     return ((image - lo) / (hi - lo)).astype(np.float32)
+
+
+def check_volume(image: np.ndarray, what: str = "volume") -> None:
+    """Refuse, in one line, a volume with nothing to segment (a 0-length axis) or with NaN/Inf voxels:
+    the first breaks the percentiles with an IndexError, the second turns the whole volume into NaN
+    and the mask into silent background. Importers and predict replace NaN first, naming the file
+    (nifti_io.finite_image); this guards the Python API's arrays."""
+    if image.size == 0:
+        raise IdealsegError(f"empty {what} (shape {tuple(image.shape)}): nothing to segment")
+    bad = int(np.count_nonzero(~np.isfinite(image))) if np.issubdtype(image.dtype, np.inexact) else 0
+    if bad:
+        raise IdealsegError(f"{what} of shape {tuple(image.shape)} has {bad} NaN or Inf voxels of {image.size}; "
+                            "replace them (e.g. with its minimum) before segmenting it")

@@ -1,47 +1,168 @@
-"""`prepare`: any supported source -> a dataset folder, built under a temporary name."""
+"""`prepare`: any supported source -> a dataset folder, built under a temporary name.
+
+What can go wrong while writing is made one line, and nothing half-written is left: the disk's free
+space is checked against the source's size (links followed) and again before each case, a failed
+write names the output file, and Ctrl-C is held while HDF5 and nibabel run (an interrupt raised
+inside their callbacks is printed and swallowed by Python, and the import then went on to "wrote"),
+then acted on at the next case: the temporary folder is removed and the command exits 130.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
+import threading
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from idealseg.data.dataset import DatasetWriter
+from idealseg import checks
+from idealseg.data.arguments import class_names, label_map_text, split_text
+from idealseg.data.dataset import CaseVolume, DatasetWriter
 from idealseg.data.importers.acdc import import_acdc
 from idealseg.data.importers.nifti import import_nifti, parse_label_map
 from idealseg.data.importers.phantom import PHANTOM_CLASSES, import_phantom
 from idealseg.data.importers.ssl4mis import ACDC_CLASSES, import_ssl4mis
+from idealseg.data.normalize import NORMALIZATIONS
 from idealseg.errors import IdealsegError, InputError
 from idealseg.ownership import atomic_dir, check_no_overlap
 
 SOURCES = ("ssl4mis", "acdc", "nifti", "phantom")
-
+UNLABELLED_CLASSES = ["background", "foreground"]  # a dataset without labels: its classes are not known
 
 PHANTOM_BYTES = 2_500_000  # one phantom patient's two volumes in the dataset folder, measured
+MARGIN_BYTES = 16 * 2**20  # free space kept beyond an estimate: HDF5 must never meet a full disk
+
+
+def _source_files(src: Path) -> Iterator[Path]:
+    """Every file under `src`, through symbolic links to files and folders (each folder once: a link
+    loop ends), as a source of links to the real data is common and its data is read all the same."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        yield from (Path(dirpath) / name for name in filenames)
 
 
 def estimated_size(src: Path | None, patients: int) -> int:
     """Bytes the dataset folder will take, from its source: float32 images stored with LZF take
     about 4x a gzip-compressed NIfTI's bytes, 1.5x a gzip-compressed h5's (SSL4MIS: 104 MiB of
-    source, 149 MiB of dataset) and about 1x an uncompressed source's."""
+    source, 149 MiB of dataset) and about 1x an uncompressed source's. Links count as the files they
+    point to (stat, not lstat); broken links count nothing."""
     if src is None:
         return patients * PHANTOM_BYTES
     total = 0
-    for path in src.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            factor = 4 if path.name.endswith(".gz") else 1.5 if path.suffix == ".h5" else 1
-            total += int(path.stat().st_size * factor)
+    for path in _source_files(src):
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue
+        factor = 4 if path.name.endswith(".gz") else 1.5 if path.suffix == ".h5" else 1
+        total += int(size * factor)
     return total
 
 
-def check_free_space(out: Path, needed: int) -> None:
-    """Refuse, before writing, a dataset the disk cannot hold: a full disk in the middle of an h5
-    write can crash the HDF5 library itself, which no error handler catches."""
+def check_free_space(out: Path, needed: int, what: str = "the dataset") -> None:
+    """Refuse, before writing, what the disk cannot hold: a full disk in the middle of an h5 write
+    can crash the HDF5 library itself, which no error handler catches."""
     parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
     free = shutil.disk_usage(parent).free
-    margin = 1.2 * needed + 16 * 2**20
+    margin = 1.2 * needed + MARGIN_BYTES
     if free < margin:
-        raise IdealsegError(f"{parent}: {free / 2**20:.0f} MiB free, the dataset needs about {margin / 2**20:.0f} MiB; "
+        raise IdealsegError(f"{parent}: {free / 2**20:.0f} MiB free, {what} needs about {margin / 2**20:.0f} MiB; "
                             "free some space or choose another OUT")
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[Callable[[], None]]:
+    """Hold Ctrl-C (SIGINT) until the caller's `check()`, called where an interrupt is safe.
+
+    Python raises KeyboardInterrupt wherever the main thread is when the signal arrives; inside a
+    weakref callback or finalizer (h5py runs them as it closes objects) it is printed and ignored,
+    and the import carried on to "wrote". Here the signal only sets a flag; `check()` raises it at
+    the next case, and so does leaving the block. A second Ctrl-C interrupts at once. Outside the
+    main thread, or where SIGINT is ignored (a background job), nothing changes."""
+    received: list[int] = []
+
+    def check() -> None:
+        if received:
+            raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if previous is None or previous == signal.SIG_IGN:
+        yield check
+        return
+
+    def hold(signum: int, frame) -> None:
+        received.append(signum)
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield check
+    except Exception:
+        check()  # an error that followed Ctrl-C is not what the user asked about
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    check()
+
+
+class GuardedWriter(DatasetWriter):
+    """A DatasetWriter for `prepare`: interrupts are taken between cases, free space is checked before
+    each case, a failed write is one line naming the file in OUT, and a dataset without any label is
+    recorded as one to pre-train on."""
+
+    def __init__(self, tmp: Path, out: Path, interrupt: Callable[[], None], *args) -> None:
+        super().__init__(tmp, *args)
+        self.out, self.interrupt = out, interrupt
+
+    def add(self, case: CaseVolume, split: str, source: str | Path) -> None:
+        """Store one case, between two chances for Ctrl-C, if the disk can hold it (its arrays
+        uncompressed: an upper bound on what LZF writes)."""
+        self.interrupt()
+        label = case.label.nbytes if case.label is not None else 0
+        check_free_space(self.out, case.image.size * 4 + label, f"case {case.case_id}")
+        super().add(case, split, source)
+        self.interrupt()
+
+    def _write(self, case: CaseVolume) -> None:
+        try:
+            super()._write(case)
+        except (OSError, RuntimeError) as exc:  # h5py reports a failed write as either
+            raise _write_error(self.out / "cases" / f"{case.case_id}.h5", exc) from None
+
+    def finish(self, **extra) -> None:
+        """Write dataset.json; a dataset of images alone is recorded as one to pre-train on."""
+        self.interrupt()
+        if self.info["cases"] and not any(c["labeled"] for c in self.info["cases"]):
+            self._unlabelled()
+        try:
+            super().finish(**extra)
+        except OSError as exc:
+            raise _write_error(self.out / "dataset.json", exc) from None
+        self.interrupt()
+
+    def _unlabelled(self) -> None:
+        """No case has a label: the dataset can be pre-trained on (labels never read), not fine-tuned; its
+        classes are unknown unless --classes named them."""
+        if self.infer_classes:
+            self.infer_classes = False
+            self.info["classes"] = list(UNLABELLED_CLASSES)
+        warnings.warn(f"{self.info['source']}: no case has a label; {self.out} is a dataset to pre-train on "
+                      "(idealseg pretrain), fine-tuning needs labels (labelsTr/)", stacklevel=3)
+
+
+def _write_error(path: Path, exc: Exception) -> IdealsegError:
+    """One line naming the file of OUT a write failed on (a full disk, a read-only folder), not its
+    temporary name."""
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return InputError(path, f"could not write ({reason})")
 
 
 def prepare(
@@ -53,16 +174,24 @@ def prepare(
     patients: int = 20,
     seed: int = 0,
     normalization: str = "percentile",
-    label_map: str | None = None,
-    classes: list[str] | None = None,
-    val: str | None = None,
-    test: str | None = None,
+    label_map: str | dict[int, int] | None = None,
+    classes: list[str] | str | None = None,
+    val: str | int | list[str] | None = None,
+    test: str | int | list[str] | None = None,
     spacing_from: str | Path | None = None,
 ) -> Path:
     """Import `src` (of kind `source`) into the dataset folder `out`; returns `out`."""
-    out = Path(out)
+    source, out = checks.text(source, "source", SOURCES), checks.path(out, "OUT")
+    src, spacing_from = checks.optional_path(src, "SRC"), checks.optional_path(spacing_from, "--spacing-from")
+    overwrite, seed = checks.flag(overwrite, "--overwrite"), checks.seed(seed)
+    patients = checks.whole_number(patients, "--patients", 1)
+    normalization = checks.text(normalization, "--normalize", NORMALIZATIONS)
+    label_map, classes = label_map_text(label_map), class_names(classes)
+    val, test = split_text(val, "--val"), split_text(test, "--test")
     if classes is not None and (len(classes) < 2 or not all(c.strip() for c in classes)):
         raise IdealsegError(f"--classes {','.join(classes)!r}: give at least two non-empty names, background first")
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
     if source != "phantom":
         if src is None or not Path(src).is_dir():
             raise InputError(src or "SRC", "source folder not found")
@@ -70,25 +199,40 @@ def prepare(
         check_no_overlap(out, [src, spacing_from], "output folder")
     if spacing_from is not None and (source != "ssl4mis" or not Path(spacing_from).is_dir()):
         raise InputError(spacing_from, "--spacing-from takes the NIfTI release's folder, for prepare ssl4mis only")
-    check_free_space(out, estimated_size(src, patients))
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        if source == "phantom":
-            writer = DatasetWriter(tmp, "phantom", PHANTOM_CLASSES, "phantom", "synthetic cine-MRI")
-            import_phantom(writer, patients, seed)
-        elif source == "ssl4mis":
-            writer = DatasetWriter(tmp, src.name, ACDC_CLASSES, f"ssl4mis:{src}", "cine-MRI")
-            import_ssl4mis(src, writer, Path(spacing_from) if spacing_from else None)
-        elif source == "acdc":
-            writer = DatasetWriter(tmp, "ACDC", ACDC_CLASSES, f"acdc:{src}", "cine-MRI")
-            import_acdc(src, writer, normalization, val, test, seed)
-        elif source == "nifti":
-            mapping = parse_label_map(label_map)
-            if classes is None:
-                n = (max(mapping.values()) + 1) if mapping else None
-                classes = ["background", *[f"class{i}" for i in range(1, n)]] if n else None
-            writer = DatasetWriter(tmp, src.name, classes or [], f"nifti:{src}", "unknown")
-            writer.infer_classes = classes is None
-            import_nifti(src, writer, normalization, mapping, val, test, seed)
-        else:
-            raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+    mapping = parse_label_map(label_map) if source == "nifti" else None
+    with deferred_interrupt() as interrupt:
+        check_free_space(out, estimated_size(src, patients))
+        committing = False
+        try:
+            with atomic_dir(out, overwrite=overwrite) as tmp:
+                _import(source, tmp, out, src, interrupt, patients=patients, seed=seed, normalization=normalization,
+                        mapping=mapping, classes=classes, val=val, test=test, spacing_from=spacing_from)
+                interrupt()
+                committing = True
+        except OSError as exc:  # marking and renaming the complete folder into place
+            if not committing:
+                raise
+            raise _write_error(out, exc) from None
     return out
+
+
+def _import(source: str, tmp: Path, out: Path, src: Path | None, interrupt: Callable[[], None], *, patients: int,
+            seed: int, normalization: str, mapping: dict[int, int] | None, classes: list[str] | None,
+            val: str | None, test: str | None, spacing_from: str | Path | None) -> None:
+    """Run the importer of `source` into the temporary folder `tmp` of `out`."""
+    if source == "phantom":
+        import_phantom(GuardedWriter(tmp, out, interrupt, "phantom", PHANTOM_CLASSES, "phantom",
+                                     "synthetic cine-MRI"), patients, seed)
+    elif source == "ssl4mis":
+        writer = GuardedWriter(tmp, out, interrupt, src.name, ACDC_CLASSES, f"ssl4mis:{src}", "cine-MRI")
+        import_ssl4mis(src, writer, Path(spacing_from) if spacing_from else None)
+    elif source == "acdc":
+        writer = GuardedWriter(tmp, out, interrupt, "ACDC", ACDC_CLASSES, f"acdc:{src}", "cine-MRI")
+        import_acdc(src, writer, normalization, val, test, seed)
+    else:
+        names = classes
+        if names is None and mapping:
+            names = ["background", *[f"class{i}" for i in range(1, max(mapping.values()) + 1)]]
+        writer = GuardedWriter(tmp, out, interrupt, src.name, names or [], f"nifti:{src}", "unknown")
+        writer.infer_classes = names is None
+        import_nifti(src, writer, normalization, mapping, val, test, seed, classes=classes)

@@ -10,7 +10,6 @@ import csv
 import json
 import math
 import random
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -33,10 +32,11 @@ from idealseg.errors import IdealsegError
 from idealseg.evaluation.inference import predict_case
 from idealseg.evaluation.metrics import mean_foreground_dice
 from idealseg.methods import get_method
-from idealseg.ownership import check_no_overlap, write_manifest
+from idealseg.ownership import RUN_FILES, check_no_overlap, replace_folder, write_manifest
 from idealseg.runfolder.checkpoint import load_latest, save_checkpoint
 from idealseg.runfolder.environment import autocast_dtype, write_environment
-from idealseg.runfolder.folder import RUN_FILES, check_run_folder, encoder_state, load_pretrained
+from idealseg.runfolder.folder import check_run_folder, encoder_state, load_pretrained
+from idealseg.runfolder.weights import load_weights
 
 
 class Trainer:
@@ -48,40 +48,43 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.ctx = distributed.setup()
-        method_cls = get_method(cfg.method, cfg.stage)  # bad input is refused before anything is written
-        self.dataset = Dataset(cfg.dataset)
-        cfg.num_classes, cfg.classes = self.dataset.num_classes, tuple(self.dataset.classes)
-        cfg.normalization = self.dataset.info.get("normalization", "percentile")  # what predict assumed before
-        self.budget = select_budget(self.dataset, cfg.labeled, cfg.seed) if cfg.stage == "finetune" else None
-        cfg.spacing_mm = resolve_spacing(cfg.target_spacing, self.dataset)
-        check_run_folder(self.run_dir, cfg, resume, overwrite)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        # Long CPU runs let weights and Adam's moments of quiet channels decay into denormal floats, which
-        # x86 cores compute 10-100x slower: a 12630-step cell slowed 3x after step 9000. Flushing them to
-        # zero costs nothing a model can see (they are below 1.2e-38).
-        torch.set_flush_denormal(True)
-        self._seed(cfg.seed + self.ctx.rank)
-        self.store = SliceStore.from_dataset(self.dataset, cfg.input_size, self.budget, spacing=cfg.spacing_mm)
-        self.sampler = BatchSampler(
-            self.store.labeled, cfg.batch_labeled, cfg.batch_unlabeled, cfg.seed, self.ctx.rank, self.ctx.world
-        )
-        self.method = method_cls(cfg)
-        if cfg.init:
-            load_pretrained(self.method, cfg.init)
-        if self.ctx.distributed and cfg.sync_bn:
-            if self.ctx.device.type == "cuda":  # same parameters and state-dict keys, statistics over all ranks
-                self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
-            elif self.ctx.is_main:
-                warnings.warn("sync_bn: SyncBatchNorm needs CUDA; these CPU processes keep per-process BatchNorm "
-                              "statistics", stacklevel=2)
-        if cfg.stage == "finetune" and cfg.val_every and self.ctx.is_main:  # read (and checked) before writing
-            self.val_cases = [self.dataset.load(c.id) for c in self.dataset.split("val") if c.labeled]
-            self.probe = self.store.truth_probe(seed=cfg.seed)
-        else:
-            self.val_cases, self.probe = [], torch.empty(0, dtype=torch.long)
-        self.amp_dtype = autocast_dtype(self.ctx.device, cfg.amp)
-        self.compile_mode = compile_mode(cfg.compile)
+        # every rank checks; a refusal on any is every rank's, and rank 0 writes only once all have
+        # checked (a slower rank would otherwise find the folder just made and refuse it)
+        with distributed.together(self.ctx):
+            method_cls = get_method(cfg.method, cfg.stage)  # bad input is refused before anything is written
+            self.dataset = Dataset(cfg.dataset)
+            cfg.num_classes, cfg.classes = self.dataset.num_classes, tuple(self.dataset.classes)
+            cfg.normalization = self.dataset.info.get("normalization", "percentile")  # what predict assumed before
+            self.budget = select_budget(self.dataset, cfg.labeled, cfg.seed) if cfg.stage == "finetune" else None
+            cfg.spacing_mm = resolve_spacing(cfg.target_spacing, self.dataset)
+            check_run_folder(self.run_dir, cfg, resume, overwrite)
+            if cfg.threads:
+                torch.set_num_threads(cfg.threads)
+            # Long CPU runs let weights and Adam's moments of quiet channels decay into denormal floats, which
+            # x86 cores compute 10-100x slower: a 12630-step cell slowed 3x after step 9000. Flushing them to
+            # zero costs nothing a model can see (they are below 1.2e-38).
+            torch.set_flush_denormal(True)
+            self._seed(cfg.seed + self.ctx.rank)
+            self.store = SliceStore.from_dataset(self.dataset, cfg.input_size, self.budget, spacing=cfg.spacing_mm)
+            self.sampler = BatchSampler(
+                self.store.labeled, cfg.batch_labeled, cfg.batch_unlabeled, cfg.seed, self.ctx.rank, self.ctx.world
+            )
+            self.method = method_cls(cfg)
+            if cfg.init:
+                load_pretrained(self.method, cfg.init)
+            if self.ctx.distributed and cfg.sync_bn:
+                if self.ctx.device.type == "cuda":  # same parameters and state-dict keys, statistics over all ranks
+                    self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+                elif self.ctx.is_main:
+                    warnings.warn("sync_bn: SyncBatchNorm needs CUDA; these CPU processes keep per-process BatchNorm "
+                                  "statistics", stacklevel=2)
+            if cfg.stage == "finetune" and cfg.val_every and self.ctx.is_main:  # read (and checked) before writing
+                self.val_cases = [self.dataset.load(c.id) for c in self.dataset.split("val") if c.labeled]
+                self.probe = self.store.truth_probe(seed=cfg.seed)
+            else:
+                self.val_cases, self.probe = [], torch.empty(0, dtype=torch.long)
+            self.amp_dtype = autocast_dtype(self.ctx.device, cfg.amp)
+            self.compile_mode = compile_mode(cfg.compile)
         self._prepare_folder(resume, overwrite)  # the first write: everything above is checked
         if self.ctx.device.type == "cuda":  # training shapes are fixed: cuDNN times its algorithms once
             torch.backends.cudnn.benchmark = True
@@ -114,9 +117,8 @@ class Trainer:
         ckpt = self.run_dir / "checkpoints"
         if self.ctx.is_main:
             check_no_overlap(self.run_dir, [self.cfg.dataset, self.cfg.init], "run folder")
-            if overwrite and not resume and self.run_dir.exists():
-                for child in self.run_dir.iterdir():  # all idealseg's: check_run_folder refused anything else
-                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            if overwrite and not resume and self.run_dir.exists():  # checked again as it is moved aside
+                replace_folder(self.run_dir, None, "run", known_unmarked=True)
             ckpt.mkdir(parents=True, exist_ok=True)
             write_manifest(self.run_dir, "run", RUN_FILES)
             write_environment(self.run_dir, self.ctx.device, self.ctx.world,
@@ -135,7 +137,7 @@ class Trainer:
         state = load_latest(self.run_dir, map_location="cpu")
         if state is None:
             return
-        self.method.load_state_dict(state["model"])
+        load_weights(self.method, state, self.run_dir / "checkpoints" / "last.pt", self.run_dir / "config.yaml")
         self.optimizer.load_state_dict(state["optimizer"])
         if state["scaler"] and self.scaler.is_enabled():  # a float32/bf16 checkpoint has no scaler state
             self.scaler.load_state_dict(state["scaler"])
@@ -257,11 +259,15 @@ class Trainer:
         first = self.step - len(unread)
         unread.clear()
         bad = torch.nonzero(~torch.isfinite(values))
+        error = None
         if len(bad):
             i = int(bad[0])
             where = self.run_dir / "checkpoints" / "last.pt"
             good = f"last good checkpoint: {where} (step {last_ckpt})" if where.exists() else "no checkpoint yet"
-            raise IdealsegError(f"training diverged: loss is {float(values[i])} at step {first + i + 1}; {good}")
+            error = IdealsegError(f"training diverged: loss is {float(values[i])} at step {first + i + 1}; {good}")
+        distributed.share_failure(self.ctx, error)  # each rank sees its own shard's loss: all stop, saying why
+        if error is not None:
+            raise error
 
     def _update_bar(self, bar, losses: dict[str, float] | None) -> None:
         if self.cfg.time_budget and self.elapsed > 0:

@@ -6,33 +6,43 @@ import csv
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from idealseg import checks
 from idealseg.atomic import atomic_file
-from idealseg.data.dataset import Dataset
+from idealseg.data.dataset import SPLITS, Dataset
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.clinical import ejection_fractions
 from idealseg.evaluation.inference import check_spacing, predict_case
 from idealseg.evaluation.metrics import volume_metrics
-from idealseg.ownership import check_no_overlap, check_replaceable, write_manifest
+from idealseg.ownership import EVAL_FILES, UNMARKED, check_no_overlap, check_replaceable, write_manifest
 from idealseg.runfolder.environment import autocast_dtype
 from idealseg.runfolder.folder import load_run, run_largest_component
 
 METRICS = ("dice", "hd95", "asd")
+CHECKPOINTS = ("last", "best")
 
 
 def evaluate_run(
     run: str | Path, split: str = "val", dataset: str | Path | None = None, checkpoint: str = "last",
     out: str | Path | None = None, flip_tta: bool = False, device: str | None = None,
-    largest_component: bool | None = None, amp: bool | None = None,
+    largest_component: bool | None = None, amp: bool | None = None, scale_search: bool = False,
 ) -> dict:
     """Evaluate `run` on `split`; returns the summary and writes it beside the CSV and table.
     `largest_component` None: the post-processing the run's validation chose; `amp` None: the
-    precision the run trained in (bfloat16 autocast where the device has it: autocast_dtype)."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    precision the run trained in (bfloat16 autocast where the device has it: autocast_dtype);
+    `scale_search`: segment each scan at the scale the model is most confident at (inference.choose_scale),
+    as `predict` does on new scans."""
+    run, split, checkpoint, device = checked_run_arguments(run, split, checkpoint, device)
+    dataset, out = checks.optional_path(dataset, "--dataset"), checks.optional_path(out, "--out")
+    flip_tta = checks.flag(flip_tta, "--tta")
+    largest_component = checks.optional_flag(largest_component, "--largest-component")
+    amp = checks.optional_flag(amp, "--amp")
+    scale_search = checks.flag(scale_search, "--scale-search")
     cfg, method, run_dir = load_run(run, checkpoint, device)
     amp = cfg.amp if amp is None else amp
     if largest_component is None:
@@ -53,7 +63,7 @@ def evaluate_run(
     for entry in tqdm(cases, desc=f"evaluate {split}", unit="vol"):
         case = ds.load(entry.id)
         mask = predict_case(method, cfg, case, device, flip_tta=flip_tta, largest_component=largest_component,
-                            amp=amp)
+                            amp=amp, scale_search=scale_search)
         masks[entry.id] = mask
         spacing = case.spacing if unit == "mm" else None
         for c, m in volume_metrics(mask, case.label, ds.num_classes, spacing).items():
@@ -61,28 +71,33 @@ def evaluate_run(
     seconds = time.perf_counter() - t0
     summary = summarise(rows, ds.classes[1:], unit)
     summary.update(run=str(run_dir), split=split, dataset=str(ds.root), checkpoint=checkpoint,
-                   largest_component=largest_component, flip_tta=flip_tta,
+                   largest_component=largest_component, flip_tta=flip_tta, scale_search=scale_search,
                    autocast=str(autocast_dtype(torch.device(device), amp) or "off"),
                    volumes=len(cases), seconds=round(seconds, 2), method=cfg.method, labeled=cfg.labeled)
     ef = ejection_fractions(ds, cases, masks)
     if ef:
         summary["ejection_fraction"] = ef
+    check_evaluation_folder(out, run_dir, ds.root)  # again: a user's file may have appeared meanwhile
     write_outputs(out, rows, summary)
     return summary
 
 
-EVAL_FILES = ("per_volume.csv", "summary.json", "table.md")
+def checked_run_arguments(run: Any, split: Any, checkpoint: Any, device: Any) -> tuple[Path, str, str, str]:
+    """What every use of a trained run is given (evaluate, the API's load): checked before the run is
+    read, so a typo is one line, not a missing file named `checkpoints/Best.pt` or a torch error."""
+    return (checks.path(run, "RUN"), checks.text(split, "--split", SPLITS),
+            checks.text(checkpoint, "--checkpoint", CHECKPOINTS), checks.device(device))
 
 
 def check_evaluation_folder(out: Path, run_dir: Path, dataset: Path) -> None:
     """An evaluation writes only into its run's `eval_SPLIT`, or a folder that is new, empty or an
     earlier evaluation's (its manifest says so): never over the user's files, a run or a dataset."""
     check_no_overlap(out, [dataset], "evaluation folder")
-    inside_run = out.resolve().parent == run_dir.resolve() and out.name.startswith("eval_")
     if out.resolve() == run_dir.resolve() or run_dir.resolve().is_relative_to(out.resolve()):
         raise IdealsegError(f"{out}: is or contains the run folder {run_dir}; give evaluate a folder of its own")
-    if not inside_run:
-        check_replaceable(out, "evaluation")
+    # the run's own eval_SPLIT, written before evaluation folders carried a manifest, is known by name
+    default = out.resolve().parent == run_dir.resolve() and UNMARKED.get(out.name) == "evaluation"
+    check_replaceable(out, "evaluation", known_unmarked=default)
 
 
 def summarise(rows: list[dict], classes: list[str], unit: str) -> dict:

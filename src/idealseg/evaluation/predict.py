@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -11,11 +12,11 @@ import torch
 from tqdm import tqdm
 
 from idealseg.atomic import atomic_path
-from idealseg.data.nifti_io import from_zhw, load_nifti, slicing_axes, spacing_zhw, to_zhw
+from idealseg.data.nifti_io import finite_image, from_zhw, load_nifti, slicing_axes, spacing_zhw, to_zhw
 from idealseg.data.normalize import normalize_volume
 from idealseg.data.physical import oversize
 from idealseg.errors import IdealsegError, InputError
-from idealseg.evaluation.inference import in_plane, predict_volume
+from idealseg.evaluation.inference import choose_scale, in_plane, predict_volume, spacing_mismatch
 from idealseg.ownership import describe
 from idealseg.runfolder.folder import load_run, run_largest_component
 
@@ -96,10 +97,12 @@ def run_normalization(cfg) -> str:
 def predict_files(
     run: str | Path, src: str | Path, out: str | Path, checkpoint: str = "last", flip_tta: bool = False,
     device: str | None = None, normalization: str | None = None, overwrite: bool = False,
-    largest_component: bool | None = None,
+    largest_component: bool | None = None, scale_search: bool = True,
 ) -> list[Path]:
     """Segment one NIfTI file or a folder of them; masks go to OUT (a folder, or a file name).
-    `largest_component` None: the post-processing the run's validation chose."""
+    `largest_component` None: the post-processing the run's validation chose. `scale_search` (a run in
+    physical space): each scan is segmented at the multiple of its header's spacing the model is most
+    confident at (inference.choose_scale), and a scan not segmented at its header's is named."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg, method, _ = load_run(run, checkpoint, device)
     if largest_component is None:
@@ -115,38 +118,74 @@ def predict_files(
     for path in tqdm(files, desc="check scans", unit="vol", leave=False):  # every scan is checked before a write
         scan = read_scan(path)
         first = first or scan
-        if cfg.spacing_mm:
-            data, _, axes, img = scan
-            shape = to_zhw(data, axes).shape[1:]
-            spacing = in_plane(spacing_zhw(img.header.get_zooms()[:3], axes, path))
-            reason = oversize(shape, spacing, cfg.spacing_mm)
-            if reason:
-                raise InputError(path, f"the model's spacing: {reason}: check the header's spacing")
+        check_scan_spacing(scan, path, cfg.spacing_mm)
     written = []
     for i, (path, target) in enumerate(tqdm(list(zip(files, targets, strict=True)), desc="predict", unit="vol")):
-        data, affine, axes, img = first if i == 0 else read_scan(path)
-        spacing = spacing_zhw(img.header.get_zooms()[:3], axes, path)
-        mask = predict_volume(method.predict, normalize_volume(to_zhw(data, axes), normalization), cfg.input_size,
-                              device, flip_tta=flip_tta, spacing=in_plane(spacing), target_spacing=cfg.spacing_mm,
-                              largest_component=largest_component, amp=cfg.amp)
-        mask = from_zhw(mask, axes, ndim=3 if data.ndim != 2 else 2)
-        if data.ndim == 4:
-            mask = mask[..., None]
-        header = img.header.copy()
-        header.set_data_dtype(np.uint8)
-        with atomic_path(target) as tmp:
-            nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine, header), str(tmp))
+        scan = first if i == 0 else read_scan(path, quiet=True)
+        image, spacing = normalize_volume(to_zhw(scan.data, scan.axes), normalization), in_plane(scan.spacing)
+        if scale_search and cfg.spacing_mm:
+            factor = choose_scale(method.predict, image, cfg.input_size, device, spacing, cfg.spacing_mm, cfg.amp)
+            if factor != 1.0:
+                tqdm.write(f"{path}: segmented at {factor:g}x its header's in-plane spacing (its anatomy looks "
+                           f"{1 / factor:.2g}x larger than the training scans'; --no-scale-search keeps the header's)")
+            spacing = (spacing[0] * factor, spacing[1] * factor)
+        mask = predict_volume(method.predict, image, cfg.input_size, device, flip_tta=flip_tta, spacing=spacing,
+                              target_spacing=cfg.spacing_mm, largest_component=largest_component, amp=cfg.amp)
+        write_mask(mask, scan, target)
         written.append(target)
     return written
 
 
-def read_scan(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int], nib.Nifti1Image]:
-    """(float32 array, affine, slicing axes, image) of a scan predict can segment, or a one-line error."""
-    data, affine, zooms, img = load_nifti(path)
+@dataclass
+class Scan:
+    """A scan predict can segment: float32 array with NaN replaced, its affine, image (for the header),
+    slicing axes and (Z, H, W) spacing in mm, all as import reads them."""
+
+    data: np.ndarray
+    affine: np.ndarray
+    axes: tuple[int, int, int]
+    img: nib.Nifti1Image
+    spacing: tuple[float, float, float]
+
+
+def read_scan(path: Path, quiet: bool = False) -> Scan:
+    """The scan at `path`, read, sliced and checked as import does (same spacing, axes and NaN rule), or a
+    one-line error. `quiet`: its warnings were given when every scan was checked, before the first write."""
+    if quiet:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return read_scan(path)
+    data, affine, spacing, img = load_nifti(path)
     if data.ndim == 4 and data.shape[3] > 1:
         raise InputError(path, f"{data.shape[3]} channels/frames (shape {data.shape}); expected one 3D volume")
-    axes = slicing_axes(data.shape, zooms, path)
-    raw = np.asarray(data, dtype=np.float32)
-    if not np.isfinite(raw).all():
-        raise InputError(path, "image contains NaN or Inf values")
-    return raw, affine, axes, img
+    axes = slicing_axes(data.shape, spacing, path)
+    return Scan(finite_image(data, path), affine, axes, img, spacing_zhw(spacing, axes, path))
+
+
+def check_scan_spacing(scan: Scan, path: Path, target: float) -> None:
+    """Before any mask is written: a scan whose slices would be absurdly large at the model's spacing is an
+    error, and one whose in-plane spacing is far from it gets a warning with the numbers."""
+    if not target:
+        return
+    shape = to_zhw(scan.data, scan.axes).shape[1:]
+    reason = oversize(shape, in_plane(scan.spacing), target)
+    if reason:
+        raise InputError(path, f"the model's spacing: {reason}: check the header's spacing")
+    suspect = spacing_mismatch(in_plane(scan.spacing), target)
+    if suspect:
+        warnings.warn(f"{path}: {suspect}", stacklevel=3)
+
+
+def write_mask(mask: np.ndarray, scan: Scan, target: Path) -> None:
+    """Write a [Z, H, W] mask in the scan's own axis order, affine and header; a failed write (a full disk,
+    a read-only folder) is one line naming the mask, and leaves no partial file."""
+    mask = from_zhw(mask, scan.axes, ndim=3 if scan.data.ndim != 2 else 2)
+    if scan.data.ndim == 4:
+        mask = mask[..., None]
+    header = scan.img.header.copy()
+    header.set_data_dtype(np.uint8)
+    try:
+        with atomic_path(target) as tmp:
+            nib.save(nib.Nifti1Image(mask.astype(np.uint8), scan.affine, header), str(tmp))
+    except OSError as exc:
+        raise InputError(target, f"could not write the mask ({exc.strerror or exc})") from None

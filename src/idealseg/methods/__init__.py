@@ -20,7 +20,7 @@ METHODS: dict[str, type[Method]] = {
 
 def get_method(name: str, stage: str | None = None) -> type[Method]:
     """The method class called `name`, checked against the stage that asks for it."""
-    if name not in METHODS:
+    if not isinstance(name, str) or name not in METHODS:  # a YAML list or number is named too
         raise IdealsegError(f"unknown method {name!r}; expected one of {sorted(METHODS)}")
     cls = METHODS[name]
     if stage is not None and cls.stage != stage:

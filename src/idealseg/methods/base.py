@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from idealseg.config import RunConfig
+from idealseg.data.augment import nnunet_augment, weak_augment
 from idealseg.models.unet import Encoder
 
 
@@ -28,6 +29,13 @@ class Method(nn.Module):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, n_labeled: int, progress: float) -> dict:
         raise NotImplementedError
+
+    def augment(self, images: torch.Tensor, labels: torch.Tensor | None):
+        """The run's fine-tuning augmentation (`augmentation`) of slices [B, 1, H, W] and their labels:
+        one random transform per slice, the same for its label; every method calls this one."""
+        if self.cfg.augmentation == "nnunet":
+            return nnunet_augment(images, labels)
+        return weak_augment(images, labels)
 
     @classmethod
     def phases(cls, options: dict[str, Any]) -> list[tuple[float, dict[str, Any]]]:

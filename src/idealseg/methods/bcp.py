@@ -33,7 +33,6 @@ from typing import Any
 import torch
 
 from idealseg.config import RunConfig
-from idealseg.data.augment import weak_augment
 from idealseg.data.mixing import box_mask, paste
 from idealseg.methods.common import TeacherStudent, largest_components_2d, pad_labels
 
@@ -65,7 +64,7 @@ class BCP(TeacherStudent):
         return [(warmup, warm), (1 - warmup, train)]
 
     def forward(self, images, labels, n_labeled, progress):
-        x, y = weak_augment(images, pad_labels(labels, len(images)))
+        x, y = self.augment(images, pad_labels(labels, len(images)))
         xl, yl, xu = x[:n_labeled], y[:n_labeled], x[n_labeled:]
         size = tuple(x.shape[-2:])
         if progress < self.cfg.labeled_warmup or len(xu) == 0:

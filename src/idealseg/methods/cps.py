@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from idealseg.data.augment import weak_augment
 from idealseg.losses.dice_ce import supervised_loss
 from idealseg.methods.base import Method
 from idealseg.methods.common import pad_labels, two_stream_losses
@@ -22,7 +21,7 @@ class CPS(Method):
         self.loss = supervised_loss(cfg)
 
     def forward(self, images, labels, n_labeled, progress):
-        x, y = weak_augment(images, pad_labels(labels, len(images)))
+        x, y = self.augment(images, pad_labels(labels, len(images)))
         l1, l2 = self.net1(x), self.net2(x)
         return two_stream_losses(l1, l2, y, n_labeled, self.loss, self.cfg.lambda_max, self.cfg.rampup, progress,
                                  self.cfg.pseudo_threshold)

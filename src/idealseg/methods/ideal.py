@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from idealseg.data.augment import weak_augment
 from idealseg.data.mixing import box_mask, paste
 from idealseg.losses.consistency import confident_pseudo_labels, sigmoid_rampup
 from idealseg.losses.dice_ce import supervised_loss
@@ -48,7 +47,7 @@ class Ideal(Method):
         )
 
     def forward(self, images, labels, n_labeled, progress):
-        x, y = weak_augment(images, pad_labels(labels, len(images)))
+        x, y = self.augment(images, pad_labels(labels, len(images)))
         if self.cfg.mixing == "copy-paste" and len(x) > n_labeled:
             return self._copy_paste(x, y, n_labeled, progress)
         l1, l2 = self.streams(x)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from idealseg.data.augment import weak_augment
 from idealseg.losses.consistency import sigmoid_rampup
 from idealseg.methods.common import TeacherStudent, pad_labels
 
@@ -15,7 +14,7 @@ class MeanTeacher(TeacherStudent):
     name = "mean-teacher"
 
     def forward(self, images, labels, n_labeled, progress):
-        x, y = weak_augment(images, pad_labels(labels, len(images)))
+        x, y = self.augment(images, pad_labels(labels, len(images)))
         logits = self.student(x)
         noise = (torch.randn_like(x) * 0.1).clamp(-0.2, 0.2)
         with torch.no_grad():

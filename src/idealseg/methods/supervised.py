@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from idealseg.data.augment import weak_augment
 from idealseg.losses.dice_ce import supervised_loss
 from idealseg.methods.base import Method
 from idealseg.models.unet import UNet
@@ -20,7 +19,7 @@ class Supervised(Method):
         self.loss = supervised_loss(cfg)
 
     def forward(self, images, labels, n_labeled, progress):
-        x, y = weak_augment(images[:n_labeled], labels)
+        x, y = self.augment(images[:n_labeled], labels)
         sup = self.loss(self.net(x), y)
         return {"loss": sup, "sup": sup}
 

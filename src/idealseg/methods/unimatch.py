@@ -20,7 +20,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from idealseg.data.augment import weak_augment
 from idealseg.losses.consistency import confident_pseudo_labels
 from idealseg.losses.dice_ce import supervised_loss
 from idealseg.methods.base import Method
@@ -39,7 +38,7 @@ class UniMatch(Method):
         self.loss = supervised_loss(cfg)
 
     def forward(self, images, labels, n_labeled, progress):
-        x, y = weak_augment(images, pad_labels(labels, len(images)))
+        x, y = self.augment(images, pad_labels(labels, len(images)))
         n = n_labeled
         xu = x[n:]
         features = self.net.encoder(x)

@@ -11,14 +11,11 @@ from idealseg.config import RunConfig
 from idealseg.errors import IdealsegError, InputError
 from idealseg.methods import Method, get_method
 from idealseg.models.unet import fold_batchnorm
-from idealseg.ownership import check_replaceable, describe, foreign_files, owned, read_manifest
+from idealseg.ownership import check_not_link, check_replaceable, describe, foreign_files, owned, read_manifest
 from idealseg.runfolder.checkpoint import load_checkpoint
+from idealseg.runfolder.weights import load_weights
+from idealseg.writer_lock import LOCK
 
-# Everything a run folder may hold (glob patterns of paths inside it): its manifest's file list, so
-# that `--overwrite` and `--resume` accept it and refuse a folder holding anything else.
-RUN_FILES = ("config.yaml", "log.csv", "summary.json", "encoder.pt", "env.json", "checkpoints/last.pt",
-             "checkpoints/last.prev.pt", "checkpoints/best.pt", "eval_*/per_volume.csv", "eval_*/summary.json",
-             "eval_*/table.md", "eval_*/.idealseg.json", "report/*", "tensorboard/*")
 # Options a resumed run must share with the run it continues: otherwise it would be another experiment.
 RESUME_KEYS = ("stage", "method", "dataset", "labeled", "seed", "input_size", "channels", "init", "optimizer",
                "spacing_mm")  # spacing_mm is absent (0) in runs written before physical space: resized slices
@@ -30,25 +27,24 @@ def is_run_folder(run_dir: Path) -> bool:
     if owned(run_dir, "run"):
         return True
     return (read_manifest(run_dir) is None and (run_dir / "config.yaml").is_file()
-            and not foreign_files(run_dir, RUN_FILES))
+            and not foreign_files(run_dir, "run", known_unmarked=True))
 
 
 def check_run_folder(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
     """Refuse, before anything is written, a run folder that `cfg` may not start, continue or replace."""
-    if run_dir.is_symlink() and not run_dir.exists():
-        raise InputError(run_dir, "is a broken symbolic link")
+    check_not_link(run_dir)
     if not run_dir.exists():
         return
     if not run_dir.is_dir():
         raise InputError(run_dir, "exists and is not a folder")
-    if not any(run_dir.iterdir()):
+    if not any(p.name != LOCK for p in run_dir.iterdir()):
         return
     if not is_run_folder(run_dir):
         check_replaceable(run_dir, "run")  # says why: no manifest, another kind, or the user's files
         raise IdealsegError(f"{run_dir}: not an idealseg run folder; choose a new run folder")
     if not (resume or overwrite):
         raise IdealsegError(f"{run_dir}: run folder exists (pass --resume to continue or --overwrite)")
-    foreign = foreign_files(run_dir, RUN_FILES)
+    foreign = foreign_files(run_dir, "run", known_unmarked=True)
     if foreign:
         raise IdealsegError(f"{run_dir}: holds files idealseg did not write ({describe(foreign)}); "
                             "idealseg will not write into it: move them out or choose a new run folder")
@@ -87,7 +83,7 @@ def load_run(run: str | Path, checkpoint: str = "last", device="cpu") -> tuple[R
         raise InputError(path, "no best checkpoint: this run never validated (use --checkpoint last)")
     state = load_checkpoint(path, map_location="cpu")
     method = get_method(cfg.method)(cfg)
-    method.load_state_dict(state["model"])
+    load_weights(method, state, path, run / "config.yaml")
     method = fold_batchnorm(method).to(device)
     if cfg.channels_last:  # as trained; about 30 % faster inference on the CPU too
         method = method.to(memory_format=torch.channels_last)

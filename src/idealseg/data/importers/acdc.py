@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
 from idealseg.data.importers.splits import assign_splits
-from idealseg.data.nifti_io import load_nifti, slicing_axes, spacing_zhw, to_zhw
+from idealseg.data.nifti_io import finite_image, load_nifti, slicing_axes, spacing_zhw, to_zhw
 from idealseg.data.normalize import normalize_volume
 from idealseg.errors import InputError
 
@@ -70,18 +70,16 @@ def _frames(patient_dir: Path) -> tuple[dict[str, int], dict[str, object]]:
 
 def read_acdc_frame(image_path: Path, label_path: Path | None, normalization: str):
     """One ACDC frame as (image [Z,H,W] normalised, label or None, spacing, affine, axes)."""
-    data, affine, zooms, _ = load_nifti(image_path)
-    axes = slicing_axes(data.shape, zooms, image_path)
-    image = normalize_volume(to_zhw(np.asarray(data, dtype=np.float32), axes), normalization)
+    data, affine, spacing, _ = load_nifti(image_path)
+    axes = slicing_axes(data.shape, spacing, image_path)
+    image = normalize_volume(to_zhw(finite_image(data, image_path), axes), normalization)
     label = None
     if label_path is not None:
-        ldata, _, _, _ = load_nifti(label_path)
+        ldata, _, _, _ = load_nifti(label_path, check_spacing=False)
         if ldata.shape != data.shape:
             raise InputError(label_path, f"image/label shape mismatch: {data.shape} vs {ldata.shape}")
         label = labels_to_uint8(to_zhw(np.asarray(ldata), axes), label_path)
-    if not np.isfinite(np.asarray(data)).all():
-        raise InputError(image_path, "image contains NaN or Inf values")
-    return image, label, spacing_zhw(zooms, axes, image_path), affine, axes
+    return image, label, spacing_zhw(spacing, axes, image_path), affine, axes
 
 
 def import_acdc(

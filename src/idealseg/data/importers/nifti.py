@@ -1,8 +1,9 @@
 """Image/label NIfTI pairs in the Medical Segmentation Decathlon / nnU-Net naming.
 
     SRC/imagesTr/<case>[_0000].nii.gz   SRC/labelsTr/<case>.nii.gz   SRC/imagesTs/<case>...
-Images without a label (in imagesTr or imagesTs) become unlabelled training cases. A label map
-(`205:1,420:2,...`, as MMWHS needs) renumbers codes; any other non-zero value is an error.
+Images without a label (in imagesTr or imagesTs) become unlabelled training cases; a folder with no
+labels at all is a dataset to pre-train on. A label map (`205:1,420:2,...`, as MMWHS needs)
+renumbers codes; any other non-zero value is an error, whose message suggests a complete map.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from tqdm import tqdm
 
 from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
 from idealseg.data.importers.splits import assign_splits
-from idealseg.data.nifti_io import load_nifti, slicing_axes, spacing_zhw, to_zhw
+from idealseg.data.nifti_io import finite_image, load_nifti, slicing_axes, spacing_zhw, to_zhw
 from idealseg.data.normalize import normalize_volume
 from idealseg.errors import IdealsegError, InputError
 
@@ -48,14 +49,52 @@ def apply_label_map(label: np.ndarray, mapping: dict[int, int] | None, path: Pat
     if mapping is None:
         return labels_to_uint8(label, path)
     values = np.unique(label)
+    if not np.isfinite(values).all():
+        raise InputError(path, "label contains NaN or Inf values")
+    if not np.all(np.mod(values, 1) == 0):
+        raise InputError(path, "label has fractional values; expected integer codes")
     unknown = [int(v) for v in values if v != 0 and int(v) not in mapping]
-    if unknown or not np.all(np.mod(values, 1) == 0):
+    if unknown:
         raise InputError(path, f"label values {unknown} are not in the label map (map them to 0 to drop)")
-    lut_keys = np.array(sorted(mapping), dtype=np.int64)
     out = np.zeros(label.shape, dtype=np.uint8)
-    for code in lut_keys:
-        out[label == code] = mapping[int(code)]
+    for code in sorted(mapping):
+        out[label == code] = mapping[code]
     return out
+
+
+def suggest_label_map(codes: list[int], existing: dict[int, int] | None = None,
+                      classes: list[str] | None = None) -> tuple[str, str]:
+    """A --label-map that maps every code in `codes` (with `existing` entries kept), as text to paste,
+    and a note on how it was chosen. New codes take the free class numbers in ascending order: the
+    order of --classes when given (a class named after a code, e.g. "500", takes that code), else
+    1, 2, ...; codes with no class number left map to 0 (dropped), and the note says so."""
+    mapping = dict(existing or {})
+    limit = len(classes) - 1 if classes else MAX_CLASS
+    names = classes[1:] if classes else []
+    new = sorted({int(c) for c in codes} - set(mapping) - {0})
+    for code in new:
+        if str(code) in names:
+            mapping[code] = names.index(str(code)) + 1
+    used = {d for d in mapping.values() if d}
+    free = iter([n for n in range(1, limit + 1) if n not in used])
+    dropped = []
+    for code in new:
+        if code not in mapping:
+            mapping[code] = next(free, 0)
+            if not mapping[code]:
+                dropped.append(code)
+    entries = sorted(mapping.items(), key=lambda kv: (kv[1] == 0, kv[1], kv[0]))
+    text = ",".join(f"{c}:{d}" for c, d in entries)
+    notes = []
+    if classes:
+        named = ", ".join(f"{c}={classes[d]}" for c, d in entries if d and d < len(classes))
+        notes.append(f"{named}: codes in ascending order onto --classes in its order; check it")
+    else:
+        notes.append("codes in ascending order")
+    if dropped:
+        room = f"--classes names {limit} classes after background" if classes else f"at most {MAX_CLASS} classes"
+        notes.append(f"{dropped[:6]} mapped to 0 (dropped): {room}")
+    return text, "; ".join(notes)
 
 
 def _case_id(path: Path) -> str:
@@ -92,14 +131,68 @@ def _check_geometry(image_path: Path, label_path: Path, image_affine: np.ndarray
                                      f"up to {worst:.3g} mm); resample the label onto the image grid")
 
 
-def _check_class_codes(label: np.ndarray, path: Path) -> None:
-    """Without a label map, values must be class numbers; 0/255 masks and coded atlases need --label-map."""
+def _integer_codes(label: np.ndarray) -> list[int]:
+    """The distinct integer values of a label (fractional ones are refused elsewhere, by name)."""
     values = np.unique(label)
-    if values.size and values.max() > MAX_CLASS:
-        codes = [int(v) for v in values if v != 0]
-        hint = ",".join(f"{c}:{i + 1}" for i, c in enumerate(codes[:4]))
-        raise InputError(path, f"label values {codes[:6]} are not class numbers 0..{MAX_CLASS}; "
-                               f"map them to classes, e.g. --label-map {hint}")
+    return [int(v) for v in values if np.isfinite(v) and float(v).is_integer()]
+
+
+def _all_codes(paths: list[Path]) -> list[int]:
+    """Every label code of every label file, so that a suggested map is complete and one paste works
+    (read only on the error path; an unreadable file is skipped here and reported in its turn)."""
+    codes: set[int] = set()
+    for path in paths:
+        try:
+            data = load_nifti(path, check_spacing=False)[0]
+        except InputError:
+            continue
+        codes.update(_integer_codes(np.asarray(data)))
+    return sorted(codes)
+
+
+class LabelCodes:
+    """The label files of an import and the user's --label-map and --classes: checks one label's
+    codes and, when they need a map, suggests one that covers every label file."""
+
+    def __init__(self, paths: list[Path], label_map: dict[int, int] | None, classes: list[str] | None):
+        self.paths, self.label_map, self.classes = paths, label_map, classes
+
+    def check(self, label: np.ndarray, path: Path) -> None:
+        """Without a map, values must be class numbers 0..MAX_CLASS (0/255 masks and coded atlases need
+        --label-map); with one, every non-zero code must be in it."""
+        codes = [c for c in _integer_codes(label) if c != 0]
+        if self.label_map is None:
+            coded = [c for c in codes if not 0 <= c <= MAX_CLASS]
+            if coded:
+                hint, note = suggest_label_map(_all_codes(self.paths), None, self.classes)
+                raise InputError(path, f"label values {codes[:6]} are not class numbers 0..{MAX_CLASS}; map them "
+                                       f"to classes, e.g. --label-map {hint} ({note})")
+            return
+        unknown = [c for c in codes if c not in self.label_map]
+        if unknown:
+            hint, note = suggest_label_map(_all_codes(self.paths), self.label_map, self.classes)
+            raise InputError(path, f"label values {unknown[:6]} are not in the label map; e.g. --label-map {hint} "
+                                   f"({note}; map a code to 0 to drop it)")
+
+
+def _read_image(path: Path, normalization: str):
+    """(image [Z, H, W] normalised, affine, spacing (Z, H, W), axes, source ndim) of one scan."""
+    data, affine, spacing, _ = load_nifti(path)
+    axes = slicing_axes(data.shape, spacing, path)
+    image = normalize_volume(to_zhw(finite_image(data, path), axes), normalization)
+    return image, affine, spacing_zhw(spacing, axes, path), axes, data.shape
+
+
+def _read_label(path: Path, image_path: Path, shape: tuple, affine: np.ndarray, axes: tuple[int, int, int],
+                codes: LabelCodes) -> np.ndarray:
+    """The label of a scan on its grid, renumbered by the label map (its spacing is the image's)."""
+    ldata, laffine, _, _ = load_nifti(path, check_spacing=False)
+    if ldata.shape != shape:
+        raise InputError(path, f"image/label shape mismatch: {shape} vs {ldata.shape}")
+    _check_geometry(image_path, path, affine, laffine)
+    ldata = np.asarray(ldata)
+    codes.check(ldata, path)
+    return apply_label_map(to_zhw(ldata, axes), codes.label_map, path)
 
 
 def import_nifti(
@@ -110,9 +203,10 @@ def import_nifti(
     val: str | None,
     test: str | None,
     seed: int,
+    classes: list[str] | None = None,
 ) -> None:
     """Import an imagesTr/labelsTr/imagesTs folder; labelled cases are split by patient, the rest train
-    as unlabelled cases."""
+    as unlabelled cases. `classes` (the user's --classes) orders a suggested label map."""
     images = _images(src / "imagesTr")
     labels = _images(src / "labelsTr")
     unlabeled = _images(src / "imagesTs")
@@ -126,29 +220,15 @@ def import_nifti(
         raise InputError(src, f"duplicate case ids in imagesTr and imagesTs: {clash[:5]}")
     labeled_ids = sorted(c for c in images if c in labels)
     splits = assign_splits(labeled_ids, val, test, seed)
+    codes = LabelCodes([labels[c] for c in labeled_ids], label_map, classes)
     all_cases = {**images, **unlabeled}
     for case_id in tqdm(sorted(all_cases), desc="volumes", unit="vol"):
         path = all_cases[case_id]
-        data, affine, zooms, _ = load_nifti(path)
-        axes = slicing_axes(data.shape, zooms, path)
-        raw = np.asarray(data, dtype=np.float32)
-        if not np.isfinite(raw).all():
-            raise InputError(path, "image contains NaN or Inf values")
-        image = normalize_volume(to_zhw(raw, axes), normalization)
+        image, affine, spacing, axes, shape = _read_image(path, normalization)
         label = None
         if case_id in labels:
-            ldata, laffine, _, _ = load_nifti(labels[case_id])
-            if ldata.shape != data.shape:
-                raise InputError(
-                    labels[case_id], f"image/label shape mismatch: {data.shape} vs {ldata.shape}"
-                )
-            _check_geometry(path, labels[case_id], affine, laffine)
-            if label_map is None:
-                _check_class_codes(np.asarray(ldata), labels[case_id])
-            label = apply_label_map(to_zhw(np.asarray(ldata), axes), label_map, labels[case_id])
-        volume = CaseVolume(
-            case_id, case_id, image, label, spacing_zhw(zooms, axes, path), affine, axes,
-            {"source_file": path.name, "ndim": int(data.ndim)},
-        )
+            label = _read_label(labels[case_id], path, shape, affine, axes, codes)
+        volume = CaseVolume(case_id, case_id, image, label, spacing, affine, axes,
+                            {"source_file": path.name, "ndim": len(shape)})
         writer.add(volume, splits.get(case_id, "train"), labels.get(case_id, path))
     writer.finish(normalization=normalization, label_map=label_map)

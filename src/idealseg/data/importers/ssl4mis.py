@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
+from idealseg.data.nifti_io import image_spacing
 from idealseg.errors import InputError
 
 ACDC_CLASSES = ["background", "RV", "Myo", "LV"]
@@ -58,9 +59,12 @@ class ReleaseSpacing:
             files = sorted(p for p in (self.root / patient).glob(f"{patient}_frame*.nii*") if "_gt" not in p.name)
             if not files:
                 raise InputError(self.root / patient, f"no NIfTI of {patient} to take its spacing from")
-            header = nib.load(str(files[0])).header
-            zooms, dims = header.get_zooms()[:3], header.get_data_shape()[:3]
-            self.cache[patient] = ((float(zooms[2]), float(zooms[1]), float(zooms[0])), tuple(dims[::-1]))
+            try:
+                img = nib.load(str(files[0]))
+            except Exception as exc:  # nibabel raises many types for corrupt files
+                raise InputError(files[0], f"unreadable NIfTI ({type(exc).__name__}: {exc})") from None
+            zooms, dims = image_spacing(img, files[0], 3), img.shape[:3]  # checked as an import's spacing
+            self.cache[patient] = ((zooms[2], zooms[1], zooms[0]), tuple(dims[::-1]))
         spacing, release_shape = self.cache[patient]
         if tuple(shape) != release_shape:
             raise InputError(self.root / patient, f"{case_id} has shape {tuple(shape)} but the release's "

@@ -1,0 +1,227 @@
+"""Ownership that cannot over-claim, and one writer per folder.
+
+Each case is a way a user's file was lost before: a manifest pattern crossing `/`, a link or an
+empty folder idealseg did not see, a user's file shaped like a temporary, a folder made while a
+command ran, an evaluation or benchmark written over a user's files, an idealseg folder nested
+where it does not belong, an output given as a link, and two runs writing one folder at once.
+Every test checks the one-line error and that the user's files are all still there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from idealseg.atomic import temporary
+from idealseg.benchmark import run_benchmark
+from idealseg.errors import IdealsegError
+from idealseg.ownership import MANIFEST, foreign_files, matches, write_manifest
+from idealseg.pipeline import run_stage
+from idealseg.writer_lock import LOCK
+
+from .test_data_safety import TINY, run_cli, snapshot
+
+
+@pytest.fixture
+def run(phantom, tmp_path):
+    out = tmp_path / "run"
+    run_stage("finetune", phantom, out, method="supervised", labeled="2", **TINY)
+    return out
+
+
+def test_patterns_match_one_level():
+    assert matches("report/a.png", "report/*") and not matches("report/drafts/a.tex", "report/*")
+    assert matches("cells/x/result.json", "cells/*/result.json") and not matches("cells/x/y/result.json",
+                                                                                   "cells/*/result.json")
+
+
+@pytest.mark.parametrize("users", ["report/drafts/chapter3.tex", "report/notes.md", "tensorboard/analysis.ipynb",
+                                   "eval_paper/summary.json", "checkpoints/my_epoch3.pt", "mydata/.idealseg.json"])
+def test_run_overwrite_keeps_the_users_files_at_any_depth(run, phantom, users, capsys):
+    path = run / users
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.name == MANIFEST:  # an idealseg dataset the user keeps inside the run folder
+        write_manifest(path.parent, "dataset")
+    else:
+        path.write_text("the user's")
+    before = snapshot(run)
+    code, line = run_cli(["finetune", phantom, "--out", run, "--method", "supervised", "--labeled", "2",
+                          "--profile", "tiny", "--iterations", "2", "--val-every", "0", "--overwrite"], capsys)
+    assert code == 2 and users.split("/")[0] in line, line
+    assert snapshot(run) == before
+
+
+def test_links_and_empty_folders_are_the_users(tmp_path, capsys):
+    ds = tmp_path / "ds"
+    assert run_cli(["prepare", "phantom", ds, "--patients", "3"], capsys)[0] == 0
+    (tmp_path / "elsewhere").mkdir()
+    (ds / "my_link").symlink_to(tmp_path / "elsewhere")
+    (ds / "my_empty_dir").mkdir()
+    code, line = run_cli(["prepare", "phantom", ds, "--patients", "3", "--overwrite"], capsys)
+    assert code == 2 and "my_link" in line and "my_empty_dir" in line, line
+    assert (ds / "my_link").is_symlink() and (ds / "my_empty_dir").is_dir()
+    (ds / "my_link").unlink()
+    (ds / "my_empty_dir").rmdir()
+    (ds / "cases" / "file_link.h5").symlink_to(tmp_path / "elsewhere")
+    code, line = run_cli(["prepare", "phantom", ds, "--patients", "3", "--overwrite"], capsys)
+    assert code == 2 and "file_link.h5" in line and (ds / "cases" / "file_link.h5").is_symlink(), line
+
+
+def test_a_file_shaped_like_a_temporary_is_the_users(run, phantom, tmp_path, capsys):
+    draft = run / ".draft.file-1.tmp"
+    draft.write_text("the user's")
+    stale_looking = tmp_path / f".ds.dir-{2**22 + 7}.tmp"  # the old temporary shape, a dead pid
+    stale_looking.mkdir()
+    code, line = run_cli(["finetune", phantom, "--out", run, "--method", "supervised", "--labeled", "2",
+                          "--profile", "tiny", "--iterations", "2", "--val-every", "0", "--overwrite"], capsys)
+    assert code == 2 and ".draft.file-1.tmp" in line and draft.exists(), line
+    assert run_cli(["prepare", "phantom", tmp_path / "ds", "--patients", "3"], capsys)[0] == 0
+    assert stale_looking.is_dir()
+    ours = temporary(tmp_path / "ds", "dir", pid=2**22 + 7)  # idealseg's own, of a dead process: removed
+    ours.mkdir()
+    assert run_cli(["prepare", "phantom", tmp_path / "ds", "--patients", "3", "--overwrite"], capsys)[0] == 0
+    assert not ours.exists() and stale_looking.is_dir()
+
+
+def test_a_folder_made_while_prepare_runs_is_never_deleted(tmp_path, monkeypatch, capsys):
+    from idealseg import ownership
+
+    out = tmp_path / "ds"
+    original = ownership.write_manifest
+
+    def meddling(folder, *args, **kwargs):  # the user writes into OUT while prepare runs
+        (out / "notes.txt").write_text("mine")
+        return original(folder, *args, **kwargs)
+
+    monkeypatch.setattr(ownership, "write_manifest", meddling)
+    code, line = run_cli(["prepare", "phantom", out, "--patients", "3"], capsys)
+    assert code == 2 and "notes.txt" in line, line
+    assert snapshot(out) == {"notes.txt": b"mine"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_evaluate_out_inside_the_run_never_overwrites_the_users_summary(run, capsys):
+    mine = run / "eval_paper"
+    mine.mkdir()
+    (mine / "summary.json").write_text('{"mine": true}')
+    code, line = run_cli(["evaluate", run, "--out", mine], capsys)
+    assert code == 2 and "eval_paper" in line, line
+    assert (mine / "summary.json").read_text() == '{"mine": true}'
+    assert run_cli(["evaluate", run], capsys)[0] == 0 and run_cli(["evaluate", run], capsys)[0] == 0
+    assert run_cli(["evaluate", run, "--out", run / "eval_again"], capsys)[0] == 0
+    assert run_cli(["evaluate", run, "--out", run / "eval_again"], capsys)[0] == 0
+
+
+def test_benchmark_out_never_writes_over_a_users_folder(phantom, tmp_path, capsys):
+    out = tmp_path / "paper"
+    out.mkdir()
+    (out / "report.md").write_text("my report")
+    (out / "results.csv").write_text("my,results")
+    spec = {"dataset": str(phantom), "profile": "tiny", "split": "val", "labeled": ["2"], "seeds": [0], "out": str(out),
+            "methods": [{"name": "supervised", "method": "supervised", "options": {"iterations": 2, "val_every": 0}}]}
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(IdealsegError, match="not an idealseg benchmark"):
+        run_benchmark(path)
+    assert snapshot(out) == {"report.md": b"my report", "results.csv": b"my,results"}
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "new", target_is_directory=True)
+    with pytest.raises(IdealsegError, match="symbolic link"):
+        run_benchmark(path, out=link)
+
+
+def test_overwrite_refuses_an_idealseg_dataset_nested_in_a_run(run, phantom, capsys):
+    shutil.copytree(phantom, run / "my_dataset")
+    code, line = run_cli(["finetune", phantom, "--out", run, "--method", "supervised", "--labeled", "2",
+                          "--profile", "tiny", "--iterations", "2", "--val-every", "0", "--overwrite"], capsys)
+    assert code == 2 and "my_dataset" in line and (run / "my_dataset" / "dataset.json").exists(), line
+
+
+@pytest.mark.parametrize("command", ["finetune", "pretrain", "train", "prepare", "evaluate", "demo"])
+def test_an_output_given_as_a_link_is_refused(run, phantom, tmp_path, command, capsys):
+    target = tmp_path / "target"
+    shutil.copytree(run, target)
+    before = snapshot(target)
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    args = {"finetune": ["finetune", phantom, "--out", link, "--method", "supervised", "--labeled", "2"],
+            "pretrain": ["pretrain", phantom, "--out", link],
+            "train": ["train", phantom, "--out", link, "--labeled", "2"],
+            "prepare": ["prepare", "phantom", link, "--patients", "3"],
+            "evaluate": ["evaluate", run, "--out", link],
+            "demo": ["demo", "--out", link]}[command]
+    tail = [] if command in ("prepare", "evaluate", "demo") else ["--profile", "tiny", "--iterations", "2"]
+    for flag in (["--overwrite"], ["--resume"]) if command not in ("prepare", "evaluate") else ([],):
+        code, line = run_cli([*args, *tail, *flag], capsys)
+        assert code == 2 and "symbolic link" in line, line
+    assert snapshot(target) == before and link.is_symlink()
+
+
+def test_a_second_writer_meets_the_lock(phantom, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    lock = out / LOCK  # held by a live process of this host (pytest's parent)
+    lock.write_text(json.dumps({"written_by": "idealseg", "host": socket.gethostname(), "pid": os.getppid(),
+                                "started": "now"}))
+    code, line = run_cli(["finetune", phantom, "--out", out, "--method", "supervised", "--labeled", "2",
+                          "--profile", "tiny", "--iterations", "2", "--resume"], capsys)
+    assert code == 2 and "another idealseg run is writing it" in line and str(os.getppid()) in line, line
+    assert list(out.iterdir()) == [lock]
+
+
+def test_a_stale_lock_is_taken_over(phantom, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK).write_text(json.dumps({"written_by": "idealseg", "host": socket.gethostname(), "pid": 2**22 + 9,
+                                        "started": "yesterday"}))
+    assert run_stage("finetune", phantom, out, method="supervised", labeled="2", **TINY)["steps"] == 4
+    assert not (out / LOCK).exists()
+    (out / LOCK).write_text(json.dumps({"written_by": "idealseg", "host": "another-host", "pid": 1,
+                                        "started": "today"}))
+    code, line = run_cli(["finetune", phantom, "--out", out, "--method", "supervised", "--labeled", "2",
+                          "--profile", "tiny", "--iterations", "6", "--resume"], capsys)
+    assert code == 2 and "another-host" in line and "delete" in line, line
+
+
+def test_two_runs_into_one_folder_at_once(phantom, tmp_path):
+    """A second process on a folder that one is training into stops with one line; once the first is
+    killed, its lock is stale and the folder resumes."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "idealseg", "finetune", str(phantom), "--out", str(out), "--method", "supervised",
+           "--labeled", "2", "--profile", "tiny", "--threads", "1", "--val-every", "0", "--checkpoint-every", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([*cmd, "--iterations", "100000"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        end = time.time() + 120
+        while not (out / "checkpoints" / "last.pt").exists() and time.time() < end and first.poll() is None:
+            time.sleep(0.05)
+        assert (out / LOCK).exists(), "the first run never started"
+        second = subprocess.run([*cmd, "--iterations", "100000", "--resume"], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert second.returncode == 2, second.stderr
+        assert "another idealseg run is writing it" in second.stderr.strip().splitlines()[-1], second.stderr
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    again = subprocess.run([*cmd, "--iterations", "2", "--resume"], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert not (out / LOCK).exists()
+
+
+def test_only_the_layouts_files_are_claimed(run):
+    assert foreign_files(run, "run") == []
+    (run / "report").mkdir(exist_ok=True)
+    (run / "report" / "overlay_p1.png").write_bytes(b"png")
+    (run / "notes").mkdir()
+    assert foreign_files(run, "run") == ["notes/"]
