@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
+import sys
 from pathlib import Path
 
 import h5py
@@ -846,3 +848,19 @@ def test_a_hand_edited_calibration_is_one_line(tmp_path, capsys):
     (out / "calibration.json").write_text(json.dumps({"finetune_supervised": "0.5"}))
     code, line = run_cli(["benchmark", cfg, "--out", out], capsys)
     assert code == 2 and line.endswith("calibration.json: a calibration maps each stage to positive seconds per step")
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS file systems refuse names that are not UTF-8")
+@pytest.mark.parametrize("command", ["finetune", "train", "prepare", "evaluate"])
+def test_an_output_name_that_is_not_utf8_is_one_line_and_leaves_nothing(phantom, tmp_path, command, capsys):
+    out = os.fsdecode(os.fsencode(str(tmp_path)) + b"/out\xff")
+    args = {"finetune": ["finetune", phantom, "--out", out, "--method", "supervised", "--labeled", "2"],
+            "train": ["train", phantom, "--out", out, "--labeled", "2"],
+            "prepare": ["prepare", "phantom", out, "--patients", "3"],
+            "evaluate": ["evaluate", tmp_path / "no_run", "--out", out]}[command]
+    tail = ["--profile", "tiny", "--iterations", "2"] if command in ("finetune", "train") else []
+    capsys.readouterr()
+    code = main([str(a) for a in [*args, *tail]])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "not UTF-8" in line, line
+    assert list(tmp_path.iterdir()) == []

@@ -146,7 +146,7 @@ def predict_files(run: str | Path, src: str | Path, out: str | Path, checkpoint:
                   device: str | None = None, **options: Any) -> list[Path]:
     """Segment NIfTI files (`idealseg predict`): masks keep each input's geometry; returns their paths."""
     run, _, checkpoint, device = checked_run_arguments(run, "val", checkpoint, device)
-    src, out = checks.path(src, "INPUT"), checks.path(out, "OUT")
+    src, out = checks.path(src, "INPUT"), checks.output_path(out, "OUT")
     for name in ("overwrite", "largest_component", "scale_search"):
         if options.get(name) is not None:
             checks.flag(options[name], f"--{name.replace('_', '-')}")

@@ -88,6 +88,20 @@ def path(value: Any, name: str) -> Path:
     raise InvalidValue(f"{name} {value!r}: must be a file or folder path (a string or pathlib.Path)")
 
 
+def output_path(value: Any, name: str) -> Path:
+    """`path`, for something idealseg writes: its name must be UTF-8, since run folders record their
+    paths as text (config.yaml, TensorBoard's event files) and a name that is not stops a run midway,
+    its folder half made."""
+    out = path(value, name)
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(out).decode("utf-8", "backslashreplace")
+        raise InvalidValue(f"{name} {shown}: its name holds bytes that are not UTF-8; rename it (idealseg "
+                           "records output paths as UTF-8 text)") from None
+    return out
+
+
 def optional_path(value: Any, name: str) -> Path | None:
     """`path`, or None where the option is not given."""
     return None if value is None else path(value, name)

@@ -61,7 +61,7 @@ def stage_config(stage: str, dataset: str | Path, profile: str | None, config: s
 
 def _paths(dataset: Any, out: Any, config: Any) -> tuple[Path, Path, Path | None]:
     """The dataset, run folder and --config of a stage, as paths (the API may be handed anything)."""
-    return checks.path(dataset, "DATASET"), checks.path(out, "--out"), checks.optional_path(config, "--config")
+    return checks.path(dataset, "DATASET"), checks.output_path(out, "--out"), checks.optional_path(config, "--config")
 
 
 # Not carried over on resume: the stage and dataset come from the command, the rest from the dataset.
@@ -158,7 +158,7 @@ def demo(out: str | Path = "idealseg-demo", patients: int = 10, labeled: int = 2
          resume: bool = False, profile: str = "demo", method: str | None = None) -> Path:
     """The main job on the embedded default: phantom -> IDEAL pre-training -> fine-tuning (`train`'s
     default recipe) -> test report."""
-    out = checks.path(out, "--out")
+    out = checks.output_path(out, "--out")
     resume, overwrite = checks.resume_or_overwrite(resume, overwrite)
     patients, labeled = _demo_sizes(patients, labeled)
     check_not_link(out)

@@ -181,7 +181,7 @@ def prepare(
     spacing_from: str | Path | None = None,
 ) -> Path:
     """Import `src` (of kind `source`) into the dataset folder `out`; returns `out`."""
-    source, out = checks.text(source, "source", SOURCES), checks.path(out, "OUT")
+    source, out = checks.text(source, "source", SOURCES), checks.output_path(out, "OUT")
     src, spacing_from = checks.optional_path(src, "SRC"), checks.optional_path(spacing_from, "--spacing-from")
     overwrite, seed = checks.flag(overwrite, "--overwrite"), checks.seed(seed)
     patients = checks.whole_number(patients, "--patients", 1)

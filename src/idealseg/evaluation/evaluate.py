@@ -38,7 +38,8 @@ def evaluate_run(
     `scale_search`: segment each scan at the scale the model is most confident at (inference.choose_scale),
     as `predict` does on new scans."""
     run, split, checkpoint, device = checked_run_arguments(run, split, checkpoint, device)
-    dataset, out = checks.optional_path(dataset, "--dataset"), checks.optional_path(out, "--out")
+    dataset = checks.optional_path(dataset, "--dataset")
+    out = None if out is None else checks.output_path(out, "--out")
     flip_tta = checks.flag(flip_tta, "--tta")
     largest_component = checks.optional_flag(largest_component, "--largest-component")
     amp = checks.optional_flag(amp, "--amp")

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from idealseg import checks
 from idealseg.atomic import atomic_path
 from idealseg.data.nifti_io import finite_image, from_zhw, load_nifti, slicing_axes, spacing_zhw, to_zhw
 from idealseg.data.normalize import normalize_volume
@@ -107,7 +108,7 @@ def predict_files(
     cfg, method, _ = load_run(run, checkpoint, device)
     if largest_component is None:
         largest_component = run_largest_component(run)
-    src, out = Path(src), Path(out)
+    src, out = Path(src), checks.output_path(out, "OUT")
     files = _inputs(src)
     targets = plan_outputs(files, out, overwrite)
     normalization = normalization or run_normalization(cfg)
