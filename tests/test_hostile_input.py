@@ -864,3 +864,154 @@ def test_an_output_name_that_is_not_utf8_is_one_line_and_leaves_nothing(phantom,
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and "not UTF-8" in line, line
     assert list(tmp_path.iterdir()) == []
+
+
+# --- damaged files a run or benchmark left, signals at any moment, one line under a progress bar --
+
+
+@pytest.mark.parametrize("text", ['{"name": "sup", "metr', "[]", '{"name": "sup"}'])
+def test_a_damaged_result_json_is_one_line_naming_it(text, tmp_path, capsys):
+    """A cell's result.json cut short (a full disk, a copy) or edited: a JSONDecodeError or
+    AttributeError traceback from report.collect before."""
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("dataset: d\nlabeled: [7]\nmethods:\n  - {name: sup, method: supervised}\n")
+    out = tmp_path / "results"
+    assert run_cli(["benchmark", cfg, "--out", out, "--report-only"], capsys)[0] == 0
+    victim = out / "cells" / "sup_7_seed0" / "result.json"
+    victim.parent.mkdir(parents=True)
+    victim.write_text(text)
+    code, line = run_cli(["benchmark", cfg, "--out", out, "--report-only"], capsys)
+    assert code == 2 and line.startswith(f"idealseg benchmark: error: {victim}: damaged result.json: "), line
+    assert line.endswith("; delete it to run the cell again"), line
+
+
+@pytest.fixture(scope="module")
+def run_with_previous(tmp_path_factory) -> tuple[Path, Path]:
+    """A 2-step supervised run checkpointed at every step: last.pt (step 2) and last.prev.pt (step 1)."""
+    tmp = tmp_path_factory.mktemp("prev")
+    ds, run = _phantom(tmp), tmp / "run"
+    assert main([str(a) for a in ["finetune", ds, "--out", run, "--method", "supervised", "--profile", "tiny",
+                                  "--labeled", "1", "--iterations", "2", "--val-every", "0", "--threads", "1",
+                                  "--checkpoint-every", "1"]]) == 0
+    assert (run / "checkpoints" / "last.prev.pt").exists()
+    return ds, run
+
+
+def _tampered_copy(run_with_previous, tmp: Path, field: str, value, names: tuple[str, ...]) -> Path:
+    import shutil
+
+    import torch
+
+    run = shutil.copytree(run_with_previous[1], tmp / "run")
+    for name in names:
+        state = torch.load(run / "checkpoints" / name, weights_only=False)
+        state[field] = value
+        torch.save(state, run / "checkpoints" / name)
+    return run
+
+
+@pytest.mark.parametrize("field, value", [("step", "x"), ("optimizer", None), ("rng", 5), ("sampler", 5),
+                                          ("elapsed", "1 s")])
+def test_a_tampered_checkpoint_is_one_line_naming_it(field, value, run_with_previous, tmp_path, capsys):
+    """A checkpoint field of the wrong type: TypeError/AttributeError tracebacks from Trainer._restore
+    before (or a step of 'x' failing later, in the loop)."""
+    run = _tampered_copy(run_with_previous, tmp_path, field, value, ("last.pt", "last.prev.pt"))
+    with pytest.warns(UserWarning, match="last.pt: damaged checkpoint: .*resuming from the previous checkpoint"):
+        code, line = run_cli(["finetune", run_with_previous[0], "--out", run, "--resume", "--iterations", "3"],
+                             capsys)
+    assert code == 2 and line.startswith(f"idealseg finetune: error: {run}/checkpoints/last.prev.pt: damaged "
+                                         "checkpoint: "), line
+
+
+def test_a_tampered_last_checkpoint_falls_back_to_the_previous(run_with_previous, tmp_path, capsys):
+    run = _tampered_copy(run_with_previous, tmp_path, "step", "x", ("last.pt",))
+    with pytest.warns(UserWarning, match=r"last.pt: damaged checkpoint: step 'x' is not a whole number"):
+        code, line = run_cli(["finetune", run_with_previous[0], "--out", run, "--resume", "--iterations", "3"],
+                             capsys)
+    assert code == 0, line
+    assert json.loads((run / "summary.json").read_text())["steps"] == 3
+
+
+def _main_or_fail(argv: list) -> int:
+    """main(), failing the test (not ending the session) if a KeyboardInterrupt escapes it."""
+    try:
+        return main([str(a) for a in argv])
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped main()")
+
+
+def test_ctrl_c_while_the_parser_is_built_is_one_line(tmp_path, capsys, monkeypatch):
+    """Building the parser imports the config module (yaml, ...): a Ctrl-C then was a traceback."""
+    import idealseg.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(idealseg.cli, "build_parser", interrupted)
+    capsys.readouterr()
+    code = _main_or_fail(["info", tmp_path])
+    assert (code, capsys.readouterr().err) == (130, "interrupted\n")
+
+
+def test_ctrl_c_after_the_command_ended_is_one_line_exit_130(tmp_path):
+    """A signal after 'wrote X' (main() has returned, the interpreter is shutting down) was a traceback."""
+    import subprocess
+
+    script = ("import os, signal, sys, time; from idealseg.cli import main; "
+              f"sys.argv = ['idealseg', 'prepare', 'phantom', {str(tmp_path / 'ds')!r}, '--patients', '3']; "
+              "code = main(); os.kill(os.getpid(), signal.SIGINT); time.sleep(5); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert (proc.returncode, proc.stderr) == (130, "interrupted\n"), proc.stderr
+    assert proc.stdout.startswith("wrote ")
+
+
+def test_sigterm_during_prepare_is_one_line_exit_143_and_leaves_nothing(tmp_path):
+    """`kill` (SIGTERM) ended prepare at once, leaving its lock and a half-written .X.dir-*.tmp."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "X"
+    cmd = [sys.executable, "-m", "idealseg", "prepare", "phantom", str(out), "--patients", "30"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    while not list(tmp_path.glob(".X.dir-*")):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert stderr == "interrupted\n" and "wrote" not in stdout, stderr
+    assert not out.exists() and not list(tmp_path.glob(".X*")), list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("raised, expected", [
+    ("error", (2, "idealseg info: error: training diverged at step 3")),
+    ("ctrl-c", (130, "interrupted")),
+])
+def test_the_last_line_is_not_glued_to_a_progress_bar(raised, expected, tmp_path, capsys, monkeypatch):
+    """The trainer's bar is left open when it raises: the error or "interrupted" was written after its
+    last `\\r` redraw, on the same line."""
+    from tqdm import tqdm
+
+    import idealseg.cli
+    from idealseg.errors import IdealsegError
+
+    def training(args):
+        bar = tqdm(total=300, desc="finetune bcp", file=sys.stderr, mininterval=0)
+        bar.update(10)
+        raise IdealsegError("training diverged at step 3") if raised == "error" else KeyboardInterrupt
+
+    monkeypatch.setattr(idealseg.cli, "_cmd_info", training)
+    capsys.readouterr()
+    code = _main_or_fail(["info", tmp_path])
+    lines = capsys.readouterr().err.split("\n")
+    assert (code, lines[-2], lines[-1]) == (*expected, ""), lines
+
+
+def test_a_newline_in_a_path_stays_on_the_error_line(tmp_path, capsys):
+    capsys.readouterr()
+    code = main(["info", str(tmp_path / "two\nlines")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "two\\nlines" in err, err

@@ -18,13 +18,15 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from idealseg.atomic import temporary
 from idealseg.benchmark import run_benchmark
 from idealseg.errors import IdealsegError
-from idealseg.ownership import MANIFEST, foreign_files, matches, write_manifest
+from idealseg.ownership import MANIFEST, foreign_files, matches, record_written, write_manifest
 from idealseg.pipeline import run_stage
 from idealseg.writer_lock import LOCK
 
@@ -224,4 +226,137 @@ def test_only_the_layouts_files_are_claimed(run):
     (run / "report").mkdir(exist_ok=True)
     (run / "report" / "overlay_p1.png").write_bytes(b"png")
     (run / "notes").mkdir()
+    assert foreign_files(run, "run") == ["notes/", "report/overlay_p1.png"]  # not recorded as idealseg's
+    record_written(run, [run / "report" / "overlay_p1.png"])
     assert foreign_files(run, "run") == ["notes/"]
+
+
+def test_a_checkpoint_holding_code_is_never_loaded(phantom, tmp_path, capsys):
+    witness = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(witness), "w"))
+
+    torch.save({"encoder": Payload()}, tmp_path / "evil.pt")
+    code, line = run_cli(["finetune", phantom, "--out", tmp_path / "run", "--method", "supervised", "--labeled", "2",
+                          "--profile", "tiny", "--iterations", "2", "--init", tmp_path / "evil.pt"], capsys)
+    assert code == 2 and "will not load" in line, line
+    assert not witness.exists() and not (tmp_path / "run").exists()
+
+
+def test_a_users_experiment_folder_with_a_config_yaml_is_not_a_run(phantom, tmp_path, capsys):
+    mine = tmp_path / "myexp"
+    mine.mkdir()
+    for name, text in (("config.yaml", "my: config\n"), ("log.csv", "a,b\n"), ("summary.json", '{"x": 1}')):
+        (mine / name).write_text(text)
+    before = snapshot(mine)
+    code, line = run_cli(["finetune", phantom, "--out", mine, "--method", "supervised", "--labeled", "2",
+                          "--profile", "tiny", "--iterations", "2", "--overwrite"], capsys)
+    assert code == 2 and snapshot(mine) == before, line
+
+
+def test_evaluate_never_writes_into_a_users_eval_val(run, capsys):
+    shutil.rmtree(run / "eval_val", ignore_errors=True)
+    (run / "eval_val").mkdir()
+    (run / "eval_val" / "summary.json").write_text('{"mine": 1}')
+    code, line = run_cli(["evaluate", run], capsys)
+    assert code == 2 and "eval_val" in line, line
+    assert (run / "eval_val" / "summary.json").read_text() == '{"mine": 1}'
+
+
+def test_a_lock_file_idealseg_cannot_read_is_never_deleted(phantom, tmp_path, capsys):
+    out = tmp_path / "uj"
+    out.mkdir()
+    (out / LOCK).write_text("notes")
+    os.utime(out / LOCK, (time.time() - 3600,) * 2)
+    code, line = run_cli(["finetune", phantom, "--out", out, "--method", "supervised", "--labeled", "2",
+                          "--profile", "tiny", "--iterations", "2"], capsys)
+    assert code == 2 and "cannot read" in line and (out / LOCK).read_text() == "notes", line
+
+
+def test_a_prepare_killed_before_it_wrote_is_run_again(tmp_path, capsys):
+    out = tmp_path / "ds"
+    out.mkdir()  # what a killed prepare leaves: the folder it created, holding its lock
+    (out / LOCK).write_text(json.dumps({"written_by": "idealseg", "host": socket.gethostname(), "pid": 2**22 + 3,
+                                        "started": "before"}))
+    assert run_cli(["prepare", "phantom", out, "--patients", "3"], capsys)[0] == 0
+    assert (out / "dataset.json").exists() and not (out / LOCK).exists()
+
+
+@pytest.mark.parametrize("where", ["run", "dataset", "link"])
+def test_predict_writes_masks_only_into_a_folder_of_their_own(run, phantom, tmp_path, where, capsys):
+    from .conftest import write_nifti
+
+    scans = tmp_path / "scans"
+    write_nifti(scans / "a.nii.gz", np.random.default_rng(0).random((32, 32, 3)).astype(np.float32))
+    (tmp_path / "masks").mkdir()
+    out = {"run": run, "dataset": phantom / "cases", "link": tmp_path / "link"}[where]
+    if where == "link":
+        out.symlink_to(tmp_path / "masks", target_is_directory=True)
+    before = snapshot(out)
+    code, line = run_cli(["predict", run, scans, out], capsys)
+    assert code == 2 and ("idealseg" in line or "symbolic link" in line), line
+    assert snapshot(out) == before
+
+
+def test_predict_overwrite_replaces_only_masks(run, tmp_path, capsys):
+    from .conftest import write_nifti
+
+    scans, masks = tmp_path / "scans", tmp_path / "masks"
+    write_nifti(scans / "a.nii.gz", np.random.default_rng(0).random((32, 32, 3)).astype(np.float32))
+    masks.mkdir()
+    (masks / "a_seg.nii.gz").write_text("my notes, named like a mask")
+    code, line = run_cli(["predict", run, scans, masks, "--overwrite"], capsys)
+    assert code == 2 and "not a NIfTI mask" in line, line
+    assert (masks / "a_seg.nii.gz").read_text() == "my notes, named like a mask"
+
+
+@pytest.mark.parametrize("users", ["report/report.md", "report/overlay_mine.png", "encoder.pt", "checkpoints/best.pt",
+                                   "tensorboard/events.out.tfevents.my_notes"])
+def test_a_users_file_at_a_name_idealseg_writes_is_still_the_users(run, phantom, users, capsys):
+    path = run / users
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("the user's")
+    code, line = run_cli(["finetune", phantom, "--out", run, "--method", "supervised", "--labeled", "2",
+                          "--profile", "tiny", "--iterations", "2", "--val-every", "0", "--overwrite"], capsys)
+    assert code == 2 and users in line, line
+    assert path.read_text() == "the user's"
+
+
+def test_evaluate_and_report_never_write_over_a_users_file_of_their_name(run, capsys):
+    from idealseg.evaluation.report import write_report
+
+    assert run_cli(["evaluate", run], capsys)[0] == 0
+    (run / "eval_val" / "table.md").write_text("my table")
+    (run / "eval_val" / ".idealseg.json").write_text(  # as if idealseg had not written table.md
+        json.dumps({**json.loads((run / "eval_val" / ".idealseg.json").read_text()), "written": ["summary.json"]}))
+    code, line = run_cli(["evaluate", run], capsys)
+    assert code == 2 and "table.md" in line and (run / "eval_val" / "table.md").read_text() == "my table", line
+    (run / "report").mkdir(exist_ok=True)
+    (run / "report" / "report.md").write_text("my report")
+    with pytest.raises(IdealsegError, match="report.md"):
+        write_report(run, "val")
+    assert (run / "report" / "report.md").read_text() == "my report"
+
+
+def test_a_run_overwrites_what_it_wrote_itself(run, phantom, capsys):
+    from idealseg.evaluation.report import write_report
+
+    write_report(run, "val")
+    assert run_cli(["evaluate", run], capsys)[0] == 0
+    run_stage("finetune", phantom, run, method="supervised", labeled="2", overwrite=True, **TINY)
+    assert (run / "checkpoints" / "last.pt").exists() and not (run / "report").exists()
+
+
+@pytest.mark.parametrize("edit", [{"files": [None]}, {"kind": 5}, {"files": "cases/a.h5"}, {"written": [3]}])
+def test_a_manifest_edited_by_hand_is_one_line(tmp_path, edit, capsys):
+    ds = tmp_path / "ds"
+    assert run_cli(["prepare", "phantom", ds, "--patients", "3"], capsys)[0] == 0
+    manifest = json.loads((ds / MANIFEST).read_text())
+    (ds / MANIFEST).write_text(json.dumps({**manifest, **edit}))
+    before = snapshot(ds)
+    code, line = run_cli(["prepare", "phantom", ds, "--patients", "3", "--overwrite"], capsys)
+    assert code in (0, 2) and "Traceback" not in line, line
+    if code == 2:
+        assert snapshot(ds) == before and str(ds) in line, line

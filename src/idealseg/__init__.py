@@ -5,14 +5,12 @@ The Python API (`idealseg.prepare`, `train`, `pretrain`, `finetune`, `evaluate`,
 subcommand does not need it.
 """
 
-from typing import Any
-
 __version__ = "0.1.0"
 
 _API = ("prepare", "train", "pretrain", "finetune", "evaluate", "load", "Segmenter", "predict_files")
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _API:
         from idealseg import api
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import warnings
 
 from idealseg import __version__
 from idealseg.errors import IdealsegError
+
+TYPE_CHECKING = False  # imported before main() can take Ctrl-C: only what Python has loaded already
+if TYPE_CHECKING:
+    import argparse
 
 PREPARE_USAGE = "idealseg prepare {ssl4mis,acdc,nifti} SRC OUT [options]"
 PREPARE_PHANTOM_USAGE = "idealseg prepare phantom OUT [--patients N] [--seed S]"
@@ -52,6 +54,8 @@ def _flag_type(annotation: str):
 
 def _whole_numbers(text: str) -> list[int]:
     """A comma-separated list flag (--channels 16,32,64,128,256); argparse prints the message on one line."""
+    import argparse
+
     try:
         return [int(v) for v in text.split(",")]
     except ValueError:
@@ -170,6 +174,8 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand (its `--help` is the CLI's reference)."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="idealseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"idealseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -271,26 +277,128 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    """A message as one line: a newline in a path (or anywhere) written as \\n."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _close_bars() -> None:
+    """End any progress bar still drawn (the trainer's, when it raised), so that what follows starts a
+    line of its own instead of being glued after the bar's last `\\r` redraw."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # a bar on a closed stream: nothing more to clear
+            pass
+
+
 def _error(command: str, message: str) -> None:
     """One line on stderr; under torchrun only rank 0 says it (every rank fails alike)."""
+    _close_bars()
     if os.environ.get("RANK", "0") == "0":
-        print(f"idealseg {command}: error: {message}", file=sys.stderr)
+        print(f"idealseg {command}: error: {_one_line(message)}", file=sys.stderr)
+
+
+class _Signals:
+    """Ctrl-C (SIGINT) and SIGTERM while a command runs: a KeyboardInterrupt, so that every clean-up
+    `finally` runs (a half-written output and its lock are removed), then "interrupted" and exit
+    128 + the signal (130, 143). `prepare` holds SIGINT to the next case (data.prepare.deferred_interrupt);
+    SIGTERM goes through whatever SIGINT's handler is then, and is held the same way.
+
+    Once the command has ended (it printed its result or its error), a signal ends the process at
+    once with the same line and code: an interrupt during the report or interpreter shutdown raises
+    where nothing can catch it. That only when main() owns the process (argv from the command line);
+    called with argv, from Python, the caller's handlers are put back instead."""
+
+    def __init__(self, owner: bool) -> None:
+        import signal
+
+        self.signal, self.owner, self.received, self.previous = signal, owner, signal.SIGINT, {}
+        if _in_main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous = signal.getsignal(sig)
+                if previous is None or previous == signal.SIG_IGN:  # a background job ignores Ctrl-C
+                    continue
+                self.previous[sig] = previous
+                signal.signal(sig, self._raise)
+
+    def _raise(self, signum: int, frame) -> None:
+        self.received = signum
+        held = self.signal.getsignal(self.signal.SIGINT)
+        if signum != self.signal.SIGINT and callable(held) and held != self._raise:
+            held(self.signal.SIGINT, frame)  # prepare's hold: taken at the next case, or raises
+            return
+        raise KeyboardInterrupt
+
+    def _exit(self, signum: int, frame) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os.write(2, b"\ninterrupted\n" if _bar_open() else b"interrupted\n")
+        os._exit(128 + signum)
+
+    def code(self) -> int:
+        """The exit code of an interrupted command: 128 + the signal, as shells report it (130, 143)."""
+        return 128 + self.received
+
+    def ended(self) -> None:
+        """The command has ended: from here a signal exits at once (or the caller's handlers are back)."""
+        for sig, previous in self.previous.items():
+            self.signal.signal(sig, self._exit if self.owner else previous)
+
+    def restore(self) -> None:
+        """Called from Python: the caller's handlers back, however main() ended."""
+        if not self.owner:
+            for sig, previous in self.previous.items():
+                self.signal.signal(sig, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _bar_open() -> bool:
+    tqdm = sys.modules.get("tqdm")
+    return bool(getattr(getattr(tqdm, "tqdm", None), "_instances", ()))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; user errors print one line and return 2, never a traceback."""
-    args = build_parser().parse_args(argv)
-    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    """Run one command; user errors print one line and return 2, never a traceback; Ctrl-C prints
+    "interrupted" and returns 130 (SIGTERM: 143) at any moment, the parser's imports included."""
+    signals, args = None, None
     try:
-        args.func(args)
-    except IdealsegError as exc:
-        _error(args.command, str(exc))
-        return 2
-    except OSError as exc:  # disk full, read-only folder, permission denied: the path and the cause
-        where = f"{exc.filename}: " if exc.filename else ""
-        _error(args.command, f"{where}{exc.strerror or exc}")
-        return 2
-    except KeyboardInterrupt:
+        try:
+            signals = _Signals(owner=argv is None)
+            args = build_parser().parse_args(argv)
+            import warnings
+
+            warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {_one_line(str(msg))}\n"
+            args.func(args)
+        except IdealsegError as exc:
+            signals.ended()
+            _error(getattr(args, "command", "?"), str(exc))
+            return 2
+        except OSError as exc:  # disk full, read-only folder, permission denied: the path and the cause
+            signals.ended()
+            where = f"{exc.filename}: " if exc.filename else ""
+            _error(getattr(args, "command", "?"), f"{where}{exc.strerror or exc}")
+            return 2
+        except SystemExit:  # argparse's usage error, --help, --version
+            signals.ended()
+            raise
+        signals.ended()
+        return 0
+    except KeyboardInterrupt:  # while the command ran, or while it reported its error
+        if signals is not None:
+            signals.ended()
+        _close_bars()
         print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return signals.code() if signals is not None else 130
+    finally:
+        if signals is not None:
+            signals.restore()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:  # the CLI imports this before it can take Ctrl-C: nothing slow at import
+    from pathlib import Path
 
 
 class IdealsegError(Exception):

@@ -36,9 +36,12 @@ MANIFEST = ".idealseg.json"
 @dataclass(frozen=True)
 class Layout:
     """What a kind of folder may hold: `files` (patterns, one path level per `*`) and `folders`
-    (pattern -> kind of the idealseg folder that may nest there, with its own manifest)."""
+    (pattern -> kind of the idealseg folder that may nest there, with its own manifest). `written`:
+    the paths this folder's writer recorded as it wrote them (None in folders marked before idealseg
+    recorded them): a file at a layout's name that idealseg never wrote is the user's."""
     files: tuple[str, ...] = ()
     folders: dict[str, str] = field(default_factory=dict)
+    written: frozenset[str] | None = None
 
 
 EVAL_FILES = ("per_volume.csv", "summary.json", "table.md")
@@ -55,9 +58,6 @@ LAYOUTS = {
     "benchmark": Layout(BENCHMARK_FILES, {"cells/*/run": "run", "pretrain/*": "run", "calibrate-*/run": "run"}),
     "dataset": Layout(),  # its manifest lists its files exactly
 }
-# Folders idealseg wrote before it marked them (their files are the layout's, no manifest): a run's
-# evaluation under its default name.
-UNMARKED = {"eval_train": "evaluation", "eval_val": "evaluation", "eval_test": "evaluation"}
 
 
 def matches(rel: str, pattern: str) -> bool:
@@ -74,8 +74,30 @@ def write_manifest(folder: str | Path, kind: str, files: Iterable[str] | None = 
     if files is None:
         files = [glob.escape(p.relative_to(folder).as_posix())  # exact names, even with [, *, ? in them
                  for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST]
+    manifest = {"written_by": "idealseg", "kind": kind, "files": sorted(set(files)), "written": []}
+    old = read_manifest(folder)
+    if old is not None and old["kind"] == kind:  # a folder marked before idealseg recorded its writes keeps
+        manifest["written"] = old.get("written")  # its layout's claims (None); others keep their record
+        if manifest["written"] is None:
+            del manifest["written"]
     with atomic_file(folder / MANIFEST) as f:
-        json.dump({"written_by": "idealseg", "kind": kind, "files": sorted(set(files))}, f, indent=1)
+        json.dump(manifest, f, indent=1)
+
+
+def record_written(folder: str | Path, paths: Iterable[str | Path]) -> None:
+    """Add `paths` (inside `folder`) to what its manifest says idealseg wrote there, so that `--overwrite`
+    later deletes them and nothing else of that name (a user's own report/report.md stays theirs)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest is None or not isinstance(manifest.get("written"), list):
+        return  # not idealseg's, or marked before it recorded writes: its layout alone says what it may hold
+    names = {Path(p).relative_to(folder).as_posix() for p in paths}
+    written = set(manifest.get("written", []))
+    if names <= written:
+        return
+    manifest["written"] = sorted(written | names)
+    with atomic_file(folder / MANIFEST) as f:
+        json.dump(manifest, f, indent=1)
 
 
 def read_manifest(folder: str | Path) -> dict | None:
@@ -93,11 +115,27 @@ def read_manifest(folder: str | Path) -> dict | None:
     return data
 
 
+def check_writable(folder: str | Path, names: Iterable[str]) -> None:
+    """Refuse to write `names` (paths inside `folder`, an idealseg folder) where a file of that name
+    exists that idealseg did not write there (its manifest does not record it)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    written = manifest.get("written") if manifest is not None else None
+    theirs = [n for n in names if ((folder / n).exists() or (folder / n).is_symlink())
+              and ((folder / n).is_symlink() or (isinstance(written, list) and n not in written))]
+    if theirs:
+        raise IdealsegError(f"{folder}: holds files idealseg did not write where it would write ({describe(theirs)}); "
+                            "move them out")
+
+
 def _claims(kind: str, manifest: dict | None) -> Layout:
     """What a folder of `kind` may hold: its layout, and for a dataset the files its manifest lists."""
     layout = LAYOUTS.get(kind, Layout())
     if kind == "dataset" and manifest is not None:
         return Layout(tuple(manifest["files"]), layout.folders)
+    written = manifest.get("written") if manifest is not None else None
+    if isinstance(written, list) and all(isinstance(w, str) for w in written):
+        return Layout(layout.files, layout.folders, frozenset(written))
     return layout
 
 
@@ -157,7 +195,8 @@ def _foreign_below(folder: Path, layout: Layout, prefix: str) -> list[str]:
                 continue
             elif name == LOCK and not rel_here and lock_holder(path) is not None:
                 continue
-            elif not any(matches(rel, p) for p in layout.files):
+            elif not any(matches(rel, p) for p in layout.files) or (layout.written is not None
+                                                                     and rel not in layout.written):
                 foreign.append(prefix + rel)
     return foreign
 
@@ -166,11 +205,8 @@ def _foreign_nested(path: Path, kind: str, prefix: str) -> list[str]:
     """A folder where `kind` may nest: judged by its own manifest (or, at a name idealseg used before
     it marked folders, by the layout alone)."""
     manifest = read_manifest(path)
-    if manifest is None:  # a run folder is known by its config.yaml, as `is_run_folder` knows it
-        unmarked = UNMARKED.get(path.name) == kind or (kind == "run" and (path / "config.yaml").is_file())
-        if not unmarked:
-            return _everything(path, prefix.rstrip("/"))
-        return _foreign_below(path, _claims(kind, None), prefix)
+    if manifest is None:
+        return _everything(path, prefix.rstrip("/"))
     if manifest["kind"] != kind:
         return [f"{prefix.rstrip('/')} (an idealseg {manifest['kind']} folder where a {kind} folder belongs)"]
     return _foreign_below(path, _claims(kind, manifest), prefix)
@@ -281,7 +317,7 @@ def atomic_dir(path: str | Path, overwrite: bool = False, kind: str = "dataset")
     """
     path = Path(path)
     check_not_link(path)
-    if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not overwrite:
+    if path.exists() and not (path.is_dir() and _only_lock(path)) and not overwrite:
         hint = "pass --overwrite to replace it" if owned(path, kind) else "choose a new folder"
         raise IdealsegError(f"{path}: output folder exists ({hint})")
     if overwrite:

@@ -4,7 +4,8 @@ Two runs writing one folder at once would interleave their checkpoints and confi
 folder that neither could resume. The first writer creates `.idealseg.lock` (an exclusive create,
 so exactly one of two racing writers gets it); a second meets it and stops with one line naming
 the holder. A lock whose process is gone (same host, no such pid) is stale and taken over; one of
-another host cannot be checked from here, so the line says how to remove it by hand.
+another host cannot be checked from here, nor can a lock file idealseg cannot read (a user's file
+of that name is never deleted), so the line says how to remove it by hand.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from idealseg.atomic import alive
 from idealseg.errors import IdealsegError
 
 LOCK = ".idealseg.lock"
-_GRACE_SECONDS = 30.0  # a lock file still empty after this long was left by a writer killed mid-create
 
 
 def lock_holder(path: Path) -> dict | None:
@@ -34,12 +34,8 @@ def lock_holder(path: Path) -> dict | None:
     return data if isinstance(data, dict) and data.get("written_by") == "idealseg" else None
 
 
-def _stale(path: Path, holder: dict | None) -> bool:
-    if holder is None:
-        try:
-            return time.time() - path.stat().st_mtime > _GRACE_SECONDS
-        except OSError:
-            return True
+def _stale(holder: dict) -> bool:
+    """A lock of this host whose process is gone (killed before it could remove it)."""
     return holder.get("host") == socket.gethostname() and not alive(int(holder.get("pid", 0)))
 
 
@@ -61,11 +57,13 @@ def acquire(folder: Path) -> Path:
         if _create(path):
             return path
         holder = lock_holder(path)
-        if holder and holder.get("host") == socket.gethostname() and int(holder.get("pid", 0)) == os.getpid():
+        if holder is None:  # not idealseg's JSON: a user's file of that name, or a writer killed mid-create
+            raise IdealsegError(f"{path}: a lock file idealseg cannot read; if no idealseg run is writing "
+                                f"{folder}, delete it")
+        if holder.get("host") == socket.gethostname() and int(holder.get("pid", 0)) == os.getpid():
             raise IdealsegError(f"{folder}: this process is already writing it")
-        if not _stale(path, holder):
-            who = (f"process {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
-                   if holder else "another process")
+        if not _stale(holder):
+            who = f"process {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
             raise IdealsegError(f"{folder}: another idealseg run is writing it ({who}); wait for it to end, "
                                 f"or, if it is gone, delete {path}")
         path.unlink(missing_ok=True)  # stale: its writer was killed

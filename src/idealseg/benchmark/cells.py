@@ -11,7 +11,7 @@ import yaml
 
 from idealseg.atomic import atomic_file
 from idealseg.benchmark.calibration import calibrate, finetune_steps, iterations
-from idealseg.benchmark.report import write_results
+from idealseg.benchmark.report import read_result, write_results
 from idealseg.benchmark.spec import cell_dir, clocked_options, load_benchmark, pretrain_key, stage_options
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
@@ -87,7 +87,7 @@ def run_cell(root, spec, cell, labeled, seed, profile) -> None:
     budget = spec.get("budget")
     if (folder / "result.json").exists():
         if budget:
-            steps = json.loads((folder / "result.json").read_text())["steps"]
+            steps = read_result(folder / "result.json")["steps"]
             now = finetune_steps(root, spec, cell)
             if steps != now:
                 print(f"{folder}: kept as it ran ({steps} steps; its budget buys {now} now): "

@@ -12,11 +12,34 @@ from idealseg.atomic import atomic_file
 from idealseg.benchmark.calibration import compute_spent, finetune_steps
 from idealseg.benchmark.spec import cell_dir, clocked_options, stage_options
 from idealseg.benchmark.statistics import paired_table, table_header, validation_rows, volume_dice
+from idealseg.errors import InputError
+
+RESULT_KEYS = ("name", "method", "labeled", "seed", "steps", "pretrain_seconds", "metrics")
 
 
 def collect(root: Path) -> list[dict]:
     """Every finished cell's result.json under `root`, in folder order."""
-    return [json.loads(p.read_text()) for p in sorted((root / "cells").glob("*/result.json"))]
+    return [read_result(p) for p in sorted((root / "cells").glob("*/result.json"))]
+
+
+def read_result(path: Path) -> dict:
+    """One cell's result.json, or one line naming it when it is truncated or edited out of shape."""
+    try:
+        result = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        why = f"not valid JSON ({exc})"
+    else:
+        if not isinstance(result, dict):
+            why = f"expected a JSON object, found {type(result).__name__}"
+        elif missing := [k for k in RESULT_KEYS if k not in result]:
+            why = f"missing {', '.join(missing)}"
+        elif not isinstance(result["metrics"], dict) or not all(
+                isinstance(stats, dict) and all(isinstance(v, dict) and "mean" in v for v in stats.values())
+                for stats in result["metrics"].values()):
+            why = "metrics is not a map of class to metric to {mean, ...}"
+        else:
+            return result
+    raise InputError(path, f"damaged result.json: {why}; delete it to run the cell again")
 
 def write_results(root: Path, spec: dict) -> None:
     """results.csv (one row per cell) and report.md (methods x budgets, Dice and HD95)."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import random
+import socket
 import time
 import warnings
 from pathlib import Path
@@ -28,15 +30,19 @@ from idealseg.data.physical import crop_patches, resolve_spacing
 from idealseg.data.slice_store import BatchSampler, SliceStore
 from idealseg.engine import distributed
 from idealseg.engine.compiled import compile_mode, compile_networks, fused
-from idealseg.errors import IdealsegError
+from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.inference import predict_case
 from idealseg.evaluation.metrics import mean_foreground_dice
 from idealseg.methods import get_method
-from idealseg.ownership import RUN_FILES, check_no_overlap, replace_folder, write_manifest
-from idealseg.runfolder.checkpoint import load_latest, save_checkpoint
+from idealseg.ownership import RUN_FILES, check_no_overlap, record_written, replace_folder, write_manifest
+from idealseg.runfolder.checkpoint import load_checkpoint, load_latest, save_checkpoint
 from idealseg.runfolder.environment import autocast_dtype, write_environment
 from idealseg.runfolder.folder import check_run_folder, encoder_state, load_pretrained
 from idealseg.runfolder.weights import load_weights
+
+
+class DamagedCheckpoint(InputError):
+    """A checkpoint that loads but whose fields do not fit (edited, or written by something else)."""
 
 
 class Trainer:
@@ -118,13 +124,14 @@ class Trainer:
         if self.ctx.is_main:
             check_no_overlap(self.run_dir, [self.cfg.dataset, self.cfg.init], "run folder")
             if overwrite and not resume and self.run_dir.exists():  # checked again as it is moved aside
-                replace_folder(self.run_dir, None, "run", known_unmarked=True)
+                replace_folder(self.run_dir, None, "run")
             ckpt.mkdir(parents=True, exist_ok=True)
             write_manifest(self.run_dir, "run", RUN_FILES)
             write_environment(self.run_dir, self.ctx.device, self.ctx.world,
                               autocast=str(self.amp_dtype or "off"), compiled=self.compile_mode or "off")
             if not (self.run_dir / "config.yaml").exists() or not resume:
                 self.cfg.save(self.run_dir / "config.yaml")
+            self._record("env.json", "config.yaml")
         distributed.barrier(self.ctx)
 
     @staticmethod
@@ -134,23 +141,57 @@ class Trainer:
         torch.manual_seed(seed)
 
     def _restore(self) -> None:
-        state = load_latest(self.run_dir, map_location="cpu")
+        """Continue from last.pt, or from last.prev.pt when last.pt cannot be read or applied (a field
+        edited or damaged: a step that is not a number, an optimizer state that is not one); a
+        checkpoint that fails either way is one line naming it, not a traceback."""
+        last = self.run_dir / "checkpoints" / "last.pt"
+        prev = last.with_suffix(".prev.pt")
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            state = load_latest(self.run_dir, map_location="cpu")
+        for w in seen:  # said again, now that we know whether it fell back to last.prev.pt
+            warnings.warn(w.message, w.category, stacklevel=2)
         if state is None:
             return
-        load_weights(self.method, state, self.run_dir / "checkpoints" / "last.pt", self.run_dir / "config.yaml")
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state["scaler"] and self.scaler.is_enabled():  # a float32/bf16 checkpoint has no scaler state
-            self.scaler.load_state_dict(state["scaler"])
-        self.sampler.load_state_dict(state["sampler"])
-        if len(state["rng"]) != self.ctx.world:
-            raise IdealsegError(f"{self.run_dir}: checkpoint was written by {len(state['rng'])} process(es); "
-                                f"resume it with the same number (now {self.ctx.world})")
-        torch.set_rng_state(state["rng"][self.ctx.rank])
-        if torch.cuda.is_available() and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"])
-        self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
+        source = prev if any(str(prev) in str(w.message) for w in seen) else last
+        try:
+            self._apply_state(state, source)
+        except DamagedCheckpoint as exc:
+            if source == prev or not prev.exists():
+                raise
+            warnings.warn(f"{exc}; resuming from the previous checkpoint {prev}", stacklevel=2)
+            self._apply_state(load_checkpoint(prev, map_location="cpu"), prev)
         if self.ctx.is_main:
             tqdm.write(f"resumed {self.run_dir} at step {self.step} ({self.elapsed:.0f} s trained)")
+
+    def _apply_state(self, state: dict, path: Path) -> None:
+        """Load weights, optimizer, scaler, sampler, random state and counters from a checkpoint's dict;
+        any field that does not fit is DamagedCheckpoint(path, "damaged checkpoint: ...")."""
+        try:
+            load_weights(self.method, state, path, self.run_dir / "config.yaml")
+            self.optimizer.load_state_dict(state["optimizer"])
+            if state["scaler"] and self.scaler.is_enabled():  # a float32/bf16 checkpoint has no scaler state
+                self.scaler.load_state_dict(state["scaler"])
+            self.sampler.load_state_dict(state["sampler"])
+            if len(state["rng"]) != self.ctx.world:
+                raise IdealsegError(f"{self.run_dir}: checkpoint was written by {len(state['rng'])} process(es); "
+                                    f"resume it with the same number (now {self.ctx.world})")
+            torch.set_rng_state(state["rng"][self.ctx.rank])
+            if torch.cuda.is_available() and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"])
+            step, elapsed, best = state["step"], state["elapsed"], state["best"]
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise DamagedCheckpoint(path, f"damaged checkpoint: step {step!r:.40} is not a whole number >= 0")
+            for name, value in (("elapsed", elapsed), ("best", best)):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise DamagedCheckpoint(path, f"damaged checkpoint: {name} {value!r:.40} is not a finite number")
+        except IdealsegError:
+            raise
+        except Exception as exc:  # a field of the wrong type or shape: torch's TypeError, KeyError, ...
+            why = str(exc).splitlines()[0][:120] if str(exc) else ""
+            raise DamagedCheckpoint(path, f"damaged checkpoint: {type(exc).__name__}" + (f" ({why})" if why else "")) \
+                from None
+        self.step, self.elapsed, self.best = step, float(elapsed), float(best)
 
     # -- the loop -------------------------------------------------------------------------------
     def progress(self) -> float:
@@ -243,6 +284,7 @@ class Trainer:
         if ctx.is_main:
             with atomic_file(self.run_dir / "summary.json") as f:
                 json.dump(summary, f, indent=1)
+            self._record("summary.json")
         if self.board is not None:
             self.board.close()
         distributed.barrier(ctx)
@@ -295,6 +337,7 @@ class Trainer:
             self.best = self.last_val
             save_checkpoint({"model": self.method.state_dict(), "step": self.step, "val_dice": self.best},
                             self.run_dir / "checkpoints" / "best.pt", keep_previous=False)
+            self._record("checkpoints/best.pt")
         tqdm.write(f"step {self.step}: val Dice {self.last_val:.4f} (best {self.best:.4f})")
         return {"val_dice": round(self.last_val, 5), "val_dice_largest_component": round(self.last_val_cleaned, 5),
                 **quality}
@@ -324,7 +367,11 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             return None
-        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
+        board = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
+        mine = f".{socket.gethostname()}.{os.getpid()}."  # event files are named by time, host, pid, count
+        self._record(*(f"tensorboard/{p.name}" for p in (self.run_dir / "tensorboard").glob("events.out.tfevents.*")
+                       if mine in p.name))
+        return board
 
     def _flush_log(self, rows: list[dict]) -> None:
         if not self.ctx.is_main or not rows:
@@ -349,6 +396,12 @@ class Trainer:
             writer.writeheader()
             writer.writerows(old + rows)
         rows.clear()
+        self._record("log.csv")
+
+    def _record(self, *names: str) -> None:
+        """Note in the run's manifest the files this run wrote (paths inside the run folder), so that an
+        --overwrite later deletes them and never a user's file that merely has one of their names."""
+        record_written(self.run_dir, [self.run_dir / n for n in names if (self.run_dir / n).exists()])
 
     def save(self) -> None:
         """Checkpoint everything a resume needs (model, optimiser, scaler, sampler, every rank's RNG)."""
@@ -372,3 +425,4 @@ class Trainer:
                             self.run_dir / "encoder.pt", keep_previous=False)
         save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
         self.cfg.save(self.run_dir / "config.yaml")
+        self._record("encoder.pt", "checkpoints/last.pt", "checkpoints/last.prev.pt", "config.yaml")

@@ -19,7 +19,14 @@ from idealseg.errors import IdealsegError
 from idealseg.evaluation.clinical import ejection_fractions
 from idealseg.evaluation.inference import check_spacing, predict_case
 from idealseg.evaluation.metrics import volume_metrics
-from idealseg.ownership import EVAL_FILES, UNMARKED, check_no_overlap, check_replaceable, write_manifest
+from idealseg.ownership import (
+    EVAL_FILES,
+    check_no_overlap,
+    check_replaceable,
+    check_writable,
+    record_written,
+    write_manifest,
+)
 from idealseg.runfolder.environment import autocast_dtype
 from idealseg.runfolder.folder import load_run, run_largest_component
 
@@ -96,9 +103,7 @@ def check_evaluation_folder(out: Path, run_dir: Path, dataset: Path) -> None:
     check_no_overlap(out, [dataset], "evaluation folder")
     if out.resolve() == run_dir.resolve() or run_dir.resolve().is_relative_to(out.resolve()):
         raise IdealsegError(f"{out}: is or contains the run folder {run_dir}; give evaluate a folder of its own")
-    # the run's own eval_SPLIT, written before evaluation folders carried a manifest, is known by name
-    default = out.resolve().parent == run_dir.resolve() and UNMARKED.get(out.name) == "evaluation"
-    check_replaceable(out, "evaluation", known_unmarked=default)
+    check_replaceable(out, "evaluation")  # the run's own eval_SPLIT too: a user may have made that folder
 
 
 def summarise(rows: list[dict], classes: list[str], unit: str) -> dict:
@@ -143,6 +148,7 @@ def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
     """per_volume.csv, summary.json and table.md in `out`, which is marked as an evaluation folder."""
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, "evaluation", EVAL_FILES)
+    check_writable(out, EVAL_FILES)
     with atomic_file(out / "per_volume.csv") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -152,3 +158,4 @@ def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
     with atomic_file(out / "table.md") as f:
         f.write(f"{summary['method']} ({summary['labeled']} labelled), {summary['split']} split, "
                 f"{summary['volumes']} volumes\n\n" + markdown_table(summary))
+    record_written(out, [out / name for name in EVAL_FILES])

@@ -18,7 +18,7 @@ from idealseg.data.normalize import normalize_volume
 from idealseg.data.physical import oversize
 from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.inference import choose_scale, in_plane, predict_volume, spacing_mismatch
-from idealseg.ownership import describe
+from idealseg.ownership import check_not_link, describe, read_manifest
 from idealseg.runfolder.folder import load_run, run_largest_component
 
 MASK_SUFFIXES = ("_seg", "_gt")  # masks by name (ours and the common manual conventions)
@@ -61,6 +61,7 @@ def plan_outputs(files: list[Path], out: Path, overwrite: bool = False) -> list[
     single = len(files) == 1 and out.name.endswith((".nii", ".nii.gz"))
     if not single and out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder (give a folder for the masks)")
+    check_mask_folder(out.parent if single else out)
     targets = [out] if single else [out / _output_name(p) for p in files]
     inputs = {p.resolve(): p for p in files}
     folders = {p.parent for p in inputs}
@@ -76,9 +77,34 @@ def plan_outputs(files: list[Path], out: Path, overwrite: bool = False) -> list[
         if target.exists() and key.parent in folders:
             raise InputError(target, "exists in the input folder; predict never replaces a file there "
                                      "(it may be a manual mask): write the masks to another folder")
+        if target.is_symlink():
+            raise InputError(target, "is a symbolic link; predict never writes through one")
         if target.exists() and not overwrite:
             raise InputError(target, "exists (pass --overwrite to replace existing masks)")
+        if target.exists() and not _is_nifti(target):
+            raise InputError(target, "exists and is not a NIfTI mask; --overwrite replaces only masks")
     return targets
+
+
+def check_mask_folder(folder: Path) -> None:
+    """Masks go to a folder of their own: never through a link, never into a folder idealseg made for
+    something else (a run or a dataset: its next --resume or --overwrite would find foreign files)."""
+    check_not_link(folder)
+    resolved = folder.resolve()
+    for d in [resolved, *resolved.parents]:
+        manifest = read_manifest(d)
+        if manifest is not None:
+            where = "is" if d == resolved else f"lies inside {d}, which is"
+            raise InputError(folder, f"{where} an idealseg {manifest['kind']} folder; write the masks to a "
+                                     "folder of their own")
+
+
+def _is_nifti(path: Path) -> bool:
+    try:
+        nib.load(str(path))
+    except Exception:  # nibabel raises many types for what is not NIfTI
+        return False
+    return True
 
 
 def run_normalization(cfg) -> str:

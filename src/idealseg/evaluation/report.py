@@ -12,6 +12,7 @@ from idealseg.data.dataset import Dataset
 from idealseg.evaluation.evaluate import markdown_table
 from idealseg.evaluation.figures import overlay, training_curves
 from idealseg.evaluation.inference import check_spacing, predict_case
+from idealseg.ownership import check_writable, record_written
 from idealseg.runfolder.folder import load_run, resolve_run, run_largest_component
 
 
@@ -19,6 +20,11 @@ def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
     """Training curves (pre-training too, when present), overlays of `cases` volumes, the table."""
     run_dir = resolve_run(run)
     out = run_dir / "report"
+    cfg, method, _ = load_run(run_dir, device="cuda" if torch.cuda.is_available() else "cpu")
+    ds = Dataset(cfg.dataset)
+    shown = [c for c in ds.split(split) if c.labeled][:cases]
+    written = {"report.md", "pretrain_curves.png", "finetune_curves.png", *(f"overlay_{c.id}.png" for c in shown)}
+    check_writable(run_dir, [f"report/{name}" for name in sorted(written)])
     parts = ["# idealseg report", ""]
     pre = run_dir.parent / "pretrain" / "log.csv"
     if pre.exists():
@@ -32,9 +38,6 @@ def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
         summary = json.loads(summary_path.read_text())
         parts += [f"## {split} split ({summary['volumes']} volumes)", "", markdown_table(summary)]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    cfg, method, _ = load_run(run_dir, device=device)
-    ds = Dataset(cfg.dataset)
-    shown = [c for c in ds.split(split) if c.labeled][:cases]
     check_spacing(cfg, ds.root, shown)
     cleaned = run_largest_component(run_dir)  # the overlays show what evaluate scored
     for entry in shown:
@@ -45,4 +48,5 @@ def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
         parts += [f"![{entry.id}]({name})", ""]
     with atomic_file(out / "report.md") as f:
         f.write("\n".join(parts))
+    record_written(run_dir, [p for p in out.iterdir() if p.name in written])
     return out

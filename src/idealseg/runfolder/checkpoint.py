@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 from pathlib import Path
 
@@ -30,10 +31,16 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """Load a checkpoint, or fail with one line naming the file."""
     if not path.is_file():
         raise InputError(path, "checkpoint not found")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # truncated zip, pickle errors, ...
+    try:  # weights only: a checkpoint is data, and unpickling arbitrary objects would run their code
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(path, "holds Python objects besides weights, which idealseg never writes and will not "
+                               "load (loading them could run code)") from None
+    except Exception as exc:  # truncated zip, ...
         raise InputError(path, f"corrupt or truncated checkpoint ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise InputError(path, f"not an idealseg checkpoint (a {type(state).__name__}, not a dict of weights)")
+    return state
 
 
 def _latest_paths(run_dir: Path) -> tuple[Path, Path]:

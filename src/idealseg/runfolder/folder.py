@@ -11,7 +11,7 @@ from idealseg.config import RunConfig
 from idealseg.errors import IdealsegError, InputError
 from idealseg.methods import Method, get_method
 from idealseg.models.unet import fold_batchnorm
-from idealseg.ownership import check_not_link, check_replaceable, describe, foreign_files, owned, read_manifest
+from idealseg.ownership import check_not_link, check_replaceable, describe, foreign_files, owned
 from idealseg.runfolder.checkpoint import load_checkpoint
 from idealseg.runfolder.weights import load_weights
 from idealseg.writer_lock import LOCK
@@ -22,12 +22,9 @@ RESUME_KEYS = ("stage", "method", "dataset", "labeled", "seed", "input_size", "c
 
 
 def is_run_folder(run_dir: Path) -> bool:
-    """idealseg's run folder: its manifest says so, or (written before manifests) it has a config.yaml
-    and nothing a run does not write."""
-    if owned(run_dir, "run"):
-        return True
-    return (read_manifest(run_dir) is None and (run_dir / "config.yaml").is_file()
-            and not foreign_files(run_dir, "run", known_unmarked=True))
+    """idealseg's run folder: its manifest says so (a config.yaml alone proves nothing: a user's
+    experiment folder may hold one, and would be wiped by --overwrite)."""
+    return owned(run_dir, "run")
 
 
 def check_run_folder(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
@@ -44,7 +41,7 @@ def check_run_folder(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: boo
         raise IdealsegError(f"{run_dir}: not an idealseg run folder; choose a new run folder")
     if not (resume or overwrite):
         raise IdealsegError(f"{run_dir}: run folder exists (pass --resume to continue or --overwrite)")
-    foreign = foreign_files(run_dir, "run", known_unmarked=True)
+    foreign = foreign_files(run_dir, "run")
     if foreign:
         raise IdealsegError(f"{run_dir}: holds files idealseg did not write ({describe(foreign)}); "
                             "idealseg will not write into it: move them out or choose a new run folder")
@@ -107,9 +104,10 @@ def load_encoder(init: str | Path) -> dict:
     if not path.is_file() and (init / "pretrain" / "encoder.pt").is_file():
         path = init / "pretrain" / "encoder.pt"
     state = load_checkpoint(path)
-    if "encoder" not in state:
-        raise InputError(path, "not an encoder checkpoint (no 'encoder' entry)")
-    return state["encoder"]
+    encoder = state.get("encoder")
+    if not isinstance(encoder, dict) or not all(isinstance(v, torch.Tensor) for v in encoder.values()):
+        raise InputError(path, "not an encoder checkpoint (no 'encoder' entry of weights)")
+    return encoder
 
 
 def load_pretrained(method: Method, init: str | Path) -> None:
