@@ -84,14 +84,16 @@ def write_manifest(folder: str | Path, kind: str, files: Iterable[str] | None = 
         json.dump(manifest, f, indent=1)
 
 
-def record_written(folder: str | Path, paths: Iterable[str | Path]) -> None:
-    """Add `paths` (inside `folder`) to what its manifest says idealseg wrote there, so that `--overwrite`
-    later deletes them and nothing else of that name (a user's own report/report.md stays theirs)."""
+def record_written(folder: str | Path, paths: Iterable[str | Path], patterns: Iterable[str] = ()) -> None:
+    """Add `paths` (inside `folder`) to what its manifest says idealseg writes there, so that `--overwrite`
+    later deletes them and nothing else of that name (a user's own report/report.md stays theirs).
+    Called before the write, so that a process killed between the two leaves nothing unclaimed;
+    `patterns` for a writer that names its file itself (TensorBoard: time, host and process id)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     if manifest is None or not isinstance(manifest.get("written"), list):
         return  # not idealseg's, or marked before it recorded writes: its layout alone says what it may hold
-    names = {Path(p).relative_to(folder).as_posix() for p in paths}
+    names = {glob.escape(Path(p).relative_to(folder).as_posix()) for p in paths} | set(patterns)
     written = set(manifest.get("written", []))
     if names <= written:
         return
@@ -122,7 +124,8 @@ def check_writable(folder: str | Path, names: Iterable[str]) -> None:
     manifest = read_manifest(folder)
     written = manifest.get("written") if manifest is not None else None
     theirs = [n for n in names if ((folder / n).exists() or (folder / n).is_symlink())
-              and ((folder / n).is_symlink() or (isinstance(written, list) and n not in written))]
+              and ((folder / n).is_symlink() or (isinstance(written, list)
+                                                 and not any(matches(n, w) for w in written)))]
     if theirs:
         raise IdealsegError(f"{folder}: holds files idealseg did not write where it would write ({describe(theirs)}); "
                             "move them out")
@@ -195,8 +198,8 @@ def _foreign_below(folder: Path, layout: Layout, prefix: str) -> list[str]:
                 continue
             elif name == LOCK and not rel_here and lock_holder(path) is not None:
                 continue
-            elif not any(matches(rel, p) for p in layout.files) or (layout.written is not None
-                                                                     and rel not in layout.written):
+            elif not any(matches(rel, p) for p in layout.files) or (layout.written is not None and not any(
+                    matches(rel, w) for w in layout.written)):
                 foreign.append(prefix + rel)
     return foreign
 

@@ -7,6 +7,7 @@ seconds, progress, logging, validation, checkpoints and resume; methods own only
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import math
 import os
@@ -127,11 +128,11 @@ class Trainer:
                 replace_folder(self.run_dir, None, "run")
             ckpt.mkdir(parents=True, exist_ok=True)
             write_manifest(self.run_dir, "run", RUN_FILES)
+            self._record("env.json", "config.yaml")
             write_environment(self.run_dir, self.ctx.device, self.ctx.world,
                               autocast=str(self.amp_dtype or "off"), compiled=self.compile_mode or "off")
             if not (self.run_dir / "config.yaml").exists() or not resume:
                 self.cfg.save(self.run_dir / "config.yaml")
-            self._record("env.json", "config.yaml")
         distributed.barrier(self.ctx)
 
     @staticmethod
@@ -282,9 +283,9 @@ class Trainer:
             summary["final_val_dice"] = self.last_val
             summary["largest_component"] = bool(self.last_val_cleaned > self.last_val)
         if ctx.is_main:
+            self._record("summary.json")
             with atomic_file(self.run_dir / "summary.json") as f:
                 json.dump(summary, f, indent=1)
-            self._record("summary.json")
         if self.board is not None:
             self.board.close()
         distributed.barrier(ctx)
@@ -335,9 +336,9 @@ class Trainer:
         self.last_val, self.last_val_cleaned = float(np.mean(scores)), float(np.mean(cleaned))
         if self.last_val > self.best:
             self.best = self.last_val
+            self._record("checkpoints/best.pt")
             save_checkpoint({"model": self.method.state_dict(), "step": self.step, "val_dice": self.best},
                             self.run_dir / "checkpoints" / "best.pt", keep_previous=False)
-            self._record("checkpoints/best.pt")
         tqdm.write(f"step {self.step}: val Dice {self.last_val:.4f} (best {self.best:.4f})")
         return {"val_dice": round(self.last_val, 5), "val_dice_largest_component": round(self.last_val_cleaned, 5),
                 **quality}
@@ -367,11 +368,10 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             return None
-        board = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
-        mine = f".{socket.gethostname()}.{os.getpid()}."  # event files are named by time, host, pid, count
-        self._record(*(f"tensorboard/{p.name}" for p in (self.run_dir / "tensorboard").glob("events.out.tfevents.*")
-                       if mine in p.name))
-        return board
+        # event files are named by time, host, process id and a count: this process's, whatever the time
+        mine = f"tensorboard/events.out.tfevents.*.{glob.escape(socket.gethostname())}.{os.getpid()}.*"
+        record_written(self.run_dir, [], [mine])
+        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
 
     def _flush_log(self, rows: list[dict]) -> None:
         if not self.ctx.is_main or not rows:
@@ -384,6 +384,7 @@ class Trainer:
                         self.board.add_scalar(f"{self.cfg.stage}/{key}", float(value), row["step"])
             self.board.flush()
         path = self.run_dir / "log.csv"
+        self._record("log.csv")
         old = []
         if path.exists():
             with open(path, newline="") as f:
@@ -396,12 +397,13 @@ class Trainer:
             writer.writeheader()
             writer.writerows(old + rows)
         rows.clear()
-        self._record("log.csv")
 
     def _record(self, *names: str) -> None:
-        """Note in the run's manifest the files this run wrote (paths inside the run folder), so that an
-        --overwrite later deletes them and never a user's file that merely has one of their names."""
-        record_written(self.run_dir, [self.run_dir / n for n in names if (self.run_dir / n).exists()])
+        """Note in the run's manifest the files this run is about to write (paths inside the run folder),
+        so that an --overwrite later deletes them and never a user's file that merely has one of their
+        names; before the write, so that a kill between the two leaves no file of ours unclaimed."""
+        if self.ctx.is_main:
+            record_written(self.run_dir, [self.run_dir / n for n in names])
 
     def save(self) -> None:
         """Checkpoint everything a resume needs (model, optimiser, scaler, sampler, every rank's RNG)."""
@@ -420,9 +422,10 @@ class Trainer:
             "best": self.best,
             "config": self.cfg.to_dict(),
         }
+        self._record(*(("encoder.pt",) if self.cfg.stage == "pretrain" else ()), "checkpoints/last.pt",
+                     "checkpoints/last.prev.pt", "config.yaml")
         if self.cfg.stage == "pretrain":  # before last.pt: a kill between the two then redoes these steps
             save_checkpoint({"encoder": encoder_state(self.method), "config": self.cfg.to_dict()},
                             self.run_dir / "encoder.pt", keep_previous=False)
         save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
         self.cfg.save(self.run_dir / "config.yaml")
-        self._record("encoder.pt", "checkpoints/last.pt", "checkpoints/last.prev.pt", "config.yaml")

@@ -149,6 +149,7 @@ def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, "evaluation", EVAL_FILES)
     check_writable(out, EVAL_FILES)
+    record_written(out, [out / name for name in EVAL_FILES])  # before the writes: a kill leaves them ours
     with atomic_file(out / "per_volume.csv") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -158,4 +159,3 @@ def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
     with atomic_file(out / "table.md") as f:
         f.write(f"{summary['method']} ({summary['labeled']} labelled), {summary['split']} split, "
                 f"{summary['volumes']} volumes\n\n" + markdown_table(summary))
-    record_written(out, [out / name for name in EVAL_FILES])

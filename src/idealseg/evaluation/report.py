@@ -25,6 +25,7 @@ def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
     shown = [c for c in ds.split(split) if c.labeled][:cases]
     written = {"report.md", "pretrain_curves.png", "finetune_curves.png", *(f"overlay_{c.id}.png" for c in shown)}
     check_writable(run_dir, [f"report/{name}" for name in sorted(written)])
+    record_written(run_dir, [out / name for name in written])  # before the writes: a kill leaves them ours
     parts = ["# idealseg report", ""]
     pre = run_dir.parent / "pretrain" / "log.csv"
     if pre.exists():
@@ -48,5 +49,4 @@ def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
         parts += [f"![{entry.id}]({name})", ""]
     with atomic_file(out / "report.md") as f:
         f.write("\n".join(parts))
-    record_written(run_dir, [p for p in out.iterdir() if p.name in written])
     return out
