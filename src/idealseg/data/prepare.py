@@ -190,8 +190,6 @@ def prepare(
     val, test = split_text(val, "--val"), split_text(test, "--test")
     if classes is not None and (len(classes) < 2 or not all(c.strip() for c in classes)):
         raise IdealsegError(f"--classes {','.join(classes)!r}: give at least two non-empty names, background first")
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
     if source != "phantom":
         if src is None or not Path(src).is_dir():
             raise InputError(src or "SRC", "source folder not found")
