@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +30,9 @@ import numpy as np
 
 import idealseg
 from idealseg.atomic import atomic_file
+from idealseg.benchmark.cells import claim_results_folder
 from idealseg.data.dataset import Dataset
+from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
 from idealseg.evaluation.inference import predict_case
 from idealseg.evaluation.metrics import mean_foreground_dice
@@ -125,7 +128,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     work, out = Path(args.work), Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_results_folder(out)  # report.md and results.json are rewritten: never in a folder of the user's
     acdc, other = datasets(args, work)
     results = {"other": str(args.other), "labeled": "ssl4mis:7", "iterations": args.iterations,
                "machine": f"{cpu_model()}, 1 thread", "runs": {}}
@@ -154,4 +157,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except IdealsegError as exc:  # one line, as the CLI says it
+        print(f"cross_centre.py: error: {exc}", file=sys.stderr)
+        sys.exit(2)

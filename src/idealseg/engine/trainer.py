@@ -54,6 +54,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False):
         self.cfg, self.run_dir = cfg, Path(run_dir)
+        self._recorded: set[str] = set()  # names already in the run's manifest (ownership.record_written)
         self.ctx = distributed.setup()
         # every rank checks; a refusal on any is every rank's, and rank 0 writes only once all have
         # checked (a slower rank would otherwise find the folder just made and refuse it)
@@ -402,8 +403,10 @@ class Trainer:
         """Note in the run's manifest the files this run is about to write (paths inside the run folder),
         so that an --overwrite later deletes them and never a user's file that merely has one of their
         names; before the write, so that a kill between the two leaves no file of ours unclaimed."""
-        if self.ctx.is_main:
-            record_written(self.run_dir, [self.run_dir / n for n in names])
+        new = set(names) - self._recorded
+        if self.ctx.is_main and new:  # once a name: log.csv is written at every log step
+            record_written(self.run_dir, [self.run_dir / n for n in sorted(new)])
+            self._recorded |= new
 
     def save(self) -> None:
         """Checkpoint everything a resume needs (model, optimiser, scaler, sampler, every rank's RNG)."""
