@@ -151,16 +151,15 @@ def _folder_prefixes(layout: Layout) -> set[str]:
     return prefixes
 
 
-def foreign_files(folder: str | Path, kind: str, known_unmarked: bool = False) -> list[str]:
-    """Paths below `folder` that idealseg's `kind` folder may not hold (see the module's docstring).
-    `known_unmarked`: judge a folder without a manifest by `kind`'s layout (one written before
-    manifests existed); else everything in an unmarked folder is foreign."""
+def foreign_files(folder: str | Path, kind: str) -> list[str]:
+    """Paths below `folder` that idealseg's `kind` folder may not hold (see the module's docstring);
+    everything in a folder without a manifest."""
     folder = Path(folder)
     manifest = read_manifest(folder)
-    if manifest is None and not known_unmarked:
+    if manifest is None:
         return sorted(p.relative_to(folder).as_posix() for p in folder.iterdir()
                       if p.name != LOCK or lock_holder(p) is None)
-    if manifest is not None and manifest["kind"] != kind:
+    if manifest["kind"] != kind:
         return [f"{MANIFEST} (an idealseg {manifest['kind']} folder, not a {kind} folder)"]
     return sorted(_foreign_below(folder, _claims(kind, manifest), ""))
 
@@ -259,7 +258,7 @@ def _only_lock(folder: Path) -> bool:
     return all(p.name == LOCK and lock_holder(p) is not None for p in folder.iterdir())
 
 
-def check_replaceable(folder: str | Path, kind: str, known_unmarked: bool = False) -> None:
+def check_replaceable(folder: str | Path, kind: str) -> None:
     """Raise unless `folder` is absent or empty, or is idealseg's `kind` holding only idealseg's files."""
     folder = Path(folder)
     check_not_link(folder)
@@ -270,19 +269,19 @@ def check_replaceable(folder: str | Path, kind: str, known_unmarked: bool = Fals
     if _only_lock(folder):
         return
     manifest = read_manifest(folder)
-    if manifest is None and not known_unmarked:
+    if manifest is None:
         raise IdealsegError(f"{folder}: exists and was not written by idealseg (no {MANIFEST}); "
                             "idealseg never deletes it: choose a new folder")
-    if manifest is not None and manifest.get("kind") != kind:
+    if manifest.get("kind") != kind:
         raise IdealsegError(f"{folder}: is an idealseg {manifest.get('kind')} folder, not a {kind} folder; "
                             "idealseg will not replace one with the other: choose a new folder")
-    foreign = foreign_files(folder, kind, known_unmarked)
+    foreign = foreign_files(folder, kind)
     if foreign:
         raise IdealsegError(f"{folder}: holds files idealseg did not write ({describe(foreign)}); "
                             "move them out or choose a new folder")
 
 
-def replace_folder(path: Path, new: Path | None, kind: str, known_unmarked: bool = False) -> None:
+def replace_folder(path: Path, new: Path | None, kind: str) -> None:
     """Put `new` (a finished folder, or None for an empty one) where `path` is, deleting the old
     `path` only after checking, once it is moved aside, that it holds nothing but idealseg's `kind`:
     a file that appeared since the first check is never deleted (the old folder goes back). This
@@ -290,14 +289,14 @@ def replace_folder(path: Path, new: Path | None, kind: str, known_unmarked: bool
     old = temporary(path, "old")
     os.replace(path, old)
     try:
-        check_replaceable(old, kind, known_unmarked)
+        check_replaceable(old, kind)
     except IdealsegError:
         try:
             os.rename(old, path)
         except OSError:
             raise IdealsegError(f"{path}: files appeared in it while idealseg was writing, and another folder took "
                                 f"its place; the old folder is kept as {old}") from None
-        foreign = foreign_files(path, kind, known_unmarked)
+        foreign = foreign_files(path, kind)
         raise IdealsegError(f"{path}: files idealseg did not write appeared in it while it was writing "
                             f"({describe(foreign)}); left as it was, nothing replaced") from None
     if new is None:
