@@ -33,7 +33,7 @@ from idealseg.pipeline import run_stage
 from idealseg.pipeline import train as _train
 from idealseg.runfolder.folder import load_run, run_largest_component
 
-__all__ = ["prepare", "train", "pretrain", "finetune", "evaluate", "load", "Segmenter", "predict_files"]
+__all__ = ["prepare", "train", "pretrain", "finetune", "evaluate", "report", "load", "Segmenter", "predict_files"]
 
 
 def train(dataset: str | Path, out: str | Path, **options: Any) -> Path:
@@ -61,6 +61,25 @@ def finetune(dataset: str | Path, out: str | Path, **options: Any) -> Path:
 def evaluate(run: str | Path, split: str = "val", **options: Any) -> dict:
     """Dice, HD95 and ASD per volume and class (`idealseg evaluate`); returns the summary it writes."""
     return evaluate_run(run, split, **options)
+
+
+def report(run: str | Path, split: str | None = None, cases: int = 2) -> Path:
+    """Write a run's report (`idealseg report`): curves, evaluation tables, overlays with a colour key.
+
+    Args:
+        run: a fine-tuning run folder, or a `train` folder holding `finetune/`.
+        split: the split whose labelled volumes the overlays show; default: test, else val, else train.
+        cases: how many volumes are shown as overlays.
+
+    Returns:
+        The report folder, RUN/report, holding report.md and its PNG figures.
+
+    Raises:
+        IdealsegError: a folder that is not a run, a split or count that is not valid (one line).
+    """
+    from idealseg.evaluation.report import write_report
+
+    return write_report(checks.path(run, "RUN"), split, cases)
 
 
 @dataclass

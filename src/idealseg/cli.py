@@ -146,6 +146,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
           if not args.out else f"wrote {args.out}")
 
 
+def _cmd_report(args: argparse.Namespace) -> None:
+    from idealseg.evaluation.report import write_report
+
+    out = write_report(args.run, args.split, args.cases)
+    print(f"wrote {out / 'report.md'} and its figures")
+
+
 def _cmd_benchmark(args: argparse.Namespace) -> None:
     from idealseg.benchmark import run_benchmark
     from idealseg.checks import seeds_text
@@ -238,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="segment each scan at the scale the model is most confident at, as `predict` does "
                         "(default: off, each scan at its header's spacing, as benchmarks score)")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("report", help="a run's curves, evaluation tables and overlays with a colour key, in RUN/report")
+    p.add_argument("run", help="fine-tuning run folder (or a `train` folder)")
+    p.add_argument("--split", default=None, choices=["train", "val", "test"],
+                   help="split whose labelled volumes the overlays show (default: test, else val, else train)")
+    p.add_argument("--cases", type=int, default=2, help="volumes shown as overlays (default 2)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("predict", help="segment NIfTI scans; masks keep the input's geometry")
     p.add_argument("run", help="fine-tuning run folder (or a `train` folder)")

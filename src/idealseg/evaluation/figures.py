@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from idealseg.atomic import atomic_path  # noqa: E402
 
@@ -26,37 +27,63 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def training_curves(log_csv: Path, path: Path, title: str = "") -> Path:
-    """Losses against step, and validation Dice where logged."""
+NOT_PLOTTED = ("step", "time", "lr", "valid")
+LEGEND_OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "fontsize": 7, "frameon": False}
+
+
+def _is_dice(key: str) -> bool:
+    """Dice columns (validation, per class, pseudo-label quality) share a 0-1 axis; losses get their own."""
+    return "dice" in key
+
+
+def read_log(log_csv: Path) -> dict[str, list[tuple[int, float]]]:
+    """Each logged column as (step, value) points, empty cells skipped (validation is logged every N steps)."""
     with open(log_csv, newline="") as f:
         rows = list(csv.DictReader(f))
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    keys = [k for k in rows[0] if k not in ("step", "time", "lr", "val_dice", "valid")] if rows else []
-    for key in keys:
+    series: dict[str, list[tuple[int, float]]] = {}
+    for key in (rows[0] if rows else {}):
+        if key in NOT_PLOTTED:
+            continue
         pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
         if pts:
-            ax[0].plot(*zip(*pts, strict=True), label=key)
-    ax[0].set_xlabel("step")
-    ax[0].set_ylabel("loss")
-    ax[0].legend()
-    val = [(int(r["step"]), float(r["val_dice"])) for r in rows if r.get("val_dice") not in (None, "")]
-    if val:
-        ax[1].plot(*zip(*val, strict=True), marker="o")
-    ax[1].set_xlabel("step")
-    ax[1].set_ylabel("validation Dice")
+            series[key] = pts
+    return series
+
+
+def training_curves(log_csv: Path, path: Path, title: str = "") -> Path:
+    """Losses and Dice on separate axes (their scales differ), legends beside the plots so no curve is hidden."""
+    series = read_log(log_csv)
+    dice = {k: v for k, v in series.items() if _is_dice(k)}
+    losses = {k: v for k, v in series.items() if not _is_dice(k)}
+    panels = [(losses, "loss"), (dice, "Dice")] if dice else [(losses, "loss")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 3.5), squeeze=False)
+    for ax, (curves, ylabel) in zip(axes[0], panels, strict=True):
+        for key, pts in curves.items():
+            ax.plot(*zip(*pts, strict=True), label=key, marker="o" if ylabel == "Dice" and len(pts) < 40 else None,
+                    markersize=3)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        if ylabel == "Dice":
+            ax.set_ylim(0, 1)
+        if curves:
+            ax.legend(**LEGEND_OUTSIDE)
     fig.suptitle(title)
     return _save(fig, path)
 
 
-def overlay(image: np.ndarray, reference: np.ndarray, prediction: np.ndarray, path: Path,
-            slices: list[int] | None = None, title: str = "") -> Path:
-    """Rows of slices; columns: image, reference over image, prediction over image."""
+def overlay(image: np.ndarray, reference: np.ndarray | None, prediction: np.ndarray, path: Path,
+            slices: list[int] | None = None, title: str = "", classes: list[str] | None = None) -> Path:
+    """Rows of slices; columns: image, reference over image (when there is one), prediction over image;
+    a colour key names each class so a reader knows which structure is which."""
+    shown = reference if reference is not None else prediction
     if slices is None:
-        fg = [z for z in range(image.shape[0]) if reference[z].any()] or list(range(image.shape[0]))
+        fg = [z for z in range(image.shape[0]) if shown[z].any()] or list(range(image.shape[0]))
         slices = sorted({fg[len(fg) // 4], fg[len(fg) // 2], fg[(3 * len(fg)) // 4]})
-    fig, axes = plt.subplots(len(slices), 3, figsize=(9, 3 * len(slices)), squeeze=False)
+    columns = [(None, "image"), *([(reference, "reference")] if reference is not None else []),
+               (prediction, "prediction")]
+    fig, axes = plt.subplots(len(slices), len(columns), figsize=(3 * len(columns), 3 * len(slices)), squeeze=False)
     for row, z in enumerate(slices):
-        for col, (mask, name) in enumerate([(None, "image"), (reference, "reference"), (prediction, "prediction")]):
+        for col, (mask, name) in enumerate(columns):
             ax = axes[row, col]
             ax.imshow(image[z], cmap="gray")
             if mask is not None:
@@ -64,6 +91,11 @@ def overlay(image: np.ndarray, reference: np.ndarray, prediction: np.ndarray, pa
                           interpolation="nearest")
             ax.set_title(f"{name}, slice {z}")
             ax.axis("off")
+    if classes:
+        last = len(CLASS_COLORS.colors) - 1  # imshow clips classes above it to its colour
+        key = [Patch(color=CLASS_COLORS.colors[min(c, last)][:3], label=name) for c, name in enumerate(classes) if c]
+        fig.legend(handles=key, loc="lower center", ncol=min(len(key), 6), frameon=False,
+                   bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(title)
     return _save(fig, path)
 

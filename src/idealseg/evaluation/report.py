@@ -1,4 +1,8 @@
-"""A run's report: evaluation table plus figures, in RUN/report/."""
+"""A run's report: what the run was, its training curves, its evaluation tables and overlays, in RUN/report/.
+
+Any fine-tuning run gets one (`idealseg report RUN`), not only the demo's: a reader checks a run by its
+curves and by looking at masks, before trusting a table.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +13,36 @@ import torch
 
 from idealseg.atomic import atomic_file
 from idealseg.data.dataset import Dataset
+from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import markdown_table
 from idealseg.evaluation.figures import overlay, training_curves
 from idealseg.evaluation.inference import check_spacing, predict_case
 from idealseg.ownership import check_writable, record_written
 from idealseg.runfolder.folder import load_run, resolve_run, run_largest_component
 
+SPLITS = ("test", "val", "train")  # the first with labelled volumes is shown when no split is asked for
 
-def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
-    """Training curves (pre-training too, when present), overlays of `cases` volumes, the table."""
+
+def write_report(run: str | Path, split: str | None = None, cases: int = 2) -> Path:
+    """Write RUN/report/report.md with its figures and return that folder.
+
+    The overlays show `cases` labelled volumes of `split` (default: the test split, else validation,
+    else training) as `evaluate` scores them (the run's own post-processing). Evaluation tables come
+    from the run's `eval_*` folders, so the report never re-scores anything.
+    """
+    if isinstance(cases, bool) or not isinstance(cases, int) or cases < 0:
+        raise IdealsegError(f"cases: expected a whole number >= 0, got {cases!r}")
     run_dir = resolve_run(run)
     out = run_dir / "report"
-    cfg, method, _ = load_run(run_dir, device="cuda" if torch.cuda.is_available() else "cpu")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg, method, _ = load_run(run_dir, device=device)
     ds = Dataset(cfg.dataset)
+    split = _split(ds, split)
     shown = [c for c in ds.split(split) if c.labeled][:cases]
     written = {"report.md", "pretrain_curves.png", "finetune_curves.png", *(f"overlay_{c.id}.png" for c in shown)}
     check_writable(run_dir, [f"report/{name}" for name in sorted(written)])
     record_written(run_dir, [out / name for name in written])  # before the writes: a kill leaves them ours
-    parts = ["# idealseg report", ""]
+    parts = ["# idealseg report", "", *_about(run_dir, cfg), ""]
     pre = run_dir.parent / "pretrain" / "log.csv"
     if pre.exists():
         training_curves(pre, out / "pretrain_curves.png", "pre-training")
@@ -34,19 +50,41 @@ def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
     if (run_dir / "log.csv").exists():
         training_curves(run_dir / "log.csv", out / "finetune_curves.png", "fine-tuning")
         parts += ["![fine-tuning](finetune_curves.png)", ""]
-    summary_path = run_dir / f"eval_{split}" / "summary.json"
-    if summary_path.exists():
+    for summary_path in sorted(run_dir.glob("eval_*/summary.json")):
         summary = json.loads(summary_path.read_text())
-        parts += [f"## {split} split ({summary['volumes']} volumes)", "", markdown_table(summary)]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+        parts += [f"## {summary_path.parent.name[5:]} split ({summary['volumes']} volumes)", "",
+                  markdown_table(summary), ""]
     check_spacing(cfg, ds.root, shown)
     cleaned = run_largest_component(run_dir)  # the overlays show what evaluate scored
+    if shown:
+        parts += [f"## Overlays ({split} split)", ""]
     for entry in shown:
         case = ds.load(entry.id)
         mask = predict_case(method, cfg, case, device, largest_component=cleaned)
         name = f"overlay_{entry.id}.png"
-        overlay(case.image, case.label, mask, out / name, title=entry.id)
+        overlay(case.image, case.label, mask, out / name, title=entry.id, classes=list(cfg.classes))
         parts += [f"![{entry.id}]({name})", ""]
     with atomic_file(out / "report.md") as f:
         f.write("\n".join(parts))
     return out
+
+
+def _split(ds: Dataset, split: str | None) -> str:
+    """The asked split, checked; or the first of test, val, train with a labelled volume to show."""
+    if split is not None:
+        if split not in SPLITS:
+            raise IdealsegError(f"split: expected one of {', '.join(SPLITS)}, got {split!r}")
+        return split
+    return next((s for s in SPLITS if any(c.labeled for c in ds.split(s))), "train")
+
+
+def _about(run_dir: Path, cfg) -> list[str]:
+    """One line on what the run was: method, steps, labelled budget, best validation Dice."""
+    line = f"Run `{run_dir}`: method {cfg.method}, labelled {cfg.labeled}, seed {cfg.seed}"
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return [line + " (not finished: no summary.json)."]
+    best = summary.get("best_val_dice", -1.0)
+    done = f", {summary.get('steps', '?')} steps"
+    return [line + done + (f", best validation Dice {best:.4f}." if best >= 0 else ", never validated.")]
