@@ -7,7 +7,8 @@ subcommand does not need it.
 
 __version__ = "0.1.0"
 
-_API = ("prepare", "train", "pretrain", "finetune", "evaluate", "report", "load", "Segmenter", "predict_files")
+_API = ("prepare", "train", "pretrain", "finetune", "evaluate", "score_masks", "report", "load",
+        "Segmenter", "predict_files")
 
 
 def __getattr__(name: str) -> object:

@@ -33,7 +33,8 @@ from idealseg.pipeline import run_stage
 from idealseg.pipeline import train as _train
 from idealseg.runfolder.folder import load_run, run_largest_component
 
-__all__ = ["prepare", "train", "pretrain", "finetune", "evaluate", "report", "load", "Segmenter", "predict_files"]
+__all__ = ["prepare", "train", "pretrain", "finetune", "evaluate", "score_masks", "report", "load",
+           "Segmenter", "predict_files"]
 
 
 def train(dataset: str | Path, out: str | Path, **options: Any) -> Path:
@@ -61,6 +62,30 @@ def finetune(dataset: str | Path, out: str | Path, **options: Any) -> Path:
 def evaluate(run: str | Path, split: str = "val", **options: Any) -> dict:
     """Dice, HD95 and ASD per volume and class (`idealseg evaluate`); returns the summary it writes."""
     return evaluate_run(run, split, **options)
+
+
+def score_masks(masks: str | Path, labels: str | Path, out: str | Path | None = None,
+                classes: list[str] | None = None) -> dict:
+    """Score masks made by any tool against reference labels (`idealseg evaluate MASKS --labels LABELS`).
+
+    Args:
+        masks: a folder of NIfTI masks, paired with labels by case name (p1.nii.gz, p1_seg.nii.gz and
+            p1_0000_seg.nii.gz all belong to case p1).
+        labels: a folder of NIfTI reference labels; each needs a mask.
+        out: where per_volume.csv, summary.json and table.md go; None writes nothing.
+        classes: class names from background; default class_1, class_2, ...
+
+    Returns:
+        The summary `evaluate` returns: per-class Dice, HD95 and ASD (mm) as mean, std and undefined count.
+
+    Raises:
+        IdealsegError: a missing mask, a mask on another grid, a file that is not a label map (one line).
+    """
+    from idealseg.evaluation.score_folder import score_folder
+
+    if classes is not None and (isinstance(classes, str) or not all(isinstance(c, str) for c in classes)):
+        raise InvalidValue(f"classes {classes!r}: expected a list of class names, background first")
+    return score_folder(masks, labels, out, None if classes is None else list(classes))
 
 
 def report(run: str | Path, split: str | None = None, cases: int = 2) -> Path:

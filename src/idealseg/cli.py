@@ -139,11 +139,33 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from idealseg.evaluation.evaluate import evaluate_run, markdown_table
 
-    summary = evaluate_run(args.run, args.split, args.dataset, args.checkpoint, args.out, args.tta,
+    if args.labels is not None:
+        _score_masks(args)
+        return
+    if args.classes is not None:
+        raise IdealsegError("--classes: for masks scored with --labels; a run's classes are its dataset's")
+    args.split = args.split or "val"
+    summary = evaluate_run(args.run, args.split, args.dataset, args.checkpoint or "last", args.out, args.tta,
                            largest_component=args.largest_component, amp=args.amp, scale_search=args.scale_search)
     print(markdown_table(summary))
     print(f"{summary['volumes']} volumes in {summary['seconds']} s; wrote {summary['run']}/eval_{args.split}"
           if not args.out else f"wrote {args.out}")
+
+
+def _score_masks(args: argparse.Namespace) -> None:
+    """`evaluate MASKS --labels LABELS`: masks of any tool scored as a run's are (the run-only flags refused)."""
+    from idealseg.evaluation.evaluate import markdown_table
+    from idealseg.evaluation.score_folder import score_folder
+
+    run_only = [flag for flag, value in (("--dataset", args.dataset), ("--tta", args.tta),
+                                         ("--largest-component", args.largest_component), ("--amp", args.amp),
+                                         ("--scale-search", args.scale_search), ("--checkpoint", args.checkpoint))
+                if value not in (None, False)]
+    if run_only or args.split is not None:
+        raise IdealsegError(f"{', '.join(run_only) or '--split'}: for a run folder, not for masks scored with --labels")
+    summary = score_folder(args.run, args.labels, args.out, args.classes.split(",") if args.classes else None)
+    print(markdown_table(summary))
+    print(f"{summary['volumes']} volumes" + (f"; wrote {args.out}" if args.out else ""))
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -228,12 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pretrain", action="store_true", help="fine-tune from scratch (ablation)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="Dice, HD95, ASD per volume and class on a split")
-    p.add_argument("run", help="fine-tuning run folder (or a `train` folder)")
-    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p = sub.add_parser("evaluate", help="Dice, HD95, ASD per volume and class on a split, or of any tool's masks")
+    p.add_argument("run", help="fine-tuning run folder (or a `train` folder); with --labels, a folder of masks")
+    p.add_argument("--labels", help="score the NIfTI masks in RUN (made by any tool) against this folder of labels, "
+                                    "paired by case name; HD95 and ASD in mm from the labels' headers")
+    p.add_argument("--classes", help="with --labels: class names from background, e.g. background,RV,Myo,LV")
+    p.add_argument("--split", default=None, choices=["train", "val", "test"], help="default: val")
     p.add_argument("--dataset", help="dataset folder (default: the one the run was trained on)")
-    p.add_argument("--checkpoint", default="last", choices=["last", "best"])
-    p.add_argument("--out", help="output folder (default RUN/eval_SPLIT)")
+    p.add_argument("--checkpoint", default=None, choices=["last", "best"], help="default: last")
+    p.add_argument("--out", help="output folder (default RUN/eval_SPLIT; with --labels: none, the table is printed)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
     p.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
                    help="keep each class's largest 3D connected component (removes stray false positives); "
