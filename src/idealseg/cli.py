@@ -31,7 +31,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
     path = prepare(
         args.source, out, src, overwrite=args.overwrite, patients=args.patients, seed=args.seed,
         normalization=args.normalize, label_map=args.label_map, classes=classes,
-        val=args.val, test=args.test, spacing_from=args.spacing_from,
+        val=args.val, test=args.test, spacing_from=args.spacing_from, patient_regex=args.patient_regex,
     )
     print(f"wrote {path}")
 
@@ -224,8 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize", choices=["percentile", "minmax"], default="percentile")
     p.add_argument("--label-map", help="nifti: SRC:DST code map, e.g. 205:1,420:2")
     p.add_argument("--classes", help="nifti: comma-separated class names, background first")
-    p.add_argument("--val", help="acdc/nifti: val patients as 20%%, a count, ids a,b or @file")
-    p.add_argument("--test", help="acdc/nifti: test patients, same forms as --val")
+    p.add_argument("--val", help="acdc/nifti: val patients as 20%%, a count, ids a,b or @file (nifti default: a "
+                                 "fifth of the labelled patients, at least one; 0 for none)")
+    p.add_argument("--test", help="acdc/nifti: test patients taken from the labelled training scans, same forms as "
+                                  "--val (imagesTs is always the test split)")
+    p.add_argument("--patient-regex", help="nifti: a regular expression whose first group (or group 'patient') is "
+                                           "a scan's patient, e.g. '(.+)_frame'; default: a _frameNN, _ED/_ES or "
+                                           "_tN suffix is not part of the patient")
     p.add_argument("--spacing-from", metavar="DIR",
                    help="ssl4mis: the same patients as released (patientXXX/*.nii.gz): take each one's spacing")
     p.set_defaults(func=_cmd_prepare)

@@ -119,6 +119,7 @@ class DatasetWriter:
         self._ids: set[str] = set()
         self.infer_classes = not classes  # generic NIfTI without --classes: 0..max label seen
         self._max_label = 0
+        self.notes: list[str] = []  # what the import decided for the user (a default split), said once done
 
     def add(self, case: CaseVolume, split: str, source: str | Path) -> None:
         """Validate and store one case volume; anything wrong with it is one line naming `source`."""

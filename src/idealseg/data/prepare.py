@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import threading
@@ -20,12 +21,14 @@ from pathlib import Path
 
 from idealseg import checks
 from idealseg.data.arguments import class_names, label_map_text, split_text
-from idealseg.data.dataset import CaseVolume, DatasetWriter
+from idealseg.data.dataset import CaseVolume, Dataset, DatasetWriter
 from idealseg.data.importers.acdc import import_acdc
 from idealseg.data.importers.nifti import import_nifti, parse_label_map
 from idealseg.data.importers.phantom import PHANTOM_CLASSES, import_phantom
+from idealseg.data.importers.source_json import read_source_json
 from idealseg.data.importers.ssl4mis import ACDC_CLASSES, import_ssl4mis
 from idealseg.data.normalize import NORMALIZATIONS
+from idealseg.data.patients import compile_rule
 from idealseg.errors import IdealsegError, InputError
 from idealseg.ownership import atomic_dir, check_no_overlap
 
@@ -179,8 +182,10 @@ def prepare(
     val: str | int | list[str] | None = None,
     test: str | int | list[str] | None = None,
     spacing_from: str | Path | None = None,
+    patient_regex: str | None = None,
 ) -> Path:
-    """Import `src` (of kind `source`) into the dataset folder `out`; returns `out`."""
+    """Import `src` (of kind `source`) into the dataset folder `out`; returns `out`. Prints what the import
+    decided for the user (a default validation split) and one line per split."""
     source, out = checks.text(source, "source", SOURCES), checks.output_path(out, "OUT")
     src, spacing_from = checks.optional_path(src, "SRC"), checks.optional_path(spacing_from, "--spacing-from")
     overwrite, seed = checks.flag(overwrite, "--overwrite"), checks.seed(seed)
@@ -198,26 +203,46 @@ def prepare(
     if spacing_from is not None and (source != "ssl4mis" or not Path(spacing_from).is_dir()):
         raise InputError(spacing_from, "--spacing-from takes the NIfTI release's folder, for prepare ssl4mis only")
     mapping = parse_label_map(label_map) if source == "nifti" else None
+    if patient_regex is not None and source != "nifti":
+        raise IdealsegError(f"--patient-regex: for prepare nifti; {source} knows its patients")
+    rule = compile_rule(patient_regex)
+    notes: list[str] = []
     with deferred_interrupt() as interrupt:
         check_free_space(out, estimated_size(src, patients))
         committing = False
         try:
             with atomic_dir(out, overwrite=overwrite) as tmp:
                 _import(source, tmp, out, src, interrupt, patients=patients, seed=seed, normalization=normalization,
-                        mapping=mapping, classes=classes, val=val, test=test, spacing_from=spacing_from)
+                        mapping=mapping, classes=classes, val=val, test=test, spacing_from=spacing_from,
+                        patient_rule=rule, notes=notes)
                 interrupt()
                 committing = True
         except OSError as exc:  # marking and renaming the complete folder into place
             if not committing:
                 raise
             raise _write_error(out, exc) from None
+    for line in [*notes, *split_summary(Dataset(out))]:
+        print(line)
     return out
+
+
+def split_summary(dataset: Dataset) -> list[str]:
+    """One line per split: scans, patients, labelled scans (what each stage will see)."""
+    lines = []
+    for split in ("train", "val", "test"):
+        cases = dataset.split(split)
+        if cases:
+            patients = len({c.patient for c in cases})
+            lines.append(f"{split}: {len(cases)} scan{'s' * (len(cases) != 1)} of {patients} "
+                         f"patient{'s' * (patients != 1)}, {sum(c.labeled for c in cases)} labelled")
+    return lines
 
 
 def _import(source: str, tmp: Path, out: Path, src: Path | None, interrupt: Callable[[], None], *, patients: int,
             seed: int, normalization: str, mapping: dict[int, int] | None, classes: list[str] | None,
-            val: str | None, test: str | None, spacing_from: str | Path | None) -> None:
-    """Run the importer of `source` into the temporary folder `tmp` of `out`."""
+            val: str | None, test: str | None, spacing_from: str | Path | None, patient_rule: re.Pattern | None,
+            notes: list[str]) -> None:
+    """Run the importer of `source` into the temporary folder `tmp` of `out`; `notes` gets what it decided."""
     if source == "phantom":
         import_phantom(GuardedWriter(tmp, out, interrupt, "phantom", PHANTOM_CLASSES, "phantom",
                                      "synthetic cine-MRI"), patients, seed)
@@ -228,9 +253,13 @@ def _import(source: str, tmp: Path, out: Path, src: Path | None, interrupt: Call
         writer = GuardedWriter(tmp, out, interrupt, "ACDC", ACDC_CLASSES, f"acdc:{src}", "cine-MRI")
         import_acdc(src, writer, normalization, val, test, seed)
     else:
-        names = classes
+        source_json = read_source_json(src)
+        named = classes if classes is not None else (source_json.classes if source_json else None)
+        names = named
         if names is None and mapping:
             names = ["background", *[f"class{i}" for i in range(1, max(mapping.values()) + 1)]]
         writer = GuardedWriter(tmp, out, interrupt, src.name, names or [], f"nifti:{src}", "unknown")
         writer.infer_classes = names is None
-        import_nifti(src, writer, normalization, mapping, val, test, seed, classes=classes)
+        import_nifti(src, writer, normalization, mapping, val, test, seed, classes=named,
+                     patient_rule=patient_rule, source_json=source_json)
+        notes.extend(writer.notes)

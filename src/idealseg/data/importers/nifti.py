@@ -1,13 +1,17 @@
-"""Image/label NIfTI pairs in the Medical Segmentation Decathlon / nnU-Net naming.
+"""Image/label NIfTI pairs in the Medical Segmentation Decathlon / nnU-Net naming, read as nnU-Net reads them.
 
-    SRC/imagesTr/<case>[_0000].nii.gz   SRC/labelsTr/<case>.nii.gz   SRC/imagesTs/<case>...
-Images without a label (in imagesTr or imagesTs) become unlabelled training cases; a folder with no
-labels at all is a dataset to pre-train on. A label map (`205:1,420:2,...`, as MMWHS needs)
+    SRC/dataset.json (optional)   SRC/imagesTr/<case>[_0000].nii.gz   SRC/labelsTr/<case>.nii.gz
+    SRC/imagesTs/<case>[_0000].nii.gz   SRC/labelsTs/<case>.nii.gz (optional)
+`imagesTs` is the test split, never training data. Images of `imagesTr` without a label are the
+unlabelled scans semi-supervision trains on; a folder with no labels at all is a dataset to pre-train
+on. Scans are grouped by patient (`idealseg.data.patients`) and every split is by patient. A
+`dataset.json` gives the class names and modality. A label map (`205:1,420:2,...`, as MMWHS needs)
 renumbers codes; any other non-zero value is an error, whose message suggests a complete map.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -15,9 +19,12 @@ import numpy as np
 from tqdm import tqdm
 
 from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
+from idealseg.data.folds import SPLITS_FILE, make_folds
+from idealseg.data.importers.source_json import SourceJson
 from idealseg.data.importers.splits import assign_splits
 from idealseg.data.nifti_io import finite_image, load_nifti, slicing_axes, spacing_zhw, to_zhw
 from idealseg.data.normalize import normalize_volume
+from idealseg.data.patients import group_by_patient
 from idealseg.errors import IdealsegError, InputError
 
 _SUFFIX = re.compile(r"(_0000)?\.nii(\.gz)?$")
@@ -195,6 +202,18 @@ def _read_label(path: Path, image_path: Path, shape: tuple, affine: np.ndarray, 
     return apply_label_map(to_zhw(ldata, axes), codes.label_map, path)
 
 
+DEFAULT_VAL_SHARE = 5  # with no --val, one labelled patient in five (at least one) validates
+
+
+def default_val(labelled_patients: int) -> str | None:
+    """The --val a dataset gets when none is given: a fifth of the labelled patients, at least one, as long
+    as one is left to train on. Without it a run never validates: no best checkpoint, no post-processing
+    choice."""
+    if labelled_patients < 2:
+        return None
+    return str(max(1, round(labelled_patients / DEFAULT_VAL_SHARE)))
+
+
 def import_nifti(
     src: Path,
     writer: DatasetWriter,
@@ -204,31 +223,63 @@ def import_nifti(
     test: str | None,
     seed: int,
     classes: list[str] | None = None,
+    patient_rule: re.Pattern | None = None,
+    source_json: SourceJson | None = None,
 ) -> None:
-    """Import an imagesTr/labelsTr/imagesTs folder; labelled cases are split by patient, the rest train
-    as unlabelled cases. `classes` (the user's --classes) orders a suggested label map."""
+    """Import a Decathlon / nnU-Net folder. Labelled patients of imagesTr are split into train, val (and
+    test, when asked) by patient, each patient's unlabelled scans following it; imagesTs is the test
+    split. `classes` (the user's --classes) orders a suggested label map."""
     images = _images(src / "imagesTr")
     labels = _images(src / "labelsTr")
-    unlabeled = _images(src / "imagesTs")
-    if not images and not unlabeled:
+    tests = _images(src / "imagesTs")
+    test_labels = _images(src / "labelsTs")
+    if not images and not tests:
         raise InputError(src, "no imagesTr/ or imagesTs/ NIfTI files found")
-    orphans = sorted(set(labels) - set(images))
-    if orphans:
-        raise InputError(src / "labelsTr", f"labels without images: {orphans[:5]}")
-    clash = sorted(set(images) & set(unlabeled))
+    for folder, found, scans in (("labelsTr", labels, images), ("labelsTs", test_labels, tests)):
+        orphans = sorted(set(found) - set(scans))
+        if orphans:
+            raise InputError(src / folder, f"labels without images: {orphans[:5]}")
+    clash = sorted(set(images) & set(tests))
     if clash:
         raise InputError(src, f"duplicate case ids in imagesTr and imagesTs: {clash[:5]}")
-    labeled_ids = sorted(c for c in images if c in labels)
-    splits = assign_splits(labeled_ids, val, test, seed)
-    codes = LabelCodes([labels[c] for c in labeled_ids], label_map, classes)
-    all_cases = {**images, **unlabeled}
+    patients = group_by_patient(list(images), patient_rule)
+    labelled = [p for p, ids in patients.items() if any(c in labels for c in ids)]
+    if val is None:
+        val = default_val(len(labelled))
+        if val is not None:
+            writer.notes.append(f"no --val given: {val} of {len(labelled)} labelled patients validate (a fifth, "
+                                "at least one); --val 0 trains on all")
+    by_patient = assign_splits(labelled, val, test, seed)
+    splits = {c: by_patient.get(p, "train") for p, ids in patients.items() for c in ids}
+    crossing = sorted(set(group_by_patient(list(tests), patient_rule)) & set(patients))
+    if crossing:
+        raise InputError(src, f"patient {crossing[0]!r} has scans in both imagesTr and imagesTs; a patient's "
+                              "scans belong on one side (or give --patient-regex)")
+    codes = LabelCodes([labels[c] for c in sorted(labels)] + [test_labels[c] for c in sorted(test_labels)],
+                       label_map, classes)
+    all_cases = {**images, **tests}
+    all_labels = {**labels, **test_labels}
+    patient_of = {c: p for group in (patients, group_by_patient(list(tests), patient_rule))
+                  for p, ids in group.items() for c in ids}
     for case_id in tqdm(sorted(all_cases), desc="volumes", unit="vol"):
         path = all_cases[case_id]
         image, affine, spacing, axes, shape = _read_image(path, normalization)
         label = None
-        if case_id in labels:
-            label = _read_label(labels[case_id], path, shape, affine, axes, codes)
-        volume = CaseVolume(case_id, case_id, image, label, spacing, affine, axes,
+        if case_id in all_labels:
+            label = _read_label(all_labels[case_id], path, shape, affine, axes, codes)
+        volume = CaseVolume(case_id, patient_of[case_id], image, label, spacing, affine, axes,
                             {"source_file": path.name, "ndim": len(shape)})
-        writer.add(volume, splits.get(case_id, "train"), labels.get(case_id, path))
-    writer.finish(normalization=normalization, label_map=label_map)
+        writer.add(volume, "test" if case_id in tests else splits[case_id], all_labels.get(case_id, path))
+    _write_folds(writer, patients, labels, splits, seed)
+    extra = {"modality": source_json.modality} if source_json and source_json.modality else {}
+    writer.finish(normalization=normalization, label_map=label_map, **extra)
+
+
+def _write_folds(writer: DatasetWriter, patients: dict[str, list[str]], labels: dict[str, Path],
+                 splits: dict[str, str], seed: int) -> None:
+    """splits.json: 5 folds (nnU-Net's format) over the labelled patients of train and val, for --fold."""
+    pool = {p: [c for c in ids if c in labels] for p, ids in patients.items()
+            if splits[ids[0]] != "test" and any(c in labels for c in ids)}
+    if len(pool) >= 2:
+        with open(writer.root / SPLITS_FILE, "w") as f:
+            json.dump(make_folds(pool, seed), f, indent=1)

@@ -1,0 +1,121 @@
+"""A Decathlon / nnU-Net v2 folder read as nnU-Net reads it: imagesTs is the test set, scans grouped by
+patient on one side of every split and fold, dataset.json's class names, a default validation split."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from idealseg.cli import main
+from idealseg.data.dataset import Dataset
+from idealseg.data.folds import fold_split, make_folds, read_folds
+from idealseg.data.patients import compile_rule, group_by_patient, patient_of
+from idealseg.data.prepare import prepare
+from idealseg.errors import IdealsegError
+
+from .conftest import write_nifti
+
+
+def _scan(rng) -> np.ndarray:
+    return rng.random((12, 10, 3)).astype(np.float32)
+
+
+def _label(rng) -> np.ndarray:
+    return rng.integers(0, 3, (12, 10, 3)).astype(np.uint8)
+
+
+@pytest.fixture
+def nnunet_folder(tmp_path):
+    """ACDC named the nnU-Net way: two frames per patient, 5 labelled patients, 1 unlabelled frame,
+    2 imagesTs scans of other patients, and a dataset.json naming the classes."""
+    src, rng = tmp_path / "Dataset027_ACDC", np.random.default_rng(0)
+    for p in range(1, 6):
+        for frame in ("01", "12"):
+            write_nifti(src / "imagesTr" / f"patient{p:03d}_frame{frame}_0000.nii.gz", _scan(rng))
+            write_nifti(src / "labelsTr" / f"patient{p:03d}_frame{frame}.nii.gz", _label(rng))
+    write_nifti(src / "imagesTr" / "patient006_frame01_0000.nii.gz", _scan(rng))
+    for p in (101, 102):
+        write_nifti(src / "imagesTs" / f"patient{p}_frame01_0000.nii.gz", _scan(rng))
+    (src / "dataset.json").write_text(json.dumps({"channel_names": {"0": "cineMRI"},
+                                                  "labels": {"background": 0, "RV": 1, "LV": 2},
+                                                  "numTraining": 11, "file_ending": ".nii.gz"}))
+    return src
+
+
+def test_default_rule_groups_frames_phases_and_time_points():
+    assert patient_of("patient072_frame01") == patient_of("patient072_frame12") == "patient072"
+    assert patient_of("case7_ES") == patient_of("case7_t2") == "case7"
+    assert patient_of("liver_12") == "liver_12"  # anything else is its own patient, as nnU-Net treats a case
+    rule = compile_rule(r"^(sub-\d+)_")
+    assert group_by_patient(["sub-1_T1", "sub-1_T2", "sub-2_T1"], rule) == {"sub-1": ["sub-1_T1", "sub-1_T2"],
+                                                                             "sub-2": ["sub-2_T1"]}
+    with pytest.raises(IdealsegError, match="does not match case 'x'"):
+        patient_of("x", rule)
+    with pytest.raises(IdealsegError, match="not a regular expression"):
+        compile_rule("(")
+
+
+def test_nnunet_folder_keeps_imagests_out_and_patients_whole(nnunet_folder, tmp_path, capsys):
+    ds = Dataset(prepare("nifti", tmp_path / "ds", nnunet_folder))
+    out = capsys.readouterr().out
+    assert "no --val given: 1 of 5 labelled patients validate" in out
+    assert "test: 2 scans of 2 patients, 0 labelled" in out
+    assert ds.classes == ["background", "RV", "LV"]  # from dataset.json, nothing retyped
+    assert {c.id for c in ds.split("test")} == {"patient101_frame01", "patient102_frame01"}
+    assert all(c.split != "train" for c in ds.cases if c.id.startswith("patient10"))
+    sides = {}
+    for c in ds.cases:
+        sides.setdefault(c.patient, set()).add(c.split)
+    assert all(len(s) == 1 for s in sides.values()), sides  # no patient on both sides
+    labelled_patients = {f"patient{p:03d}" for p in range(1, 6)}
+    assert len(ds.split("val")) == 2 and {c.patient for c in ds.split("val")} <= labelled_patients
+    assert not ds.by_id["patient006_frame01"].labeled and ds.by_id["patient006_frame01"].split == "train"
+
+
+def test_splits_file_folds_patients_in_nnunets_format(nnunet_folder, tmp_path):
+    ds = Dataset(prepare("nifti", tmp_path / "ds", nnunet_folder, val="0"))
+    patient = {c.id: c.patient for c in ds.cases if c.split != "test"}
+    folds = read_folds(ds.root / "splits.json", patient)
+    assert len(folds) == 5
+    assert sorted(c for f in folds for c in f["val"]) == sorted(c.id for c in ds.cases if c.labeled)
+    for k, fold in enumerate(folds):
+        assert not {patient[c] for c in fold["train"]} & {patient[c] for c in fold["val"]}
+        assert set(fold_split(folds, k, ds.root).values()) == {"train", "val"}
+
+
+def test_a_splits_file_that_splits_a_patient_is_refused(tmp_path):
+    path = tmp_path / "splits_final.json"
+    path.write_text(json.dumps([{"train": ["p1_frame01"], "val": ["p1_frame12"]}]))
+    with pytest.raises(IdealsegError, match="puts patient 'p1' in both train and val"):
+        read_folds(path, {"p1_frame01": "p1", "p1_frame12": "p1"})
+    folds = make_folds({"a": ["a1", "a2"], "b": ["b1"], "c": ["c1"]}, seed=3)
+    assert len(folds) == 3 and all(("a1" in f["val"]) == ("a2" in f["val"]) for f in folds)
+
+
+def test_a_patient_in_imagestr_and_imagests_is_a_clear_error(nnunet_folder, tmp_path, capsys):
+    write_nifti(nnunet_folder / "imagesTs" / "patient001_frame05_0000.nii.gz", _scan(np.random.default_rng(1)))
+    assert main(["prepare", "nifti", str(nnunet_folder), str(tmp_path / "ds")]) == 2
+    err = capsys.readouterr().err
+    assert "patient 'patient001' has scans in both imagesTr and imagesTs" in err
+    assert not (tmp_path / "ds").exists()
+
+
+def test_patient_regex_from_the_command_line(nnunet_folder, tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    write_nifti(nnunet_folder / "imagesTr" / "patient011_frame01_0000.nii.gz", _scan(rng))
+    write_nifti(nnunet_folder / "labelsTr" / "patient011_frame01.nii.gz", _label(rng))
+    assert main(["prepare", "nifti", str(nnunet_folder), str(tmp_path / "ds"), "--val", "1",
+                 "--patient-regex", r"^(?P<patient>patient\d\d)\d_"]) == 0
+    ds = Dataset(tmp_path / "ds")
+    assert {c.patient for c in ds.cases} == {"patient00", "patient01", "patient10"}  # the user's grouping
+    out = capsys.readouterr().out
+    assert re.search(r"^val: (11 scans of 1 patient, 10|1 scan of 1 patient, 1) labelled$", out, re.M), out
+
+
+def test_a_broken_source_dataset_json_is_one_line(nnunet_folder, tmp_path, capsys):
+    (nnunet_folder / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "RV": 2}}))
+    assert main(["prepare", "nifti", str(nnunet_folder), str(tmp_path / "ds")]) == 2
+    assert "dataset.json: labels are numbered [0, 2]; expected 0, 1, 2" in capsys.readouterr().err
