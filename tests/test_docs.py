@@ -13,14 +13,14 @@ sync = load_benchmark_script("sync_docs_table")
 def test_benchmark_page_copies_the_reports_tables(name):
     page = (sync.ROOT / "docs" / "benchmarks.md").read_text()
     assert sync.tables(sync.copied(page, name), 9) == sync.report(name), (
-        f"docs/benchmarks.md's {name} is stale: python benchmarks/sync_docs_table.py")
+        f"docs/benchmarks.md's {name} is stale: python benchmarks/scripts/sync_docs_table.py")
 
 
 def test_readme_headline_is_built_from_the_tuned_report():
     readme = (sync.ROOT / "README.md").read_text()
     start, end = sync.README_MARKERS
     assert readme.split(start, 1)[1].split(end, 1)[0].strip().splitlines() == sync.headline(), (
-        "README.md's headline is stale: python benchmarks/sync_docs_table.py")
+        "README.md's headline is stale: python benchmarks/scripts/sync_docs_table.py")
 
 
 def test_headline_bolds_the_best_and_marks_single_seeds(monkeypatch):

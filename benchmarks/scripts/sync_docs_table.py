@@ -1,14 +1,14 @@
 """Copy the tables of committed benchmark reports into docs/benchmarks.md, each between its markers,
 and build the README's headline table from the tuned report (tests/test_docs.py fails when a copy
 and its report differ). Run after a cell finishes:
-    python benchmarks/sync_docs_table.py
+    python benchmarks/scripts/sync_docs_table.py
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # marker name: (results folder, how many of its report's tables: the Dice table, then the paired one)
 TABLES = {"acdc-cpu-table": ("acdc_cpu", 1), "acdc-cpu-tuning-tables": ("acdc_cpu_tuning", 2),
           "acdc-cpu-converged-tables": ("acdc_cpu_converged", 2)}

@@ -9,8 +9,8 @@ random rotation) inside DataLoader workers, float32 NCHW; inference feeds one sl
 idealseg's side is its own engine: the in-memory slice store, batched tensor augmentation on the
 training device, and batched whole-volume inference.
 
-    python benchmarks/throughput.py DATASET [--size 128] [--batch 8] [--steps 40] [--repeat 3] [--out DIR]
-    python benchmarks/throughput.py DATASET --profile 15 [--method ideal] [--amp] [--compile MODE] [--out DIR]
+    python benchmarks/scripts/throughput.py DATASET [--size 128] [--batch 8] [--steps 40] [--repeat 3] [--out DIR]
+    python benchmarks/scripts/throughput.py DATASET --profile 15 [--method ideal] [--amp] [--compile MODE] [--out DIR]
                                                          # where idealseg's step goes
 
 Writes DIR/throughput.json and prints images/s, slices/s and the ratios (or DIR/profile_METHOD_COMPILE.txt). On a

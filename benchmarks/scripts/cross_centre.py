@@ -10,7 +10,7 @@ it scores each run
 - on the other centre at fixed multiples of the header's in-plane spacing (the diagnosis: where the
   Dice that a scanner change costs goes).
 
-    python benchmarks/cross_centre.py --acdc ../shared/data/acdc --acdc-nifti ../shared/data/acdc-nifti \\
+    python benchmarks/scripts/cross_centre.py --acdc ../shared/data/acdc --acdc-nifti ../shared/data/acdc-nifti \\
         --other ../shared/data/mscmr-c0-dev --label-map 600:1,200:2,500:3 \\
         --out benchmarks/results/cross_centre [--recipes supervised,default] [--augmentations weak,nnunet]
 

@@ -14,7 +14,7 @@ spacing), re-frames each volume the ways other centres frame theirs, and segment
 Dice is the mean over foreground classes; HD95 is in mm on the re-framed grid. The report gives each
 framing's mean and its difference to native, paired over volumes.
 
-    python benchmarks/robustness.py RUN ../shared/data/acdc-nifti --val-list ../shared/data/acdc/val.list \\
+    python benchmarks/scripts/robustness.py RUN ../shared/data/acdc-nifti --val-list ../shared/data/acdc/val.list \\
         --out benchmarks/results/robustness/NAME [--normalization minmax]
 
 `--normalization` overrides the run's (runs trained before the run folder recorded it; SSL4MIS files

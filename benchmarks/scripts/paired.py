@@ -1,6 +1,6 @@
 """Paired Dice difference between two sets of benchmark cells, over the volumes and seeds they share.
 
-    python benchmarks/paired.py A_CELL [A_CELL ...] -- B_CELL [B_CELL ...]
+    python benchmarks/scripts/paired.py A_CELL [A_CELL ...] -- B_CELL [B_CELL ...]
 
 Each CELL is a benchmark cell folder (cells/NAME_BUDGET_seedS, with run/eval_SPLIT/per_volume.csv);
 the i-th cell of A is paired with the i-th of B (the same seed), volume by volume. Prints each

@@ -7,8 +7,8 @@ scale; a case where that does not give back the same float32 values exactly keep
 Labels stay uint8. `unpack` checks nothing it cannot: it writes the same HDF5 keys and dataset.json.
 Written as an uncompressed .npz inside xz (LZMA, preset 9e): ACDC's 160 cases are 52 MiB (deflate:
 69 MiB). Packing takes minutes; unpacking seconds.
-    python benchmarks/pack_dataset.py pack data/acdc_ssl4mis .pack/acdc_ssl4mis.npz.xz
-    python benchmarks/pack_dataset.py unpack .pack/acdc_ssl4mis.npz.xz data/acdc_ssl4mis
+    python benchmarks/scripts/pack_dataset.py pack data/acdc_ssl4mis .pack/acdc_ssl4mis.npz.xz
+    python benchmarks/scripts/pack_dataset.py unpack .pack/acdc_ssl4mis.npz.xz data/acdc_ssl4mis
 """
 
 from __future__ import annotations

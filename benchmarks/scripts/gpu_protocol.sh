@@ -2,16 +2,16 @@
 # One 15-minute GPU lease spent on the gpu protocol (METHOD.md section 7: 256 x 256, batch 12 + 12,
 # IDEAL 11k pre-training + 30k fine-tuning steps, supervised 30k steps) at 7 labelled patients, after
 # the GPU-only tests; the throughput run (with a compiled row) is its own action. The lent machine
-# reaches nothing outside it, so the dataset travels packed (benchmarks/pack_dataset.py, 52 MiB) and
+# reaches nothing outside it, so the dataset travels packed (benchmarks/scripts/pack_dataset.py, 52 MiB) and
 # MONAI, nibabel and pytest as wheels:
-#   python benchmarks/pack_dataset.py pack data/acdc_ssl4mis .pack/acdc_ssl4mis.npz.xz
+#   python benchmarks/scripts/pack_dataset.py pack data/acdc_ssl4mis .pack/acdc_ssl4mis.npz.xz
 #   pip download --no-deps -d .whl monai==1.6.1 nibabel==5.4.2 pytest pluggy iniconfig pygments
 # Then, through the device tool, carrying .pack and .whl:
-#   bash benchmarks/gpu_protocol.sh start "$OUT" 540   # set-up, GPU tests, the protocol started;
+#   bash benchmarks/scripts/gpu_protocol.sh start "$OUT" 540   # set-up, GPU tests, the protocol started;
 #                                                      # waits until 540 s after its start, then collects
-#   bash benchmarks/gpu_protocol.sh collect "$OUT" 280 # on the same warm machine: waits up to 280 s more
-#   bash benchmarks/gpu_protocol.sh throughput "$OUT" 0  # set-up and benchmarks/throughput.py only
-#   bash benchmarks/gpu_protocol.sh profile "$OUT" 0     # set-up, then IDEAL's steps profiled (wall against
+#   bash benchmarks/scripts/gpu_protocol.sh collect "$OUT" 280 # on the same warm machine: waits up to 280 s more
+#   bash benchmarks/scripts/gpu_protocol.sh throughput "$OUT" 0  # set-up and benchmarks/scripts/throughput.py only
+#   bash benchmarks/scripts/gpu_protocol.sh profile "$OUT" 0     # set-up, then IDEAL's steps profiled (wall against
 #                                                        # device-busy time), eager and with CUDA graphs
 # The protocol runs IDEAL's cells, then supervised's, detached from the call (setsid) so that it goes
 # on between calls, into /tmp/acdc_gpu: the device tool re-copies the working tree at each call and
@@ -33,7 +33,7 @@ mkdir -p "$out" "$logs"
 protocol() {  # IDEAL's cells first (the method under study), then supervised's
     for name in ideal supervised; do
         echo "$name start $(date +%s)" >> "$logs/wall.txt"
-        python3 -m idealseg benchmark benchmarks/acdc_gpu.yaml --out /tmp/acdc_gpu --only "$name" --seeds 0 \
+        python3 -m idealseg benchmark benchmarks/configs/acdc_gpu.yaml --out /tmp/acdc_gpu --only "$name" --seeds 0 \
             --labeled ssl4mis:7 > "$logs/$name.log" 2>&1
         rc=$?
         echo "$name end $(date +%s) rc $rc" >> "$logs/wall.txt"
@@ -42,7 +42,7 @@ protocol() {  # IDEAL's cells first (the method under study), then supervised's
 
 setup() {
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
-    [ -f data/acdc_ssl4mis/dataset.json ] || python3 benchmarks/pack_dataset.py unpack .pack/acdc_ssl4mis.npz.xz \
+    [ -f data/acdc_ssl4mis/dataset.json ] || python3 benchmarks/scripts/pack_dataset.py unpack .pack/acdc_ssl4mis.npz.xz \
         data/acdc_ssl4mis || exit 1
     { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
       python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
@@ -52,7 +52,7 @@ setup() {
 
 if [ "$action" = throughput ]; then
     setup
-    timeout 150 python3 benchmarks/throughput.py data/acdc_ssl4mis --size 256 --batch 24 --steps 30 --workers 8 \
+    timeout 150 python3 benchmarks/scripts/throughput.py data/acdc_ssl4mis --size 256 --batch 24 --steps 30 --workers 8 \
         --compile on --out "$out" 2>&1 | tr '\r' '\n' | grep -v "it/s\|case/s\|^\s*$" | tail -40
     exit 0
 fi
@@ -61,7 +61,7 @@ if [ "$action" = profile ]; then  # where a GPU step's time goes: wall against d
     setup
     for method in ideal-pretrain ideal; do
         for mode in off cudagraphs; do
-            timeout 150 python3 benchmarks/throughput.py data/acdc_ssl4mis --size 256 --batch 24 --profile 30 \
+            timeout 150 python3 benchmarks/scripts/throughput.py data/acdc_ssl4mis --size 256 --batch 24 --profile 30 \
                 --method "$method" --amp --compile "$mode" --out "$out" 2>&1 | grep -A2 "^$method, " | head -3
         done
     done

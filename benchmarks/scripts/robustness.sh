@@ -6,7 +6,7 @@
 # validation volumes re-framed seven ways, as segmented and with each class's largest connected
 # component kept. SGD 0.01, the cpu profile's optimiser when these ran, pinned. Resumable: rerun after an interruption.
 #
-#   bash benchmarks/robustness.sh [ACDC_NIFTI] [SSL4MIS_ACDC]    (defaults: ../shared/data/...)
+#   bash benchmarks/scripts/robustness.sh [ACDC_NIFTI] [SSL4MIS_ACDC]    (defaults: ../shared/data/...)
 set -euo pipefail
 NIFTI=${1:-../shared/data/acdc-nifti}
 LISTS=${2:-../shared/data/acdc}
@@ -21,10 +21,10 @@ for spacing in none auto; do
     resume=""
     [ -f "$run/config.yaml" ] && resume="--resume"
     [ -f "$run/summary.json" ] || idealseg finetune data/acdc_nifti --out "$run" $resume --method supervised \
-        --profile cpu --labeled @benchmarks/acdc_ssl4mis7_patients.txt --iterations "$STEPS" --time-budget 0 \
+        --profile cpu --labeled @benchmarks/configs/acdc_ssl4mis7_patients.txt --iterations "$STEPS" --time-budget 0 \
         --amp false --optimizer sgd --lr 0.01 --val-every 500 --target-spacing "$spacing"
-    python benchmarks/robustness.py "$run" "$NIFTI" --val-list "$LISTS/val.list" \
+    python benchmarks/scripts/robustness.py "$run" "$NIFTI" --val-list "$LISTS/val.list" \
         --out "benchmarks/results/robustness/supervised_acdc_nifti7_spacing_$spacing"
-    python benchmarks/robustness.py "$run" "$NIFTI" --val-list "$LISTS/val.list" --largest-component \
+    python benchmarks/scripts/robustness.py "$run" "$NIFTI" --val-list "$LISTS/val.list" --largest-component \
         --out "benchmarks/results/robustness/supervised_acdc_nifti7_spacing_${spacing}_lcc"
 done

@@ -1,6 +1,6 @@
 """The pseudo-label diagnostics of benchmark cells at their last validation point, as a markdown table.
 
-    python benchmarks/pseudo_labels.py CELL [CELL ...]
+    python benchmarks/scripts/pseudo_labels.py CELL [CELL ...]
 
 Each CELL is a benchmark cell folder (cells/NAME_BUDGET_seedS, with run/log.csv). Training logs,
 at every validation point, the Dice of each network's hard prediction on the unlabelled training
