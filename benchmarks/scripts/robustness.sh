@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Robustness to framing, before and after physical space (issue 18): two supervised U-Nets trained on
+# Robustness to framing, before and after physical space: two supervised U-Nets trained on
 # ACDC as released (NIfTI with spacing), the SSL4MIS split's 7 labelled patients, the cpu profile and
 # the same number of steps, one on slices resized to 128 px (target_spacing none: what idealseg did
 # before) and one at the median in-plane spacing (auto: 1.48 mm), each scored by robustness.py on the

@@ -1,6 +1,7 @@
-"""Copy the tables of committed benchmark reports into docs/benchmarks.md, each between its markers,
-and build the README's headline table from the tuned report (tests/test_docs.py fails when a copy
-and its report differ). Run after a cell finishes:
+"""Copy the tables of committed benchmark reports into the docs pages (docs/results.md,
+docs/notes.md), each between its markers, copy the figures the Results page embeds into
+docs/figures/, and build the README's headline table from the tuned report (tests/test_docs.py
+fails when a copy and its source differ). Run after a cell finishes:
     python benchmarks/scripts/sync_docs_table.py
 """
 
@@ -9,9 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# marker name: (results folder, how many of its report's tables: the Dice table, then the paired one)
-TABLES = {"acdc-cpu-table": ("acdc_cpu", 1), "acdc-cpu-tuning-tables": ("acdc_cpu_tuning", 2),
-          "acdc-cpu-converged-tables": ("acdc_cpu_converged", 2)}
+# marker name: (results folder, how many of its report's tables: the Dice table, then the paired one,
+# the docs page that copies them)
+TABLES = {"acdc-cpu-table": ("acdc_cpu", 1, "notes.md"),
+          "acdc-cpu-tuning-tables": ("acdc_cpu_tuning", 2, "results.md"),
+          "acdc-cpu-converged-tables": ("acdc_cpu_converged", 2, "results.md"),
+          "cross-centre-tables": ("cross_centre", 2, "results.md")}
+# figures the docs embed (mkdocs serves only files inside docs/): docs path -> results file
+FIGURES = {"figures/dice_vs_compute_equal_compute.png": "acdc_cpu_tuning/dice_vs_compute.png",
+           "figures/dice_vs_compute_converged.png": "acdc_cpu_converged/dice_vs_compute.png"}
 # the README's headline columns: (column label, row of the tuned report, name in the "best" column);
 # the last is `idealseg train`'s default recipe, whose paired difference the headline shows
 HEADLINE = [("supervised U-Net", "supervised adam 1e-3", "supervised"),
@@ -20,6 +27,7 @@ HEADLINE = [("supervised U-Net", "supervised adam 1e-3", "supervised"),
             ("IDEAL pre-training + BCP (`train`'s default)", "ideal pre-training + bcp adam 1e-3",
              "IDEAL pre-training + BCP")]
 README_MARKERS = ("<!-- headline: from benchmarks/results/acdc_cpu_tuning/report.md -->", "<!-- /headline -->")
+HEADLINE_PAGES = ("README.md", "docs/results.md")  # both open with the headline
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -39,8 +47,13 @@ def tables(text: str, count: int) -> list[list[str]]:
     return found
 
 
+def page(name: str) -> Path:
+    """The docs page that copies `name`'s tables."""
+    return ROOT / "docs" / TABLES[name][2]
+
+
 def report(name: str) -> list[list[str]]:
-    folder, count = TABLES[name]
+    folder, count, _ = TABLES[name]
     return tables((ROOT / "benchmarks" / "results" / folder / "report.md").read_text(), count)
 
 
@@ -89,14 +102,15 @@ def replace_between(text: str, start: str, end: str, body: str) -> str:
 
 
 def main() -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    page = path.read_text()
     for name in TABLES:
         body = "\n\n".join("\n".join(table) for table in report(name))
-        page = replace_between(page, *markers(name), body)
-    path.write_text(page)
-    readme = ROOT / "README.md"
-    readme.write_text(replace_between(readme.read_text(), *README_MARKERS, "\n".join(headline())))
+        page(name).write_text(replace_between(page(name).read_text(), *markers(name), body))
+    for copy, source in FIGURES.items():
+        (ROOT / "docs" / copy).parent.mkdir(exist_ok=True)
+        (ROOT / "docs" / copy).write_bytes((ROOT / "benchmarks" / "results" / source).read_bytes())
+    for name in HEADLINE_PAGES:
+        path = ROOT / name
+        path.write_text(replace_between(path.read_text(), *README_MARKERS, "\n".join(headline())))
 
 
 if __name__ == "__main__":
