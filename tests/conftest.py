@@ -20,7 +20,7 @@ def load_benchmark_script(name: str):
     """A script of benchmarks/ (not a package) imported as a module, to test its functions."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scripts" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

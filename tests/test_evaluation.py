@@ -155,7 +155,7 @@ def test_demo_end_to_end(tmp_path, capsys, method):
 def test_shipped_benchmark_configs_parse(name):
     from pathlib import Path
 
-    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / f"{name}.yaml")
+    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "configs" / f"{name}.yaml")
     assert spec["labeled"][:2] == ["ssl4mis:7", "ssl4mis:3"]
     assert [c["name"] for c in spec["methods"]][:3] == ["supervised", "cps", "ideal"]
     names = {c["name"] for c in spec["methods"]}
@@ -166,7 +166,7 @@ def test_shipped_benchmark_configs_parse(name):
 def test_ideal_ablation_config_changes_one_thing_per_row():
     from pathlib import Path
 
-    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "acdc_cpu_ideal_ablation.yaml")
+    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "configs" / "acdc_cpu_ideal_ablation.yaml")
     rows = spec["methods"]
     assert rows[0]["name"] == spec["reference"] == "ideal" and not rows[0].get("options")
     assert all(r["pretrain"] == "ideal-pretrain" for r in rows)
@@ -189,7 +189,7 @@ def test_committed_cpu_cells_rerun_with_the_optimiser_they_recorded(name):
     from idealseg.config import resolve_config
 
     repo = Path(__file__).parents[1]
-    spec = load_benchmark(repo / "benchmarks" / f"{name}.yaml")
+    spec = load_benchmark(repo / "benchmarks" / "configs" / f"{name}.yaml")
     root, checked = repo / spec["out"], 0
     keys = ("optimizer", "lr", "weight_decay", "poly_power")
     for cell in spec["methods"]:
@@ -212,7 +212,7 @@ def test_committed_cpu_cells_rerun_with_the_optimiser_they_recorded(name):
 def test_tuning_config_sweeps_both_methods_alike():
     from pathlib import Path
 
-    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "acdc_cpu_tuning.yaml")
+    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "configs" / "acdc_cpu_tuning.yaml")
     settings = {}  # the optimiser's settings of each method (a row may also change a recipe's own option)
     for cell in spec["methods"]:
         optimiser = {k: v for k, v in cell.get("options", {}).items() if k in ("optimizer", "lr")}
@@ -225,7 +225,7 @@ def test_gpu_lease_config_fits_one_lease(name):
     """The short GPU configs: gpu profile, ideal first, every cell's calibrated compute under 6 minutes."""
     from pathlib import Path
 
-    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / f"{name}.yaml")
+    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "configs" / f"{name}.yaml")
     assert spec["profile"] == "gpu" and spec["methods"][0]["method"] == "ideal"
     assert len(spec["methods"]) * spec["budget"]["total_seconds"] <= 360
 
@@ -235,7 +235,7 @@ def test_long_cpu_config_reuses_the_cpu_calibration():
     from pathlib import Path
 
     repo = Path(__file__).parents[1]
-    short, long = (load_benchmark(repo / "benchmarks" / f"{n}.yaml") for n in ("acdc_cpu", "acdc_cpu_long"))
+    short, long = (load_benchmark(repo / "benchmarks" / "configs" / f"{n}.yaml") for n in ("acdc_cpu", "acdc_cpu_long"))
     assert long["budget"]["total_seconds"] == 3 * short["budget"]["total_seconds"]
     assert long["budget"]["pretrain_seconds"] == short["budget"]["pretrain_seconds"]
     assert Path(repo / long["budget"]["calibration"]) == repo / short["out"] / "calibration.json"
@@ -409,7 +409,7 @@ def test_bf16_config_matches_the_float32_cells_steps():
     from pathlib import Path
 
     repo = Path(__file__).parents[1]
-    spec = load_benchmark(repo / "benchmarks" / "acdc_cpu_bf16.yaml")
+    spec = load_benchmark(repo / "benchmarks" / "configs" / "acdc_cpu_bf16.yaml")
     fp32 = json.loads((repo / "benchmarks/results/acdc_cpu/cells/supervised_ssl4mis_7_seed0/result.json").read_text())
     assert spec["options"] == {"amp": True, "iterations": fp32["steps"], "time_budget": 0}
     assert spec["labeled"] == [fp32["labeled"]] and [c["method"] for c in spec["methods"]] == ["supervised"]
@@ -644,7 +644,7 @@ def test_paired_script_reads_the_cell_folders_it_is_given(tmp_path):
 
     cell(tmp_path / "bench" / "cells" / "m_7_seed0", [0.8, 0.9])
     cell(tmp_path / "bench" / "superseded" / "m_7_seed0", [0.6, 0.7])
-    script = Path(__file__).parents[1] / "benchmarks" / "paired.py"
+    script = Path(__file__).parents[1] / "benchmarks" / "scripts" / "paired.py"
     out = subprocess.run([sys.executable, str(script), str(tmp_path / "bench" / "superseded" / "m_7_seed0"), "--",
                           str(tmp_path / "bench" / "cells" / "m_7_seed0")], capture_output=True, text=True, check=True)
     assert "A 0.650, B 0.850; B minus A +0.200" in out.stdout

@@ -1,4 +1,4 @@
-"""benchmarks/robustness.py re-frames volumes and labels alike, at the field of view and spacing it names."""
+"""benchmarks/scripts/robustness.py re-frames volumes and labels alike, at the field of view and spacing it names."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""benchmarks/throughput.py's measure of the machine's limit: a matrix-product peak and counted FLOPs."""
+"""benchmarks/scripts/throughput.py's measure of the machine's limit: a matrix-product peak and counted FLOPs."""
 
 from __future__ import annotations
 

@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("benchmark", help="methods x label budgets x seeds, resumable")
-    p.add_argument("config", help="benchmark YAML, e.g. benchmarks/acdc_cpu.yaml")
+    p.add_argument("config", help="benchmark YAML, e.g. benchmarks/configs/acdc_cpu.yaml")
     p.add_argument("--out", help="results folder (default: the YAML's `out`)")
     p.add_argument("--only", help="comma-separated method names to run")
     p.add_argument("--seeds", help="comma-separated seeds to run now (default: every seed of the YAML)")

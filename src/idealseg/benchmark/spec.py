@@ -16,7 +16,7 @@ from idealseg.methods import METHODS, get_method
 REQUIRED = ("dataset", "methods", "labeled")
 
 def load_benchmark(path: str | Path) -> dict[str, Any]:
-    """Read and check a benchmark YAML (see benchmarks/acdc_cpu.yaml)."""
+    """Read and check a benchmark YAML (see benchmarks/configs/acdc_cpu.yaml)."""
     spec = read_yaml(path)
     missing = [k for k in REQUIRED if k not in spec]
     if missing:

@@ -3,7 +3,7 @@
 Why it exists: at the gpu profile's size (256 x 256, batch 24) the SSL4MIS-sized U-Net reaches
 about 8 % of an H200's bfloat16 matrix-product peak (about 28 ms a step for IDEAL, 19 ms for
 supervised), so fewer, fused kernels looked like the way to the issue's 8-minute protocol. Measured
-(benchmarks/throughput.py --compile on, H200, 2026-11-27): 1161 images/s compiled against 1263
+(benchmarks/scripts/throughput.py --compile on, H200, 2026-11-27): 1161 images/s compiled against 1263
 eager, so it is off by default; on two CPU cores it took 128 s to compile and was not faster
 either (CHANGELOG). `cudagraphs` and `max-autotune` are there to be measured, not yet measured.
 

@@ -1,0 +1,164 @@
+"""Another centre's scans: a model trained on ACDC, scored on ACDC validation and on another centre.
+
+Trains one run per recipe and augmentation on the SSL4MIS split's 7 labelled patients in physical
+space, 1 thread: `supervised` (a plain U-Net, Adam 1e-3, `--iterations` steps) and `default`
+(`idealseg train` as a user runs it: IDEAL pre-training, then BCP, the cpu profile's budget). Then
+it scores each run
+- on ACDC validation (the run's own post-processing, as `idealseg evaluate` does), also with the
+  scale search (what it costs where the header is right),
+- on the other centre's labelled scans, at their header's spacing and with `predict`'s scale search,
+- on the other centre at fixed multiples of the header's in-plane spacing (the diagnosis: where the
+  Dice that a scanner change costs goes).
+
+    python benchmarks/scripts/cross_centre.py --acdc ../shared/data/acdc --acdc-nifti ../shared/data/acdc-nifti \\
+        --other ../shared/data/mscmr-c0-dev --label-map 600:1,200:2,500:3 \\
+        --out benchmarks/results/cross_centre [--recipes supervised,default] [--augmentations weak,nnunet]
+
+Datasets and runs go to `--work` (default `runs/cross_centre`); the results folder gets results.json,
+report.md and the per-volume CSVs. A killed run resumes from its checkpoint when run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import idealseg
+from idealseg.atomic import atomic_file
+from idealseg.benchmark.cells import claim_results_folder
+from idealseg.data.dataset import Dataset
+from idealseg.errors import IdealsegError
+from idealseg.evaluation.evaluate import evaluate_run
+from idealseg.evaluation.inference import predict_case
+from idealseg.evaluation.metrics import mean_foreground_dice
+from idealseg.runfolder.environment import cpu_model
+from idealseg.runfolder.folder import load_run, run_largest_component
+
+FACTORS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.15, 1.3)
+
+
+def datasets(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
+    """ACDC (SSL4MIS split, spacing from the release) and the other centre, prepared once."""
+    acdc, other = work / "acdc", work / "other"
+    if not (acdc / "dataset.json").exists():
+        idealseg.prepare("ssl4mis", acdc, args.acdc, spacing_from=args.acdc_nifti)
+    if not (other / "dataset.json").exists():
+        idealseg.prepare("nifti", other, args.other, label_map=args.label_map, classes=args.classes.split(","))
+    return acdc, other
+
+
+def train(acdc: Path, run: Path, recipe: str, augmentation: str, iterations: int) -> tuple[Path, float]:
+    """One run (resumed if it was killed): its fine-tuning folder and its training seconds."""
+    if recipe == "supervised":
+        if not (run / "summary.json").exists():
+            idealseg.finetune(acdc, run, method="supervised", labeled="ssl4mis:7", optimizer="adam", lr=1e-3,
+                              iterations=iterations, threads=1, augmentation=augmentation, resume=run.exists())
+        return run, json.loads((run / "summary.json").read_text())["seconds"]
+    if not (run / "finetune" / "summary.json").exists():
+        idealseg.train(acdc, run, labeled="ssl4mis:7", threads=1, augmentation=augmentation, resume=run.exists())
+    seconds = sum(json.loads((run / stage / "summary.json").read_text())["seconds"] for stage in ("pretrain",
+                                                                                                  "finetune"))
+    return run / "finetune", seconds
+
+
+def score(run: Path, dataset: Path, split: str, out: Path, scale_search: bool) -> dict:
+    """Mean Dice per class over the split's volumes, and the evaluation's own numbers."""
+    summary = evaluate_run(run, split, dataset, out=out, scale_search=scale_search, device="cpu")
+    dice = {name: round(c["dice"]["mean"], 3) for name, c in summary["classes"].items()}
+    return {"dice": dice, "volumes": summary["volumes"], "seconds": summary["seconds"],
+            "largest_component": summary["largest_component"]}
+
+
+def scale_sweep(run: Path, dataset: Path) -> dict[str, float]:
+    """Mean foreground Dice on the dataset's labelled train cases with every scan's in-plane spacing
+    multiplied by each factor (the run's post-processing, no scale search)."""
+    cfg, method, _ = load_run(run)
+    cleaned = run_largest_component(run)
+    ds = Dataset(dataset)
+    cases = [ds.load(c.id) for c in ds.split("train") if c.labeled]
+    sweep = {}
+    for factor in FACTORS:
+        scores = []
+        for case in cases:
+            z, y, x = case.spacing
+            case.spacing = (z, y * factor, x * factor)
+            scores.append(mean_foreground_dice(predict_case(method, cfg, case, "cpu", largest_component=cleaned),
+                                               case.label, ds.num_classes))
+            case.spacing = (z, y, x)
+        sweep[f"{factor:g}"] = round(float(np.mean(scores)), 3)
+        print(f"{run.name}: spacing x{factor:g}: {sweep[f'{factor:g}']}", flush=True)
+    return sweep
+
+
+def report(results: dict) -> str:
+    """The markdown table: ACDC validation, the other centre at its header's spacing and with scale search."""
+    lines = [f"# Another centre: {results['other']}", "",
+             f"{results['labeled']} labelled ACDC patients; supervised: {results['iterations']} steps, default: "
+             f"`idealseg train`'s cpu profile; {results['machine']}. Mean foreground Dice.", "",
+             "| recipe, augmentation | ACDC val | ACDC val, scale search | other centre | other centre, scale search "
+             "| train (s) |", "|---|---|---|---|---|---|"]
+    for name, r in results["runs"].items():
+        lines.append(f"| {name} | {r['acdc_val']['dice']['mean']:.3f} | "
+                     f"{r['acdc_val_scale_search']['dice']['mean']:.3f} | {r['other']['dice']['mean']:.3f} | "
+                     f"{r['other_scale_search']['dice']['mean']:.3f} | {r['train_seconds']:.0f} |")
+    lines += ["", "Mean foreground Dice on the other centre with its in-plane spacing multiplied by a factor:", "",
+              "| recipe, augmentation | " + " | ".join(f"x{f:g}" for f in FACTORS) + " |",
+              "|---|" + "---|" * len(FACTORS)]
+    for name, r in results["runs"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{r['scale_sweep'][f'{f:g}']:.3f}" for f in FACTORS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--acdc", required=True, help="ACDC in the SSL4MIS layout")
+    parser.add_argument("--acdc-nifti", required=True, help="the same patients as released (for their spacing)")
+    parser.add_argument("--other", required=True, help="the other centre's scans, Decathlon layout, with labels")
+    parser.add_argument("--label-map", default=None, help="the other centre's label codes to ACDC's classes")
+    parser.add_argument("--classes", default="background,RV,Myo,LV")
+    parser.add_argument("--recipes", default="supervised")
+    parser.add_argument("--augmentations", default="weak,nnunet")
+    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--work", default="runs/cross_centre")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    work, out = Path(args.work), Path(args.out)
+    claim_results_folder(out)  # report.md and results.json are rewritten: never in a folder of the user's
+    acdc, other = datasets(args, work)
+    results = {"other": str(args.other), "labeled": "ssl4mis:7", "iterations": args.iterations,
+               "machine": f"{cpu_model()}, 1 thread", "runs": {}}
+    if (out / "results.json").exists():  # runs scored before keep their entries
+        results["runs"] = json.loads((out / "results.json").read_text())["runs"]
+    for recipe in args.recipes.split(","):
+        for augmentation in args.augmentations.split(","):
+            name = f"{recipe}, {augmentation}"
+            t0 = time.time()
+            folder = out / f"{recipe}_{augmentation}"
+            run, seconds = train(acdc, work / "runs" / f"{recipe}_{augmentation}", recipe, augmentation,
+                                 args.iterations)
+            entry = {"train_seconds": seconds,
+                     "acdc_val": score(run, acdc, "val", folder / "acdc_val", False),
+                     "acdc_val_scale_search": score(run, acdc, "val", folder / "acdc_val_scale_search", True),
+                     "other": score(run, other, "train", folder / "other", False),
+                     "other_scale_search": score(run, other, "train", folder / "other_scale_search", True),
+                     "scale_sweep": scale_sweep(run, other)}
+            entry["wall_seconds"] = round(time.time() - t0)
+            results["runs"][name] = entry
+            with atomic_file(out / "results.json") as f:
+                json.dump(results, f, indent=1)
+            with atomic_file(out / "report.md") as f:
+                f.write(report(results))
+    print(report(results))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except IdealsegError as exc:  # one line, as the CLI says it
+        print(f"cross_centre.py: error: {exc}", file=sys.stderr)
+        sys.exit(2)
