@@ -35,6 +35,7 @@ import torch
 from idealseg.config import RunConfig
 from idealseg.data.mixing import box_mask, paste
 from idealseg.methods.common import TeacherStudent, largest_components_2d, pad_labels
+from idealseg.methods.paste import BidirectionalPaste
 
 
 class BCP(TeacherStudent):
@@ -84,14 +85,9 @@ class BCP(TeacherStudent):
             pseudo = largest_components_2d(self.teacher(xu).argmax(1), self.cfg.num_classes)
         n = min(len(xl), len(xu))
         xl, yl, xu, pseudo = xl[:n], yl[:n], xu[:n], pseudo[:n]
-        other = torch.roll(torch.arange(n, device=x.device), 1)  # outward pairs differ from inward pairs
-        inward, outward = box_mask(n, size, device=x.device), box_mask(n, size, device=x.device)
-        w = self.cfg.unlabeled_weight
-        logits = self.student(torch.cat([paste(xl, xu, inward), paste(xu[other], xl[other], outward)]))
-        target = torch.cat([paste(yl, pseudo, inward), paste(pseudo[other], yl[other], outward)])
-        ones = torch.ones_like(inward)
-        weight = torch.cat([paste(ones, w * ones, inward), paste(w * ones, ones, outward)])
-        mix = self.loss(logits, target, weight)
+        pairs = BidirectionalPaste.draw(n, size, x.device)
+        logits = self.student(pairs.mix(xl, xu))
+        mix = self.loss(logits, pairs.mix(yl, pseudo), pairs.weights(self.cfg.unlabeled_weight))
         return {"loss": mix, "mix": mix}
 
     def on_step_end(self):
