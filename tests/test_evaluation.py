@@ -20,13 +20,13 @@ from idealseg.benchmark import (
     run_benchmark,
     validation_curves,
 )
+from idealseg.benchmark.pricing import PARTS
 from idealseg.benchmark.spec import clocked_options
 from idealseg.cli import main
 from idealseg.data.importers.phantom import phantom_raw
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
 from idealseg.evaluation.predict import predict_files
-from idealseg.methods.bcp import BCP
 from idealseg.pipeline import train
 
 from .conftest import write_nifti
@@ -586,7 +586,7 @@ def test_a_variant_is_anchored_on_its_plain_method(tmp_path, monkeypatch):
     root.mkdir()
     (root / "calibration.json").write_text(json.dumps({"finetune_bcp": 0.72, "finetune_supervised": 0.27,
                                                        "finetune_bcp_unlabeled_weight-1.0": 0.61}))  # measured before
-    monkeypatch.setattr(BCP, "phases", classmethod(lambda cls, options: [(1.0, {})]))  # one cost (see below)
+    monkeypatch.setitem(PARTS, "bcp", lambda options: [(1.0, {})])  # one cost (see below)
     here = {(): 0.5, (("mixing", "copy-paste"),): 0.55}  # this machine: plain 0.5 s, the variant 10 % slower
     monkeypatch.setattr(bm, "_seconds_per_step",
                         lambda root, spec, stage, method, opts: here[tuple(sorted(opts.items()))])

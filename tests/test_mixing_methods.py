@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from idealseg.benchmark.calibration import phase_jobs
+from idealseg.benchmark.pricing import phase_jobs, run_parts
 from idealseg.config import resolve_config
 from idealseg.data.mixing import box_mask, paste
 from idealseg.engine.trainer import Trainer
@@ -83,15 +83,15 @@ def test_bcp_warms_up_on_labels_then_resets_its_teacher():
     assert "self_training" in method.state_dict()  # a resumed run stays in its stage
 
 
-def test_bcp_phases_are_the_steps_it_takes():
-    """The parts BCP declares for pricing (benchmark calibration) are its steps: a run made all of the
+def test_bcp_priced_parts_are_the_steps_it_takes():
+    """The parts the benchmark prices a BCP run by (pricing.run_parts) are its steps: a run made all of the
     warm-up part takes labelled-only steps (two slices through the student, no teacher), one made all
     of the self-training part takes mixed steps (four slices, both directions)."""
-    assert get_method("bcp").phases({}) == [(0.25, {"labeled_warmup": 1.0}), (0.75, {"labeled_warmup": 0.0})]
-    assert get_method("supervised").phases({}) == [(1.0, {})]
+    assert run_parts("bcp", {}) == [(0.25, {"labeled_warmup": 1.0}), (0.75, {"labeled_warmup": 0.0})]
+    assert run_parts("supervised", {}) == [(1.0, {})]
     images, labels = torch.rand(4, 1, 32, 32), torch.randint(0, 4, (2, 32, 32))
     seen = []
-    for _, part in get_method("bcp").phases({"labeled_warmup": 0.4}):
+    for _, part in run_parts("bcp", {"labeled_warmup": 0.4}):
         cfg = resolve_config("finetune", "tiny", None, {"method": "bcp", "input_size": 32, **part})
         method = get_method("bcp")(cfg)
         method.student.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
@@ -178,7 +178,7 @@ def test_bcp_plain_warmup_trains_on_unmixed_labelled_slices():
         assert set(out) == {"loss", "sup"} and len(targets[0]) == 2
         classes = [set(t.unique().tolist()) - {0} for t in targets[0]]  # 0: outside a rotated slice
         assert (classes != [{1}, {2}]) == mixed
-    assert get_method("bcp").phases({"warmup_mixing": "none"}) == [
+    assert run_parts("bcp", {"warmup_mixing": "none"}) == [
         (0.25, {"labeled_warmup": 1.0, "warmup_mixing": "none"}),
         (0.75, {"labeled_warmup": 0.0, "warmup_mixing": None})]
     jobs = phase_jobs("finetune", "bcp", {"warmup_mixing": "none", "lr": 0.001}, {"warmup_mixing": "none"})

@@ -9,16 +9,11 @@ import tempfile
 from pathlib import Path
 
 from idealseg.atomic import atomic_file
+from idealseg.benchmark.pricing import SAME_COST, phase_jobs
 from idealseg.benchmark.spec import pretrain_key, stage_key, stage_options
 from idealseg.checks import is_number
 from idealseg.errors import IdealsegError
-from idealseg.methods import get_method
 from idealseg.pipeline import run_stage
-
-# Options that change only numbers inside a step (the optimiser's, a loss weight or threshold, a
-# schedule), not which networks run on what: a variant made of these costs what its plain method costs.
-SAME_COST = {"lr", "optimizer", "weight_decay", "poly_power", "lambda_max", "rampup", "pseudo_threshold",
-             "sup_loss", "unlabeled_weight", "confidence", "ema_decay", "temperature"}
 
 
 def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
@@ -36,7 +31,7 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
     on a shared machine two 20-step measurements of the same BCP step differed by up to 28 %, and
     IDEAL's lambda and ramp-up variants came out 0.68 to 0.88 s against IDEAL's 0.77.
 
-    A method whose run has parts of different cost (`Method.phases`: BCP's labelled-only warm-up) has
+    A method whose run has parts of different cost (`pricing.run_parts`: BCP's labelled-only warm-up) has
     each part measured as a variant of the plain method, and `iterations` prices a run by their mix.
     Entries this benchmark's own table lacks are first taken from `budget.calibration`'s, so that
     benchmarks sharing a calibration share later measurements too.
@@ -79,18 +74,6 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
     if not path.exists():
         _write_calibration(path, table)  # every entry came from budget.calibration
     return table
-
-def phase_jobs(stage: str, method: str, opts: dict, run_options: dict) -> list[tuple[float, tuple]]:
-    """(fraction of the steps, calibration job) for each part of a run of `method` whose steps cost
-    differently; `run_options` are all the options the run has (they decide the parts' sizes). A part's
-    job drops the options that do not change a step's cost (SAME_COST), so the variants of one method
-    share its parts' measurements; an option a part sets to None does not change that part's cost."""
-    parts = get_method(method).phases(run_options)
-    if parts == [(1.0, {})]:
-        return [(1.0, (stage, method, opts))]
-    priced = {k: v for k, v in opts.items() if k not in SAME_COST}
-    return [(fraction, (stage, method, {k: v for k, v in {**priced, **part}.items() if v is not None}))
-            for fraction, part in parts]
 
 def finetune_steps(root: Path, spec: dict, cell: dict) -> int:
     """The fine-tuning steps a cell's budget buys: the total less its pre-training's share, priced by
