@@ -7,10 +7,15 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 
 from idealseg.benchmark import (
+    BenchmarkSpec,
+    Budget,
+    CellResult,
+    MethodEntry,
     calibrate,
     collect,
     load_benchmark,
@@ -24,14 +29,30 @@ from idealseg.benchmark.spec import clocked_options
 from idealseg.errors import IdealsegError
 
 
+def _spec(budget: Budget | None = None, methods: list[MethodEntry] = (), **fields) -> BenchmarkSpec:
+    """A spec built in code, as load_benchmark returns it, for the functions that take one."""
+    return BenchmarkSpec(dataset="no-such-dataset", methods=list(methods), labeled=["2"], budget=budget, **fields)
+
+
+def _rows(*rows: dict) -> list[MethodEntry]:
+    """Rows of `methods:` built in code (seed 0 unless given)."""
+    return [MethodEntry(**{"seeds": [0], **row}) for row in rows]
+
+
+def _result(name: str, labeled: str, seed: int, **fields) -> CellResult:
+    """A finished cell's row built in code, the fields a test does not read filled in."""
+    return CellResult(**{"name": name, "method": name, "labeled": labeled, "seed": seed, "steps": 1,
+                         "pretrain_seconds": 0.0, "metrics": {}, **fields})
+
+
 @pytest.mark.parametrize("name", ["acdc_cpu", "acdc_gpu"])
 def test_shipped_benchmark_configs_parse(name):
     from pathlib import Path
 
     spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / f"{name}.yaml")
-    assert spec["labeled"][:2] == ["ssl4mis:7", "ssl4mis:3"]
-    assert [c["name"] for c in spec["methods"]][:3] == ["supervised", "cps", "ideal"]
-    names = {c["name"] for c in spec["methods"]}
+    assert spec.labeled[:2] == ["ssl4mis:7", "ssl4mis:3"]
+    assert [c.name for c in spec.methods][:3] == ["supervised", "cps", "ideal"]
+    names = {c.name for c in spec.methods}
     assert names >= {"supervised", "cps", "ideal", "mean-teacher", "gcl-lcl + supervised", "ideal w/o pre-training",
                      "ideal pre-training + supervised", "ideal with mlp head"}, names
 
@@ -40,12 +61,12 @@ def test_ideal_ablation_config_changes_one_thing_per_row():
     from pathlib import Path
 
     spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "acdc_cpu_ideal_ablation.yaml")
-    rows = spec["methods"]
-    assert rows[0]["name"] == spec["reference"] == "ideal" and not rows[0].get("options")
-    assert all(r["pretrain"] == "ideal-pretrain" for r in rows)
+    rows = spec.methods
+    assert rows[0].name == spec.reference == "ideal" and not rows[0].options
+    assert all(r.pretrain == "ideal-pretrain" for r in rows)
     for r in rows[1:]:  # one thing of IDEAL's fine-tuning (the two perturbations change together), or
         # IDEAL's pre-trained encoder under another recipe's fine-tuning, that recipe as it is
-        assert 1 <= len(r["options"]) <= 2 if r["method"] == "ideal" else not r.get("options"), r
+        assert 1 <= len(r.options) <= 2 if r.method == "ideal" else not r.options, r
 
 
 @pytest.mark.parametrize("name", ["acdc_cpu", "acdc_cpu_ideal_ablation", "acdc_cpu_tuning", "acdc_cpu_long",
@@ -63,19 +84,19 @@ def test_committed_results_cpu_cells_rerun_with_the_optimiser_they_recorded(name
 
     repo = Path(__file__).parents[1]
     spec = load_benchmark(repo / "benchmarks" / f"{name}.yaml")
-    root, checked = repo / spec["out"], 0
+    root, checked = repo / spec.out, 0
     keys = ("optimizer", "lr", "weight_decay", "poly_power")
-    for cell in spec["methods"]:
-        for labeled in spec["labeled"]:
-            for seed in cell["seeds"]:
-                runs = [("finetune", cell["method"], cell_dir(root, cell["name"], labeled, seed) / "run")]
-                if cell.get("pretrain"):
-                    runs.append(("pretrain", cell["pretrain"], root / "pretrain" / f"{pretrain_key(cell)}_seed{seed}"))
+    for cell in spec.methods:
+        for labeled in spec.labeled:
+            for seed in cell.seeds:
+                runs = [("finetune", cell.method, cell_dir(root, cell.name, labeled, seed) / "run")]
+                if cell.pretrain:
+                    runs.append(("pretrain", cell.pretrain, root / "pretrain" / f"{pretrain_key(cell)}_seed{seed}"))
                 for stage, method, folder in runs:
                     if not (folder / "config.yaml").exists():
                         continue
                     recorded = yaml.safe_load((folder / "config.yaml").read_text())
-                    now = resolve_config(stage, spec["profile"], None,
+                    now = resolve_config(stage, spec.profile, None,
                                          {**stage_options(spec, cell, stage), "method": method})
                     assert {k: getattr(now, k) for k in keys} == {k: recorded[k] for k in keys}, folder
                     checked += 1
@@ -87,9 +108,9 @@ def test_tuning_config_sweeps_both_methods_alike():
 
     spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "acdc_cpu_tuning.yaml")
     settings = {}  # the optimiser's settings of each method (a row may also change a recipe's own option)
-    for cell in spec["methods"]:
-        optimiser = {k: v for k, v in cell.get("options", {}).items() if k in ("optimizer", "lr")}
-        settings.setdefault(cell["method"], set()).add(tuple(sorted(optimiser.items())))
+    for cell in spec.methods:
+        optimiser = {k: v for k, v in cell.options.items() if k in ("optimizer", "lr")}
+        settings.setdefault(cell.method, set()).add(tuple(sorted(optimiser.items())))
     assert settings["supervised"] == settings["bcp"] and len(settings["bcp"]) == 2  # SGD 0.01: acdc_cpu's cells
 
 
@@ -99,8 +120,8 @@ def test_gpu_lease_config_fits_one_lease(name):
     from pathlib import Path
 
     spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / f"{name}.yaml")
-    assert spec["profile"] == "gpu" and spec["methods"][0]["method"] == "ideal"
-    assert len(spec["methods"]) * spec["budget"]["total_seconds"] <= 360
+    assert spec.profile == "gpu" and spec.methods[0].method == "ideal"
+    assert len(spec.methods) * spec.budget.total_seconds <= 360
 
 
 def test_committed_results_long_cpu_config_reuses_the_cpu_calibration():
@@ -109,25 +130,25 @@ def test_committed_results_long_cpu_config_reuses_the_cpu_calibration():
 
     repo = Path(__file__).parents[1]
     short, long = (load_benchmark(repo / "benchmarks" / f"{n}.yaml") for n in ("acdc_cpu", "acdc_cpu_long"))
-    assert long["budget"]["total_seconds"] == 3 * short["budget"]["total_seconds"]
-    assert long["budget"]["pretrain_seconds"] == short["budget"]["pretrain_seconds"]
-    assert Path(repo / long["budget"]["calibration"]) == repo / short["out"] / "calibration.json"
-    assert (repo / long["budget"]["calibration"]).exists()
+    assert long.budget.total_seconds == 3 * short.budget.total_seconds
+    assert long.budget.pretrain_seconds == short.budget.pretrain_seconds
+    assert Path(repo / long.budget.calibration) == repo / short.out / "calibration.json"
+    assert (repo / long.budget.calibration).exists()
 
 
 def test_shared_calibration_is_copied_not_measured(tmp_path):
     """With budget.calibration holding every stage, nothing is trained: the table is copied as it is."""
     shared = tmp_path / "cal.json"
     shared.write_text(json.dumps({"finetune_supervised": 0.25, "pretrain_ideal-pretrain": 0.5, "finetune_ideal": 0.75}))
-    spec = {"dataset": "no-such-dataset", "budget": {"calibration": str(shared)}}
-    cells = [{"name": "sup", "method": "supervised"},
-             {"name": "ideal", "method": "ideal", "pretrain": "ideal-pretrain"}]
+    spec = _spec(Budget(total_seconds=60, pretrain_seconds=30, calibration=str(shared)))
+    cells = _rows({"name": "sup", "method": "supervised"},
+                  {"name": "ideal", "method": "ideal", "pretrain": "ideal-pretrain"})
     assert calibrate(tmp_path / "res", spec, cells)["finetune_ideal"] == 0.75
     assert json.loads((tmp_path / "res" / "calibration.json").read_text()) == json.loads(shared.read_text())
     shared.write_text('{"finetune_supervised": -1}')
     with pytest.raises(IdealsegError, match=r"cal.json: a calibration maps each stage to positive seconds"):
         calibrate(tmp_path / "other", spec, cells)
-    spec["budget"]["calibration"] = str(tmp_path / "missing.json")
+    spec = _spec(Budget(total_seconds=60, pretrain_seconds=30, calibration=str(tmp_path / "missing.json")))
     with pytest.raises(IdealsegError, match=r"missing.json: cannot read the calibration"):
         calibrate(tmp_path / "third", spec, cells)
 
@@ -141,8 +162,8 @@ def test_new_method_is_calibrated_beside_an_anchor_and_scaled(tmp_path, monkeypa
     (root / "calibration.json").write_text(json.dumps({"finetune_supervised": 0.3}))
     here = {"supervised": 0.1, "unimatch": 0.25}  # this machine is 3x faster than the table's
     monkeypatch.setattr(bm, "_seconds_per_step", lambda root, spec, stage, method, opts: here[method])
-    spec = {"budget": {"calibrate_steps": 2}, "methods": []}
-    table = calibrate(root, spec, [{"name": "s", "method": "supervised"}, {"name": "u", "method": "unimatch"}])
+    spec = _spec(Budget(total_seconds=60, calibrate_steps=2))
+    table = calibrate(root, spec, _rows({"name": "s", "method": "supervised"}, {"name": "u", "method": "unimatch"}))
     assert table["finetune_supervised"] == 0.3 and table["finetune_unimatch"] == pytest.approx(0.75)
     assert json.loads((root / "calibration.json").read_text()) == table
 
@@ -181,8 +202,8 @@ def test_a_benchmark_takes_entries_its_shared_calibration_gained_later(tmp_path)
     root = tmp_path / "res"
     root.mkdir()
     (root / "calibration.json").write_text(json.dumps({"finetune_bcp": 0.72, "finetune_mine": 0.5}))
-    spec = {"dataset": "no-such-dataset", "budget": {"calibration": str(shared)}}
-    table = calibrate(root, spec, [{"name": "b", "method": "bcp"}])  # nothing measured: all known
+    spec = _spec(Budget(total_seconds=60, calibration=str(shared)))
+    table = calibrate(root, spec, _rows({"name": "b", "method": "bcp"}))  # nothing measured: all known
     assert table == json.loads((root / "calibration.json").read_text())
     assert table["finetune_mine"] == 0.5 and table["finetune_bcp_labeled_warmup-1.0"] == 0.36
 
@@ -284,8 +305,8 @@ def test_committed_results_bf16_config_matches_the_float32_cells_steps():
     repo = Path(__file__).parents[1]
     spec = load_benchmark(repo / "benchmarks" / "acdc_cpu_bf16.yaml")
     fp32 = json.loads((repo / "benchmarks/results/acdc_cpu/cells/supervised_ssl4mis_7_seed0/result.json").read_text())
-    assert spec["options"] == {"amp": True, "iterations": fp32["steps"], "time_budget": 0}
-    assert spec["labeled"] == [fp32["labeled"]] and [c["method"] for c in spec["methods"]] == ["supervised"]
+    assert spec.options == {"amp": True, "iterations": fp32["steps"], "time_budget": 0}
+    assert spec.labeled == [fp32["labeled"]] and [c.method for c in spec.methods] == ["supervised"]
 
 
 def test_paired_script_pairs_cells_volume_by_volume(tmp_path, capsys):
@@ -306,16 +327,16 @@ def test_paired_script_pairs_cells_volume_by_volume(tmp_path, capsys):
 
 def test_paired_table_differences_and_standard_error():
     """Per-volume pairs: +0.1 and -0.1 average to 0 with standard error 0.1; unpaired seeds are left out."""
-    spec = {"methods": [{"name": "ideal", "method": "ideal"}, {"name": "sup", "method": "supervised"}]}
+    spec = _spec(methods=_rows({"name": "ideal", "method": "ideal"}, {"name": "sup", "method": "supervised"}))
     results = [
-        {"name": "ideal", "labeled": "7", "seed": 0, "dice": {"a": 0.7, "b": 0.7}},
-        {"name": "sup", "labeled": "7", "seed": 0, "dice": {"a": 0.8, "b": 0.6}},
-        {"name": "sup", "labeled": "7", "seed": 1, "dice": {"a": 0.1, "b": 0.1}},  # no ideal run with seed 1
-        {"name": "sup", "labeled": "3", "seed": 0, "dice": {"a": 0.5, "b": 0.5}},
+        _result("ideal", "7", 0, dice={"a": 0.7, "b": 0.7}),
+        _result("sup", "7", 0, dice={"a": 0.8, "b": 0.6}),
+        _result("sup", "7", 1, dice={"a": 0.1, "b": 0.1}),  # no ideal run with seed 1
+        _result("sup", "3", 0, dice={"a": 0.5, "b": 0.5}),
     ]
     lines = paired_table(results, spec, ["7", "3"], ["ideal", "sup"])
     assert lines[-1] == "| sup | +0.000 ± 0.100 (2) | - |"
-    assert paired_table(results, {**spec, "reference": "nobody"}, ["7"], ["ideal", "sup"]) == []
+    assert paired_table(results, replace(spec, reference="nobody"), ["7"], ["ideal", "sup"]) == []
 
 
 def test_benchmark_reference_must_name_a_method(tmp_path):
@@ -331,11 +352,11 @@ def test_report_shows_seed_spread_where_a_method_has_several_seeds(tmp_path):
     cfg.write_text("dataset: d\nlabeled: [7]\nseeds: [0]\nmethods:\n  - {name: ideal, method: ideal, seeds: [0, 1]}\n"
                    "  - {name: sup, method: supervised}\n")
     spec = load_benchmark(cfg)
-    assert [c["seeds"] for c in spec["methods"]] == [[0, 1], [0]]
+    assert [c.seeds for c in spec.methods] == [[0, 1], [0]]
 
     def cell(name, seed, dice):
-        return {"name": name, "labeled": "7", "seed": seed, "unit": "mm", "machine": "m", "finetune_seconds": 60,
-                "pretrain": None, "metrics": {"mean": {"dice": {"mean": dice}, "hd95": {"mean": 5.0}}}}
+        return _result(name, "7", seed, unit="mm", machine="m", finetune_seconds=60, pretrain=None,
+                       metrics={"mean": {"dice": {"mean": dice}, "hd95": {"mean": 5.0}}})
 
     report = report_markdown([cell("ideal", 0, 0.7), cell("ideal", 1, 0.8), cell("sup", 0, 0.6)], spec)
     assert "| ideal | 0.750 (± 0.071, 2 seeds) / 5.00 |" in report
@@ -350,8 +371,8 @@ def test_report_says_what_each_cell_was_given(tmp_path):
     a wall-clock budget, which they are not, and a clock is not reported as steps; pre-training is
     described too."""
     cfg = tmp_path / "b.yaml"
-    cell = {"name": "sup", "labeled": "3", "seed": 0, "unit": "voxels", "machine": "m", "finetune_seconds": 60,
-            "pretrain": None, "metrics": {"mean": {"dice": {"mean": 0.7}, "hd95": {"mean": 5.0}}}}
+    cell = _result("sup", "3", 0, unit="voxels", machine="m", finetune_seconds=60, pretrain=None,
+                   metrics={"mean": {"dice": {"mean": 0.7}, "hd95": {"mean": 5.0}}})
     steps = "dataset: d\nlabeled: [3]\nfinetune_options: {iterations: 6315, time_budget: 0}\nmethods:\n"
     sup = "  - {name: sup, method: supervised}\n"
 
@@ -383,11 +404,11 @@ def test_equal_budget_adds_pretraining_time_only_to_a_clock(tmp_path):
                    "  - {name: i, method: ideal, pretrain: ideal-pretrain}\n"
                    "  - {name: fixed, method: supervised, options: {iterations: 100, time_budget: 0}}\n")
     spec = load_benchmark(cfg)
-    sup, pretrained, fixed = (clocked_options(spec, c, "finetune")["time_budget"] for c in spec["methods"])
+    sup, pretrained, fixed = (clocked_options(spec, c, "finetune")["time_budget"] for c in spec.methods)
     assert (sup, pretrained, fixed) == (1680, 1200, 0)
     cfg.write_text(cfg.read_text().replace("dataset: d\n", "dataset: d\nequal_budget: false\n"))
     spec = load_benchmark(cfg)
-    assert clocked_options(spec, spec["methods"][0], "finetune")["time_budget"] == 1200
+    assert clocked_options(spec, spec.methods[0], "finetune")["time_budget"] == 1200
 
 
 @pytest.mark.parametrize("methods, extra, expected", [
@@ -442,10 +463,10 @@ def test_a_variant_is_anchored_on_its_plain_method(tmp_path, monkeypatch):
     here = {(): 0.5, (("mixing", "copy-paste"),): 0.55}  # this machine: plain 0.5 s, the variant 10 % slower
     monkeypatch.setattr(bm, "_seconds_per_step",
                         lambda root, spec, stage, method, opts: here[tuple(sorted(opts.items()))])
-    spec = {"budget": {"calibrate_steps": 2}, "methods": []}
-    cells = [{"name": "m", "method": "bcp", "options": {"mixing": "copy-paste"}},
-             {"name": "b", "method": "bcp", "options": {"lr": 0.03, "optimizer": "adam"}},
-             {"name": "w", "method": "bcp", "options": {"unlabeled_weight": 1.0}}]
+    spec = _spec(Budget(total_seconds=60, calibrate_steps=2))
+    cells = _rows({"name": "m", "method": "bcp", "options": {"mixing": "copy-paste"}},
+                  {"name": "b", "method": "bcp", "options": {"lr": 0.03, "optimizer": "adam"}},
+                  {"name": "w", "method": "bcp", "options": {"unlabeled_weight": 1.0}})
     table = calibrate(root, spec, cells)
     assert table["finetune_bcp_mixing-copy-paste"] == pytest.approx(0.72 * 1.1)
     assert table["finetune_bcp_lr-0.03_optimizer-adam"] == 0.72  # numbers inside the step only: not measured
@@ -466,8 +487,8 @@ def test_a_cheap_warm_up_is_priced_at_its_own_cost(tmp_path, monkeypatch):
     measured = []
     monkeypatch.setattr(bm, "_seconds_per_step", lambda root, spec, stage, method, opts: measured.append(opts)
                         or here[tuple(sorted(opts.items()))])
-    spec = {"budget": {"calibrate_steps": 2}, "methods": []}
-    cells = [{"name": "b", "method": "bcp"}, {"name": "a", "method": "bcp", "options": {"optimizer": "adam"}}]
+    spec = _spec(Budget(total_seconds=60, calibrate_steps=2))
+    cells = _rows({"name": "b", "method": "bcp"}, {"name": "a", "method": "bcp", "options": {"optimizer": "adam"}})
     table = calibrate(root, spec, cells)
     warm, self_training = table["finetune_bcp_labeled_warmup-1.0"], table["finetune_bcp_labeled_warmup-0.0"]
     assert (warm, self_training) == (pytest.approx(0.72 * 0.4), pytest.approx(0.72 * 1.1))
