@@ -17,9 +17,9 @@ from idealseg.data.mixing import box_mask, paste
 
 @dataclass(frozen=True)
 class BidirectionalPaste:
-    """The boxes and pairing of one step: an inward box (labelled into unlabelled, slice i with slice i)
-    and an outward box (unlabelled into labelled, both taken from the next pair: slice i - 1, so that
-    the outward pairs differ from the inward ones)."""
+    """The boxes and pairing of one step: an inward box pastes labelled slice i into unlabelled slice i,
+    an outward box pastes unlabelled slice i - 1 into labelled slice i - 1 (`other`), so that the two
+    directions mix different pairs."""
 
     inward: torch.Tensor
     outward: torch.Tensor
