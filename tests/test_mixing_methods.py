@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from idealseg.benchmark.calibration import phase_jobs
+from idealseg.benchmark.pricing import phase_jobs, run_parts
 from idealseg.config import resolve_config
 from idealseg.data.mixing import box_mask, paste
 from idealseg.engine.trainer import Trainer
@@ -83,15 +83,15 @@ def test_bcp_warms_up_on_labels_then_resets_its_teacher():
     assert "self_training" in method.state_dict()  # a resumed run stays in its stage
 
 
-def test_bcp_phases_are_the_steps_it_takes():
-    """The parts BCP declares for pricing (benchmark calibration) are its steps: a run made all of the
+def test_bcp_priced_parts_are_the_steps_it_takes():
+    """The parts the benchmark prices a BCP run by (pricing.run_parts) are its steps: a run made all of the
     warm-up part takes labelled-only steps (two slices through the student, no teacher), one made all
     of the self-training part takes mixed steps (four slices, both directions)."""
-    assert get_method("bcp").phases({}) == [(0.25, {"labeled_warmup": 1.0}), (0.75, {"labeled_warmup": 0.0})]
-    assert get_method("supervised").phases({}) == [(1.0, {})]
+    assert run_parts("bcp", {}) == [(0.25, {"labeled_warmup": 1.0}), (0.75, {"labeled_warmup": 0.0})]
+    assert run_parts("supervised", {}) == [(1.0, {})]
     images, labels = torch.rand(4, 1, 32, 32), torch.randint(0, 4, (2, 32, 32))
     seen = []
-    for _, part in get_method("bcp").phases({"labeled_warmup": 0.4}):
+    for _, part in run_parts("bcp", {"labeled_warmup": 0.4}):
         cfg = resolve_config("finetune", "tiny", None, {"method": "bcp", "input_size": 32, **part})
         method = get_method("bcp")(cfg)
         method.student.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
@@ -178,8 +178,104 @@ def test_bcp_plain_warmup_trains_on_unmixed_labelled_slices():
         assert set(out) == {"loss", "sup"} and len(targets[0]) == 2
         classes = [set(t.unique().tolist()) - {0} for t in targets[0]]  # 0: outside a rotated slice
         assert (classes != [{1}, {2}]) == mixed
-    assert get_method("bcp").phases({"warmup_mixing": "none"}) == [
+    assert run_parts("bcp", {"warmup_mixing": "none"}) == [
         (0.25, {"labeled_warmup": 1.0, "warmup_mixing": "none"}),
         (0.75, {"labeled_warmup": 0.0, "warmup_mixing": None})]
     jobs = phase_jobs("finetune", "bcp", {"warmup_mixing": "none", "lr": 0.001}, {"warmup_mixing": "none"})
     assert [job[2] for _, job in jobs] == [{"labeled_warmup": 1.0, "warmup_mixing": "none"}, {"labeled_warmup": 0.0}]
+
+
+
+def _inline_bidirectional_paste(xl, yl, xu, w):
+    """The mixed batch as BCP and IDEAL each built it inline before they shared BidirectionalPaste
+    (images, a function mixing pseudo-labels with `yl`, weights): the reference the helper must match
+    bit for bit, random draws included."""
+    n = len(xl)
+    other = torch.roll(torch.arange(n), 1)
+    size = tuple(xl.shape[-2:])
+    inward, outward = box_mask(n, size), box_mask(n, size)
+
+    def mixed(pseudo):
+        return torch.cat([paste(yl, pseudo, inward), paste(pseudo[other], yl[other], outward)])
+
+    images = torch.cat([paste(xl, xu, inward), paste(xu[other], xl[other], outward)])
+    ones = torch.ones_like(inward)
+    weight = torch.cat([paste(ones, w * ones, inward), paste(w * ones, ones, outward)])
+    return images, mixed, weight
+
+
+def test_bidirectional_paste_equals_the_inline_mixing_it_replaced():
+    from idealseg.methods.paste import BidirectionalPaste
+
+    xl, xu = torch.rand(3, 1, 16, 16), torch.rand(3, 1, 16, 16)
+    yl, pseudo = torch.randint(0, 4, (3, 16, 16)), torch.randint(0, 4, (3, 16, 16))
+    for w in (0.5, 0.5 * 0.37):
+        torch.manual_seed(3)
+        images, mixed, weight = _inline_bidirectional_paste(xl, yl, xu, w)
+        torch.manual_seed(3)
+        pairs = BidirectionalPaste.draw(3, (16, 16), "cpu")
+        assert torch.equal(pairs.mix(xl, xu), images) and torch.equal(pairs.mix(yl, pseudo), mixed(pseudo))
+        assert torch.equal(pairs.weights(w), weight)
+
+
+def _inline_bcp_step(bcp, images, labels, n_labeled):
+    """BCP's self-training step as it read before BidirectionalPaste: (network input, target, weight, loss)."""
+    from idealseg.methods.common import largest_components_2d, pad_labels
+
+    x, y = bcp.augment(images, pad_labels(labels, len(images)))
+    xl, yl, xu = x[:n_labeled], y[:n_labeled], x[n_labeled:]
+    with torch.no_grad():
+        bcp.teacher.train()
+        pseudo = largest_components_2d(bcp.teacher(xu).argmax(1), bcp.cfg.num_classes)
+    n = min(len(xl), len(xu))
+    mixed_images, mixed, weight = _inline_bidirectional_paste(xl[:n], yl[:n], xu[:n], bcp.cfg.unlabeled_weight)
+    target = mixed(pseudo[:n])
+    return mixed_images, [target], weight, bcp.loss(bcp.student(mixed_images), target, weight)
+
+
+def _inline_ideal_step(ideal, images, labels, n_labeled, progress):
+    """IDEAL's copy-paste step as it read before BidirectionalPaste: (network input, targets, weight, loss)."""
+    from idealseg.losses.consistency import sigmoid_rampup
+    from idealseg.methods.common import pad_labels
+
+    x, y = ideal.augment(images, pad_labels(labels, len(images)))
+    xl, yl, xu = x[:n_labeled], y[:n_labeled], x[n_labeled:]
+    n = min(len(xl), len(xu))
+    xl, yl, xu = xl[:n], yl[:n], xu[:n]
+    with torch.no_grad():
+        u1, u2 = (logits.argmax(1) for logits in ideal.streams(xu))
+    w = ideal.cfg.unlabeled_weight * sigmoid_rampup(progress, ideal.cfg.rampup)
+    mixed_images, mixed, weight = _inline_bidirectional_paste(xl, yl, xu, w)
+    m1, m2 = ideal.streams(mixed_images)
+    targets = [mixed(u2), mixed(u1)]
+    loss = 0.5 * (ideal.loss(m1, targets[0], weight) + ideal.loss(m2, targets[1], weight))
+    return mixed_images, targets, weight, loss
+
+
+@pytest.mark.parametrize("name", ["bcp", "ideal"])
+def test_each_method_mixes_its_step_as_before_the_shared_paste(name):
+    """On a fixed seed, each method's mixed step (the network's input, the loss's targets and weights,
+    the loss) is the one its inline mixing computed before BidirectionalPaste."""
+    import copy
+
+    options = {"method": name, "input_size": 32, **({"mixing": "copy-paste"} if name == "ideal" else {})}
+    model = get_method(name)(resolve_config("finetune", "tiny", None, options))
+    if name == "bcp":
+        model.self_training.fill_(True)  # past the warm-up, the teacher already reset
+    reference = copy.deepcopy(model)
+    images, labels, progress = torch.rand(4, 1, 32, 32), torch.randint(0, 4, (2, 32, 32)), 0.6
+    net_inputs, loss_args = [], []
+    model.get_submodule("student" if name == "bcp" else "encoder").register_forward_hook(
+        lambda module, args, out: net_inputs.append(args[0]))
+    model.loss.register_forward_hook(lambda module, args, out: loss_args.append(args))
+    torch.manual_seed(11)
+    loss = model(images, labels, 2, progress)["loss"]
+    torch.manual_seed(11)
+    if name == "bcp":
+        mixed_images, targets, weight, expected = _inline_bcp_step(reference, images, labels, 2)
+    else:
+        mixed_images, targets, weight, expected = _inline_ideal_step(reference, images, labels, 2, progress)
+    assert torch.equal(net_inputs[-1], mixed_images) and len(loss_args) == len(targets)
+    for (_, target, w), want in zip(loss_args, targets, strict=True):
+        assert torch.equal(target, want) and torch.equal(w, weight)
+    assert torch.equal(loss, expected)

@@ -9,20 +9,15 @@ import tempfile
 from pathlib import Path
 
 from idealseg.atomic import atomic_file
-from idealseg.benchmark.spec import pretrain_key, stage_key, stage_options
+from idealseg.benchmark.pricing import SAME_COST, phase_jobs
+from idealseg.benchmark.spec import BenchmarkSpec, MethodEntry, pretrain_key, stage_key, stage_options
 from idealseg.checks import is_number
 from idealseg.errors import IdealsegError
-from idealseg.methods import get_method
 from idealseg.pipeline import run_stage
 
-# Options that change only numbers inside a step (the optimiser's, a loss weight or threshold, a
-# schedule), not which networks run on what: a variant made of these costs what its plain method costs.
-SAME_COST = {"lr", "optimizer", "weight_decay", "poly_power", "lambda_max", "rampup", "pseudo_threshold",
-             "sup_loss", "unlabeled_weight", "confidence", "ema_decay", "temperature"}
 
-
-def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
-    """Seconds per training step of each (stage, method, options) in `cells`, measured once.
+def calibrate(root: Path, spec: BenchmarkSpec, entries: list[MethodEntry]) -> dict[str, float]:
+    """Seconds per training step of each (stage, method, options) of the rows `entries`, measured once.
 
     A method added to a benchmark whose table was measured earlier, perhaps on another machine, is
     measured here beside one method already in the table (the anchor), and its entry is scaled by
@@ -36,7 +31,7 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
     on a shared machine two 20-step measurements of the same BCP step differed by up to 28 %, and
     IDEAL's lambda and ramp-up variants came out 0.68 to 0.88 s against IDEAL's 0.77.
 
-    A method whose run has parts of different cost (`Method.phases`: BCP's labelled-only warm-up) has
+    A method whose run has parts of different cost (`pricing.run_parts`: BCP's labelled-only warm-up) has
     each part measured as a variant of the plain method, and `iterations` prices a run by their mix.
     Entries this benchmark's own table lacks are first taken from `budget.calibration`'s, so that
     benchmarks sharing a calibration share later measurements too.
@@ -48,11 +43,11 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
     if own is not None and set(shared) - set(own):
         _write_calibration(path, table)  # entries the shared table gained later (BCP's parts) are its own
     jobs = []
-    for cell in cells:
-        if cell.get("pretrain"):
-            jobs.append(("pretrain", cell["pretrain"], cell.get("pretrain_options", {})))
-        run_options = {**spec.get("options", {}), **spec.get("finetune_options", {}), **cell.get("options", {})}
-        jobs += [job for _, job in phase_jobs("finetune", cell["method"], cell.get("options", {}), run_options)]
+    for entry in entries:
+        if entry.pretrain:
+            jobs.append(("pretrain", entry.pretrain, entry.pretrain_options))
+        run_options = stage_options(spec, entry, "finetune")
+        jobs += [job for _, job in phase_jobs("finetune", entry.method, entry.options, run_options)]
     for key, job in map(_job_key, jobs):
         plain = stage_key(job[0], job[1], {})
         if job[2] and set(job[2]) <= SAME_COST and plain in table and table.get(key) != table[plain]:
@@ -80,25 +75,12 @@ def calibrate(root: Path, spec: dict, cells: list[dict]) -> dict[str, float]:
         _write_calibration(path, table)  # every entry came from budget.calibration
     return table
 
-def phase_jobs(stage: str, method: str, opts: dict, run_options: dict) -> list[tuple[float, tuple]]:
-    """(fraction of the steps, calibration job) for each part of a run of `method` whose steps cost
-    differently; `run_options` are all the options the run has (they decide the parts' sizes). A part's
-    job drops the options that do not change a step's cost (SAME_COST), so the variants of one method
-    share its parts' measurements; an option a part sets to None does not change that part's cost."""
-    parts = get_method(method).phases(run_options)
-    if parts == [(1.0, {})]:
-        return [(1.0, (stage, method, opts))]
-    priced = {k: v for k, v in opts.items() if k not in SAME_COST}
-    return [(fraction, (stage, method, {k: v for k, v in {**priced, **part}.items() if v is not None}))
-            for fraction, part in parts]
-
-def finetune_steps(root: Path, spec: dict, cell: dict) -> int:
-    """The fine-tuning steps a cell's budget buys: the total less its pre-training's share, priced by
-    the calibration."""
-    budget = spec["budget"]
-    seconds = budget["total_seconds"] - (budget["pretrain_seconds"] if pretrain_key(cell) else 0)
-    return iterations(root, "finetune", cell["method"], cell.get("options", {}), seconds,
-                      stage_options(spec, cell, "finetune"))
+def finetune_steps(root: Path, spec: BenchmarkSpec, entry: MethodEntry) -> int:
+    """The fine-tuning steps the budget buys a cell of the row `entry`: the total less its pre-training's
+    share, priced by the calibration."""
+    budget = spec.budget
+    seconds = budget.total_seconds - (budget.pretrain_seconds if pretrain_key(entry) else 0)
+    return iterations(root, "finetune", entry.method, entry.options, seconds, stage_options(spec, entry, "finetune"))
 
 def compute_spent(root: Path, stage: str, method: str, opts: dict, run_options: dict, total: int,
                   steps: list[int]) -> list[float] | None:
@@ -125,15 +107,16 @@ def compute_spent(root: Path, stage: str, method: str, opts: dict, run_options: 
 def _job_key(job: tuple) -> tuple[str, tuple]:
     return stage_key(*job), job
 
-def _seconds_per_step(root: Path, spec: dict, stage: str, method: str, opts: dict) -> float:
+def _seconds_per_step(root: Path, spec: BenchmarkSpec, stage: str, method: str, opts: dict) -> float:
     """A short run of one stage on this machine; the first steps, which warm caches up, are not counted."""
-    steps = int(spec["budget"].get("calibrate_steps", 20))
+    steps = int(spec.budget.calibrate_steps)
     tmp = Path(tempfile.mkdtemp(prefix="calibrate-", dir=root))
-    base = stage_options(spec, {"options": opts, "pretrain_options": opts}, stage)  # as the cell will run
+    row = MethodEntry(name=method, method=method, seeds=[], options=opts, pretrain_options=opts)
+    base = stage_options(spec, row, stage)  # as the cell will run
     try:
-        run_stage(stage, spec["dataset"], tmp / "run", profile=spec["profile"], method=method,
+        run_stage(stage, spec.dataset, tmp / "run", profile=spec.profile, method=method,
                   **{**base, "iterations": steps + 5, "time_budget": 0, "log_every": 5,
-                     "checkpoint_every": 10**9, **({"val_every": 0, "labeled": spec["labeled"][0]}
+                     "checkpoint_every": 10**9, **({"val_every": 0, "labeled": spec.labeled[0]}
                                                   if stage == "finetune" else {})})
         with open(tmp / "run" / "log.csv", newline="") as f:
             times = {int(r["step"]): float(r["time"]) for r in csv.DictReader(f)}
@@ -145,10 +128,10 @@ def _write_calibration(path: Path, table: dict[str, float]) -> None:
     with atomic_file(path) as f:
         json.dump(table, f, indent=1)
 
-def _shared_calibration(spec: dict) -> dict[str, float]:
+def _shared_calibration(spec: BenchmarkSpec) -> dict[str, float]:
     """The table named by `budget: {calibration: FILE}`: another benchmark's seconds per step, so that a
     longer-budget run of the same methods gets steps in proportion to the first one's, not a new measurement."""
-    source = spec["budget"].get("calibration")
+    source = spec.budget.calibration
     if not source:
         return {}
     return read_calibration(Path(source), "the calibration named by budget.calibration")

@@ -1,8 +1,11 @@
-"""The benchmark YAML: read it and check every cell's configuration before anything runs."""
+"""The benchmark YAML, read and checked once at load into typed objects: a typo in any cell's
+configuration fails before anything runs, not hours into the matrix, and the code downstream reads
+fields it knows are there and of their type."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +18,57 @@ from idealseg.methods import METHODS, get_method
 
 REQUIRED = ("dataset", "methods", "labeled")
 
-def load_benchmark(path: str | Path) -> dict[str, Any]:
-    """Read and check a benchmark YAML (see benchmarks/configs/acdc_cpu.yaml)."""
+
+@dataclass(frozen=True)
+class Budget:
+    """`budget:`: seconds of calibrated compute per cell, turned into steps by the calibration.
+    Numbers keep the type the YAML gave them (an int stays an int in result.json)."""
+
+    total_seconds: float
+    pretrain_seconds: float | None = None  # required where a method has pre-training
+    calibrate_steps: int = 20
+    calibration: str | None = None  # another benchmark's calibration.json to start from
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One row of `methods:`: a method, its options, its optional pre-training, and its seeds (the
+    benchmark's `seeds` unless the row adds its own to measure their spread)."""
+
+    name: str
+    method: str
+    seeds: list[int]
+    options: dict[str, Any] = field(default_factory=dict)
+    pretrain: str | None = None
+    pretrain_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """A benchmark YAML as checked by `load_benchmark` (see benchmarks/configs/acdc_cpu.yaml)."""
+
+    dataset: str
+    methods: list[MethodEntry]
+    labeled: list[str]  # label budgets as the CLI spells them: "ssl4mis:7", "10%", "3"
+    profile: str = "cpu"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    split: str = "val"
+    equal_budget: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+    finetune_options: dict[str, Any] = field(default_factory=dict)  # fine-tuning only
+    out: str | None = None
+    prepare: str | None = None
+    reference: str | None = None
+    budget: Budget | None = None
+
+    def entry(self, name: str) -> MethodEntry | None:
+        """The row of `methods:` named `name`, None for a name no row has (a cell of a removed row)."""
+        return next((m for m in self.methods if m.name == name), None)
+
+
+def load_benchmark(path: str | Path) -> BenchmarkSpec:
+    """Read and check a benchmark YAML (see benchmarks/configs/acdc_cpu.yaml), every error one line naming
+    the file and the entry."""
     spec = read_yaml(path)
     missing = [k for k in REQUIRED if k not in spec]
     if missing:
@@ -48,17 +100,21 @@ def load_benchmark(path: str | Path) -> dict[str, Any]:
         if problem:
             raise IdealsegError(f"{path}: labeled: {column!r}: {problem}")
     _check_entries(path, spec)
+    entries = []
     for cell in spec["methods"]:
         if "name" not in cell or "method" not in cell:
             raise IdealsegError(f"{path}: each entry of methods needs a name and a method")
-        seeds = cell.setdefault("seeds", spec["seeds"])  # a method may add seeds to measure their spread
+        seeds = cell.get("seeds", spec["seeds"])  # a method may add seeds to measure their spread
         if not isinstance(seeds, list) or not seeds or not all(is_whole(s) and 0 <= s <= SEED_MAX for s in seeds):
             raise IdealsegError(f"{path}: seeds of {cell['name']!r} must be a list of integers, got {seeds!r} "
                                 f"(each seed {SEED_RANGE})")
-        _check_cell(path, spec, cell)
+        entry = MethodEntry(name=cell["name"], method=cell["method"], seeds=seeds, options=cell.get("options", {}),
+                            pretrain=cell.get("pretrain"), pretrain_options=cell.get("pretrain_options", {}))
+        _check_cell(path, spec, entry)
+        entries.append(entry)
     if "budget" in spec:
-        _check_budget(path, spec["budget"], any(cell.get("pretrain") for cell in spec["methods"]))
-    names = [cell["name"] for cell in spec["methods"]]
+        _check_budget(path, spec["budget"], any(entry.pretrain for entry in entries))
+    names = [entry.name for entry in entries]
     slugs: dict[str, str] = {}
     for name in names:  # cells live in folders named by the slug: two names, one folder, one cell reported twice
         other = slugs.setdefault(slug(str(name)), str(name))
@@ -67,23 +123,30 @@ def load_benchmark(path: str | Path) -> dict[str, Any]:
                                 f"{slug(str(name))!r}; give them names that differ in letters or digits")
     if spec.get("reference") and spec["reference"] not in names:
         raise IdealsegError(f"{path}: reference {spec['reference']!r} is not one of the methods {names}")
-    spec["labeled"] = [str(b) for b in spec["labeled"]]
-    return spec
+    budget = spec.get("budget")
+    return BenchmarkSpec(
+        dataset=spec["dataset"], methods=entries, labeled=[str(b) for b in spec["labeled"]],
+        profile=spec["profile"], seeds=spec["seeds"], split=spec["split"], equal_budget=spec["equal_budget"],
+        options=spec["options"], finetune_options=spec["finetune_options"], out=spec.get("out"),
+        prepare=spec.get("prepare"), reference=spec.get("reference"),
+        budget=Budget(**budget) if budget else None)
 
-def _check_cell(path: str | Path, spec: dict, cell: dict) -> None:
-    """Resolve a cell's configurations now, so that a typo fails here and not hours into the matrix."""
+
+def _check_cell(path: str | Path, spec: dict[str, Any], entry: MethodEntry) -> None:
+    """Resolve a row's configurations now, so that a typo fails here and not hours into the matrix."""
     for key in ("options", "pretrain_options"):
-        if not isinstance(cell.get(key, {}), dict):
-            raise IdealsegError(f"{path}: {key} of {cell['name']!r} must be a mapping, got {cell[key]!r}")
-        _check_option_names(path, f"{key} of {cell['name']!r}", cell.get(key, {}))
-    stages = [("finetune", cell["method"])] + ([("pretrain", cell["pretrain"])] if cell.get("pretrain") else [])
+        options = getattr(entry, key)
+        if not isinstance(options, dict):
+            raise IdealsegError(f"{path}: {key} of {entry.name!r} must be a mapping, got {options!r}")
+        _check_option_names(path, f"{key} of {entry.name!r}", options)
+    stages = [("finetune", entry.method)] + ([("pretrain", entry.pretrain)] if entry.pretrain else [])
     for stage, method in stages:
         try:
             get_method(method, stage)
-            resolve_config(stage, spec["profile"], None, {**stage_options(spec, cell, stage), "method": method},
-                           source=f"{stage} options")
+            options = _merged(spec["options"], spec["finetune_options"], entry, stage)
+            resolve_config(stage, spec["profile"], None, {**options, "method": method}, source=f"{stage} options")
         except IdealsegError as exc:
-            raise IdealsegError(f"{path}: method {cell['name']!r}: {exc}") from None
+            raise IdealsegError(f"{path}: method {entry.name!r}: {exc}") from None
 
 # Set per cell by the benchmark itself (its seeds, label budgets, methods and pre-training), never by options.
 PER_CELL = {"seed": "seeds:", "labeled": "labeled:", "method": "methods:", "init": "a method's pretrain:",
@@ -97,22 +160,29 @@ def _check_option_names(path: str | Path, where: str, options: dict) -> None:
                                 f"use {PER_CELL[str(name).replace('-', '_')]} instead")
 
 
-def stage_options(spec: dict, cell: dict, stage: str) -> dict[str, Any]:
-    """The options a cell's stage runs with, before the budget's iterations: the benchmark's `options`,
+def stage_options(spec: BenchmarkSpec, entry: MethodEntry, stage: str) -> dict[str, Any]:
+    """The options a row's stage runs with, before the budget's iterations: the benchmark's `options`,
     then `finetune_options` (fine-tuning only, so that pre-training keeps its profile's optimiser), then
-    the cell's own `options` or `pretrain_options`."""
-    if stage == "pretrain":
-        return {**spec["options"], **cell.get("pretrain_options", {})}
-    return {**spec["options"], **spec["finetune_options"], **cell.get("options", {})}
+    the row's own `options` or `pretrain_options`."""
+    return _merged(spec.options, spec.finetune_options, entry, stage)
 
-def clocked_options(spec: dict, cell: dict, stage: str) -> dict[str, Any]:
+
+def _merged(options: dict[str, Any], finetune_options: dict[str, Any], entry: MethodEntry,
+            stage: str) -> dict[str, Any]:
+    """`stage_options` from its parts, so that the YAML's check resolves what the cell will run."""
+    if stage == "pretrain":
+        return {**options, **entry.pretrain_options}
+    return {**options, **finetune_options, **entry.options}
+
+
+def clocked_options(spec: BenchmarkSpec, entry: MethodEntry, stage: str) -> dict[str, Any]:
     """A cell's stage options where the benchmark has no calibrated `budget`, with the profile's clock
     and step limit made explicit. With `equal_budget`, a cell without pre-training adds the profile's
     pre-training time to its fine-tuning clock, so that it trains as long as a pre-trained cell; a
     stage with no clock (`time_budget: 0`, equal steps) gets none, since there is no time to equal."""
-    opts = {**PROFILES[spec["profile"]][stage], **stage_options(spec, cell, stage)}
-    if stage == "finetune" and spec["equal_budget"] and not cell.get("pretrain") and opts.get("time_budget"):
-        opts["time_budget"] += PROFILES[spec["profile"]]["pretrain"].get("time_budget", 0)
+    opts = {**PROFILES[spec.profile][stage], **stage_options(spec, entry, stage)}
+    if stage == "finetune" and spec.equal_budget and not entry.pretrain and opts.get("time_budget"):
+        opts["time_budget"] += PROFILES[spec.profile]["pretrain"].get("time_budget", 0)
     return opts
 
 def _check_budget(path: str | Path, budget: Any, pretraining: bool) -> None:
@@ -178,12 +248,12 @@ def slug(text: str) -> str:
     """A file-system-safe name: runs of anything but letters, digits, dots and dashes become `_`."""
     return re.sub(r"[^A-Za-z0-9.-]+", "_", text).strip("_")
 
-def pretrain_key(cell: dict) -> str | None:
-    """The folder name of a cell's pre-training (method and options), shared by cells that name the same."""
-    if not cell.get("pretrain"):
+def pretrain_key(entry: MethodEntry) -> str | None:
+    """The folder name of a row's pre-training (method and options), shared by rows that name the same."""
+    if not entry.pretrain:
         return None
-    opts = cell.get("pretrain_options", {})
-    return slug(cell["pretrain"] + "".join(f"_{k}-{v}" for k, v in sorted(opts.items())))
+    opts = entry.pretrain_options
+    return slug(entry.pretrain + "".join(f"_{k}-{v}" for k, v in sorted(opts.items())))
 
 def stage_key(stage: str, method: str, opts: dict) -> str:
     """The calibration table's key of a stage, method and options."""

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from idealseg.benchmark.spec import cell_dir
+from idealseg.benchmark.cell import CellResult
+from idealseg.benchmark.spec import BenchmarkSpec
 
 
 def validation_rows(log_csv: Path) -> list[dict[str, str]]:
@@ -16,9 +17,9 @@ def validation_rows(log_csv: Path) -> list[dict[str, str]]:
         return [row for row in csv.DictReader(f) if row.get("val_dice")]
 
 
-def volume_dice(root: Path, result: dict) -> dict[str, float]:
+def volume_dice(root: Path, result: CellResult) -> dict[str, float]:
     """Mean foreground Dice of each volume a cell of the benchmark at `root` was evaluated on."""
-    return folder_volume_dice(cell_dir(root, result["name"], result["labeled"], result["seed"]), result["split"])
+    return folder_volume_dice(result.folder(root), result.split)
 
 def folder_volume_dice(folder: Path, split: str) -> dict[str, float]:
     """Mean foreground Dice of each volume, from the per_volume.csv of the cell folder given (which
@@ -32,19 +33,19 @@ def folder_volume_dice(folder: Path, split: str) -> dict[str, float]:
             by_case.setdefault(row["case"], []).append(float(row["dice"]))
     return {case: float(np.nanmean(v)) for case, v in by_case.items()}
 
-def paired_table(results: list[dict], spec: dict, budgets: list[str], names: list[str]) -> list[str]:
+def paired_table(results: list[CellResult], spec: BenchmarkSpec, budgets: list[str], names: list[str]) -> list[str]:
     """Each method's mean Dice minus the reference method's, paired over the same volumes and seeds.
 
     Two methods scored on the same 20 volumes differ much less from volume to volume than either
     does on its own, so the paired standard error says which gaps in the table are more than the
     volumes' spread (it cannot say how much a different training seed would move a cell).
     """
-    reference = spec.get("reference") or next((c["name"] for c in spec["methods"] if c["method"] == "ideal"), None)
-    if reference not in names or not all("dice" in r for r in results):
+    reference = spec.reference or next((e.name for e in spec.methods if e.method == "ideal"), None)
+    if reference not in names or not all(r.dice is not None for r in results):
         return []
     lines = ["", f"Mean Dice minus {reference}'s, paired over the same volumes and seeds: mean ± standard error "
              "(n pairs).", "", *table_header(budgets)]
-    dice = {(r["name"], r["labeled"], r["seed"]): r["dice"] for r in results}
+    dice = {(r.name, r.labeled, r.seed): r.dice for r in results}
     for name in names:
         if name == reference:
             continue

@@ -8,7 +8,7 @@ its budget the run is (for ramp-ups).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -36,14 +36,6 @@ class Method(nn.Module):
         if self.cfg.augmentation == "nnunet":
             return nnunet_augment(images, labels)
         return weak_augment(images, labels)
-
-    @classmethod
-    def phases(cls, options: dict[str, Any]) -> list[tuple[float, dict[str, Any]]]:
-        """The parts of a run whose steps cost differently, as (fraction of the steps, options that make
-        a short run all of that part). Equal-compute benchmarks price a run by these: a method whose
-        first quarter is cheap labelled-only steps (BCP) would otherwise be priced as if every step
-        were its dearest and get fewer steps than its budget buys. One part for most methods."""
-        return [(1.0, {})]
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:

@@ -17,8 +17,7 @@ pseudo-labels fell to Dice 0.12-0.31 on unlabelled training slices, below the st
 `warmup_mixing: none` makes the warm-up plain supervised steps on the labelled slices: at 7 labelled
 patients the plain U-Net's predictions on the unlabelled slices beat BCP's pseudo-labels at equal
 compute, so a teacher grown by plain supervised steps is the natural thing to try there
-(docs/benchmarks.md, "BCP alone at its own price"). The paste itself costs next to nothing: the
-benchmark's calibration priced a plain warm-up step at 0.351 s and a copy-paste one at 0.355 s.
+(docs/benchmarks.md, "BCP alone at its own price").
 
 Differences from the public code, kept small on purpose: one poly learning-rate schedule over both
 stages (the paper restarts it), self-training starts from the last warm-up step (the paper: from
@@ -28,13 +27,11 @@ same augmentation as every method here).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from idealseg.config import RunConfig
 from idealseg.data.mixing import box_mask, paste
 from idealseg.methods.common import TeacherStudent, largest_components_2d, pad_labels
+from idealseg.methods.paste import BidirectionalPaste
 
 
 class BCP(TeacherStudent):
@@ -46,22 +43,6 @@ class BCP(TeacherStudent):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.register_buffer("self_training", torch.tensor(False))  # in checkpoints, so resume keeps the stage
-
-    @classmethod
-    def phases(cls, options: dict[str, Any]) -> list[tuple[float, dict[str, Any]]]:
-        """The warm-up's steps train one network on labelled slices, the self-training's a student on
-        twice as many slices beside a teacher (about 2.1x a warm-up step in the benchmark's calibration,
-        2.5x in a quiet 30-step measurement on one CPU thread). `options` are the run's own, before the
-        profile's defaults: an absent or null `labeled_warmup` is the default."""
-        value = options.get("labeled_warmup")
-        warmup = RunConfig.labeled_warmup if value is None else float(value)
-        mixing = options.get("warmup_mixing") or RunConfig.warmup_mixing
-        # the warm-up's mixing prices the warm-up part only (None: the self-training part drops it)
-        warm = {"labeled_warmup": 1.0, **({} if mixing == RunConfig.warmup_mixing else {"warmup_mixing": mixing})}
-        train = {"labeled_warmup": 0.0, **({"warmup_mixing": None} if "warmup_mixing" in options else {})}
-        if warmup <= 0 or warmup >= 1:  # all one part, priced as that part
-            return [(1.0, warm if warmup >= 1 else train)]
-        return [(warmup, warm), (1 - warmup, train)]
 
     def forward(self, images, labels, n_labeled, progress):
         x, y = self.augment(images, pad_labels(labels, len(images)))
@@ -84,14 +65,9 @@ class BCP(TeacherStudent):
             pseudo = largest_components_2d(self.teacher(xu).argmax(1), self.cfg.num_classes)
         n = min(len(xl), len(xu))
         xl, yl, xu, pseudo = xl[:n], yl[:n], xu[:n], pseudo[:n]
-        other = torch.roll(torch.arange(n, device=x.device), 1)  # outward pairs differ from inward pairs
-        inward, outward = box_mask(n, size, device=x.device), box_mask(n, size, device=x.device)
-        w = self.cfg.unlabeled_weight
-        logits = self.student(torch.cat([paste(xl, xu, inward), paste(xu[other], xl[other], outward)]))
-        target = torch.cat([paste(yl, pseudo, inward), paste(pseudo[other], yl[other], outward)])
-        ones = torch.ones_like(inward)
-        weight = torch.cat([paste(ones, w * ones, inward), paste(w * ones, ones, outward)])
-        mix = self.loss(logits, target, weight)
+        pairs = BidirectionalPaste.draw(n, size, x.device)
+        logits = self.student(pairs.mix(xl, xu))
+        mix = self.loss(logits, pairs.mix(yl, pseudo), pairs.weights(self.cfg.unlabeled_weight))
         return {"loss": mix, "mix": mix}
 
     def on_step_end(self):

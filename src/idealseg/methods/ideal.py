@@ -17,11 +17,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from idealseg.data.mixing import box_mask, paste
 from idealseg.losses.consistency import confident_pseudo_labels, sigmoid_rampup
 from idealseg.losses.dice_ce import supervised_loss
 from idealseg.methods.base import Method
 from idealseg.methods.common import pad_labels, strong_view, two_stream_losses
+from idealseg.methods.paste import BidirectionalPaste
 from idealseg.models.unet import Decoder, Encoder, perturbation
 
 
@@ -76,18 +76,11 @@ class Ideal(Method):
         xl, yl, xu = xl[:n], yl[:n], xu[:n]
         with torch.no_grad():
             u1, u2 = (logits.argmax(1) for logits in self.streams(xu))
-        other = torch.roll(torch.arange(n, device=x.device), 1)
-        size = tuple(x.shape[-2:])
-        inward, outward = box_mask(n, size, device=x.device), box_mask(n, size, device=x.device)
-
-        def mixed(pseudo: torch.Tensor) -> torch.Tensor:
-            return torch.cat([paste(yl, pseudo, inward), paste(pseudo[other], yl[other], outward)])
-
+        pairs = BidirectionalPaste.draw(n, tuple(x.shape[-2:]), x.device)
         w = self.cfg.unlabeled_weight * sigmoid_rampup(progress, self.cfg.rampup)
-        ones = torch.ones_like(inward)
-        weight = torch.cat([paste(ones, w * ones, inward), paste(w * ones, ones, outward)])
-        m1, m2 = self.streams(torch.cat([paste(xl, xu, inward), paste(xu[other], xl[other], outward)]))
-        loss = 0.5 * (self.loss(m1, mixed(u2), weight) + self.loss(m2, mixed(u1), weight))
+        weight = pairs.weights(w)
+        m1, m2 = self.streams(pairs.mix(xl, xu))
+        loss = 0.5 * (self.loss(m1, pairs.mix(yl, u2), weight) + self.loss(m2, pairs.mix(yl, u1), weight))
         return {"loss": loss, "mix": loss, "pseudo_weight": w}
 
     @torch.no_grad()
