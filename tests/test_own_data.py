@@ -119,3 +119,54 @@ def test_a_broken_source_dataset_json_is_one_line(nnunet_folder, tmp_path, capsy
     (nnunet_folder / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "RV": 2}}))
     assert main(["prepare", "nifti", str(nnunet_folder), str(tmp_path / "ds")]) == 2
     assert "dataset.json: labels are numbered [0, 2]; expected 0, 1, 2" in capsys.readouterr().err
+
+
+def test_an_nnunet_folder_runs_the_whole_chain_with_paths_alone(tmp_path, capsys):
+    """prepare, train, evaluate, report, predict on imagesTs and scoring those masks against labelsTs,
+    with no flag beyond the paths (and the tiny profile, for time)."""
+    from .conftest import write_nifti as put
+
+    src, rng = tmp_path / "Dataset001_Phantom", np.random.default_rng(0)
+    from idealseg.data.importers.phantom import phantom_case
+
+    for p in range(6):
+        folder = ("imagesTr", "labelsTr") if p < 5 else ("imagesTs", "labelsTs")
+        for frame in (0, 1):
+            case = phantom_case(p, frame, 0)
+            name = f"heart{p:02d}_frame{frame:02d}"
+            put(src / folder[0] / f"{name}_0000.nii.gz", np.ascontiguousarray(case.image.transpose(2, 1, 0)),
+                (1.5, 1.5, 8.0))
+            put(src / folder[1] / f"{name}.nii.gz", np.ascontiguousarray(case.label.transpose(2, 1, 0)),
+                (1.5, 1.5, 8.0))
+    (src / "dataset.json").write_text(json.dumps({"channel_names": {"0": "MRI"},
+                                                  "labels": {"background": 0, "RV": 1, "Myo": 2, "LV": 3}}))
+    data, run = tmp_path / "data", tmp_path / "run"
+    assert main(["prepare", "nifti", str(src), str(data)]) == 0
+    tiny = ["--profile", "tiny", "--threads", "1", "--iterations", "4", "--val-every", "2"]
+    assert main(["train", str(data), "--out", str(run), *tiny]) == 0
+    assert main(["evaluate", str(run), "--split", "test"]) == 0
+    assert main(["report", str(run)]) == 0
+    masks = tmp_path / "masks"
+    assert main(["predict", str(run), str(src / "imagesTs"), str(masks)]) == 0
+    assert main(["evaluate", str(masks), "--labels", str(src / "labelsTs")]) == 0
+    out = capsys.readouterr().out
+    assert "test: 2 scans of 1 patient, 2 labelled" in out and "| class_1 |" in out
+    summary = json.loads((run / "finetune" / "summary.json").read_text())
+    assert summary["best_val_dice"] >= 0  # the default validation split made it validate
+    trained = Dataset(data)
+    assert {c.split for c in trained.cases if c.patient == "heart05"} == {"test"}
+
+
+def test_another_centres_scans_join_as_unlabelled_training_scans(nnunet_folder, tmp_path, capsys):
+    """--unlabeled DIR: the scans of a Decathlon folder's imagesTr (its labels never read) or of a plain
+    folder join any source's train split, unlabelled, normalised as that source is."""
+    ds = Dataset(prepare("phantom", tmp_path / "ds", patients=3, unlabeled=nnunet_folder))
+    joined = [c for c in ds.cases if c.meta.get("unlabelled_from")]
+    assert len(joined) == 11 and all(c.split == "train" and not c.labeled for c in joined)
+    assert {c.patient for c in joined} >= {"patient001", "patient006"}
+    assert ds.info["normalization"] == "percentile" and ds.info["unlabelled_from"] == str(nnunet_folder)
+    assert "--unlabeled: 11 scans of" in capsys.readouterr().out
+    assert main(["prepare", "nifti", str(nnunet_folder), str(tmp_path / "twice"), "--unlabeled",
+                 str(nnunet_folder)]) == 2
+    assert "already in the dataset; rename the file" in capsys.readouterr().err
+    assert not (tmp_path / "twice").exists()

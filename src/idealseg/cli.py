@@ -32,6 +32,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         args.source, out, src, overwrite=args.overwrite, patients=args.patients, seed=args.seed,
         normalization=args.normalize, label_map=args.label_map, classes=classes,
         val=args.val, test=args.test, spacing_from=args.spacing_from, patient_regex=args.patient_regex,
+        unlabeled=args.unlabeled,
     )
     print(f"wrote {path}")
 
@@ -228,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "fifth of the labelled patients, at least one; 0 for none)")
     p.add_argument("--test", help="acdc/nifti: test patients taken from the labelled training scans, same forms as "
                                   "--val (imagesTs is always the test split)")
+    p.add_argument("--unlabeled", metavar="DIR",
+                   help="any source: also take the NIfTI scans of DIR (or DIR/imagesTr; labels never read) as "
+                        "unlabelled training scans, e.g. another centre's, for pre-training and semi-supervision")
     p.add_argument("--patient-regex", help="nifti: a regular expression whose first group (or group 'patient') is "
                                            "a scan's patient, e.g. '(.+)_frame'; default: a _frameNN, _ED/_ES or "
                                            "_tN suffix is not part of the patient")

@@ -29,7 +29,7 @@ class RunConfig:
     stage: str = "finetune"  # "pretrain" or "finetune"
     method: str = "bcp"  # after IDEAL pre-training: the best IDEAL-based recipe on validation (docs/benchmarks.md)
     dataset: str = ""
-    labeled: str = "7"  # label budget, see data/budgets.py
+    labeled: str = "all"  # label budget, see data/budgets.py: every labelled training patient unless asked
     init: str | None = None  # pre-training run folder whose encoder initialises fine-tuning
     seed: int = 0
     profile: str = "cpu"
@@ -360,7 +360,7 @@ def method_names() -> list[str]:
     """The methods' names, from the files of `idealseg/methods/` (one file a method, `ideal_pretrain.py`
     is `ideal-pretrain`), so that `--help` can list them without importing torch."""
     folder = Path(__file__).parent / "methods"
-    return sorted(p.stem.replace("_", "-") for p in folder.glob("*.py") if p.stem not in ("__init__", "base", "common"))
+    return sorted(p.stem.replace("_", "-") for p in folder.glob("*.py") if p.stem not in ("__init__", "base", "common", "paste"))
 
 
 def reads(option: str, stage: str, method: str) -> bool:

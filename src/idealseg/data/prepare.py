@@ -23,7 +23,7 @@ from idealseg import checks
 from idealseg.data.arguments import class_names, label_map_text, split_text
 from idealseg.data.dataset import CaseVolume, Dataset, DatasetWriter
 from idealseg.data.importers.acdc import import_acdc
-from idealseg.data.importers.nifti import import_nifti, parse_label_map
+from idealseg.data.importers.nifti import import_nifti, import_unlabelled, parse_label_map
 from idealseg.data.importers.phantom import PHANTOM_CLASSES, import_phantom
 from idealseg.data.importers.source_json import read_source_json
 from idealseg.data.importers.ssl4mis import ACDC_CLASSES, import_ssl4mis
@@ -124,6 +124,8 @@ class GuardedWriter(DatasetWriter):
     def __init__(self, tmp: Path, out: Path, interrupt: Callable[[], None], *args) -> None:
         super().__init__(tmp, *args)
         self.out, self.interrupt = out, interrupt
+        self.unlabelled: Path | None = None  # --unlabeled: a folder of scans joined as unlabelled training cases
+        self.patient_rule: re.Pattern | None = None
 
     def add(self, case: CaseVolume, split: str, source: str | Path) -> None:
         """Store one case, between two chances for Ctrl-C, if the disk can hold it (its arrays
@@ -141,8 +143,14 @@ class GuardedWriter(DatasetWriter):
             raise _write_error(self.out / "cases" / f"{case.case_id}.h5", exc) from None
 
     def finish(self, **extra) -> None:
-        """Write dataset.json; a dataset of images alone is recorded as one to pre-train on."""
+        """Join the --unlabeled scans (normalised as the source's were), then write dataset.json; a dataset
+        of images alone is recorded as one to pre-train on."""
         self.interrupt()
+        if self.unlabelled is not None:
+            added = import_unlabelled(self.unlabelled, self, extra.get("normalization", "percentile"),
+                                      self.patient_rule)
+            extra["unlabelled_from"] = str(self.unlabelled)
+            self.notes.append(f"--unlabeled: {added} scans of {self.unlabelled} joined the train split, unlabelled")
         if self.info["cases"] and not any(c["labeled"] for c in self.info["cases"]):
             self._unlabelled()
         try:
@@ -183,6 +191,7 @@ def prepare(
     test: str | int | list[str] | None = None,
     spacing_from: str | Path | None = None,
     patient_regex: str | None = None,
+    unlabeled: str | Path | None = None,
 ) -> Path:
     """Import `src` (of kind `source`) into the dataset folder `out`; returns `out`. Prints what the import
     decided for the user (a default validation split) and one line per split."""
@@ -199,12 +208,15 @@ def prepare(
         if src is None or not Path(src).is_dir():
             raise InputError(src or "SRC", "source folder not found")
         src = Path(src)
-        check_no_overlap(out, [src, spacing_from], "output folder")
+        check_no_overlap(out, [src, spacing_from, unlabeled], "output folder")
     if spacing_from is not None and (source != "ssl4mis" or not Path(spacing_from).is_dir()):
         raise InputError(spacing_from, "--spacing-from takes the NIfTI release's folder, for prepare ssl4mis only")
     mapping = parse_label_map(label_map) if source == "nifti" else None
-    if patient_regex is not None and source != "nifti":
-        raise IdealsegError(f"--patient-regex: for prepare nifti; {source} knows its patients")
+    unlabeled = checks.optional_path(unlabeled, "--unlabeled")
+    if unlabeled is not None and not Path(unlabeled).is_dir():
+        raise InputError(unlabeled, "--unlabeled: folder not found")
+    if patient_regex is not None and source != "nifti" and unlabeled is None:
+        raise IdealsegError(f"--patient-regex: for prepare nifti or --unlabeled; {source} knows its patients")
     rule = compile_rule(patient_regex)
     notes: list[str] = []
     with deferred_interrupt() as interrupt:
@@ -214,7 +226,7 @@ def prepare(
             with atomic_dir(out, overwrite=overwrite) as tmp:
                 _import(source, tmp, out, src, interrupt, patients=patients, seed=seed, normalization=normalization,
                         mapping=mapping, classes=classes, val=val, test=test, spacing_from=spacing_from,
-                        patient_rule=rule, notes=notes)
+                        patient_rule=rule, notes=notes, unlabeled=unlabeled)
                 interrupt()
                 committing = True
         except OSError as exc:  # marking and renaming the complete folder into place
@@ -241,25 +253,29 @@ def split_summary(dataset: Dataset) -> list[str]:
 def _import(source: str, tmp: Path, out: Path, src: Path | None, interrupt: Callable[[], None], *, patients: int,
             seed: int, normalization: str, mapping: dict[int, int] | None, classes: list[str] | None,
             val: str | None, test: str | None, spacing_from: str | Path | None, patient_rule: re.Pattern | None,
-            notes: list[str]) -> None:
+            notes: list[str], unlabeled: Path | None) -> None:
     """Run the importer of `source` into the temporary folder `tmp` of `out`; `notes` gets what it decided."""
+    source_json = read_source_json(src) if source == "nifti" else None
+    named = classes if classes is not None else (source_json.classes if source_json else None)
     if source == "phantom":
-        import_phantom(GuardedWriter(tmp, out, interrupt, "phantom", PHANTOM_CLASSES, "phantom",
-                                     "synthetic cine-MRI"), patients, seed)
-    elif source == "ssl4mis":
-        writer = GuardedWriter(tmp, out, interrupt, src.name, ACDC_CLASSES, f"ssl4mis:{src}", "cine-MRI")
-        import_ssl4mis(src, writer, Path(spacing_from) if spacing_from else None)
-    elif source == "acdc":
-        writer = GuardedWriter(tmp, out, interrupt, "ACDC", ACDC_CLASSES, f"acdc:{src}", "cine-MRI")
-        import_acdc(src, writer, normalization, val, test, seed)
+        writer = GuardedWriter(tmp, out, interrupt, "phantom", PHANTOM_CLASSES, "phantom", "synthetic cine-MRI")
+    elif source in ("ssl4mis", "acdc"):
+        name, kind = (src.name, "ssl4mis") if source == "ssl4mis" else ("ACDC", "acdc")
+        writer = GuardedWriter(tmp, out, interrupt, name, ACDC_CLASSES, f"{kind}:{src}", "cine-MRI")
     else:
-        source_json = read_source_json(src)
-        named = classes if classes is not None else (source_json.classes if source_json else None)
         names = named
         if names is None and mapping:
             names = ["background", *[f"class{i}" for i in range(1, max(mapping.values()) + 1)]]
         writer = GuardedWriter(tmp, out, interrupt, src.name, names or [], f"nifti:{src}", "unknown")
         writer.infer_classes = names is None
+    writer.unlabelled, writer.patient_rule = unlabeled, patient_rule
+    if source == "phantom":
+        import_phantom(writer, patients, seed)
+    elif source == "ssl4mis":
+        import_ssl4mis(src, writer, Path(spacing_from) if spacing_from else None)
+    elif source == "acdc":
+        import_acdc(src, writer, normalization, val, test, seed)
+    else:
         import_nifti(src, writer, normalization, mapping, val, test, seed, classes=named,
                      patient_rule=patient_rule, source_json=source_json)
-        notes.extend(writer.notes)
+    notes.extend(writer.notes)

@@ -283,3 +283,26 @@ def _write_folds(writer: DatasetWriter, patients: dict[str, list[str]], labels: 
     if len(pool) >= 2:
         with open(writer.root / SPLITS_FILE, "w") as f:
             json.dump(make_folds(pool, seed), f, indent=1)
+
+
+def import_unlabelled(folder: Path, writer: DatasetWriter, normalization: str,
+                      patient_rule: re.Pattern | None = None) -> int:
+    """Add every scan of `folder` (its `imagesTr/` where it is a Decathlon folder; labels are never read)
+    as an unlabelled training case: another centre's scans, for pre-training and semi-supervision to see
+    that centre's images. Normalised as the rest of the dataset; returns how many were added."""
+    images = _images(folder / "imagesTr") if (folder / "imagesTr").is_dir() else _images(folder)
+    if not images:
+        raise InputError(folder, "--unlabeled: holds no .nii or .nii.gz scans (nor imagesTr/ with some)")
+    taken = {c["id"] for c in writer.info["cases"]}
+    clash = sorted(set(images) & taken)
+    if clash:
+        raise InputError(images[clash[0]], f"--unlabeled: case id {clash[0]!r} is already in the dataset; "
+                                           "rename the file")
+    patients = {c: p for p, ids in group_by_patient(list(images), patient_rule).items() for c in ids}
+    for case_id in tqdm(sorted(images), desc="unlabelled volumes", unit="vol"):
+        path = images[case_id]
+        image, affine, spacing, axes, shape = _read_image(path, normalization)
+        volume = CaseVolume(case_id, patients[case_id], image, None, spacing, affine, axes,
+                            {"source_file": path.name, "ndim": len(shape), "unlabelled_from": str(folder)})
+        writer.add(volume, "train", path)
+    return len(images)
