@@ -124,10 +124,11 @@ def test_a_broken_source_dataset_json_is_one_line(nnunet_folder, tmp_path, capsy
 def test_an_nnunet_folder_runs_the_whole_chain_with_paths_alone(tmp_path, capsys):
     """prepare, train, evaluate, report, predict on imagesTs and scoring those masks against labelsTs,
     with no flag beyond the paths (and the tiny profile, for time)."""
+    from idealseg.data.importers.phantom import phantom_case
+
     from .conftest import write_nifti as put
 
-    src, rng = tmp_path / "Dataset001_Phantom", np.random.default_rng(0)
-    from idealseg.data.importers.phantom import phantom_case
+    src = tmp_path / "Dataset001_Phantom"
 
     for p in range(6):
         folder = ("imagesTr", "labelsTr") if p < 5 else ("imagesTs", "labelsTs")

@@ -360,7 +360,8 @@ def method_names() -> list[str]:
     """The methods' names, from the files of `idealseg/methods/` (one file a method, `ideal_pretrain.py`
     is `ideal-pretrain`), so that `--help` can list them without importing torch."""
     folder = Path(__file__).parent / "methods"
-    return sorted(p.stem.replace("_", "-") for p in folder.glob("*.py") if p.stem not in ("__init__", "base", "common", "paste"))
+    helpers = ("__init__", "base", "common", "paste")
+    return sorted(p.stem.replace("_", "-") for p in folder.glob("*.py") if p.stem not in helpers)
 
 
 def reads(option: str, stage: str, method: str) -> bool:
