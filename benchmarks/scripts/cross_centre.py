@@ -2,8 +2,9 @@
 
 Trains one run per recipe and augmentation on the SSL4MIS split's 7 labelled patients in physical
 space, 1 thread: `supervised` (a plain U-Net, Adam 1e-3, `--iterations` steps) and `default`
-(`idealseg train` as a user runs it: IDEAL pre-training, then BCP, the cpu profile's budget). Then
-it scores each run
+(`idealseg train` as a user runs it: IDEAL pre-training, then BCP, the cpu profile's budget), and
+`default+other` (the same, with the other centre's scans joined to the training set unlabelled,
+`prepare --unlabeled`: their labels are never read). Then it scores each run
 - on ACDC validation (the run's own post-processing, as `idealseg evaluate` does), also with the
   scale search (what it costs where the header is right),
 - on the other centre's labelled scans, at their header's spacing and with `predict`'s scale search,
@@ -12,7 +13,8 @@ it scores each run
 
     python benchmarks/scripts/cross_centre.py --acdc ../shared/data/acdc --acdc-nifti ../shared/data/acdc-nifti \\
         --other ../shared/data/mscmr-c0-dev --label-map 600:1,200:2,500:3 \\
-        --out benchmarks/results/cross_centre [--recipes supervised,default] [--augmentations weak,nnunet]
+        --out benchmarks/results/cross_centre [--recipes supervised,default,default+other] \\
+        [--augmentations weak,nnunet]
 
 Datasets and runs go to `--work` (default `runs/cross_centre`); the results folder gets results.json,
 report.md and the per-volume CSVs. A killed run resumes from its checkpoint when run again.
@@ -42,14 +44,21 @@ from idealseg.runfolder.folder import load_run, run_largest_component
 FACTORS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.15, 1.3)
 
 
-def datasets(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
-    """ACDC (SSL4MIS split, spacing from the release) and the other centre, prepared once."""
-    acdc, other = work / "acdc", work / "other"
+def datasets(args: argparse.Namespace, work: Path, recipes: list[str]) -> tuple[Path, Path, Path | None]:
+    """ACDC (SSL4MIS split, spacing from the release), the other centre (all its scans in one split, to
+    score), and, for the `default+other` recipe, ACDC with the other centre's scans joined unlabelled;
+    each prepared once."""
+    acdc, other, joined = work / "acdc", work / "other", work / "acdc_plus_other"
     if not (acdc / "dataset.json").exists():
         idealseg.prepare("ssl4mis", acdc, args.acdc, spacing_from=args.acdc_nifti)
     if not (other / "dataset.json").exists():
-        idealseg.prepare("nifti", other, args.other, label_map=args.label_map, classes=args.classes.split(","))
-    return acdc, other
+        idealseg.prepare("nifti", other, args.other, label_map=args.label_map, classes=args.classes.split(","),
+                         val="0")
+    if "default+other" not in recipes:
+        return acdc, other, None
+    if not (joined / "dataset.json").exists():
+        idealseg.prepare("ssl4mis", joined, args.acdc, spacing_from=args.acdc_nifti, unlabeled=args.other)
+    return acdc, other, joined
 
 
 def train(acdc: Path, run: Path, recipe: str, augmentation: str, iterations: int) -> tuple[Path, float]:
@@ -129,17 +138,19 @@ def main() -> None:
     args = parser.parse_args()
     work, out = Path(args.work), Path(args.out)
     claim_results_folder(out)  # report.md and results.json are rewritten: never in a folder of the user's
-    acdc, other = datasets(args, work)
+    recipes = args.recipes.split(",")
+    acdc, other, joined = datasets(args, work, recipes)
     results = {"other": str(args.other), "labeled": "ssl4mis:7", "iterations": args.iterations,
                "machine": f"{cpu_model()}, 1 thread", "runs": {}}
     if (out / "results.json").exists():  # runs scored before keep their entries
         results["runs"] = json.loads((out / "results.json").read_text())["runs"]
-    for recipe in args.recipes.split(","):
+    for recipe in recipes:
         for augmentation in args.augmentations.split(","):
             name = f"{recipe}, {augmentation}"
             t0 = time.time()
             folder = out / f"{recipe}_{augmentation}"
-            run, seconds = train(acdc, work / "runs" / f"{recipe}_{augmentation}", recipe, augmentation,
+            training_set = joined if recipe == "default+other" else acdc
+            run, seconds = train(training_set, work / "runs" / f"{recipe}_{augmentation}", recipe, augmentation,
                                  args.iterations)
             entry = {"train_seconds": seconds,
                      "acdc_val": score(run, acdc, "val", folder / "acdc_val", False),
