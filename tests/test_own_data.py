@@ -171,3 +171,17 @@ def test_another_centres_scans_join_as_unlabelled_training_scans(nnunet_folder, 
                  str(nnunet_folder)]) == 2
     assert "already in the dataset; rename the file" in capsys.readouterr().err
     assert not (tmp_path / "twice").exists()
+
+
+def test_a_fold_moves_whole_patients_between_train_and_val(nnunet_folder, tmp_path):
+    root = prepare("nifti", tmp_path / "ds", nnunet_folder)
+    seen_val = set()
+    for k in range(5):
+        ds = Dataset(root, fold=k)
+        val = {c.patient for c in ds.split("val")}
+        assert len(val) == 1 and not val & {c.patient for c in ds.split("train")}
+        assert {c.id for c in ds.split("test")} == {"patient101_frame01", "patient102_frame01"}
+        seen_val |= val
+    assert seen_val == {f"patient{p:03d}" for p in range(1, 6)}  # every labelled patient validates once
+    with pytest.raises(IdealsegError, match="this splits file has folds 0 to 4"):
+        Dataset(root, fold=5)

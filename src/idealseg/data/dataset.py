@@ -278,9 +278,10 @@ def _check_slice_order(order: Any, depth: dict[str, int], meta: Path) -> None:
 
 
 class Dataset:
-    """Read access to a dataset folder."""
+    """Read access to a dataset folder; with `fold`, its train and val splits are that fold's
+    (splits.json, or nnU-Net's splits_final.json put in the folder), whole patients on each side."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, fold: int | None = None):
         self.root = Path(root)
         meta = self.root / "dataset.json"
         if not meta.is_file():
@@ -292,6 +293,25 @@ class Dataset:
         check_dataset_info(self.info, meta)
         self.cases = [CaseEntry(**c) for c in self.info["cases"]]
         self.by_id = {c.id: c for c in self.cases}
+        self.fold = fold
+        if fold is not None:
+            self._apply_fold(fold)
+
+    def _apply_fold(self, fold: int) -> None:
+        """Train and val from fold `fold`: a patient with a case in the fold's val validates with all its
+        scans (unlabelled ones too); every other train or val patient trains. Test cases stay test."""
+        from idealseg.data.folds import NNUNET_SPLITS_FILE, SPLITS_FILE, fold_split, read_folds
+
+        path = next((self.root / n for n in (SPLITS_FILE, NNUNET_SPLITS_FILE) if (self.root / n).is_file()), None)
+        if path is None:
+            raise InputError(self.root, f"--fold {fold}: no {SPLITS_FILE} (nor {NNUNET_SPLITS_FILE}) in the dataset "
+                                        "folder; prepare writes one for a dataset of 2 or more labelled patients")
+        patient_of = {c.id: c.patient for c in self.cases if c.split != "test"}
+        held = {patient_of[c] for c, side in fold_split(read_folds(path, patient_of), fold, path).items()
+                if side == "val"}
+        for case in self.cases:
+            if case.split != "test":
+                case.split = "val" if case.patient in held else "train"
 
     @property
     def classes(self) -> list[str]:
