@@ -141,7 +141,7 @@ def train(
     ft_cfg = stage_config("finetune", dataset, run.get("profile"), run.get("config"), {**ft_kwargs, "method": method},
                           resumed)
     ft_data = Dataset(ft_cfg.dataset)
-    ft_cfg.spacing_mm = resolve_spacing(ft_cfg.target_spacing, ft_data)  # as the Trainer will
+    ft_cfg = ft_cfg.derive(spacing_mm=resolve_spacing(ft_cfg.target_spacing, ft_data))  # as the Trainer will
     select_budget(ft_data, ft_cfg.labeled, ft_cfg.seed)  # a budget the dataset cannot give: refused before pre-training
     check_run_folder(out / "finetune", ft_cfg, run.get("resume", False), run.get("overwrite", False))
     ft_kwargs.update(run)

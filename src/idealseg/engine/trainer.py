@@ -61,10 +61,11 @@ class Trainer:
         with distributed.together(self.ctx):
             method_cls = get_method(cfg.method, cfg.stage)  # bad input is refused before anything is written
             self.dataset = Dataset(cfg.dataset)
-            cfg.num_classes, cfg.classes = self.dataset.num_classes, tuple(self.dataset.classes)
-            cfg.normalization = self.dataset.info.get("normalization", "percentile")  # what predict assumed before
+            cfg = self.cfg = cfg.derive(
+                num_classes=self.dataset.num_classes, classes=tuple(self.dataset.classes),
+                normalization=self.dataset.info.get("normalization", "percentile"),  # what predict assumed before
+                spacing_mm=resolve_spacing(cfg.target_spacing, self.dataset))
             self.budget = select_budget(self.dataset, cfg.labeled, cfg.seed) if cfg.stage == "finetune" else None
-            cfg.spacing_mm = resolve_spacing(cfg.target_spacing, self.dataset)
             check_run_folder(self.run_dir, cfg, resume, overwrite)
             if cfg.threads:
                 torch.set_num_threads(cfg.threads)
