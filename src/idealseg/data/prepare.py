@@ -21,6 +21,7 @@ from pathlib import Path
 from idealseg import checks
 from idealseg.data.arguments import class_names, label_map_text, split_text
 from idealseg.data.dataset import CaseVolume, DatasetWriter
+from idealseg.data.fingerprint import write_plan
 from idealseg.data.importers.acdc import import_acdc
 from idealseg.data.importers.nifti import import_nifti, parse_label_map
 from idealseg.data.importers.phantom import PHANTOM_CLASSES, import_phantom
@@ -205,6 +206,7 @@ def prepare(
             with atomic_dir(out, overwrite=overwrite) as tmp:
                 _import(source, tmp, out, src, interrupt, patients=patients, seed=seed, normalization=normalization,
                         mapping=mapping, classes=classes, val=val, test=test, spacing_from=spacing_from)
+                write_plan(tmp)
                 interrupt()
                 committing = True
         except OSError as exc:  # marking and renaming the complete folder into place
