@@ -42,8 +42,8 @@ def _options_doc():
 
 
 def test_method_declarations_are_read_without_torch_as_imported():
-    """config/methods.py reads each method's `reads` from its file; the imported classes must agree."""
-    from idealseg.config.methods import declared_reads
+    """config/method_reads.py reads each method's `reads` from its file; the imported classes must agree."""
+    from idealseg.config.method_reads import declared_reads
     from idealseg.config.options import OPTIONS
     from idealseg.methods import METHODS
 

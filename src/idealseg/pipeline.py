@@ -98,6 +98,12 @@ def recorded_options(run_dir: str | Path, stage: str, profile: str | None, confi
     return {f.name: getattr(old, f.name) for f in fields(old) if f.name not in NOT_RESUMED}
 
 
+def _remove_if_empty(folder: Path) -> None:
+    """Remove `folder` if nothing is in it (a folder with anything in it is left as it is)."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
 def _named_method(config: Path | None, recorded: dict[str, Any]) -> str:
     """Fine-tuning's method where the command names none: the --config YAML's, else the resumed run's,
     else RunConfig's default; what resolve_config would choose, known before the options are split
@@ -151,6 +157,8 @@ def train(
                           recorded=recorded)
     ctx = distributed.setup()
     with contextlib.ExitStack() as held:
+        if not out.exists():  # a refused train leaves no OUT behind (the lock's folder goes with its lock)
+            held.callback(_remove_if_empty, out)
         # the fine-tuning folder is locked and checked before pre-training touches anything (a refused
         # resume or a foreign file must not leave a changed pre-training behind), and stays locked, so
         # that what was checked is what fine-tuning finds

@@ -2,7 +2,7 @@
 
 The CLI's flags, the YAML checks and docs/options.md all come from `OPTIONS`; the type and the
 default are the `RunConfig` field's. Which methods read an option is each method's own
-declaration (`Method.reads`, see config/methods.py), merged in here.
+declaration (`Method.reads`, see config/method_reads.py), merged in here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from idealseg.checks import SEED_MAX, is_real, is_whole
-from idealseg.config.methods import method_names, method_readers
+from idealseg.config.method_reads import method_names, method_readers
 from idealseg.errors import IdealsegError
 
 _TYPES: dict[str, tuple[tuple[type, ...], str, Callable[[Any], Any]]] = {  # annotation -> accepted, wording, convert

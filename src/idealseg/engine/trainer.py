@@ -61,7 +61,7 @@ class Trainer:
         # every rank checks; a refusal on any is every rank's, and rank 0 writes only once all have
         # checked (a slower rank would otherwise find the folder just made and refuse it)
         with distributed.together(self.ctx):
-            setup = cfg if isinstance(cfg, RunSetup) else setup_run(cfg, Path(run_dir or ""), resume, overwrite)
+            setup = cfg if isinstance(cfg, RunSetup) else setup_run(cfg, self._run_dir(run_dir), resume, overwrite)
             self.setup, self.cfg, self.run_dir = setup, setup.cfg, setup.run_dir
             self.dataset, self.budget = setup.dataset, setup.budget
             self._configure_torch()
@@ -81,6 +81,13 @@ class Trainer:
         self.model = self._wrap()
 
     # -- set-up steps -------------------------------------------------------------------------
+    @staticmethod
+    def _run_dir(run_dir: str | Path | None) -> Path:
+        """The run folder a bare RunConfig trains into (a RunSetup carries its own)."""
+        if run_dir is None:
+            raise TypeError("Trainer(cfg, run_dir): a RunConfig needs the run folder to train into")
+        return Path(run_dir)
+
     def _configure_torch(self) -> None:
         """Threads, denormals and seeds before any tensor is made, so that a run is reproducible."""
         if self.cfg.threads:
