@@ -774,6 +774,8 @@ def test_a_hand_edited_config_yaml_is_one_line(text, expected, use, tiny_run, tm
 
 def test_weights_that_do_not_fit_their_config_name_it(tiny_run):
     """A checkpoint without its own record of the config (best.pt) is compared weight by weight."""
+    import dataclasses
+
     import torch
 
     from idealseg.config import RunConfig
@@ -785,7 +787,7 @@ def test_weights_that_do_not_fit_their_config_name_it(tiny_run):
     cfg = RunConfig.load(run / "config.yaml")
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
     del state["config"]
-    cfg.channels = (4, 8, 16, 32, 64)
+    cfg = dataclasses.replace(cfg, channels=(4, 8, 16, 32, 64))  # RunConfig is frozen
     with pytest.raises(InputError, match=r"config.yaml: describes a network \(method supervised, channels "
                                          r"4,8,16,32,64, 4 classes\) that best.pt does not hold: weight '.+' is "
                                          r"\[8, 1, 3, 3\] in the checkpoint, \[4, 1, 3, 3\] in this network"):

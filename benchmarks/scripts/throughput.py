@@ -31,6 +31,7 @@ import csv
 import json
 import tempfile
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -168,13 +169,13 @@ def profile_training(root: Path, size: int, batch: int, steps: int, out: Path, m
         trainer = _trainer(root, Path(tmp) / "run", size, batch, 5, True, amp, compiled, method, labeled)
         trainer.fit()
         trainer.save = lambda: None  # the steps alone: no end-of-fit checkpoint in the profile or the count
-        trainer.cfg.iterations = 5 + steps
+        trainer.cfg = replace(trainer.cfg, iterations=5 + steps)  # the config is frozen: a new one
         before = trainer.elapsed
         with profile(activities=activities) as prof:
             trainer.fit()  # its steps' time: the last reads the losses back (a wait)
         wall = (trainer.elapsed - before) / steps
         counter = _OperatorCount()
-        trainer.cfg.iterations += 1
+        trainer.cfg = replace(trainer.cfg, iterations=trainer.cfg.iterations + 1)
         with counter:
             trainer.fit()  # one more step, whole: the operators the host dispatches (a call, a dispatch, a launch each)
     events = prof.key_averages()

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from idealseg import checks
-from idealseg.config import FROM_DATASET, RunConfig, read_yaml, reads, resolve_config
-from idealseg.data.budgets import select_budget
-from idealseg.data.dataset import Dataset
-from idealseg.data.physical import resolve_spacing
+from idealseg.config import RunConfig, read_yaml, reads, resolve_config
+from idealseg.config.resume_rules import FROM_PRETRAINING, NOT_RESUMED
 from idealseg.engine import distributed
+from idealseg.engine.run_setup import setup_run
 from idealseg.engine.trainer import Trainer
 from idealseg.errors import IdealsegError, InputError
 from idealseg.methods import METHODS
 from idealseg.ownership import check_not_link, check_replaceable, read_manifest, replace_folder, write_manifest
-from idealseg.runfolder.folder import check_run_folder, is_run_folder
+from idealseg.runfolder.folder import is_run_folder
 from idealseg.writer_lock import writer_lock
 
 
@@ -32,40 +32,48 @@ def run_stage(
     cfg = stage_config(stage, dataset, profile, config, options, resumed=Path(out) if resume else None)
     ctx = distributed.setup()
     with contextlib.ExitStack() as held:
-        # one writer per run folder: under torchrun rank 0 alone writes it, so rank 0 alone holds the lock,
-        # and a lock it cannot take stops every rank
-        with distributed.together(ctx):
-            if ctx.is_main:
-                held.enter_context(writer_lock(out))
-        # under torchrun the process group stays joined from stage to stage (engine/distributed.py says
-        # why); named_errors: a rank stuck or gone in DDP's or the losses' collectives ends with one line
-        with distributed.named_errors():
-            summary = Trainer(cfg, out, resume=resume, overwrite=overwrite).fit()
+        _lock(held, ctx, out)
+        return _fit(ctx, lambda: Trainer(cfg, out, resume=resume, overwrite=overwrite), out)
+
+
+def _lock(held: contextlib.ExitStack, ctx: distributed.Context, out: Path) -> None:
+    """One writer per run folder: under torchrun rank 0 alone writes it, so rank 0 alone holds the lock,
+    and a lock it cannot take stops every rank."""
+    with distributed.together(ctx):
+        if ctx.is_main:
+            held.enter_context(writer_lock(out))
+
+
+def _fit(ctx: distributed.Context, trainer: Callable[[], Trainer], out: Path) -> dict:
+    """Build the trainer and train, in a locked run folder; the summary names the folder."""
+    # under torchrun the process group stays joined from stage to stage (engine/distributed.py says
+    # why); named_errors: a rank stuck or gone in DDP's or the losses' collectives ends with one line
+    with distributed.named_errors():
+        summary = trainer().fit()
     summary["run"] = str(out)
     return summary
 
 
 def stage_config(stage: str, dataset: str | Path, profile: str | None, config: str | None,
-                 options: dict[str, Any], resumed: Path | None = None) -> RunConfig:
+                 options: dict[str, Any], resumed: Path | None = None,
+                 recorded: dict[str, Any] | None = None) -> RunConfig:
     """A stage's resolved configuration, with absolute paths (a run folder then means the same thing
     from any working directory). `resumed`: the run folder a --resume continues, whose recorded
-    options stand where neither the YAML nor the command line names one."""
+    options stand where neither the YAML nor the command line names one (`recorded`: those options,
+    where the caller read them already)."""
     options = {k: v for k, v in options.items() if not (k == "method" and v is None)}
     if stage == "pretrain" and options.get("method") == "ideal":
         options["method"] = "ideal-pretrain"
     if options.get("init"):
         options["init"] = str(checks.path(options["init"], "--init").resolve())
-    recorded = recorded_options(resumed, stage, profile, config) if resumed else {}
+    if recorded is None:
+        recorded = recorded_options(resumed, stage, profile, config) if resumed else {}
     return resolve_config(stage, profile, config, {**options, "dataset": str(Path(dataset).resolve())}, recorded)
 
 
 def _paths(dataset: Any, out: Any, config: Any) -> tuple[Path, Path, Path | None]:
     """The dataset, run folder and --config of a stage, as paths (the API may be handed anything)."""
     return checks.path(dataset, "DATASET"), checks.output_path(out, "--out"), checks.optional_path(config, "--config")
-
-
-# Not carried over on resume: the stage and dataset come from the command, the rest from the dataset.
-NOT_RESUMED = {"stage", "dataset", *FROM_DATASET}
 
 
 def recorded_options(run_dir: str | Path, stage: str, profile: str | None, config: str | None) -> dict[str, Any]:
@@ -90,9 +98,18 @@ def recorded_options(run_dir: str | Path, stage: str, profile: str | None, confi
     return {f.name: getattr(old, f.name) for f in fields(old) if f.name not in NOT_RESUMED}
 
 
-# What a `train` resumed before its fine-tuning recorded anything takes from its pre-training's record,
-# unless named: the profile and what the pre-trained encoder and the experiment share with fine-tuning.
-FROM_PRETRAINING = ("profile", "seed", "input_size", "channels", "target_spacing")
+def _remove_if_empty(folder: Path) -> None:
+    """Remove `folder` if nothing is in it (a folder with anything in it is left as it is)."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _named_method(config: Path | None, recorded: dict[str, Any]) -> str:
+    """Fine-tuning's method where the command names none: the --config YAML's, else the resumed run's,
+    else RunConfig's default; what resolve_config would choose, known before the options are split
+    between the two stages."""
+    named = read_yaml(config).get("method") if config else None
+    return named if isinstance(named, str) else recorded.get("method") or RunConfig.method
 
 
 def _pretraining_record(out: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -122,8 +139,8 @@ def train(
     resumed = out / "finetune" if kwargs.get("resume") else None
     if resumed:
         kwargs.update(_pretraining_record(out, kwargs))
-    method = method or stage_config("finetune", dataset, kwargs.get("profile"), kwargs.get("config"), {},
-                                    resumed).method
+    recorded = recorded_options(resumed, "finetune", kwargs.get("profile"), kwargs.get("config")) if resumed else {}
+    method = method or _named_method(kwargs.get("config"), recorded)
     if kwargs.get("init"):
         raise IdealsegError("`train` pre-trains itself; use `finetune --init` to start from another run")
     summaries = {}
@@ -135,20 +152,23 @@ def train(
         raise IdealsegError(f"option(s) {', '.join(unread)} are read by neither {pretrain_method} nor {method}")
     if not skip_pretrain:
         ft_kwargs["init"] = str(out / "pretrain")
-    # the fine-tuning folder is checked before pre-training touches anything (a refused resume or a
-    # foreign file must not leave a changed pre-training behind)
     run = {k: ft_kwargs.pop(k) for k in run_options if k in ft_kwargs}
     ft_cfg = stage_config("finetune", dataset, run.get("profile"), run.get("config"), {**ft_kwargs, "method": method},
-                          resumed)
-    ft_data = Dataset(ft_cfg.dataset)
-    ft_cfg.spacing_mm = resolve_spacing(ft_cfg.target_spacing, ft_data)  # as the Trainer will
-    select_budget(ft_data, ft_cfg.labeled, ft_cfg.seed)  # a budget the dataset cannot give: refused before pre-training
-    check_run_folder(out / "finetune", ft_cfg, run.get("resume", False), run.get("overwrite", False))
-    ft_kwargs.update(run)
-    if not skip_pretrain:
-        summaries["pretrain"] = run_stage("pretrain", dataset, out / "pretrain", method=pretrain_method,
-                                          **pre_kwargs)
-    summaries["finetune"] = run_stage("finetune", dataset, out / "finetune", method=method, **ft_kwargs)
+                          recorded=recorded)
+    ctx = distributed.setup()
+    with contextlib.ExitStack() as held:
+        if not out.exists():  # a refused train leaves no OUT behind (the lock's folder goes with its lock)
+            held.callback(_remove_if_empty, out)
+        # the fine-tuning folder is locked and checked before pre-training touches anything (a refused
+        # resume or a foreign file must not leave a changed pre-training behind), and stays locked, so
+        # that what was checked is what fine-tuning finds
+        _lock(held, ctx, out / "finetune")
+        with distributed.together(ctx):
+            ft_setup = setup_run(ft_cfg, out / "finetune", run.get("resume", False), run.get("overwrite", False))
+        if not skip_pretrain:
+            summaries["pretrain"] = run_stage("pretrain", dataset, out / "pretrain", method=pretrain_method,
+                                              **pre_kwargs)
+        summaries["finetune"] = _fit(ctx, lambda: Trainer(ft_setup), out / "finetune")
     pre = summaries.get("pretrain", {}).get("seconds", 0.0)
     summaries["total_train_seconds"] = round(pre + summaries["finetune"]["seconds"], 1)
     return summaries

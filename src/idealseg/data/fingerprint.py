@@ -1,30 +1,34 @@
-"""A dataset's fingerprint (spacing, field of view, intensities) and the plan derived from it.
+"""A dataset's fingerprint (spacing, field of view, intensities) and the one plan derived from it.
 
 nnU-Net's answer to scans framed differently by different centres: measure the dataset, choose a
-target spacing (the median in-plane spacing), and size the network's patch in millimetres. `idealseg
-info` prints both, so a user sees how a profile's patch relates to the anatomy before training;
-training uses the same target (data/physical.py).
+target spacing (the median in-plane spacing), and size the network's patch in millimetres. The
+plan is decided here once: `prepare` writes it into the dataset folder (plan.json), each run copies
+it into its own folder, and `idealseg info` and training (data/physical.py) both read it, so the
+spacing a user is shown is the spacing a run trains at.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
+from idealseg.atomic import atomic_file
+from idealseg.config.profiles import profile_input_sizes
 from idealseg.data.dataset import Dataset
+from idealseg.errors import InputError
+
+PLAN = "plan.json"
 
 
 def fingerprint(dataset: Dataset) -> dict:
     """Spacing and field-of-view distributions over the cases that know their spacing, and
     intensity statistics of the stored (normalised) images of the training cases."""
-    known = [c for c in dataset.cases if c.spacing is not None]
-    fp: dict = {"cases": len(dataset.cases), "with_spacing": len(known),
-                "normalization": dataset.info.get("normalization", "unknown")}
-    if known:
-        spacing = np.array([c.spacing for c in known], dtype=float)  # (z, y, x) mm
-        fov = np.array([[c.shape[1] * c.spacing[1], c.shape[2] * c.spacing[2]] for c in known], dtype=float)
-        fp["in_plane_spacing_mm"] = _stats(np.concatenate([spacing[:, 1], spacing[:, 2]]))
-        fp["slice_spacing_mm"] = _stats(spacing[:, 0])
-        fp["field_of_view_mm"] = _stats(fov.max(1))
+    fp = _geometry(dataset)
     values = [dataset.load(c.id).image.ravel() for c in dataset.split("train")[:20]]
     if values:
         pixels = np.concatenate(values)
@@ -33,25 +37,77 @@ def fingerprint(dataset: Dataset) -> dict:
     return fp
 
 
+def _geometry(dataset: Dataset) -> dict:
+    """The fingerprint's part read from dataset.json alone (no image loaded): what the plan needs."""
+    known = [c for c in dataset.cases if c.spacing]
+    fp: dict = {"cases": len(dataset.cases), "with_spacing": len(known),
+                "normalization": dataset.info.get("normalization", "unknown")}
+    if known:
+        spacing = np.array([c.spacing for c in known], dtype=float)  # (z, y, x) mm
+        fov = np.array([[c.shape[1] * c.spacing[1], c.shape[2] * c.spacing[2]] for c in known], dtype=float)
+        fp["in_plane_spacing_mm"] = _stats(np.concatenate([spacing[:, 1], spacing[:, 2]]))
+        fp["slice_spacing_mm"] = _stats(spacing[:, 0])
+        fp["field_of_view_mm"] = _stats(fov.max(1))
+    return fp
+
+
 def _stats(values: np.ndarray) -> dict:
     return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
 
 
-def plan(fp: dict, input_sizes: dict[str, int]) -> dict:
-    """Target in-plane spacing (the median, as nnU-Net) and, per profile, what its square input
-    covers in millimetres at that spacing against the median field of view. Without spacing there is
-    no plan: slices are resized to the input, and a model knows no physical size."""
-    if "in_plane_spacing_mm" not in fp or fp["with_spacing"] < fp["cases"]:  # as resolve_spacing("auto")
-        return {"target_spacing_mm": None}
-    target = fp["in_plane_spacing_mm"]["median"]
-    fov = fp["field_of_view_mm"]["median"]
-    return {"target_spacing_mm": target,
-            "patch": {name: {"pixels": size, "covers_mm": size * target, "median_fov_mm": fov,
-                             "whole_slice": size * target >= fov} for name, size in input_sizes.items()}}
+def make_plan(dataset: Dataset) -> dict[str, Any]:
+    """The dataset's plan: target in-plane spacing (the median, as nnU-Net; None unless every case
+    knows its spacing: slices are then resized to the input and a model knows no physical size), what
+    each profile's square patch covers at it against the median field of view, the intensity
+    normalisation of each channel, and the classes."""
+    fp = _geometry(dataset)
+    plan: dict[str, Any] = {"dataset_json_sha256": _digest(dataset), "target_spacing_mm": None, "patch": {},
+                            "normalization": [dataset.info.get("normalization", "percentile")],  # one channel
+                            "classes": list(dataset.classes)}
+    if "in_plane_spacing_mm" in fp and fp["with_spacing"] == fp["cases"] > 0:
+        target, fov = fp["in_plane_spacing_mm"]["median"], fp["field_of_view_mm"]["median"]
+        plan["target_spacing_mm"] = target
+        plan["patch"] = {name: {"pixels": size, "covers_mm": size * target, "median_fov_mm": fov,
+                                "whole_slice": size * target >= fov} for name, size in profile_input_sizes().items()}
+    return plan
+
+
+def write_plan(folder: Path) -> None:
+    """Write the plan of the dataset being prepared in `folder` (its writer's own folder, before it is
+    marked and moved into place), so that every reader finds the same plan."""
+    with atomic_file(folder / PLAN) as f:
+        json.dump(make_plan(Dataset(folder)), f, indent=1)
+
+
+def load_plan(dataset: Dataset) -> dict[str, Any]:
+    """The dataset's plan.json, or for a dataset prepared before plans were written (or whose
+    dataset.json changed since), its plan computed now and not written: idealseg never writes into a
+    folder it may not own."""
+    path = Path(dataset.root) / PLAN
+    if not path.is_file():
+        return make_plan(dataset)
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"unreadable plan ({exc}); prepare the dataset again") from None
+    target = plan.get("target_spacing_mm", 0) if isinstance(plan, dict) else 0
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
+                               or not math.isfinite(target) or target <= 0):
+        raise InputError(path, f"target_spacing_mm must be a spacing in mm > 0 or null, got {target!r:.40}; "
+                               "prepare the dataset again")
+    if plan.get("dataset_json_sha256") != _digest(dataset):  # dataset.json edited since: its plan is stale
+        return make_plan(dataset)
+    return plan
+
+
+def _digest(dataset: Dataset) -> str:
+    """dataset.json's SHA-256: a plan records what it was made from, so that a dataset.json edited
+    after `prepare` (a case's spacing removed) is planned anew rather than trained on a stale plan."""
+    return hashlib.sha256((Path(dataset.root) / "dataset.json").read_bytes()).hexdigest()
 
 
 def describe(fp: dict, pl: dict) -> list[str]:
-    """The lines `idealseg info` prints for the fingerprint and the plan."""
+    """The lines `idealseg info` prints for the fingerprint and the plan (the dataset's, load_plan)."""
     lines = [f"  fingerprint: {fp['with_spacing']} of {fp['cases']} cases know their spacing; "
              f"intensity normalisation: {fp['normalization']}"]
     for key, name in (("in_plane_spacing_mm", "in-plane spacing"), ("slice_spacing_mm", "slice spacing"),

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from idealseg import checks
-from idealseg.config import PROFILES
 from idealseg.data.budgets import select_budget
 from idealseg.data.dataset import Dataset
-from idealseg.data.fingerprint import describe, fingerprint, plan
+from idealseg.data.fingerprint import describe, fingerprint, load_plan
 
 
 def dataset_summary(dataset: Dataset, labeled: str | None = None, seed: int = 0) -> str:
@@ -43,8 +42,7 @@ def dataset_summary(dataset: Dataset, labeled: str | None = None, seed: int = 0)
         )
     else:
         lines.append("  spacing: none stored (distance metrics will be in voxels)")
-    fp = fingerprint(dataset)
-    lines += describe(fp, plan(fp, {name: stages["finetune"]["input_size"] for name, stages in PROFILES.items()}))
+    lines += describe(fingerprint(dataset), load_plan(dataset))
     if labeled is not None:
         lines.append("  " + select_budget(dataset, labeled, seed).describe())
     return "\n".join(lines)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from idealseg.data.dataset import Dataset
+from idealseg.data.fingerprint import load_plan
 from idealseg.errors import IdealsegError
 
 FOREGROUND_SHARE = 1 / 3  # nnU-Net's oversample_foreground_percent
@@ -30,9 +31,9 @@ MAX_SIDE = 4096  # a slice resampled to the target spacing larger than this is a
 
 
 def resolve_spacing(option: str, dataset: Dataset) -> float:
-    """The run's in-plane spacing in mm from its `target_spacing` option: "auto" is the median of the
-    dataset's in-plane spacings when every case knows its spacing, else 0 (no physical space); "none"
-    is 0; a number is that spacing, refused on a dataset without spacing."""
+    """The run's in-plane spacing in mm from its `target_spacing` option: "auto" is the dataset's plan
+    (data/fingerprint.py: the median of its in-plane spacings when every case knows its spacing, else 0,
+    no physical space); "none" is 0; a number is that spacing, refused on a dataset without spacing."""
     option = str(option).strip().lower()
     known = [c.spacing for c in dataset.cases if c.spacing]
     everyone = bool(dataset.cases) and len(known) == len(dataset.cases)
@@ -43,7 +44,7 @@ def resolve_spacing(option: str, dataset: Dataset) -> float:
             warnings.warn(f"{dataset.root}: {len(dataset.cases) - len(known)} of {len(dataset.cases)} cases have no "
                           "spacing, so this run resizes slices and its model will know no physical size "
                           "(--target-spacing none says so explicitly)", stacklevel=2)
-        target = float(np.median([s for sp in known for s in sp[1:]])) if everyone else 0.0
+        target = float(load_plan(dataset)["target_spacing_mm"] or 0.0)  # the plan `info` shows
     elif not everyone:
         raise IdealsegError(f"{dataset.root}: target_spacing {option} needs every case's spacing, and "
                             f"{len(dataset.cases) - len(known)} of {len(dataset.cases)} cases have none "

@@ -22,6 +22,7 @@ from pathlib import Path
 from idealseg import checks
 from idealseg.data.arguments import class_names, label_map_text, split_text
 from idealseg.data.dataset import CaseVolume, Dataset, DatasetWriter
+from idealseg.data.fingerprint import write_plan
 from idealseg.data.importers.acdc import import_acdc
 from idealseg.data.importers.nifti import import_nifti, import_unlabelled, parse_label_map
 from idealseg.data.importers.phantom import PHANTOM_CLASSES, import_phantom
@@ -227,6 +228,7 @@ def prepare(
                 _import(source, tmp, out, src, interrupt, patients=patients, seed=seed, normalization=normalization,
                         mapping=mapping, classes=classes, val=val, test=test, spacing_from=spacing_from,
                         patient_rule=rule, notes=notes, unlabeled=unlabeled)
+                write_plan(tmp)
                 interrupt()
                 committing = True
         except OSError as exc:  # marking and renaming the complete folder into place

@@ -24,13 +24,12 @@ from tqdm import tqdm
 
 from idealseg.atomic import atomic_file, atomic_path
 from idealseg.config import RunConfig
-from idealseg.data.budgets import select_budget
 from idealseg.data.components import largest_components
-from idealseg.data.dataset import Dataset
-from idealseg.data.physical import crop_patches, resolve_spacing
+from idealseg.data.physical import crop_patches
 from idealseg.data.slice_store import BatchSampler, SliceStore
 from idealseg.engine import distributed
 from idealseg.engine.compiled import compile_mode, compile_networks, fused
+from idealseg.engine.run_setup import RunSetup, setup_run
 from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.inference import predict_case
 from idealseg.evaluation.metrics import mean_foreground_dice
@@ -38,7 +37,7 @@ from idealseg.methods import get_method
 from idealseg.ownership import RUN_FILES, check_no_overlap, record_written, replace_folder, write_manifest
 from idealseg.runfolder.checkpoint import load_checkpoint, load_latest, save_checkpoint
 from idealseg.runfolder.environment import autocast_dtype, write_environment
-from idealseg.runfolder.folder import check_run_folder, encoder_state, load_pretrained
+from idealseg.runfolder.folder import encoder_state, load_pretrained
 from idealseg.runfolder.weights import load_weights
 
 
@@ -52,76 +51,117 @@ class Trainer:
     Construction checks every input and the run folder before anything is written, then builds the
     slice store, the method and the optimiser, and restores a checkpoint when resuming."""
 
-    def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False):
-        self.cfg, self.run_dir = cfg, Path(run_dir)
+    def __init__(self, cfg: RunConfig | RunSetup, run_dir: str | Path | None = None, resume: bool = False,
+                 overwrite: bool = False):
+        """Set up the run (`cfg` alone: resolved against its dataset and its folder checked here; a
+        RunSetup: already checked), build everything it needs, then write; a resume restores the last
+        checkpoint."""
         self._recorded: set[str] = set()  # names already in the run's manifest (ownership.record_written)
         self.ctx = distributed.setup()
         # every rank checks; a refusal on any is every rank's, and rank 0 writes only once all have
         # checked (a slower rank would otherwise find the folder just made and refuse it)
         with distributed.together(self.ctx):
-            method_cls = get_method(cfg.method, cfg.stage)  # bad input is refused before anything is written
-            self.dataset = Dataset(cfg.dataset)
-            cfg.num_classes, cfg.classes = self.dataset.num_classes, tuple(self.dataset.classes)
-            cfg.normalization = self.dataset.info.get("normalization", "percentile")  # what predict assumed before
-            self.budget = select_budget(self.dataset, cfg.labeled, cfg.seed) if cfg.stage == "finetune" else None
-            cfg.spacing_mm = resolve_spacing(cfg.target_spacing, self.dataset)
-            check_run_folder(self.run_dir, cfg, resume, overwrite)
-            if cfg.threads:
-                torch.set_num_threads(cfg.threads)
-            # Long CPU runs let weights and Adam's moments of quiet channels decay into denormal floats, which
-            # x86 cores compute 10-100x slower: a 12630-step cell slowed 3x after step 9000. Flushing them to
-            # zero costs nothing a model can see (they are below 1.2e-38).
-            torch.set_flush_denormal(True)
-            self._seed(cfg.seed + self.ctx.rank)
-            self.store = SliceStore.from_dataset(self.dataset, cfg.input_size, self.budget, spacing=cfg.spacing_mm)
-            self.sampler = BatchSampler(
-                self.store.labeled, cfg.batch_labeled, cfg.batch_unlabeled, cfg.seed, self.ctx.rank, self.ctx.world
-            )
-            self.method = method_cls(cfg)
-            if cfg.init:
-                load_pretrained(self.method, cfg.init)
-            if self.ctx.distributed and cfg.sync_bn:
-                if self.ctx.device.type == "cuda":  # same parameters and state-dict keys, statistics over all ranks
-                    self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
-                elif self.ctx.is_main:
-                    warnings.warn("sync_bn: SyncBatchNorm needs CUDA; these CPU processes keep per-process BatchNorm "
-                                  "statistics", stacklevel=2)
-            if cfg.stage == "finetune" and cfg.val_every and self.ctx.is_main:  # read (and checked) before writing
-                self.val_cases = [self.dataset.load(c.id) for c in self.dataset.split("val") if c.labeled]
-                self.probe = self.store.truth_probe(seed=cfg.seed)
-            else:
-                self.val_cases, self.probe = [], torch.empty(0, dtype=torch.long)
-            self.amp_dtype = autocast_dtype(self.ctx.device, cfg.amp)
-            self.compile_mode = compile_mode(cfg.compile)
-        self._prepare_folder(resume, overwrite)  # the first write: everything above is checked
+            setup = cfg if isinstance(cfg, RunSetup) else setup_run(cfg, self._run_dir(run_dir), resume, overwrite)
+            self.setup, self.cfg, self.run_dir = setup, setup.cfg, setup.run_dir
+            self.dataset, self.budget = setup.dataset, setup.budget
+            self._configure_torch()
+            self._build_data()
+            self._build_method()
+            self._read_validation_cases()
+            self.amp_dtype = autocast_dtype(self.ctx.device, self.cfg.amp)
+            self.compile_mode = compile_mode(self.cfg.compile)
+        self._prepare_folder(setup.resume, setup.overwrite)  # the first write: everything above is checked
+        self._place_on_device()
+        self.optimizer = self._optimizer()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.step, self.elapsed, self.best, self.last_val, self.last_val_cleaned = 0, 0.0, -1.0, None, None
+        if setup.resume:
+            self._restore()
+        self.board = self._tensorboard()
+        self.model = self._wrap()
+
+    # -- set-up steps -------------------------------------------------------------------------
+    @staticmethod
+    def _run_dir(run_dir: str | Path | None) -> Path:
+        """The run folder a bare RunConfig trains into (a RunSetup carries its own)."""
+        if run_dir is None:
+            raise TypeError("Trainer(cfg, run_dir): a RunConfig needs the run folder to train into")
+        return Path(run_dir)
+
+    def _configure_torch(self) -> None:
+        """Threads, denormals and seeds before any tensor is made, so that a run is reproducible."""
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        # Long CPU runs let weights and Adam's moments of quiet channels decay into denormal floats, which
+        # x86 cores compute 10-100x slower: a 12630-step cell slowed 3x after step 9000. Flushing them to
+        # zero costs nothing a model can see (they are below 1.2e-38).
+        torch.set_flush_denormal(True)
+        self._seed(self.cfg.seed + self.ctx.rank)
+
+    def _build_data(self) -> None:
+        """The slice store at the run's spacing and each rank's share of the batches: read (and checked)
+        before the folder is written."""
+        cfg = self.cfg
+        self.store = SliceStore.from_dataset(self.dataset, cfg.input_size, self.budget, spacing=cfg.spacing_mm)
+        self.sampler = BatchSampler(
+            self.store.labeled, cfg.batch_labeled, cfg.batch_unlabeled, cfg.seed, self.ctx.rank, self.ctx.world
+        )
+
+    def _build_method(self) -> None:
+        """The method's networks, initialised from a pre-training where `init` names one; under torchrun
+        with sync_bn, BatchNorm statistics over every rank's batch."""
+        cfg = self.cfg
+        self.method = get_method(cfg.method, cfg.stage)(cfg)
+        if cfg.init:
+            load_pretrained(self.method, cfg.init)
+        if self.ctx.distributed and cfg.sync_bn:
+            if self.ctx.device.type == "cuda":  # same parameters and state-dict keys, statistics over all ranks
+                self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+            elif self.ctx.is_main:
+                warnings.warn("sync_bn: SyncBatchNorm needs CUDA; these CPU processes keep per-process BatchNorm "
+                              "statistics", stacklevel=3)
+
+    def _read_validation_cases(self) -> None:
+        """The labelled validation volumes and the pseudo-label probe, read before anything is written
+        (a damaged case is refused then); only rank 0 validates."""
+        if self.cfg.stage == "finetune" and self.cfg.val_every and self.ctx.is_main:
+            self.val_cases = [self.dataset.load(c.id) for c in self.dataset.split("val") if c.labeled]
+            self.probe = self.store.truth_probe(seed=self.cfg.seed)
+        else:
+            self.val_cases, self.probe = [], torch.empty(0, dtype=torch.long)
+
+    def _place_on_device(self) -> None:
+        """The method on the run's device, in channels_last where asked (measured faster)."""
         if self.ctx.device.type == "cuda":  # training shapes are fixed: cuDNN times its algorithms once
             torch.backends.cudnn.benchmark = True
         self.method.to(self.ctx.device)
-        if cfg.channels_last:
+        if self.cfg.channels_last:
             self.method.to(memory_format=torch.channels_last)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """SGD (momentum 0.9) or Adam over the trainable parameters, fused where the device has it."""
+        cfg = self.cfg
         params = [p for p in self.method.parameters() if p.requires_grad]
         fuse = fused(self.ctx.device)
         if cfg.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, **fuse)
-        elif cfg.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fuse)
-        else:
-            raise IdealsegError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
-        cuda = self.ctx.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.step, self.elapsed, self.best, self.last_val, self.last_val_cleaned = 0, 0.0, -1.0, None, None
-        if resume:
-            self._restore()
-        self.board = self._tensorboard()
+            return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, **fuse)
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fuse)
+        raise IdealsegError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
+
+    def _wrap(self) -> torch.nn.Module:
+        """The module a step calls: compiled where asked (after a restore: weights load into the plain
+        module), and under DDP wrapped so gradients are averaged over ranks."""
         if self.compile_mode:
             compile_networks(self.method, self.compile_mode)
-        self.model = self.method
-        if self.ctx.distributed:
-            ids = [self.ctx.device.index] if cuda else None
-            self.model = DistributedDataParallel(self.method, device_ids=ids)
+        if not self.ctx.distributed:
+            return self.method
+        ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+        return DistributedDataParallel(self.method, device_ids=ids)
 
-    # -- set-up -------------------------------------------------------------------------------
     def _prepare_folder(self, resume: bool, overwrite: bool) -> None:
+        """The first write: the folder (replaced on --overwrite), its manifest, env.json, config.yaml
+        and plan.json; every rank waits for rank 0 so that none writes into a folder not yet made."""
         ckpt = self.run_dir / "checkpoints"
         if self.ctx.is_main:
             check_no_overlap(self.run_dir, [self.cfg.dataset, self.cfg.init], "run folder")
@@ -129,11 +169,13 @@ class Trainer:
                 replace_folder(self.run_dir, None, "run")
             ckpt.mkdir(parents=True, exist_ok=True)
             write_manifest(self.run_dir, "run", RUN_FILES)
-            self._record("env.json", "config.yaml")
+            self._record("env.json", "config.yaml", "plan.json")
             write_environment(self.run_dir, self.ctx.device, self.ctx.world,
                               autocast=str(self.amp_dtype or "off"), compiled=self.compile_mode or "off")
             if not (self.run_dir / "config.yaml").exists() or not resume:
                 self.cfg.save(self.run_dir / "config.yaml")
+            with atomic_file(self.run_dir / "plan.json") as f:  # the dataset's plan the run was set up from
+                json.dump(self.setup.plan, f, indent=1)
         distributed.barrier(self.ctx)
 
     @staticmethod
@@ -220,76 +262,124 @@ class Trainer:
 
     def fit(self) -> dict:
         """Train until the budget ends, validating, logging and checkpointing; returns the summary."""
-        cfg, ctx = self.cfg, self.ctx
         self.method.train()
-        bar = tqdm(total=cfg.iterations, initial=self.step, disable=not ctx.is_main, unit="it",
-                   desc=f"{cfg.stage} {cfg.method}", dynamic_ncols=True, mininterval=2.0)
-        log_rows: list[dict] = []
-        last_ckpt = self.step
-        unread: list[torch.Tensor] = []  # losses not yet read back from the device (see _check_finite)
+        bar = self._progress_bar()
+        self._log_rows: list[dict] = []
+        self._last_ckpt = self.step
+        self._unread: list[torch.Tensor] = []  # losses not yet read back from the device (see _check_finite)
         while not self._done():
-            t0 = time.perf_counter()
-            progress = distributed.broadcast_value(ctx, self.progress())  # one schedule for every rank
-            lr = cfg.lr * (1 - progress) ** cfg.poly_power
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            images, labels, n_l = self._batch()
-            with torch.autocast(ctx.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                losses = self.model(images, labels, n_l, progress)
-            loss = losses["loss"]
-            unread.append(loss.detach())
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.method.on_step_end()
-            self.step += 1
-            self.elapsed += time.perf_counter() - t0
-            logging = self.step % cfg.log_every == 0 or self.progress() >= 1.0  # local: no extra collective
-            checking = logging or self.step % cfg.checkpoint_every == 0 or (
-                cfg.val_every and self.step % cfg.val_every == 0)
-            if checking:  # the one wait for the device in a step: before anything is logged or saved
-                t1 = time.perf_counter()
-                losses = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
-                self._check_finite(unread, last_ckpt)
-                self.elapsed += time.perf_counter() - t1  # the wait is the step's compute: it counts
-            if ctx.is_main:
-                self._update_bar(bar, losses if logging else None)
-            if logging:
-                row = {"step": self.step, "time": round(self.elapsed, 2), "lr": lr}
-                row.update({k: round(v, 5) for k, v in losses.items()})
-                log_rows.append(row)
-            if cfg.val_every and self.step % cfg.val_every == 0 and ctx.is_main and self.val_cases:
-                log_rows.append({"step": self.step, "time": round(self.elapsed, 2), **self.validate()})
-            if self.step % cfg.checkpoint_every == 0:
-                self._flush_log(log_rows)
-                self.save()
-                last_ckpt = self.step
+            losses, lr = self._train_step()
+            logging = self.step % self.cfg.log_every == 0 or self.progress() >= 1.0  # local: no extra collective
+            if logging or self._checkpoint_due() or self._validation_due():
+                losses = self._read_losses(losses)
+            self._log(bar, losses if logging else None, lr)
+            if self._validation_due() and self.ctx.is_main and self.val_cases:
+                self._log_rows.append({"step": self.step, "time": round(self.elapsed, 2), **self.validate()})
+            if self._checkpoint_due():
+                self._checkpoint()
         bar.close()
-        if unread:  # a budget that ended between checks (another rank's clock under DDP)
-            self._check_finite(unread, last_ckpt)
+        self._finish()
+        return self._summary()
+
+    # -- the steps of fit ---------------------------------------------------------------------
+    def _progress_bar(self) -> tqdm:
+        """Rank 0's bar from the step a resume starts at (its total follows a time budget)."""
+        return tqdm(total=self.cfg.iterations, initial=self.step, disable=not self.ctx.is_main, unit="it",
+                    desc=f"{self.cfg.stage} {self.cfg.method}", dynamic_ncols=True, mininterval=2.0)
+
+    def _schedule(self) -> tuple[float, float]:
+        """(progress, learning rate) of this step: poly decay over the budget, steps or seconds, decided
+        by rank 0 so that every rank follows one schedule whatever its own clock says."""
+        progress = distributed.broadcast_value(self.ctx, self.progress())
+        lr = self.cfg.lr * (1 - progress) ** self.cfg.poly_power
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return progress, lr
+
+    def _train_step(self) -> tuple[dict, float]:
+        """One optimizer step of the method's losses under autocast; its time counts in the budget.
+        The losses stay on the device (reading them back would wait for it every step)."""
+        t0 = time.perf_counter()
+        progress, lr = self._schedule()
+        images, labels, n_l = self._batch()
+        with torch.autocast(self.ctx.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            losses = self.model(images, labels, n_l, progress)
+        loss = losses["loss"]
+        self._unread.append(loss.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.method.on_step_end()
+        self.step += 1
+        self.elapsed += time.perf_counter() - t0
+        return losses, lr
+
+    def _checkpoint_due(self) -> bool:
+        """Whether this step ends with a checkpoint (every `checkpoint_every` steps)."""
+        return self.step % self.cfg.checkpoint_every == 0
+
+    def _validation_due(self) -> bool:
+        """Whether this step validates (every `val_every` steps; 0 never)."""
+        return bool(self.cfg.val_every) and self.step % self.cfg.val_every == 0
+
+    def _read_losses(self, losses: dict) -> dict[str, float]:
+        """The step's losses as numbers, and every unread loss checked finite: the one wait for the
+        device in a step, taken only before something is logged or saved; the wait is the step's
+        compute, so it counts in the budget."""
+        t1 = time.perf_counter()
+        losses = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
+        self._check_finite(self._unread, self._last_ckpt)
+        self.elapsed += time.perf_counter() - t1
+        return losses
+
+    def _log(self, bar: tqdm, losses: dict[str, float] | None, lr: float) -> None:
+        """The bar on rank 0 every step; a log row (log.csv, TensorBoard) on log steps (`losses` given)."""
+        if self.ctx.is_main:
+            self._update_bar(bar, losses)
+        if losses is not None:
+            row = {"step": self.step, "time": round(self.elapsed, 2), "lr": lr}
+            row.update({k: round(v, 5) for k, v in losses.items()})
+            self._log_rows.append(row)
+
+    def _checkpoint(self) -> None:
+        """Flush the log, then save: a resume from this checkpoint finds every row up to its step."""
+        self._flush_log(self._log_rows)
+        self.save()
+        self._last_ckpt = self.step
+
+    def _finish(self) -> None:
+        """After the last step: check the losses a budget ended between checks left unread (another
+        rank's clock under DDP), validate the final weights where the last step did not, and save them."""
+        cfg, ctx = self.cfg, self.ctx
+        if self._unread:
+            self._check_finite(self._unread, self._last_ckpt)
         if cfg.val_every and ctx.is_main and self.val_cases and (self.step % cfg.val_every or self.last_val is None):
-            log_rows.append({"step": self.step, "time": round(self.elapsed, 2), **self.validate()})
-        self._flush_log(log_rows)
+            self._log_rows.append({"step": self.step, "time": round(self.elapsed, 2), **self.validate()})
+        self._flush_log(self._log_rows)
         # a finished pre-training resumed without its encoder.pt writes it again (rank 0's disk decides:
         # save() is a collective)
         no_encoder = cfg.stage == "pretrain" and distributed.broadcast_value(
             ctx, float(not (self.run_dir / "encoder.pt").exists())) > 0
-        if self.step != last_ckpt or no_encoder:
+        if self.step != self._last_ckpt or no_encoder:
             self.save()
+
+    def _summary(self) -> dict:
+        """summary.json: steps, seconds and validation Dice, and whether predictions keep each class's
+        largest component; written by rank 0, returned on every rank."""
         summary = {"steps": self.step, "seconds": round(self.elapsed, 1), "best_val_dice": self.best}
-        if ctx.is_main and self.val_cases and self.last_val is not None:
+        if self.ctx.is_main and self.val_cases and self.last_val is not None:
             # nnU-Net's post-processing rule: keep each class's largest component where that raised
             # validation Dice; predict and evaluate then apply it unless told otherwise
             summary["final_val_dice"] = self.last_val
             summary["largest_component"] = bool(self.last_val_cleaned > self.last_val)
-        if ctx.is_main:
+        if self.ctx.is_main:
             self._record("summary.json")
             with atomic_file(self.run_dir / "summary.json") as f:
                 json.dump(summary, f, indent=1)
         if self.board is not None:
             self.board.close()
-        distributed.barrier(ctx)
+        distributed.barrier(self.ctx)
         return summary
 
     def _check_finite(self, unread: list[torch.Tensor], last_ckpt: int) -> None:

@@ -22,6 +22,9 @@ class Method(nn.Module):
     """Base of every training method (see the module docstring): a step's losses, prediction, encoders."""
     name: ClassVar[str]
     stage: ClassVar[str] = "finetune"  # "pretrain" methods never read labels
+    # the options it reads beyond those every run of its stage reads: the option table's "read by", the
+    # CLI's help and the warning about an option no chosen method reads come from these declarations
+    reads: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: RunConfig):
         super().__init__()

@@ -38,6 +38,7 @@ class BCP(TeacherStudent):
     """Copy-paste warm-up on labelled slices, then mean-teacher self-training on mixed slices."""
 
     name = "bcp"
+    reads = ("ema_decay", "labeled_warmup", "warmup_mixing", "unlabeled_weight")
     ema_buffers = "average"
 
     def __init__(self, cfg):

@@ -13,6 +13,7 @@ from idealseg.models.unet import UNet
 class CPS(Method):
     """Two U-Nets initialised differently, each trained on the other's hard pseudo-labels."""
     name = "cps"
+    reads = ("pseudo_threshold", "lambda_max", "rampup")
 
     def __init__(self, cfg):
         super().__init__(cfg)

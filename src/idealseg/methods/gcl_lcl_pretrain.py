@@ -24,6 +24,7 @@ REGIONS = 4
 class GclLclPretrain(Method):
     """The global + local contrastive pre-training baseline (encoder only)."""
     name = "gcl-lcl-pretrain"
+    reads = ("temperature",)
     stage = "pretrain"
 
     def __init__(self, cfg):

@@ -28,6 +28,8 @@ from idealseg.models.unet import Decoder, Encoder, perturbation
 class Ideal(Method):
     """IDEAL's fine-tuning: shared encoder, two different decoders supervising each other."""
     name = "ideal"
+    reads = ("pseudo_threshold", "lambda_max", "rampup", "perturb1", "perturb2", "unlabeled_weight", "confidence",
+             "mixing", "weak_to_strong")
 
     def __init__(self, cfg):
         super().__init__(cfg)

@@ -24,6 +24,7 @@ from idealseg.models.unet import Encoder
 class IdealPretrain(Method):
     """IDEAL's pre-training: dense local contrast between corresponding locations of two views."""
     name = "ideal-pretrain"
+    reads = ("temperature", "head", "dense_level", "momentum_key", "global_weight")
     stage = "pretrain"
 
     def __init__(self, cfg):

@@ -12,6 +12,7 @@ class MeanTeacher(TeacherStudent):
     """The student matches the softmax of an EMA teacher that sees the same slice with noise added."""
 
     name = "mean-teacher"
+    reads = ("lambda_max", "rampup", "ema_decay")
 
     def forward(self, images, labels, n_labeled, progress):
         x, y = self.augment(images, pad_labels(labels, len(images)))

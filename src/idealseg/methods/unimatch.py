@@ -30,6 +30,7 @@ from idealseg.models.unet import UNet
 class UniMatch(Method):
     """Weak-to-strong consistency with two strong CutMix views and a feature-perturbation stream."""
     name = "unimatch"
+    reads = ("confidence",)
 
     def __init__(self, cfg):
         super().__init__(cfg)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from idealseg.config import RunConfig
+from idealseg.config.resume_rules import RESUME_KEYS
 from idealseg.errors import IdealsegError, InputError
 from idealseg.methods import Method, get_method
 from idealseg.models.unet import fold_batchnorm
@@ -15,10 +16,6 @@ from idealseg.ownership import check_not_link, check_replaceable, describe, fore
 from idealseg.runfolder.checkpoint import load_checkpoint
 from idealseg.runfolder.weights import load_weights
 from idealseg.writer_lock import LOCK
-
-# Options a resumed run must share with the run it continues: otherwise it would be another experiment.
-RESUME_KEYS = ("stage", "method", "dataset", "labeled", "seed", "input_size", "channels", "init", "optimizer",
-               "spacing_mm")  # spacing_mm is absent (0) in runs written before physical space: resized slices
 
 
 def is_run_folder(run_dir: Path) -> bool:

@@ -14,13 +14,8 @@ from typing import Any
 
 from torch import nn
 
+from idealseg.config.resume_rules import RECORDED_KEYS
 from idealseg.errors import InputError
-
-# What a checkpoint's own record (the `config` entry of last.pt) must share with config.yaml: the
-# options that shape the network or define the experiment its weights are the outcome of. Paths
-# (dataset, init) are left out: moving a dataset and editing its path in config.yaml is fine.
-RECORDED_KEYS = ("stage", "method", "channels", "num_classes", "input_size", "spacing_mm", "optimizer", "labeled",
-                 "seed")
 
 
 def load_weights(method: nn.Module, state: Any, checkpoint: str | Path, config: str | Path) -> None:
