@@ -185,3 +185,18 @@ def test_a_fold_moves_whole_patients_between_train_and_val(nnunet_folder, tmp_pa
     assert seen_val == {f"patient{p:03d}" for p in range(1, 6)}  # every labelled patient validates once
     with pytest.raises(IdealsegError, match="this splits file has folds 0 to 4"):
         Dataset(root, fold=5)
+
+
+def test_a_run_trains_and_validates_on_its_fold(nnunet_folder, tmp_path):
+    import yaml
+
+    from idealseg.pipeline import train
+
+    root = prepare("nifti", tmp_path / "ds", nnunet_folder)
+    run = train(root, tmp_path / "run", fold=3, profile="tiny", threads=1, iterations=2, val_every=2)
+    finetune = tmp_path / "run" / "finetune"
+    assert yaml.safe_load((finetune / "config.yaml").read_text())["fold"] == 3
+    validated = json.loads((finetune / "summary.json").read_text())["best_val_dice"]
+    assert validated >= 0 and run is not None
+    with pytest.raises(IdealsegError, match="resum|fold"):  # another fold is another experiment
+        train(root, tmp_path / "run", fold=2, profile="tiny", threads=1, iterations=2, resume=True)

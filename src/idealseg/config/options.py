@@ -63,6 +63,9 @@ _DECLARED: dict[str, Option] = {
     "init": Option("pre-training run folder (or encoder.pt) to initialise the encoder from", readers=("finetune",)),
     "seed": Option("random seed (labelled patients, sampling, augmentation, initialisation)",
                    limit=(lambda v: 0 <= v <= SEED_MAX, f"from 0 to {SEED_MAX} (2**32-1, the seeds numpy accepts)")),
+    "fold": Option("cross-validation fold of the dataset's splits.json (0 to 4, nnU-Net's splits_final.json "
+                   "format): its val patients validate, the others train; -1: the dataset's own val split",
+                   readers=("finetune",), limit=(lambda v: v >= -1, ">= -1 (-1 = the dataset's own split)")),
     "profile": Option("cpu, gpu, demo or tiny: the defaults the other options start from", cli=False),
     "input_size": Option("square training input size in pixels",
                          limit=(lambda v: v >= 32 and v % 16 == 0, "a multiple of 16 from 32 up (the U-Net halves "

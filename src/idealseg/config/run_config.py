@@ -33,6 +33,7 @@ class RunConfig:
     labeled: str = "all"  # label budget, see data/budgets.py: every labelled training patient unless asked
     init: str | None = None  # pre-training run folder whose encoder initialises fine-tuning
     seed: int = 0
+    fold: int = -1  # a fold of the dataset's splits.json (-1: the dataset's own train/val split)
     profile: str = "cpu"
     # data and model
     input_size: int = 128

@@ -41,7 +41,7 @@ def setup_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
     """Check the method, read the dataset and its plan, add the dataset's values to `cfg`, draw the
     label budget and check the run folder: every refusal before the first write."""
     get_method(cfg.method, cfg.stage)
-    dataset = Dataset(cfg.dataset)
+    dataset = Dataset(cfg.dataset, fold=None if cfg.fold < 0 else cfg.fold)
     plan = load_plan(dataset)
     cfg = cfg.derive(num_classes=dataset.num_classes, classes=tuple(dataset.classes),
                      normalization=dataset.info.get("normalization", "percentile"),  # what predict assumed before

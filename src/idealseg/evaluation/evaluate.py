@@ -55,7 +55,8 @@ def evaluate_run(
     amp = cfg.amp if amp is None else amp
     if largest_component is None:
         largest_component = run_largest_component(run_dir)
-    ds = Dataset(dataset or cfg.dataset)
+    fold = None if dataset is not None or cfg.fold < 0 else cfg.fold  # a fold run's val is its fold's
+    ds = Dataset(dataset or cfg.dataset, fold=fold)
     if cfg.classes and tuple(ds.classes) != tuple(cfg.classes):
         raise IdealsegError(f"{ds.root}: its classes {ds.classes} are not the run's {list(cfg.classes)}; "
                             "evaluate on a dataset of the same class set")

@@ -36,7 +36,7 @@ def write_report(run: str | Path, split: str | None = None, cases: int = 2) -> P
     out = run_dir / "report"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cfg, method, _ = load_run(run_dir, device=device)
-    ds = Dataset(cfg.dataset)
+    ds = Dataset(cfg.dataset, fold=None if getattr(cfg, "fold", -1) < 0 else cfg.fold)
     split = _split(ds, split)
     shown = [c for c in ds.split(split) if c.labeled][:cases]
     written = {"report.md", "pretrain_curves.png", "finetune_curves.png", *(f"overlay_{c.id}.png" for c in shown)}
