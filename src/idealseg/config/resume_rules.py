@@ -18,8 +18,9 @@ NOT_RESUMED = frozenset({"stage", "dataset", *FROM_DATASET})
 FROM_PRETRAINING = ("profile", "seed", "input_size", "channels", "target_spacing")
 
 # Options a resumed run must share with the run it continues: otherwise it would be another experiment.
+# spacing_mm is absent (0) in runs written before physical space: resized slices.
 RESUME_KEYS = ("stage", "method", "dataset", "labeled", "seed", "fold", "input_size", "channels", "init",
-               "optimizer", "spacing_mm")  # spacing_mm is absent (0) in runs written before physical space: resized slices
+               "optimizer", "spacing_mm")
 
 # What a checkpoint's own record (the `config` entry of last.pt) must share with config.yaml: the
 # options that shape the network or define the experiment its weights are the outcome of. Paths
