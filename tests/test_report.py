@@ -70,3 +70,25 @@ def test_overlay_has_a_colour_key_naming_each_class(tmp_path, monkeypatch):
     labels = [t.get_text() for legend in seen["fig"].legends for t in legend.get_texts()]
     assert labels == ["RV", "Myo", "LV"]
     plt.close(seen["fig"])
+
+
+def test_a_run_says_what_it_will_do_records_its_labelled_cases_and_draws_progress(run, capsys):
+    import json
+
+    finetune = run / "finetune"
+    labelled = json.loads((finetune / "labelled.json").read_text())
+    assert labelled["labeled"] == "2" and len(labelled["patients"]) == 2 and labelled["cases"]
+    assert (finetune / "progress.png").exists() and (run / "pretrain" / "progress.png").exists()
+    from idealseg.ownership import read_manifest
+
+    assert {"labelled.json", "progress.png"} <= set(read_manifest(finetune)["written"])
+
+
+def test_the_banner_names_device_budget_spacing_and_labelled_patients(phantom, tmp_path, capsys):
+    from idealseg.api import finetune
+
+    finetune(phantom, tmp_path / "ft", labeled="2", method="supervised", **TINY)
+    out = capsys.readouterr().out
+    banner = out[out.index("finetune supervised on cpu"):].splitlines()
+    assert "6 steps" in banner[0] and "px patches" in banner[0]
+    assert banner[1].startswith("  labelled: 2 patients (") and "; validation: " in banner[1]

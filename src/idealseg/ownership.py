@@ -47,7 +47,8 @@ class Layout:
 EVAL_FILES = ("per_volume.csv", "summary.json", "table.md")
 REPORT_FILES = ("report/report.md", "report/pretrain_curves.png", "report/finetune_curves.png",
                 "report/overlay_*.png")
-RUN_FILES = ("config.yaml", "plan.json", "log.csv", "summary.json", "encoder.pt", "env.json", "checkpoints/last.pt",
+RUN_FILES = ("config.yaml", "plan.json", "labelled.json", "progress.png", "log.csv", "summary.json", "encoder.pt",
+             "env.json", "checkpoints/last.pt",
              "checkpoints/last.prev.pt", "checkpoints/best.pt", "tensorboard/events.out.tfevents.*", *REPORT_FILES)
 BENCHMARK_FILES = ("results.csv", "report.md", "dice_vs_labels.png", "dice_vs_compute.png", "calibration.json",
                    "cells/*/result.json")

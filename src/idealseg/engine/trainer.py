@@ -40,6 +40,8 @@ from idealseg.runfolder.environment import autocast_dtype, write_environment
 from idealseg.runfolder.folder import encoder_state, load_pretrained
 from idealseg.runfolder.weights import load_weights
 
+PROGRESS_FIGURE_SECONDS = 60  # progress.png is redrawn at most this often (a draw costs about 0.3 s)
+
 
 class DamagedCheckpoint(InputError):
     """A checkpoint that loads but whose fields do not fit (edited, or written by something else)."""
@@ -79,6 +81,9 @@ class Trainer:
             self._restore()
         self.board = self._tensorboard()
         self.model = self._wrap()
+        self._figure_drawn = time.monotonic()
+        if self.ctx.is_main:
+            tqdm.write(self.banner())
 
     # -- set-up steps -------------------------------------------------------------------------
     @staticmethod
@@ -169,14 +174,48 @@ class Trainer:
                 replace_folder(self.run_dir, None, "run")
             ckpt.mkdir(parents=True, exist_ok=True)
             write_manifest(self.run_dir, "run", RUN_FILES)
-            self._record("env.json", "config.yaml", "plan.json")
+            self._record("env.json", "config.yaml", "plan.json", *(("labelled.json",) if self.budget else ()))
             write_environment(self.run_dir, self.ctx.device, self.ctx.world,
                               autocast=str(self.amp_dtype or "off"), compiled=self.compile_mode or "off")
             if not (self.run_dir / "config.yaml").exists() or not resume:
                 self.cfg.save(self.run_dir / "config.yaml")
             with atomic_file(self.run_dir / "plan.json") as f:  # the dataset's plan the run was set up from
                 json.dump(self.setup.plan, f, indent=1)
+            if self.budget is not None:  # which patients were labelled: the run folder says, not a seed to redraw
+                with atomic_file(self.run_dir / "labelled.json") as f:
+                    json.dump(self._labelled(), f, indent=1)
         distributed.barrier(self.ctx)
+
+    def _labelled(self) -> dict:
+        """The label budget as drawn: its spec, the labelled patients and cases (slices where slice-exact)."""
+        patients = set(self.budget.patients)
+        cases = sorted(c.id for c in self.dataset.split("train") if c.labeled and c.patient in patients)
+        record = {"labeled": self.budget.spec, "seed": self.cfg.seed, "patients": list(self.budget.patients),
+                  "cases": cases}
+        if self.budget.slices is not None:
+            record["slices"] = [f"{case}:{z}" for case, z in self.budget.slices]
+        return record
+
+    def banner(self) -> str:
+        """What this run will do, said before it starts: a user sees a wrong device, budget or spacing
+        at once, not after an hour."""
+        cfg, store = self.cfg, self.store
+        where = f"{self.ctx.device}" + (f" x{self.ctx.world}" if self.ctx.world > 1 else "")
+        n = torch.get_num_threads()
+        threads = f", {n} thread{'s' * (n != 1)}" if self.ctx.device.type == "cpu" else ""
+        budget = f"{cfg.iterations} steps" + (f" or {cfg.time_budget:g} s" if cfg.time_budget else "")
+        space = f"{cfg.spacing_mm:.3g} mm in-plane" if cfg.spacing_mm else "slices resized (no spacing)"
+        lines = [f"{cfg.stage} {cfg.method} on {where}{threads}: {budget}, {space}, {cfg.input_size} px patches, "
+                 f"seed {cfg.seed}" + (f", fold {cfg.fold}" if cfg.fold >= 0 else "")]
+        if self.budget is not None:
+            shown = ", ".join(self.budget.patients[:8]) + (", ..." if len(self.budget.patients) > 8 else "")
+            lines.append(f"  labelled: {len(self.budget.patients)} patients ({shown}), {int(store.labeled.sum())} "
+                         f"slices; unlabelled: {int((~store.labeled).sum())} slices; validation: "
+                         f"{len(self.val_cases)} volumes" + ("" if self.val_cases else " (never validates)"))
+        else:
+            lines.append(f"  {len(store)} training slices, labels never read")
+        lines.append(f"  run folder: {self.run_dir}")
+        return "\n".join(lines)
 
     @staticmethod
     def _seed(seed: int) -> None:
@@ -347,6 +386,19 @@ class Trainer:
         self._flush_log(self._log_rows)
         self.save()
         self._last_ckpt = self.step
+        if time.monotonic() - self._figure_drawn > PROGRESS_FIGURE_SECONDS:
+            self._draw_progress()
+
+    def _draw_progress(self) -> None:
+        """RUN/progress.png, the curves so far (nnU-Net's progress.png), redrawn at a checkpoint at most
+        once a minute and when the run ends: its drawing stays out of the time budget."""
+        self._figure_drawn = time.monotonic()
+        if not self.ctx.is_main or not (self.run_dir / "log.csv").exists():
+            return
+        from idealseg.evaluation.figures import training_curves
+
+        self._record("progress.png")
+        training_curves(self.run_dir / "log.csv", self.run_dir / "progress.png", f"{self.cfg.stage} {self.cfg.method}")
 
     def _finish(self) -> None:
         """After the last step: check the losses a budget ended between checks left unread (another
@@ -363,6 +415,7 @@ class Trainer:
             ctx, float(not (self.run_dir / "encoder.pt").exists())) > 0
         if self.step != self._last_ckpt or no_encoder:
             self.save()
+        self._draw_progress()
 
     def _summary(self) -> dict:
         """summary.json: steps, seconds and validation Dice, and whether predictions keep each class's
