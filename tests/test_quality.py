@@ -1,0 +1,66 @@
+"""Per-scan quality scores (evaluation/quality.py) on synthetic probabilities and the phantom."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from idealseg.data.importers.phantom import phantom_case
+from idealseg.evaluation.quality import foreground_confidence, perturbation_agreement
+
+MEANS = np.array([0.05, 0.3, 0.85])  # a hand-made 3-class "model": dark, mid-grey and bright tissue
+
+
+def one_hot_probs(label: np.ndarray, peak: float, classes: int = 3) -> np.ndarray:
+    """Probabilities [Z, C, H, W] with `peak` on the label's class and the rest shared evenly."""
+    probs = np.full((label.shape[0], classes, *label.shape[1:]), (1 - peak) / (classes - 1), np.float32)
+    np.put_along_axis(probs, label[:, None].astype(np.int64), peak, axis=1)
+    return probs
+
+
+def intensity_probs(image: np.ndarray) -> np.ndarray:
+    """Class probabilities of a [Z, H, W] image from its lightly smoothed intensity."""
+    smooth = ndimage.gaussian_filter(image, (0, 1, 1))
+    logits = -((smooth[:, None] - MEANS[None, :, None, None]) ** 2) / (2 * 0.08**2)
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def segment_at(image: np.ndarray, factor: float) -> np.ndarray:
+    """The hand-made model's mask of the image seen at `factor` times its in-plane size, back on its grid."""
+    probs = intensity_probs(ndimage.zoom(image, (1, factor, factor), order=1))
+    back = ndimage.zoom(probs, (1, 1, image.shape[1] / probs.shape[2], image.shape[2] / probs.shape[3]), order=1)
+    return back[..., : image.shape[1], : image.shape[2]].argmax(1)
+
+
+def test_confident_prediction_scores_above_uncertain_one():
+    label = np.zeros((2, 16, 16), np.uint8)
+    label[:, 4:12, 4:12] = 1
+    label[:, 6:10, 6:10] = 2
+    assert foreground_confidence(one_hot_probs(label, 0.95)) == pytest.approx(0.95)
+    assert foreground_confidence(one_hot_probs(label, 0.95)) > foreground_confidence(one_hot_probs(label, 0.5))
+    assert foreground_confidence(one_hot_probs(np.zeros_like(label), 0.95)) == 0.0  # nothing found: last
+    assert foreground_confidence(one_hot_probs(label, 0.9)[0]) == pytest.approx(0.9)  # one slice [C, H, W]
+
+
+def test_stable_mask_scores_above_perturbation_sensitive_one():
+    label = np.zeros((2, 16, 16), np.uint8)
+    label[:, 4:12, 4:12] = 1
+    shifted = [np.roll(label, s, axis=2) for s in (2, -3)]
+    assert perturbation_agreement(label, [label, label], 2) == 1.0
+    assert perturbation_agreement(label, lambda: shifted, 2) < 0.8
+    with pytest.raises(ValueError):
+        perturbation_agreement(label, [], 2)
+
+
+def test_corrupted_phantom_scan_ranks_last():
+    images = {f"clean{i}": phantom_case(0, i, 0).image for i in range(3)}
+    rng = np.random.default_rng(0)
+    images["noisy"] = np.clip(images["clean0"] + rng.normal(0, 0.3, images["clean0"].shape), 0, 1)
+    confidence = {k: foreground_confidence(intensity_probs(v)) for k, v in images.items()}
+    agreement = {k: perturbation_agreement(intensity_probs(v).argmax(1),
+                                           lambda v=v: [segment_at(v, 0.9), segment_at(v, 1.1)], 3)
+                 for k, v in images.items()}
+    assert min(confidence, key=confidence.get) == "noisy"
+    assert min(agreement, key=agreement.get) == "noisy"
