@@ -11,16 +11,19 @@ from idealseg.atomic import atomic_file
 from idealseg.data.dataset import Dataset
 from idealseg.evaluation.evaluate import markdown_table
 from idealseg.evaluation.figures import overlay, training_curves
-from idealseg.evaluation.inference import check_spacing, predict_case
+from idealseg.evaluation.predictor import Predictor
+from idealseg.evaluation.spacing import check_spacing
 from idealseg.ownership import check_writable, record_written
-from idealseg.runfolder.folder import load_run, resolve_run, run_largest_component
+from idealseg.runfolder.folder import resolve_run
 
 
 def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
     """Training curves (pre-training too, when present), overlays of `cases` volumes, the table."""
     run_dir = resolve_run(run)
     out = run_dir / "report"
-    cfg, method, _ = load_run(run_dir, device="cuda" if torch.cuda.is_available() else "cpu")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    predictor = Predictor.from_run(run_dir, device=device)  # the post-processing evaluate scored with
+    cfg = predictor.cfg
     ds = Dataset(cfg.dataset)
     shown = [c for c in ds.split(split) if c.labeled][:cases]
     written = {"report.md", "pretrain_curves.png", "finetune_curves.png", *(f"overlay_{c.id}.png" for c in shown)}
@@ -38,12 +41,10 @@ def write_report(run: str | Path, split: str = "test", cases: int = 2) -> Path:
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
         parts += [f"## {split} split ({summary['volumes']} volumes)", "", markdown_table(summary)]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     check_spacing(cfg, ds.root, shown)
-    cleaned = run_largest_component(run_dir)  # the overlays show what evaluate scored
     for entry in shown:
         case = ds.load(entry.id)
-        mask = predict_case(method, cfg, case, device, largest_component=cleaned)
+        mask = predictor.predict(case.image, case.spacing)
         name = f"overlay_{entry.id}.png"
         overlay(case.image, case.label, mask, out / name, title=entry.id)
         parts += [f"![{entry.id}]({name})", ""]
