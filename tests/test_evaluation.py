@@ -120,7 +120,9 @@ def test_predict_rejects_multichannel(run, tmp_path, capsys):
     src = write_nifti(tmp_path / "cine.nii.gz", np.random.rand(20, 20, 4, 3).astype(np.float32), (1, 1, 8, 1))
     code = main(["predict", str(run), str(src), str(tmp_path / "o")])
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert code == 2 and line.startswith("idealseg predict: error: ") and "cine.nii.gz: 3 channels/frames" in line
+    assert code == 2 and line.startswith("idealseg predict: error: "), line
+    assert "cine.nii.gz: expected a 2D or 3D image, got 4D" in line, line
+    assert "(3 channels/frames)" in line, line
 
 
 @pytest.mark.parametrize("method", [None, "ideal"])
@@ -141,11 +143,11 @@ def test_demo_end_to_end(tmp_path, capsys, method):
 @pytest.mark.parametrize("amp", [False, True])
 def test_inference_follows_the_runs_precision(amp):
     """Served as trained: bfloat16 autocast where the run's amp is on and the CPU has native bfloat16,
-    float32 otherwise (predict_case passes the run's own option)."""
+    float32 otherwise (Predictor.from_method passes the run's own option)."""
     from types import SimpleNamespace
 
-    from idealseg.evaluation.inference import predict_case
-    from idealseg.runfolder.environment import cpu_has_native_bf16
+    from idealseg.engine.precision import cpu_has_native_bf16
+    from idealseg.evaluation.predictor import Predictor
 
     seen = []
 
@@ -155,5 +157,5 @@ def test_inference_follows_the_runs_precision(amp):
 
     cfg = SimpleNamespace(input_size=16, spacing_mm=0.0, amp=amp)
     case = SimpleNamespace(image=np.random.default_rng(0).random((3, 20, 20), dtype=np.float32), spacing=None)
-    mask = predict_case(SimpleNamespace(predict=predict), cfg, case, "cpu")
+    mask = Predictor.from_method(SimpleNamespace(predict=predict), cfg, "cpu").predict(case.image, case.spacing)
     assert mask.shape == (3, 20, 20) and seen and all(s == (amp and cpu_has_native_bf16()) for s in seen)

@@ -15,13 +15,12 @@ from scipy import ndimage
 import idealseg
 from idealseg.data.dataset import Dataset
 from idealseg.data.importers.phantom import phantom_raw
-from idealseg.data.nifti_io import load_nifti, slicing_axes
+from idealseg.data.nifti_io import load_nifti, read_scan, slicing_axes
 from idealseg.data.normalize import normalize_volume
 from idealseg.data.physical import FOREGROUND_SHARE, canvas_size, centre, crop_patches, resolve_spacing
 from idealseg.data.slice_store import SliceStore
 from idealseg.errors import IdealsegError
-from idealseg.evaluation.inference import predict_volume
-from idealseg.evaluation.predict import read_scan
+from idealseg.evaluation.predictor import Predictor
 
 from .conftest import write_nifti, write_ssl4mis
 
@@ -81,12 +80,13 @@ def test_a_reframed_phantom_is_segmented_alike_in_physical_space(target, alike):
     image = image / image.max()
     spacing = phantom_raw(0, 0, 0)[2].spacing_xy
     net = _scale_dependent_net(0.35)
-    native = predict_volume(net, image, 64, spacing=(spacing, spacing), target_spacing=target)
+    predictor = Predictor(net, 64, target_spacing=target)
+    native = predictor.predict(image, (spacing, spacing))
     # the same anatomy scanned at twice the pixel size and framed in twice the field of view
     coarse = ndimage.zoom(image, (1, 0.5, 0.5), order=1)
     side = coarse.shape[1] * 2
     framed = centre(torch.from_numpy(coarse), side).numpy()
-    other = predict_volume(net, framed, 64, spacing=(2 * spacing, 2 * spacing), target_spacing=target)
+    other = predictor.predict(framed, (2 * spacing, 2 * spacing))
     assert other.shape == framed.shape and native.shape == image.shape
     back = centre(torch.from_numpy(other), coarse.shape[1]).numpy()  # the framed mask, cropped back
     expected = ndimage.zoom(native, (1, coarse.shape[1] / image.shape[1], coarse.shape[2] / image.shape[2]),
@@ -266,7 +266,7 @@ def test_non_finite_voxels_are_set_to_the_minimum_in_predict_and_refused_by_segm
     with pytest.raises(IdealsegError, match="NaN or Inf"):  # an array in memory: no file to name, no guess
         idealseg.load(run).segment(image, spacing=(8.0, 1.5, 1.5))
     with pytest.raises(IdealsegError, match=r"volume of shape \(\d+, \d+, \d+\) has 15 NaN or Inf voxels"):
-        predict_volume(_scale_dependent_net(0.35), image, 64)
+        Predictor(_scale_dependent_net(0.35), 64).predict(image)
 
 
 def test_segment_of_an_empty_volume_is_one_line(run, tmp_path):
@@ -274,7 +274,7 @@ def test_segment_of_an_empty_volume_is_one_line(run, tmp_path):
         idealseg.load(run).segment(np.zeros((0, 96, 96), np.float32), spacing=(8.0, 1.5, 1.5))
     for volume in (np.zeros((0, 96, 96), np.float32), np.zeros((3, 0, 8), np.float32)):
         with pytest.raises(IdealsegError, match=rf"empty volume \(shape {re.escape(str(volume.shape))}\): nothing"):
-            predict_volume(_scale_dependent_net(0.35), volume, 64)
+            Predictor(_scale_dependent_net(0.35), 64).predict(volume)
         with pytest.raises(IdealsegError, match=r"empty volume"):
             normalize_volume(volume)
     empty = tmp_path / "in" / "empty.nii.gz"
@@ -321,10 +321,8 @@ def _size_sensitive_net(radius_mm: float, spacing_mm: float, input_size: int):
 
 @pytest.mark.parametrize(("radius_px", "expected"), [(10.0, (1.0, 1.0)), (15.0, (0.6, 0.7))])
 def test_scale_search_finds_anatomy_at_another_size_than_the_header_says(radius_px, expected):
-    from idealseg.evaluation.inference import choose_scale
-
     spacing, input_size = 1.5, 64
     predict = _size_sensitive_net(radius_mm=15.0, spacing_mm=spacing, input_size=input_size)
     # the header says 1.5 mm: a 10 px disk is the 15 mm the network knows, a 15 px one looks 1.5x too large
-    factor = choose_scale(predict, _disk_volume(radius_px), input_size, "cpu", (spacing, spacing), spacing)
+    factor = Predictor(predict, input_size, spacing).choose_scale(_disk_volume(radius_px), (spacing, spacing))
     assert expected[0] <= factor <= expected[1], factor

@@ -36,8 +36,8 @@ from idealseg.benchmark.cells import claim_results_folder
 from idealseg.data.dataset import Dataset
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
-from idealseg.evaluation.inference import predict_case
 from idealseg.evaluation.metrics import mean_foreground_dice
+from idealseg.evaluation.predictor import Predictor
 from idealseg.runfolder.environment import cpu_model
 from idealseg.runfolder.folder import load_run, run_largest_component
 
@@ -87,7 +87,7 @@ def scale_sweep(run: Path, dataset: Path) -> dict[str, float]:
     """Mean foreground Dice on the dataset's labelled train cases with every scan's in-plane spacing
     multiplied by each factor (the run's post-processing, no scale search)."""
     cfg, method, _ = load_run(run)
-    cleaned = run_largest_component(run)
+    predictor = Predictor.from_method(method, cfg, "cpu", largest_component=run_largest_component(run))
     ds = Dataset(dataset)
     cases = [ds.load(c.id) for c in ds.split("train") if c.labeled]
     sweep = {}
@@ -96,8 +96,8 @@ def scale_sweep(run: Path, dataset: Path) -> dict[str, float]:
         for case in cases:
             z, y, x = case.spacing
             case.spacing = (z, y * factor, x * factor)
-            scores.append(mean_foreground_dice(predict_case(method, cfg, case, "cpu", largest_component=cleaned),
-                                               case.label, ds.num_classes))
+            scores.append(mean_foreground_dice(predictor.predict(case.image, case.spacing), case.label,
+                                               ds.num_classes))
             case.spacing = (z, y, x)
         sweep[f"{factor:g}"] = round(float(np.mean(scores)), 3)
         print(f"{run.name}: spacing x{factor:g}: {sweep[f'{factor:g}']}", flush=True)

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage, stats
 
 from idealseg.atomic import atomic_file
@@ -48,11 +47,12 @@ from idealseg.data.components import largest_components
 from idealseg.data.dataset import Dataset
 from idealseg.data.physical import oversize
 from idealseg.errors import IdealsegError
-from idealseg.evaluation.inference import _Runner, choose_scale, in_plane
 from idealseg.evaluation.metrics import mean_foreground_dice
+from idealseg.evaluation.predictor import Predictor
 from idealseg.evaluation.quality import foreground_confidence, perturbation_agreement
+from idealseg.evaluation.spacing import in_plane
 from idealseg.runfolder.environment import cpu_model
-from idealseg.runfolder.folder import load_run, run_largest_component
+from idealseg.runfolder.folder import run_largest_component
 
 NEIGHBOURS = (0.9, 1.1)  # multiples of the chosen in-plane spacing for scale_agreement
 VARIANTS = ("confidence", "entropy", "flip_agreement", "scale_agreement", "agreement", "header_gap",
@@ -61,23 +61,12 @@ VARIANTS = ("confidence", "entropy", "flip_agreement", "scale_agreement", "agree
 BOOTSTRAP = 2000
 
 
-def volume_probabilities(method, cfg, image: np.ndarray, spacing: tuple[float, float], flip: bool = False
-                         ) -> np.ndarray:
-    """Class probabilities [Z, C, H, W] of a volume on its own grid, as predict_volume computes them
+def volume_probabilities(predictor: Predictor, image: np.ndarray, spacing: tuple[float, float],
+                         flip: bool = False) -> np.ndarray:
+    """Class probabilities [Z, C, H, W] of a volume on its own grid, as the predictor computes them
     before its argmax (`flip`: of the left-right flipped scan, flipped back)."""
-    z, h, w = image.shape
-    scan = image[:, :, ::-1] if flip else image
-    run = _Runner(method.predict, cfg.input_size, torch.device("cpu"), cfg.amp, False, (h, w), spacing,
-                  cfg.spacing_mm, 32)
-    vol = torch.from_numpy(np.ascontiguousarray(scan, dtype=np.float32))[:, None]
-    out = []
-    with torch.inference_mode():
-        for start in range(0, z, run.batch_size):
-            probs = run.probabilities(vol[start : start + run.batch_size])
-            if probs.shape[-2:] != (h, w):
-                probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
-            out.append(probs)
-    probs = torch.cat(out).numpy()
+    scan = np.ascontiguousarray(image[:, :, ::-1]) if flip else image
+    probs = predictor.probabilities(scan, spacing).float().cpu().numpy()
     return np.ascontiguousarray(probs[..., ::-1]) if flip else probs
 
 
@@ -112,10 +101,10 @@ def area_profile(mask: np.ndarray, num_classes: int) -> float:
     return float(np.mean(scores))
 
 
-def scan_scores(method, cfg, case, num_classes: int, cleaned: bool) -> dict:
+def scan_scores(predictor: Predictor, case, num_classes: int, cleaned: bool) -> dict:
     """The scale `predict` chooses, the true Dice of its mask, and every per-scan variant."""
     spacing = in_plane(case.spacing)
-    factor = choose_scale(method.predict, case.image, cfg.input_size, "cpu", spacing, cfg.spacing_mm, cfg.amp)
+    factor = predictor.choose_scale(case.image, spacing)
 
     def at(f: float) -> tuple[float, float]:
         return (spacing[0] * f, spacing[1] * f)
@@ -123,17 +112,18 @@ def scan_scores(method, cfg, case, num_classes: int, cleaned: bool) -> dict:
     def post(m: np.ndarray) -> np.ndarray:
         return largest_components(m, num_classes) if cleaned else m
 
-    probs = volume_probabilities(method, cfg, case.image, at(factor))
+    probs = volume_probabilities(predictor, case.image, at(factor))
     raw = probs.argmax(1).astype(np.uint8)
     mask = post(raw)
 
     def segment(f: float, flip: bool = False) -> np.ndarray:
-        return post(volume_probabilities(method, cfg, case.image, at(f), flip).argmax(1).astype(np.uint8))
+        return post(volume_probabilities(predictor, case.image, at(f), flip).argmax(1).astype(np.uint8))
 
-    near = [factor * n for n in NEIGHBOURS if not oversize(case.image.shape[1:], at(factor * n), cfg.spacing_mm)]
+    target = predictor.target_spacing
+    near = [factor * n for n in NEIGHBOURS if not oversize(case.image.shape[1:], at(factor * n), target)]
     flipped = segment(factor, flip=True)
     scaled = [segment(f) for f in near]
-    header = probs if factor == 1.0 else volume_probabilities(method, cfg, case.image, at(1.0))
+    header = probs if factor == 1.0 else volume_probabilities(predictor, case.image, at(1.0))
     confidence = foreground_confidence(probs)
     return {"id": case.case_id, "factor": factor,
             "dice": round(mean_foreground_dice(mask, case.label, num_classes), 4),
@@ -249,7 +239,8 @@ def main() -> None:
     t0 = time.time()
     results = {"machine": f"{lscpu_model()}, 1 thread", "neighbours": list(NEIGHBOURS), "runs": {}}
     for run_path in args.runs:
-        cfg, method, run = load_run(run_path)
+        predictor = Predictor.from_run(run_path, device="cpu", largest_component=False)  # cleaned below
+        cfg, run = predictor.cfg, predictor.run_dir
         if not cfg.spacing_mm:
             raise IdealsegError(f"{run}: not a run in physical space (the scale variants need one)")
         name = str(run.relative_to(run.parents[1]) if run.name == "finetune" else run.name)
@@ -263,7 +254,7 @@ def main() -> None:
             rows = []
             for c in ds.split(split):
                 if c.labeled:
-                    rows.append(scan_scores(method, cfg, ds.load(c.id), ds.num_classes, cleaned))
+                    rows.append(scan_scores(predictor, ds.load(c.id), ds.num_classes, cleaned))
                     print(f"{name} {ds_name} {c.id}: x{rows[-1]['factor']:g} dice {rows[-1]['dice']:.3f} "
                           f"conf {rows[-1]['confidence']:.3f} agree {rows[-1]['agreement']:.3f}", flush=True)
             add_derived(rows)

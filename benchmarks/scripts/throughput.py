@@ -46,8 +46,9 @@ from torch.utils.data import DataLoader, Dataset
 from idealseg.atomic import atomic_file
 from idealseg.config import resolve_config
 from idealseg.data.dataset import Dataset as IdealDataset
+from idealseg.engine.precision import autocast_dtype
 from idealseg.engine.trainer import Trainer
-from idealseg.evaluation.inference import predict_volume
+from idealseg.evaluation.predictor import Predictor
 from idealseg.losses.dice_ce import DiceCELoss
 from idealseg.methods import METHODS
 from idealseg.models.unet import ByteMaskDropout, UNet, fold_batchnorm
@@ -204,7 +205,8 @@ class _OperatorCount(TorchDispatchMode):
 
 def _segment(model, case, size: int, batched: bool, device: torch.device, amp: bool) -> None:
     if batched:  # idealseg's whole-volume inference
-        predict_volume(lambda x: model(x).softmax(1), case.image, size, device, amp=amp)
+        Predictor(lambda x: model(x).softmax(1), size, device=torch.device(device),
+                  precision=autocast_dtype(torch.device(device), amp)).predict(case.image)
         return
     for z in range(case.image.shape[0]):  # SSL4MIS test_single_volume: zoom, one slice, zoom back
         h, w = case.image.shape[1:]

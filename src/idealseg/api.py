@@ -23,44 +23,117 @@ from idealseg import checks
 from idealseg.checks import InvalidValue
 from idealseg.config import RunConfig
 from idealseg.data.normalize import normalize_volume
-from idealseg.data.prepare import prepare
+from idealseg.data.prepare import prepare as _prepare
 from idealseg.evaluation.evaluate import checked_run_arguments, evaluate_run
-from idealseg.evaluation.inference import predict_volume, spacing_mismatch
 from idealseg.evaluation.predict import predict_files as _predict_files
 from idealseg.evaluation.predict import run_normalization
-from idealseg.methods import Method
+from idealseg.evaluation.predictor import Predictor
+from idealseg.evaluation.spacing import spacing_mismatch
 from idealseg.pipeline import run_stage
 from idealseg.pipeline import train as _train
-from idealseg.runfolder.folder import load_run, run_largest_component
 
 __all__ = ["prepare", "train", "pretrain", "finetune", "evaluate", "score_masks", "report", "load",
            "Segmenter", "predict_files"]
 
 
-def train(dataset: str | Path, out: str | Path, **options: Any) -> Path:
-    """Pre-train then fine-tune (`idealseg train`) into `out`; returns the fine-tuning run folder.
+def prepare(source: str, out: str | Path, src: str | Path | None = None, **options: Any) -> Path:
+    """Import a dataset into a dataset folder (`idealseg prepare`), once, so that every run reads the
+    same normalised volumes, splits and spacings instead of re-reading the source.
 
-    `options` are any `RunConfig` fields plus `profile`, `method`, `pretrain_method`, `skip_pretrain`,
-    `resume` and `overwrite`, as on the command line (`labeled="ssl4mis:7"`, `profile="cpu"`, ...).
+    Args:
+        source: The kind of source: "ssl4mis", "acdc", "nifti" or "phantom".
+        out: The dataset folder to write (new, or one idealseg wrote, with `overwrite=True`).
+        src: The source folder; None for the phantom, which is generated.
+        **options: The command line's options as Python values: `overwrite`, `patients`, `seed`,
+            `normalization`, `label_map` (`{205: 1}` or "205:1"), `classes`, `val`, `test`,
+            `spacing_from`.
+
+    Returns:
+        The dataset folder `out`.
+
+    Raises:
+        IdealsegError: A source that cannot be read (the message names the file) or an output folder
+            that is not idealseg's to replace. A value of the wrong type or out of range is an
+            `InvalidValue`, also a `ValueError`.
+    """
+    return _prepare(source, out, src, **options)
+
+
+def train(dataset: str | Path, out: str | Path, **options: Any) -> Path:
+    """Pre-train then fine-tune (`idealseg train`) into `out`.
+
+    Args:
+        dataset: A dataset folder made by `prepare`.
+        out: The folder for the two runs (`pretrain/` and `finetune/`).
+        **options: Any `RunConfig` field plus `profile`, `method`, `pretrain_method`, `skip_pretrain`,
+            `resume` and `overwrite`, as on the command line (`labeled="ssl4mis:7"`, `profile="cpu"`, ...).
+
+    Returns:
+        The fine-tuning run folder, `out/finetune`: what `evaluate`, `load` and `predict_files` take.
+
+    Raises:
+        IdealsegError: An unreadable dataset, an option no stage reads, an output folder that exists
+            without `resume` or `overwrite`, or training that diverged.
     """
     _train(dataset, out, **options)
     return Path(out) / "finetune"
 
 
 def pretrain(dataset: str | Path, out: str | Path, **options: Any) -> Path:
-    """Contrastive pre-training of the encoder (`idealseg pretrain`); returns `out`."""
+    """Contrastive pre-training of the encoder (`idealseg pretrain`), for `finetune(init=...)`.
+
+    Args:
+        dataset: A dataset folder made by `prepare`.
+        out: The run folder to write.
+        **options: Any `RunConfig` field plus `profile`, `method`, `resume` and `overwrite`.
+
+    Returns:
+        The run folder `out`.
+
+    Raises:
+        IdealsegError: As `train`.
+    """
     run_stage("pretrain", dataset, out, **options)
     return Path(out)
 
 
 def finetune(dataset: str | Path, out: str | Path, **options: Any) -> Path:
-    """Fine-tuning with any method (`idealseg finetune`; `init=` a pre-training run); returns `out`."""
+    """Fine-tuning with any method (`idealseg finetune`), from scratch or from a pre-training run.
+
+    Args:
+        dataset: A dataset folder made by `prepare`.
+        out: The run folder to write.
+        **options: Any `RunConfig` field plus `profile`, `method`, `resume` and `overwrite`;
+            `init=` a pre-training run folder starts from its encoder.
+
+    Returns:
+        The run folder `out`.
+
+    Raises:
+        IdealsegError: As `train`.
+    """
     run_stage("finetune", dataset, out, **options)
     return Path(out)
 
 
 def evaluate(run: str | Path, split: str = "val", **options: Any) -> dict:
-    """Dice, HD95 and ASD per volume and class (`idealseg evaluate`); returns the summary it writes."""
+    """Dice, HD95 and ASD per volume and class (`idealseg evaluate`).
+
+    Args:
+        run: A fine-tuning run folder (or a `train` folder).
+        split: "train", "val" or "test".
+        **options: `dataset` (another dataset of the same classes), `checkpoint` ("last" or "best"),
+            `out`, `flip_tta`, `device`, `largest_component` and `amp` (None: as the run chose),
+            `scale_search`.
+
+    Returns:
+        The summary it also writes to `summary.json`: per class and for the foreground mean, the
+        mean, std and count of undefined values of each metric over volumes.
+
+    Raises:
+        IdealsegError: Not a fine-tuning run, a split without labelled cases, a dataset of other
+            classes, or an output folder that is not an evaluation's.
+    """
     return evaluate_run(run, split, **options)
 
 
@@ -109,22 +182,42 @@ def report(run: str | Path, split: str | None = None, cases: int = 2) -> Path:
 
 @dataclass
 class Segmenter:
-    """A trained run, loaded once, that segments volumes in memory (what `predict` does per file)."""
+    """A trained run, loaded once, that segments volumes in memory (what `predict` does per file).
 
-    cfg: RunConfig
-    method: Method
-    device: str
+    Made by `load`. It holds the run's `Predictor` (network, geometry, precision and post-processing)
+    and the intensity normalisation the run's training data had, which a raw volume needs first.
+
+    Attributes:
+        predictor: The run's predictor, with the post-processing its validation chose.
+        normalization: The run's intensity normalisation ("percentile" or "minmax").
+    """
+
+    predictor: Predictor
     normalization: str
-    largest_component: bool = False  # the post-processing the run's validation chose
 
     def segment(self, volume: np.ndarray, flip_tta: bool = False, *, spacing: tuple[float, ...] | None = None,
                 largest_component: bool | None = None, scale_search: bool = True) -> np.ndarray:
-        """Labels uint8 [Z, H, W] for a volume [Z, H, W] of raw intensities (slices along the first axis),
-        normalised as the run's training data was. `spacing` in mm, (Z, H, W) or in-plane (H, W): a
-        model in physical space (`spacing_mm`) needs it to see the anatomy at its training scale.
-        `largest_component` keeps each class's largest connected region (removes stray false positives);
-        None: as the run's validation chose. `scale_search`: as `predict`, segment at the multiple of
-        `spacing` the model is most confident at (for scans whose anatomy is not at the size it implies)."""
+        """Segment a volume of raw intensities, normalised first as the run's training data was.
+
+        Args:
+            volume: [Z, H, W] raw intensities, slices along the first axis.
+            flip_tta: Average the network over horizontal and vertical flips (three passes).
+            spacing: In mm, (Z, H, W) or in-plane (H, W). A model in physical space (`spacing_mm` > 0)
+                needs it to see the anatomy at its training scale; a spacing far from the model's is
+                warned about, as the header of a scan may be in the wrong unit.
+            largest_component: Keep each class's largest connected region (removes stray false
+                positives); None: as the run's validation chose.
+            scale_search: As `predict`, segment at the multiple of `spacing` the model is most
+                confident at, for scans whose anatomy is not at the size the spacing implies.
+
+        Returns:
+            Labels, uint8 [Z, H, W]; the value is the index in `classes`.
+
+        Raises:
+            InvalidValue: A volume that is not a finite [Z, H, W] array, an invalid spacing or flag,
+                or no spacing for a model in physical space (also a `ValueError`).
+            IdealsegError: A spacing at which the slices would be absurdly large.
+        """
         volume = _volume(volume)
         flip_tta = checks.flag(flip_tta, "flip_tta")
         if spacing is not None:
@@ -139,15 +232,20 @@ class Segmenter:
         largest_component = checks.optional_flag(largest_component, "largest_component")
         scale_search = checks.flag(scale_search, "scale_search")
         if largest_component is None:
-            largest_component = self.largest_component
-        return predict_volume(self.method.predict, image, self.cfg.input_size, self.device, flip_tta=flip_tta,
-                              spacing=spacing, target_spacing=self.spacing_mm, largest_component=largest_component,
-                              amp=self.cfg.amp, scale_search=scale_search)
+            largest_component = self.predictor.largest_component
+        predictor = self.predictor.with_choices(flip_tta=flip_tta, scale_search=scale_search,
+                                                largest_component=largest_component)
+        return predictor.predict(image, spacing)
+
+    @property
+    def cfg(self) -> RunConfig:
+        """The run's configuration, as it was trained."""
+        return self.predictor.cfg
 
     @property
     def spacing_mm(self) -> float:
         """The in-plane spacing the model works at, in mm; 0 where it knows no physical size."""
-        return float(self.cfg.spacing_mm)
+        return float(self.predictor.target_spacing)
 
     @property
     def classes(self) -> list[str]:
@@ -180,15 +278,48 @@ def _in_plane(spacing: Any) -> tuple[float, float]:
 
 
 def load(run: str | Path, checkpoint: str = "last", device: str | None = None) -> Segmenter:
-    """Load a fine-tuning run folder (or a `train` folder) for segmentation."""
+    """Load a run once for segmentation in memory (`Segmenter.segment`), as `predict` would use it.
+
+    Args:
+        run: A fine-tuning run folder (or a `train` folder holding `finetune/`).
+        checkpoint: "last" or "best" (the best validation Dice; a run that never validated has none).
+        device: "cpu", "cuda" or "cuda:N"; None: CUDA where there is one.
+
+    Returns:
+        A `Segmenter` with the run's network, geometry, precision, post-processing and normalisation.
+
+    Raises:
+        IdealsegError: Not a fine-tuning run folder, a missing or unreadable checkpoint, or an
+            invalid argument (an `InvalidValue`, also a `ValueError`).
+    """
     run, _, checkpoint, device = checked_run_arguments(run, "val", checkpoint, device)
-    cfg, method, _ = load_run(run, checkpoint, device)
-    return Segmenter(cfg, method, device, run_normalization(cfg), run_largest_component(run))
+    predictor = Predictor.from_run(run, checkpoint, device)
+    return Segmenter(predictor, run_normalization(predictor.cfg))
 
 
 def predict_files(run: str | Path, src: str | Path, out: str | Path, checkpoint: str = "last", flip_tta: bool = False,
                   device: str | None = None, **options: Any) -> list[Path]:
-    """Segment NIfTI files (`idealseg predict`): masks keep each input's geometry; returns their paths."""
+    """Segment NIfTI files (`idealseg predict`); every scan is read and checked before any mask is
+    written, so a bad file in a folder leaves no half-done output.
+
+    Args:
+        run: A fine-tuning run folder (or a `train` folder).
+        src: A .nii/.nii.gz file or a folder of them (files named as masks, `_seg`/`_gt`, are skipped).
+        out: A folder for the masks, or a .nii.gz name for a single input.
+        checkpoint: "last" or "best".
+        flip_tta: Average the network over flips.
+        device: "cpu", "cuda" or "cuda:N"; None: CUDA where there is one.
+        **options: `normalization` (None: the run's), `overwrite`, `largest_component` (None: as the
+            run's validation chose) and `scale_search` (default on for a model in physical space).
+
+    Returns:
+        The paths of the masks written, each `<scan>_seg.nii.gz` with its input's affine, header,
+        shape and orientation.
+
+    Raises:
+        IdealsegError: An unreadable or implausible scan (named), a mask that would overwrite an
+            input or an existing file without `overwrite`, or a run folder that is not a fine-tuning run.
+    """
     run, _, checkpoint, device = checked_run_arguments(run, "val", checkpoint, device)
     src, out = checks.path(src, "INPUT"), checks.output_path(out, "OUT")
     for name in ("overwrite", "largest_component", "scale_search"):

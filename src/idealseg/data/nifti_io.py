@@ -16,6 +16,7 @@ conversion) rather than a volume resampled to almost nothing and an empty mask.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -30,10 +31,50 @@ NEAR_TIE = 1.25  # spacings within this factor of the largest are one tie for th
 UNIT_TO_MM = {"meter": (1000.0, "metres"), "micron": (0.001, "microns")}  # xyzt_units other than mm
 
 
+@dataclass(frozen=True)
+class NiftiScan:
+    """A scan as import and predict see it: read, checked and oriented once, by `read_scan`.
+
+    `data` is float32 in the file's own axis order with NaN and Inf replaced (`finite_image`);
+    `zhw` is the same voxels as [Z, H, W] slices; `spacing` is (Z, H, W) in mm; `axes` the source
+    axes that became Z, H and W; `img` the nibabel image whose header a mask is written with.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    spacing: tuple[float, float, float]
+    axes: tuple[int, int, int]
+    img: nib.Nifti1Image
+
+    @property
+    def zhw(self) -> np.ndarray:
+        """The voxels as [Z, H, W] slices (a view: no copy)."""
+        return to_zhw(self.data, self.axes)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The array's shape in the file's own axis order (what a label's must match)."""
+        return tuple(self.data.shape)
+
+
+def read_scan(path: Path) -> NiftiScan:
+    """The scan at `path`, or a one-line error naming it. Every check import and predict make of an
+    image is here, so a scan predict accepts is one import would have read the same way: readable,
+    one real channel, finite affine, plausible spacing (load_nifti), one 3D volume (not 4D frames),
+    sliced along its through-plane axis (slicing_axes) and NaN-free (finite_image)."""
+    data, affine, spacing, img = load_nifti(path)
+    if data.ndim == 4 and data.shape[3] > 1:
+        raise InputError(path, f"expected a 2D or 3D image, got 4D shape {data.shape} ({data.shape[3]} "
+                               "channels/frames); give one 3D volume")
+    axes = slicing_axes(data.shape, spacing, path)
+    return NiftiScan(finite_image(data, path), affine, spacing_zhw(spacing, axes, path), axes, img)
+
+
 def load_nifti(path: Path, check_spacing: bool = True) -> tuple[np.ndarray, np.ndarray, tuple[float, ...],
                                                                  nib.Nifti1Image]:
     """Return (array, affine, spacing in mm per source axis, image); any read failure names the file.
-    `check_spacing` False (a label, whose grid is checked against its image's instead): pixdim as it is."""
+    Images are read with `read_scan`, which adds the slicing; labels come here directly, with
+    `check_spacing` False (a label's grid is checked against its image's instead): pixdim as it is."""
     if path.is_symlink() and not path.exists():
         raise InputError(path, "broken or looping symbolic link")
     if not path.is_file():

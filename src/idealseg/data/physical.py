@@ -6,7 +6,7 @@ dataset's median in-plane spacing; training slices are resampled to it once, pad
 a fixed canvas, and each step crops the network's patch from the canvas (a third of the labelled
 patches centred on a random foreground pixel, nnU-Net's oversampling, so that small structures are
 seen often enough). Inference resamples a slice to the target, slides the patch over it and
-resamples the probabilities back to the slice's own grid (evaluation/inference.py).
+resamples the probabilities back to the slice's own grid (evaluation/predictor.py).
 
 A dataset without spacing has no physical space: its slices are resized to the input as SSL4MIS
 does, and a model trained on it only works on scans framed like its training set.
@@ -76,7 +76,13 @@ def oversize(shape: tuple[int, int], spacing: tuple[float, float], target: float
 
 
 def resample(slices: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    """[N, C, H, W] -> [N, C, *size]: bilinear for images and probabilities, nearest for labels."""
+    """[N, C, H, W] -> [N, C, *size]: bilinear for images and probabilities, nearest for labels.
+
+    The one resampling of slices: training's slice store (to the input size, or to the target
+    spacing), inference and its probabilities back to a scan's own grid all come through here, so
+    that a model is served slices interpolated exactly as it was trained on. A slice already of
+    `size` is returned as it is (no interpolation, not even an identity one).
+    """
     if tuple(slices.shape[-2:]) == tuple(size):
         return slices
     kwargs = {"align_corners": False} if mode == "bilinear" else {}

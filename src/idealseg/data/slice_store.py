@@ -12,20 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from idealseg.data.budgets import Budget
 from idealseg.data.dataset import Dataset
 from idealseg.data.physical import canvas_size, centre, resample, resampled_size
-
-
-def resize_slices(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """[N, 1, H, W] -> [N, 1, size, size]."""
-    if images.shape[-2:] == (size, size):
-        return images
-    kwargs = {"align_corners": False} if mode == "bilinear" else {}
-    return F.interpolate(images, size=(size, size), mode=mode, **kwargs)
 
 
 @dataclass
@@ -50,7 +41,7 @@ class SliceStore:
 
         def fit(slices: torch.Tensor, case_spacing, mode: str) -> torch.Tensor:
             if not spacing:
-                return resize_slices(slices, size, mode)
+                return resample(slices, (size, size), mode)
             grid = resampled_size(tuple(slices.shape[-2:]), tuple(case_spacing[1:]), spacing)
             exact = "nearest-exact" if mode == "nearest" else mode  # labels land where bilinear puts the image
             return centre(resample(slices, grid, exact), canvas)

@@ -31,8 +31,8 @@ from idealseg.engine import distributed
 from idealseg.engine.compiled import compile_mode, compile_networks, fused
 from idealseg.engine.run_setup import RunSetup, setup_run
 from idealseg.errors import IdealsegError, InputError
-from idealseg.evaluation.inference import predict_case
 from idealseg.evaluation.metrics import mean_foreground_dice
+from idealseg.evaluation.predictor import Predictor
 from idealseg.methods import get_method
 from idealseg.ownership import RUN_FILES, check_no_overlap, record_written, replace_folder, write_manifest
 from idealseg.runfolder.checkpoint import load_checkpoint, load_latest, save_checkpoint
@@ -471,7 +471,7 @@ class Trainer:
         self.method.eval()
         scores, cleaned = [], []
         for case in self.val_cases:
-            mask = predict_case(self.method, self.cfg, case, self.ctx.device)
+            mask = Predictor.from_method(self.method, self.cfg, self.ctx.device).predict(case.image, case.spacing)
             scores.append(mean_foreground_dice(mask, case.label, self.cfg.num_classes))
             cleaned.append(mean_foreground_dice(largest_components(mask, self.cfg.num_classes), case.label,
                                                 self.cfg.num_classes))

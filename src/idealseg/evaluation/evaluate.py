@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from idealseg import checks
@@ -17,8 +16,9 @@ from idealseg.atomic import atomic_file
 from idealseg.data.dataset import SPLITS, Dataset
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.clinical import ejection_fractions
-from idealseg.evaluation.inference import check_spacing, predict_case
 from idealseg.evaluation.metrics import volume_metrics
+from idealseg.evaluation.predictor import Predictor
+from idealseg.evaluation.spacing import check_spacing
 from idealseg.ownership import (
     EVAL_FILES,
     check_no_overlap,
@@ -27,8 +27,6 @@ from idealseg.ownership import (
     record_written,
     write_manifest,
 )
-from idealseg.runfolder.environment import autocast_dtype
-from idealseg.runfolder.folder import load_run, run_largest_component
 
 METRICS = ("dice", "hd95", "asd")
 CHECKPOINTS = ("last", "best")
@@ -41,8 +39,8 @@ def evaluate_run(
 ) -> dict:
     """Evaluate `run` on `split`; returns the summary and writes it beside the CSV and table.
     `largest_component` None: the post-processing the run's validation chose; `amp` None: the
-    precision the run trained in (bfloat16 autocast where the device has it: autocast_dtype);
-    `scale_search`: segment each scan at the scale the model is most confident at (inference.choose_scale),
+    precision the run trained in (bfloat16 autocast where the device has it: engine.precision);
+    `scale_search`: segment each scan at the scale the model is most confident at (Predictor.choose_scale),
     as `predict` does on new scans."""
     run, split, checkpoint, device = checked_run_arguments(run, split, checkpoint, device)
     dataset = checks.optional_path(dataset, "--dataset")
@@ -51,10 +49,9 @@ def evaluate_run(
     largest_component = checks.optional_flag(largest_component, "--largest-component")
     amp = checks.optional_flag(amp, "--amp")
     scale_search = checks.flag(scale_search, "--scale-search")
-    cfg, method, run_dir = load_run(run, checkpoint, device)
-    amp = cfg.amp if amp is None else amp
-    if largest_component is None:
-        largest_component = run_largest_component(run_dir)
+    predictor = Predictor.from_run(run, checkpoint, device, amp=amp, flip_tta=flip_tta, scale_search=scale_search,
+                                   largest_component=largest_component)
+    cfg, run_dir = predictor.cfg, predictor.run_dir
     fold = None if dataset is not None or cfg.fold < 0 else cfg.fold  # a fold run's val is its fold's
     ds = Dataset(dataset or cfg.dataset, fold=fold)
     if cfg.classes and tuple(ds.classes) != tuple(cfg.classes):
@@ -71,8 +68,7 @@ def evaluate_run(
     t0 = time.perf_counter()
     for entry in tqdm(cases, desc=f"evaluate {split}", unit="vol"):
         case = ds.load(entry.id)
-        mask = predict_case(method, cfg, case, device, flip_tta=flip_tta, largest_component=largest_component,
-                            amp=amp, scale_search=scale_search)
+        mask = predictor.predict(case.image, case.spacing)
         masks[entry.id] = mask
         spacing = case.spacing if unit == "mm" else None
         for c, m in volume_metrics(mask, case.label, ds.num_classes, spacing).items():
@@ -80,8 +76,8 @@ def evaluate_run(
     seconds = time.perf_counter() - t0
     summary = summarise(rows, ds.classes[1:], unit)
     summary.update(run=str(run_dir), split=split, dataset=str(ds.root), checkpoint=checkpoint,
-                   largest_component=largest_component, flip_tta=flip_tta, scale_search=scale_search,
-                   autocast=str(autocast_dtype(torch.device(device), amp) or "off"),
+                   largest_component=predictor.largest_component, flip_tta=flip_tta, scale_search=scale_search,
+                   autocast=str(predictor.precision or "off"),
                    volumes=len(cases), seconds=round(seconds, 2), method=cfg.method, labeled=cfg.labeled)
     ef = ejection_fractions(ds, cases, masks)
     if ef:

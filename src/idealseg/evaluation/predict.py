@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from idealseg import checks
 from idealseg.atomic import atomic_path
-from idealseg.data.nifti_io import finite_image, from_zhw, load_nifti, slicing_axes, spacing_zhw, to_zhw
+from idealseg.data.nifti_io import NiftiScan, from_zhw, read_scan
 from idealseg.data.normalize import normalize_volume
 from idealseg.data.physical import oversize
 from idealseg.errors import IdealsegError, InputError
-from idealseg.evaluation.inference import choose_scale, in_plane, predict_volume, spacing_mismatch
+from idealseg.evaluation.predictor import Predictor
+from idealseg.evaluation.spacing import in_plane, spacing_mismatch
 from idealseg.ownership import check_not_link, describe, read_manifest
-from idealseg.runfolder.folder import load_run, run_largest_component
 
 MASK_SUFFIXES = ("_seg", "_gt")  # masks by name (ours and the common manual conventions)
+HELD_BYTES = 2 * 1024**3  # scans read by the check before any write are kept for the predictions up to this
 
 
 def _stem(path: Path) -> str:
@@ -129,11 +128,10 @@ def predict_files(
     """Segment one NIfTI file or a folder of them; masks go to OUT (a folder, or a file name).
     `largest_component` None: the post-processing the run's validation chose. `scale_search` (a run in
     physical space): each scan is segmented at the multiple of its header's spacing the model is most
-    confident at (inference.choose_scale), and a scan not segmented at its header's is named."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cfg, method, _ = load_run(run, checkpoint, device)
-    if largest_component is None:
-        largest_component = run_largest_component(run)
+    confident at (Predictor.choose_scale), and a scan not segmented at its header's is named."""
+    predictor = Predictor.from_run(run, checkpoint, device, flip_tta=flip_tta, scale_search=scale_search,
+                                   largest_component=largest_component)
+    cfg = predictor.cfg
     src, out = Path(src), checks.output_path(out, "OUT")
     files = _inputs(src)
     targets = plan_outputs(files, out, overwrite)
@@ -141,61 +139,47 @@ def predict_files(
     if not cfg.spacing_mm:
         warnings.warn(f"{run}: this model knows no physical size (trained on slices resized to {cfg.input_size} px "
                       "whatever their spacing); it is only right on scans framed like its training set", stacklevel=2)
-    first = None
-    for path in tqdm(files, desc="check scans", unit="vol", leave=False):  # every scan is checked before a write
-        scan = read_scan(path)
-        first = first or scan
-        check_scan_spacing(scan, path, cfg.spacing_mm)
+    scans = checked_scans(files, cfg.spacing_mm)
     written = []
-    for i, (path, target) in enumerate(tqdm(list(zip(files, targets, strict=True)), desc="predict", unit="vol")):
-        scan = first if i == 0 else read_scan(path, quiet=True)
-        image, spacing = normalize_volume(to_zhw(scan.data, scan.axes), normalization), in_plane(scan.spacing)
-        if scale_search and cfg.spacing_mm:
-            factor = choose_scale(method.predict, image, cfg.input_size, device, spacing, cfg.spacing_mm, cfg.amp)
-            if factor != 1.0:
-                tqdm.write(f"{path}: segmented at {factor:g}x its header's in-plane spacing (its anatomy looks "
-                           f"{1 / factor:.2g}x larger than the training scans'; --no-scale-search keeps the header's)")
-            spacing = (spacing[0] * factor, spacing[1] * factor)
-        mask = predict_volume(method.predict, image, cfg.input_size, device, flip_tta=flip_tta, spacing=spacing,
-                              target_spacing=cfg.spacing_mm, largest_component=largest_component, amp=cfg.amp)
-        write_mask(mask, scan, target)
+    for path, target in tqdm(list(zip(files, targets, strict=True)), desc="predict", unit="vol"):
+        scan = scans.pop(path, None) or read_quietly(path)
+        result = predictor.segment(normalize_volume(scan.zhw, normalization), in_plane(scan.spacing))
+        if result.scale != 1.0:
+            tqdm.write(f"{path}: segmented at {result.scale:g}x its header's in-plane spacing (its anatomy looks "
+                       f"{1 / result.scale:.2g}x larger than the training scans'; --no-scale-search keeps the "
+                       "header's)")
+        write_mask(result.mask, scan, target)
         written.append(target)
     return written
 
 
-@dataclass
-class Scan:
-    """A scan predict can segment: float32 array with NaN replaced, its affine, image (for the header),
-    slicing axes and (Z, H, W) spacing in mm, all as import reads them."""
-
-    data: np.ndarray
-    affine: np.ndarray
-    axes: tuple[int, int, int]
-    img: nib.Nifti1Image
-    spacing: tuple[float, float, float]
-
-
-def read_scan(path: Path, quiet: bool = False) -> Scan:
-    """The scan at `path`, read, sliced and checked as import does (same spacing, axes and NaN rule), or a
-    one-line error. `quiet`: its warnings were given when every scan was checked, before the first write."""
-    if quiet:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return read_scan(path)
-    data, affine, spacing, img = load_nifti(path)
-    if data.ndim == 4 and data.shape[3] > 1:
-        raise InputError(path, f"{data.shape[3]} channels/frames (shape {data.shape}); expected one 3D volume")
-    axes = slicing_axes(data.shape, spacing, path)
-    return Scan(finite_image(data, path), affine, axes, img, spacing_zhw(spacing, axes, path))
+def checked_scans(files: list[Path], target: float) -> dict[Path, NiftiScan]:
+    """Read and check every scan before any mask is written (a bad file is an error, not a half-done
+    folder); the scans read are kept for the predictions while they fit in HELD_BYTES, so that a folder
+    of the usual size is read once, and a larger one is read again only for the scans beyond it."""
+    held, size = {}, 0
+    for path in tqdm(files, desc="check scans", unit="vol", leave=False):
+        scan = read_scan(path)
+        check_scan_spacing(scan, path, target)
+        size += scan.data.nbytes
+        if size <= HELD_BYTES:
+            held[path] = scan
+    return held
 
 
-def check_scan_spacing(scan: Scan, path: Path, target: float) -> None:
+def read_quietly(path: Path) -> NiftiScan:
+    """A scan read a second time (it did not fit in HELD_BYTES): its warnings were given by the check."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return read_scan(path)
+
+
+def check_scan_spacing(scan: NiftiScan, path: Path, target: float) -> None:
     """Before any mask is written: a scan whose slices would be absurdly large at the model's spacing is an
     error, and one whose in-plane spacing is far from it gets a warning with the numbers."""
     if not target:
         return
-    shape = to_zhw(scan.data, scan.axes).shape[1:]
-    reason = oversize(shape, in_plane(scan.spacing), target)
+    reason = oversize(scan.zhw.shape[1:], in_plane(scan.spacing), target)
     if reason:
         raise InputError(path, f"the model's spacing: {reason}: check the header's spacing")
     suspect = spacing_mismatch(in_plane(scan.spacing), target)
@@ -203,7 +187,7 @@ def check_scan_spacing(scan: Scan, path: Path, target: float) -> None:
         warnings.warn(f"{path}: {suspect}", stacklevel=3)
 
 
-def write_mask(mask: np.ndarray, scan: Scan, target: Path) -> None:
+def write_mask(mask: np.ndarray, scan: NiftiScan, target: Path) -> None:
     """Write a [Z, H, W] mask in the scan's own axis order, affine and header; a failed write (a full disk,
     a read-only folder) is one line naming the mask, and leaves no partial file."""
     mask = from_zhw(mask, scan.axes, ndim=3 if scan.data.ndim != 2 else 2)

@@ -16,9 +16,10 @@ from idealseg.data.dataset import Dataset
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import markdown_table
 from idealseg.evaluation.figures import overlay, training_curves
-from idealseg.evaluation.inference import check_spacing, predict_case
+from idealseg.evaluation.predictor import Predictor
+from idealseg.evaluation.spacing import check_spacing
 from idealseg.ownership import check_writable, record_written
-from idealseg.runfolder.folder import load_run, resolve_run, run_largest_component
+from idealseg.runfolder.folder import resolve_run
 
 SPLITS = ("test", "val", "train")  # the first with labelled volumes is shown when no split is asked for
 
@@ -35,8 +36,9 @@ def write_report(run: str | Path, split: str | None = None, cases: int = 2) -> P
     run_dir = resolve_run(run)
     out = run_dir / "report"
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    cfg, method, _ = load_run(run_dir, device=device)
-    ds = Dataset(cfg.dataset, fold=None if getattr(cfg, "fold", -1) < 0 else cfg.fold)
+    predictor = Predictor.from_run(run_dir, device=device)  # the post-processing evaluate scored with
+    cfg = predictor.cfg
+    ds = Dataset(cfg.dataset, fold=None if cfg.fold < 0 else cfg.fold)
     split = _split(ds, split)
     shown = [c for c in ds.split(split) if c.labeled][:cases]
     written = {"report.md", "pretrain_curves.png", "finetune_curves.png", *(f"overlay_{c.id}.png" for c in shown)}
@@ -55,12 +57,11 @@ def write_report(run: str | Path, split: str | None = None, cases: int = 2) -> P
         parts += [f"## {summary_path.parent.name[5:]} split ({summary['volumes']} volumes)", "",
                   markdown_table(summary), ""]
     check_spacing(cfg, ds.root, shown)
-    cleaned = run_largest_component(run_dir)  # the overlays show what evaluate scored
     if shown:
         parts += [f"## Overlays ({split} split)", ""]
     for entry in shown:
         case = ds.load(entry.id)
-        mask = predict_case(method, cfg, case, device, largest_component=cleaned)
+        mask = predictor.predict(case.image, case.spacing)
         name = f"overlay_{entry.id}.png"
         overlay(case.image, case.label, mask, out / name, title=entry.id, classes=list(cfg.classes))
         parts += [f"![{entry.id}]({name})", ""]

@@ -2,8 +2,8 @@
 
 Timings in this project are only comparable on the same CPU model (machines differ up to 3x, some
 have native bfloat16 and some do not), so every run folder records the processor, the device, the
-library versions, the source commit and the command line. What the machine can do decides the
-precision a run computes in (`autocast_dtype`, for training and inference alike), so it lives here.
+library versions, the source commit and the command line, and whether the CPU has native bfloat16
+(the precision policy itself is engine/precision.py's).
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ import torch
 
 import idealseg
 from idealseg.atomic import atomic_file
+from idealseg.engine.precision import autocast_dtype, cpu_has_native_bf16
+
+# autocast_dtype stays importable from here for the training loop, which reads it beside env.json
+__all__ = ["autocast_dtype", "cpu_has_native_bf16", "cpu_model", "environment", "write_environment"]
 
 
 def cpu_model() -> str:
@@ -29,15 +33,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX-512 BF16 or AMX: the CPUs on which bfloat16 matrix products run at hardware speed."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def source_commit() -> str | None:
@@ -80,13 +75,3 @@ def write_environment(run_dir: Path, device: torch.device, world: int = 1, autoc
     with atomic_file(run_dir / "env.json") as f:
         json.dump(environment(device, world, autocast, compiled), f, indent=1)
 
-
-def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    """Mixed precision where the hardware has it: bfloat16 on CUDA (float16, with a gradient scaler,
-    where bf16 is missing) and on CPUs with native bfloat16 (AVX-512 BF16 or AMX: about 1.7x a float32
-    step on this project's EPYC machines); None elsewhere or when `amp` is off."""
-    if not amp:
-        return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else None

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
 from idealseg.data.importers.splits import assign_splits
-from idealseg.data.nifti_io import finite_image, load_nifti, slicing_axes, spacing_zhw, to_zhw
+from idealseg.data.nifti_io import load_nifti, read_scan, to_zhw
 from idealseg.data.normalize import normalize_volume
 from idealseg.errors import InputError
 
@@ -70,16 +70,15 @@ def _frames(patient_dir: Path) -> tuple[dict[str, int], dict[str, object]]:
 
 def read_acdc_frame(image_path: Path, label_path: Path | None, normalization: str):
     """One ACDC frame as (image [Z,H,W] normalised, label or None, spacing, affine, axes)."""
-    data, affine, spacing, _ = load_nifti(image_path)
-    axes = slicing_axes(data.shape, spacing, image_path)
-    image = normalize_volume(to_zhw(finite_image(data, image_path), axes), normalization)
+    scan = read_scan(image_path)
+    image = normalize_volume(scan.zhw, normalization)
     label = None
     if label_path is not None:
         ldata, _, _, _ = load_nifti(label_path, check_spacing=False)
-        if ldata.shape != data.shape:
-            raise InputError(label_path, f"image/label shape mismatch: {data.shape} vs {ldata.shape}")
-        label = labels_to_uint8(to_zhw(np.asarray(ldata), axes), label_path)
-    return image, label, spacing_zhw(spacing, axes, image_path), affine, axes
+        if ldata.shape != scan.shape:
+            raise InputError(label_path, f"image/label shape mismatch: {scan.shape} vs {ldata.shape}")
+        label = labels_to_uint8(to_zhw(np.asarray(ldata), scan.axes), label_path)
+    return image, label, scan.spacing, scan.affine, scan.axes
 
 
 def import_acdc(

@@ -22,7 +22,7 @@ from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
 from idealseg.data.folds import SPLITS_FILE, make_folds
 from idealseg.data.importers.source_json import SourceJson
 from idealseg.data.importers.splits import assign_splits
-from idealseg.data.nifti_io import finite_image, load_nifti, slicing_axes, spacing_zhw, to_zhw
+from idealseg.data.nifti_io import load_nifti, read_scan, to_zhw
 from idealseg.data.normalize import normalize_volume
 from idealseg.data.patients import group_by_patient
 from idealseg.errors import IdealsegError, InputError
@@ -184,10 +184,8 @@ class LabelCodes:
 
 def _read_image(path: Path, normalization: str):
     """(image [Z, H, W] normalised, affine, spacing (Z, H, W), axes, source ndim) of one scan."""
-    data, affine, spacing, _ = load_nifti(path)
-    axes = slicing_axes(data.shape, spacing, path)
-    image = normalize_volume(to_zhw(finite_image(data, path), axes), normalization)
-    return image, affine, spacing_zhw(spacing, axes, path), axes, data.shape
+    scan = read_scan(path)
+    return normalize_volume(scan.zhw, normalization), scan.affine, scan.spacing, scan.axes, scan.shape
 
 
 def _read_label(path: Path, image_path: Path, shape: tuple, affine: np.ndarray, axes: tuple[int, int, int],

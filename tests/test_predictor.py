@@ -1,0 +1,150 @@
+"""The one predictor: one sliding-window call site, masks as the plain algorithm gives them, each scan
+read once by `predict`, and every entry point (predict, segment, the predictor) agreeing."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.inferers import sliding_window_inference
+
+import idealseg
+import idealseg.api
+from idealseg.data.importers.phantom import phantom_raw
+from idealseg.data.normalize import normalize_volume
+from idealseg.data.physical import resample, resampled_size
+from idealseg.engine.precision import autocast_dtype
+from idealseg.evaluation import predict as predict_module
+from idealseg.evaluation.predict import run_normalization
+from idealseg.evaluation.predictor import Predictor
+
+from .conftest import write_nifti
+
+SRC = Path(idealseg.__file__).resolve().parent
+
+
+def _calls(name: str) -> list[str]:
+    """'module.py:line' of every call of a function or method called `name` in idealseg's source."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+                if called == name:
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    return found
+
+
+def test_the_sliding_window_and_the_resampling_each_have_one_call_site():
+    assert len(_calls("sliding_window_inference")) == 1, _calls("sliding_window_inference")
+    resampling = [c for c in _calls("interpolate") if not c.startswith("data/augment.py")]  # augment: blur, not grid
+    assert len(resampling) == 1 and resampling[0].startswith("data/physical.py"), resampling
+
+
+def test_every_public_function_of_the_api_says_args_returns_and_raises():
+    for name in idealseg.api.__all__:
+        obj = getattr(idealseg.api, name)
+        doc = inspect.getdoc(obj) or ""
+        if inspect.isclass(obj):
+            assert "Attributes:" in doc, name
+            doc = inspect.getdoc(obj.segment)
+        assert all(part in doc for part in ("Args:", "Returns:", "Raises:")), name
+
+
+@pytest.fixture(scope="module")
+def runs(phantom, tmp_path_factory) -> dict[str, Path]:
+    """Tiny runs of both geometries: physical space (the phantom's spacing) and slices resized."""
+    root = tmp_path_factory.mktemp("runs")
+    options = dict(method="supervised", labeled="2", profile="tiny", iterations=3, val_every=0, threads=1)
+    return {"physical": idealseg.finetune(phantom, root / "physical", **options),
+            "resized": idealseg.finetune(phantom, root / "resized", target_spacing="none", **options)}
+
+
+def _plain(predictor: Predictor, image: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+    """The algorithm written out from public pieces, not the predictor's code: slices to the run's grid,
+    the network (a Gaussian sliding window in physical space), probabilities back, argmax."""
+    cfg = predictor.cfg
+    h, w = image.shape[1:]
+    grid = resampled_size((h, w), spacing, cfg.spacing_mm) if cfg.spacing_mm else (cfg.input_size,) * 2
+    batch = max(1, min(32, 2**24 // (grid[0] * grid[1])))
+    dtype = autocast_dtype(torch.device("cpu"), cfg.amp)
+
+    def net(x):
+        return predictor.network(x.contiguous(memory_format=torch.channels_last)).float()
+
+    masks = []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        vol = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[:, None]
+        for start in range(0, len(vol), batch):
+            slices = resample(vol[start : start + batch], grid, "bilinear")
+            if cfg.spacing_mm:
+                probs = sliding_window_inference(slices, (cfg.input_size,) * 2, batch, net, overlap=0.5,
+                                                 mode="gaussian")
+            else:
+                probs = net(slices)
+            probs = resample(probs.float(), (h, w), "bilinear")
+            masks.append(probs.contiguous(memory_format=torch.channels_last).argmax(1).to(torch.uint8))
+    return torch.cat(masks).numpy()
+
+
+@pytest.mark.parametrize("geometry", ["physical", "resized"])
+def test_the_predictor_gives_the_plain_algorithms_mask_and_every_entry_point_agrees(runs, geometry, tmp_path):
+    run = runs[geometry]
+    raw = phantom_raw(5, 0, 0)[0].astype(np.float32) * 300.0  # [Z, H, W], un-normalised
+    spacing = (8.0, 1.5, 1.5)
+    predictor = Predictor.from_run(run, device="cpu", largest_component=False)
+    image = normalize_volume(raw, run_normalization(predictor.cfg))
+    expected = _plain(predictor, image, spacing[1:])
+    assert len(np.unique(expected)) > 1  # not one label everywhere: a comparison that can fail
+    assert np.array_equal(predictor.predict(image, spacing), expected)
+    model = idealseg.load(run, device="cpu")
+    segmented = model.segment(raw, spacing=spacing, largest_component=False, scale_search=False)
+    assert np.array_equal(segmented, expected)
+    scan = write_nifti(tmp_path / "scan.nii.gz", np.transpose(raw, (2, 1, 0)), zooms=spacing[::-1])
+    idealseg.predict_files(run, scan, tmp_path / "mask.nii.gz", device="cpu", largest_component=False,
+                           scale_search=False)
+    from_file = np.transpose(np.asarray(nib.load(tmp_path / "mask.nii.gz").dataobj), (2, 1, 0))
+    assert np.array_equal(from_file, expected)
+    flipped = predictor.with_choices(flip_tta=True)
+    probabilities = flipped.probabilities(image, spacing)
+    assert probabilities.shape[0] == image.shape[0] and probabilities.shape[2:] == image.shape[1:]
+    assert torch.allclose(probabilities.sum(1), torch.ones(()), atol=1e-2)  # averaged over the flips
+    agreement = (probabilities.argmax(1).numpy() == flipped.predict(image, spacing)).mean()
+    assert agreement > 0.999, agreement  # the mask is the argmax of the sum: a tie may round either way
+
+
+def _scan_folder(folder: Path, n: int = 3) -> list[Path]:
+    return [write_nifti(folder / f"p{i}.nii.gz", np.transpose(phantom_raw(5, i, 0)[0] * 300.0, (2, 1, 0)))
+            for i in range(n)]
+
+
+def _count_loads(monkeypatch) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    load = nib.load
+
+    def counting(path, *args, **kwargs):
+        counts[Path(path).name] = counts.get(Path(path).name, 0) + 1
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(nib, "load", counting)
+    return counts
+
+
+def test_predict_reads_each_scan_once_and_a_folder_too_large_to_hold_gives_the_same_masks(runs, tmp_path,
+                                                                                          monkeypatch):
+    scans = _scan_folder(tmp_path / "scans")
+    counts = _count_loads(monkeypatch)
+    once = idealseg.predict_files(runs["physical"], tmp_path / "scans", tmp_path / "once", device="cpu")
+    assert counts == {p.name: 1 for p in scans}, counts
+    counts.clear()
+    monkeypatch.setattr(predict_module, "HELD_BYTES", 0)  # nothing held: each scan read again to segment it
+    twice = idealseg.predict_files(runs["physical"], tmp_path / "scans", tmp_path / "twice", device="cpu")
+    assert counts == {p.name: 2 for p in scans}, counts
+    for a, b in zip(once, twice, strict=True):
+        assert np.array_equal(np.asarray(nib.load(a).dataobj), np.asarray(nib.load(b).dataobj))
