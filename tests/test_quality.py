@@ -64,3 +64,52 @@ def test_corrupted_phantom_scan_ranks_last():
                  for k, v in images.items()}
     assert min(confidence, key=confidence.get) == "noisy"
     assert min(agreement, key=agreement.get) == "noisy"
+
+
+def test_the_predictor_scores_masks_as_foreground_confidence_and_ranks_the_corrupted_scan_last():
+    """The score the predictor returns is foreground_confidence of its own probabilities (chunk by
+    chunk), and a noisy scan ranks last among clean phantom scans."""
+    import torch
+
+    from idealseg.evaluation.predictor import Predictor
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(intensity_probs(x[:, 0].numpy().astype(np.float64)).astype(np.float32))
+
+    predictor = Predictor(network, input_size=32, batch_size=3)  # chunks of 3 slices
+    images = {f"clean{i}": phantom_case(0, i, 0).image for i in range(3)}
+    rng = np.random.default_rng(0)
+    images["noisy"] = np.clip(images["clean0"] + rng.normal(0, 0.3, images["clean0"].shape), 0, 1)
+    results = {k: predictor.segment(v.astype(np.float32)) for k, v in images.items()}
+    direct = foreground_confidence(predictor.probabilities(images["clean1"].astype(np.float32)).numpy())
+    assert results["clean1"].quality == pytest.approx(direct, abs=1e-4)
+    assert min(results, key=lambda k: results[k].quality) == "noisy"
+
+
+def test_predict_writes_a_quality_table_lowest_first_and_never_over_a_users_file(tmp_path, capsys):
+    import csv
+
+    from idealseg.cli import main
+    from idealseg.pipeline import train
+
+    from .conftest import write_nifti
+
+    run = tmp_path / "run"
+    phantom = tmp_path / "ph"
+    assert main(["prepare", "phantom", str(phantom), "--patients", "4"]) == 0
+    train(phantom, run, labeled="1", profile="tiny", threads=1, iterations=2)
+    scans = tmp_path / "scans"
+    for i in range(3):
+        write_nifti(scans / f"p{i}.nii.gz", phantom_case(i, 0, 0).image.transpose(2, 1, 0).copy(), (1.5, 1.5, 8.0))
+    out = tmp_path / "masks"
+    assert main(["predict", str(run), str(scans), str(out)]) == 0
+    with open(out / "idealseg_quality.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and [float(r["quality"]) for r in rows] == sorted(float(r["quality"]) for r in rows)
+    assert "quality, lowest first" in capsys.readouterr().out
+    assert main(["predict", str(run), str(scans), str(out)]) == 2  # exists: needs --overwrite
+    assert main(["predict", str(run), str(scans), str(out), "--overwrite"]) == 0
+    (out / "idealseg_quality.csv").write_text("my notes\n")
+    assert main(["predict", str(run), str(scans), str(out), "--overwrite"]) == 2
+    assert (out / "idealseg_quality.csv").read_text() == "my notes\n"
+    assert "is not a quality table idealseg wrote" in capsys.readouterr().err

@@ -196,7 +196,8 @@ class Segmenter:
     normalization: str
 
     def segment(self, volume: np.ndarray, flip_tta: bool = False, *, spacing: tuple[float, ...] | None = None,
-                largest_component: bool | None = None, scale_search: bool = True) -> np.ndarray:
+                largest_component: bool | None = None, scale_search: bool = True,
+                with_quality: bool = False) -> np.ndarray | tuple[np.ndarray, float]:
         """Segment a volume of raw intensities, normalised first as the run's training data was.
 
         Args:
@@ -209,9 +210,13 @@ class Segmenter:
                 positives); None: as the run's validation chose.
             scale_search: As `predict`, segment at the multiple of `spacing` the model is most
                 confident at, for scans whose anatomy is not at the size the spacing implies.
+            with_quality: Also return the mask's quality score, as `predict` writes it: the mean
+                confidence over what the mask calls foreground, 0 to 1; the lower, the likelier a
+                poor mask (rank scans by it to know which to check first).
 
         Returns:
-            Labels, uint8 [Z, H, W]; the value is the index in `classes`.
+            Labels, uint8 [Z, H, W]; the value is the index in `classes`. With `with_quality`, the
+            pair (labels, quality score).
 
         Raises:
             InvalidValue: A volume that is not a finite [Z, H, W] array, an invalid spacing or flag,
@@ -235,7 +240,8 @@ class Segmenter:
             largest_component = self.predictor.largest_component
         predictor = self.predictor.with_choices(flip_tta=flip_tta, scale_search=scale_search,
                                                 largest_component=largest_component)
-        return predictor.predict(image, spacing)
+        result = predictor.segment(image, spacing)
+        return (result.mask, result.quality) if checks.flag(with_quality, "with_quality") else result.mask
 
     @property
     def cfg(self) -> RunConfig:

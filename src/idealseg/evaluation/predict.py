@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import warnings
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from idealseg import checks
-from idealseg.atomic import atomic_path
+from idealseg.atomic import atomic_file, atomic_path
 from idealseg.data.nifti_io import NiftiScan, from_zhw, read_scan
 from idealseg.data.normalize import normalize_volume
 from idealseg.data.physical import oversize
@@ -19,6 +20,9 @@ from idealseg.evaluation.predictor import Predictor
 from idealseg.evaluation.spacing import in_plane, spacing_mismatch
 from idealseg.ownership import check_not_link, describe, read_manifest
 
+QUALITY_FILE = "idealseg_quality.csv"  # per-scan quality scores, written beside the masks
+QUALITY_COLUMNS = ("scan", "mask", "quality", "scale")
+QUALITY_SHOWN = 3  # the lowest scores said on screen
 MASK_SUFFIXES = ("_seg", "_gt")  # masks by name (ours and the common manual conventions)
 HELD_BYTES = 2 * 1024**3  # scans read by the check before any write are kept for the predictions up to this
 
@@ -139,8 +143,9 @@ def predict_files(
     if not cfg.spacing_mm:
         warnings.warn(f"{run}: this model knows no physical size (trained on slices resized to {cfg.input_size} px "
                       "whatever their spacing); it is only right on scans framed like its training set", stacklevel=2)
+    table = quality_table_path(out, targets, overwrite)
     scans = checked_scans(files, cfg.spacing_mm)
-    written = []
+    written, rows = [], []
     for path, target in tqdm(list(zip(files, targets, strict=True)), desc="predict", unit="vol"):
         scan = scans.pop(path, None) or read_quietly(path)
         result = predictor.segment(normalize_volume(scan.zhw, normalization), in_plane(scan.spacing))
@@ -150,7 +155,42 @@ def predict_files(
                        "header's)")
         write_mask(result.mask, scan, target)
         written.append(target)
+        rows.append({"scan": str(path), "mask": target.name, "quality": result.quality, "scale": result.scale})
+    write_quality_table(rows, table)
     return written
+
+
+def quality_table_path(out: Path, targets: list[Path], overwrite: bool) -> Path | None:
+    """Where the quality table goes: beside the masks in OUT's folder (none for a single named mask),
+    checked before any mask is written; an existing file is replaced only with --overwrite and only
+    when it is a table idealseg wrote (its header line is ours)."""
+    if len(targets) == 1 and targets[0] == out:
+        return None
+    table = out / QUALITY_FILE
+    if table.is_symlink():
+        raise InputError(table, "is a symbolic link; predict never writes through one")
+    if table.exists():
+        try:
+            ours = table.read_text(errors="replace").split("\n", 1)[0] == ",".join(QUALITY_COLUMNS)
+        except OSError:
+            ours = False
+        if not (overwrite and ours):
+            raise InputError(table, "exists (pass --overwrite to replace the quality table of an earlier predict)"
+                             if ours else "exists and is not a quality table idealseg wrote; move it out")
+    return table
+
+
+def write_quality_table(rows: list[dict], table: Path | None) -> None:
+    """The per-scan quality table, lowest (check first) on top, and its worst lines said on screen."""
+    rows = sorted(rows, key=lambda r: r["quality"])
+    if table is not None:
+        with atomic_file(table) as f:
+            writer = csv.DictWriter(f, fieldnames=list(QUALITY_COLUMNS))
+            writer.writeheader()
+            writer.writerows(rows)
+    shown = "; ".join(f"{Path(r['scan']).name} {r['quality']:.3f}" for r in rows[:QUALITY_SHOWN])
+    where = f" (all in {table})" if table is not None else ""
+    tqdm.write(f"quality, lowest first: check these masks first: {shown}{where}")
 
 
 def checked_scans(files: list[Path], target: float) -> dict[Path, NiftiScan]:

@@ -31,6 +31,7 @@ from idealseg.data.normalize import check_volume
 from idealseg.data.physical import oversize, resample, resampled_size
 from idealseg.engine.precision import autocast_dtype
 from idealseg.errors import IdealsegError
+from idealseg.evaluation.quality import ConfidenceTally
 from idealseg.runfolder.folder import load_run, run_largest_component
 
 OVERLAP = 0.5
@@ -50,11 +51,14 @@ Network = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class Prediction:
-    """A volume's mask, uint8 [Z, H, W], and the multiple of its in-plane spacing it was segmented at
-    (1 unless the scale search chose another: `predict` names the scans where it did)."""
+    """A volume's mask, uint8 [Z, H, W], the multiple of its in-plane spacing it was segmented at (1
+    unless the scale search chose another: `predict` names the scans where it did), and its quality
+    score (evaluation/quality.py: the mean confidence over what the mask calls foreground, from the
+    probabilities the mask was made from; the lower, the likelier a poor mask)."""
 
     mask: np.ndarray
     scale: float = 1.0
+    quality: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -130,12 +134,14 @@ class Predictor:
         if self.scale_search and self.target_spacing:
             scale = self.choose_scale(volume, spacing)
             spacing = (spacing[0] * scale, spacing[1] * scale)
-        chunks, classes = [], 0
+        chunks, classes, tally = [], 0, ConfidenceTally()
         for probs in self._native(volume, spacing):
             chunks.append(self._argmax(probs))
+            tally.add(probs, passes=3 if self.flip_tta else 1)
             classes = int(probs.shape[1])
         mask = torch.cat(chunks).numpy()
-        return Prediction(largest_components(mask, classes) if self.largest_component else mask, scale)
+        return Prediction(largest_components(mask, classes) if self.largest_component else mask, scale,
+                          round(tally.value(), 4))
 
     @torch.inference_mode()
     def probabilities(self, volume: np.ndarray, spacing: Sequence[float] | None = None) -> torch.Tensor:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 
 from idealseg.evaluation.metrics import mean_foreground_dice
 
@@ -35,6 +36,25 @@ def foreground_confidence(probs: np.ndarray) -> float:
     top, label = probs.max(1), probs.argmax(1)
     foreground = label > 0
     return float(top[foreground].mean()) if foreground.any() else 0.0
+
+
+class ConfidenceTally:
+    """`foreground_confidence` of a volume whose probabilities arrive chunk by chunk (the predictor's
+    slices), kept on the device as a sum and a count: the probabilities are never gathered whole."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def add(self, probs: torch.Tensor, passes: int = 1) -> None:
+        """One chunk of class probabilities [B, C, H, W], summed over `passes` flips (flip-TTA)."""
+        top, label = probs.max(1)
+        foreground = label > 0
+        self.total += float(top[foreground].sum()) / passes
+        self.count += int(foreground.sum())
+
+    def value(self) -> float:
+        """The mean top-class probability over foreground pixels; 0 where none was found."""
+        return self.total / self.count if self.count else 0.0
 
 
 def perturbation_agreement(mask: np.ndarray, perturbed: Sequence[np.ndarray] | Callable[[], Sequence[np.ndarray]],
