@@ -140,7 +140,8 @@ def test_predict_into_its_input_folder_keeps_manual_masks(trained, tmp_path, cap
     out = tmp_path / "masks"
     with pytest.warns(UserWarning, match=r"skipping 1 file\(s\) named as masks \(p1_seg.nii.gz\)"):
         assert main(["predict", str(trained), str(folder), str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["p1_seg.nii.gz"]  # the manual mask was not segmented
+    # the manual mask was not segmented: one mask, and the quality table beside it
+    assert sorted(p.name for p in out.iterdir()) == ["idealseg_quality.csv", "p1_seg.nii.gz"]
 
 
 def test_predict_refuses_two_inputs_with_one_mask_name(trained, tmp_path, capsys):
