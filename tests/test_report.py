@@ -82,6 +82,8 @@ def test_a_run_says_what_it_will_do_records_its_labelled_cases_and_draws_progres
     from idealseg.ownership import read_manifest
 
     assert {"labelled.json", "progress.png"} <= set(read_manifest(finetune)["written"])
+    header = (finetune / "log.csv").read_text().splitlines()[0].split(",")
+    assert {"val_dice_RV", "val_dice_Myo", "val_dice_LV"} <= set(header)  # each class's validation Dice
 
 
 def test_the_banner_names_device_budget_spacing_and_labelled_patients(phantom, tmp_path, capsys):

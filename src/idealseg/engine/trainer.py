@@ -31,7 +31,7 @@ from idealseg.engine import distributed
 from idealseg.engine.compiled import compile_mode, compile_networks, fused
 from idealseg.engine.run_setup import RunSetup, setup_run
 from idealseg.errors import IdealsegError, InputError
-from idealseg.evaluation.metrics import mean_foreground_dice
+from idealseg.evaluation.metrics import dice_score, mean_foreground_dice
 from idealseg.evaluation.predictor import Predictor
 from idealseg.methods import get_method
 from idealseg.ownership import RUN_FILES, check_no_overlap, record_written, replace_folder, write_manifest
@@ -467,14 +467,20 @@ class Trainer:
     # -- validation, logging, checkpoints ----------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean foreground 3D Dice over labelled val volumes (keeps best.pt), and pseudo-label quality."""
+        """Mean foreground 3D Dice over labelled val volumes (keeps best.pt), each class's, and
+        pseudo-label quality; a bar while it runs (a large validation set takes minutes)."""
         self.method.eval()
-        scores, cleaned = [], []
-        for case in self.val_cases:
-            mask = Predictor.from_method(self.method, self.cfg, self.ctx.device).predict(case.image, case.spacing)
-            scores.append(mean_foreground_dice(mask, case.label, self.cfg.num_classes))
-            cleaned.append(mean_foreground_dice(largest_components(mask, self.cfg.num_classes), case.label,
-                                                self.cfg.num_classes))
+        scores, cleaned, per_class = [], [], []
+        n = self.cfg.num_classes
+        predictor = Predictor.from_method(self.method, self.cfg, self.ctx.device)
+        for case in tqdm(self.val_cases, desc="validate", unit="vol", leave=False, mininterval=2.0):
+            mask = predictor.predict(case.image, case.spacing)
+            per_class.append([dice_score(mask == c, case.label == c) for c in range(1, n)])
+            scores.append(float(np.mean(per_class[-1])))
+            cleaned.append(mean_foreground_dice(largest_components(mask, n), case.label, n))
+        classes = self.cfg.classes[1:] if len(self.cfg.classes) == n else [f"class{c}" for c in range(1, n)]
+        by_class = {f"val_dice_{name}": round(float(v), 5) for name, v in zip(classes, np.mean(per_class, 0),
+                                                                              strict=True)}
         quality = self.pseudo_label_quality()
         self.method.train()
         self.last_val, self.last_val_cleaned = float(np.mean(scores)), float(np.mean(cleaned))
@@ -485,7 +491,7 @@ class Trainer:
                             self.run_dir / "checkpoints" / "best.pt", keep_previous=False)
         tqdm.write(f"step {self.step}: val Dice {self.last_val:.4f} (best {self.best:.4f})")
         return {"val_dice": round(self.last_val, 5), "val_dice_largest_component": round(self.last_val_cleaned, 5),
-                **quality}
+                **by_class, **quality}
 
     def pseudo_label_quality(self) -> dict[str, float]:
         """Dice of each stream's hard prediction on unlabelled training slices against their true labels
