@@ -94,3 +94,24 @@ def test_the_banner_names_device_budget_spacing_and_labelled_patients(phantom, t
     banner = out[out.index("finetune supervised on cpu"):].splitlines()
     assert "6 steps" in banner[0] and "px patches" in banner[0]
     assert banner[1].startswith("  labelled: 2 patients (") and "; validation: " in banner[1]
+
+
+def test_device_and_threads_for_every_command_that_runs_a_model(run, phantom, tmp_path, capsys):
+    import torch
+
+    assert main(["evaluate", str(run), "--device", "cpu", "--threads", "1"]) == 0
+    assert torch.get_num_threads() == 1
+    assert main(["report", str(run), "--device", "cpu", "--cases", "0"]) == 0
+    capsys.readouterr()
+    for command in (["evaluate", str(run)], ["report", str(run)]):
+        assert main([*command, "--device", "tpu"]) == 2
+        assert "device 'tpu': not a device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["evaluate", str(run), "--device", "cuda"]) == 2
+        assert "no CUDA GPU is visible here" in capsys.readouterr().err
+        assert main(["finetune", str(phantom), "--out", str(tmp_path / "ft"), "--device", "cuda:1",
+                     "--profile", "tiny", "--labeled", "1"]) == 2
+        assert "no CUDA GPU is visible here" in capsys.readouterr().err and not (tmp_path / "ft").exists()
+    assert main(["finetune", str(phantom), "--out", str(tmp_path / "cpu"), "--device", "cpu", "--profile", "tiny",
+                 "--labeled", "1", "--iterations", "2", "--threads", "1"]) == 0
+    assert "finetune bcp on cpu" in capsys.readouterr().out

@@ -132,19 +132,23 @@ def device(value: Any) -> str:
     here only, so that the rest of this module stays light."""
     import torch
 
-    if value is None:
+    if value is None or value == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         chosen = torch.device(value)
     except (RuntimeError, TypeError, ValueError):
         raise InvalidValue(f"device {value!r}: not a device; use cpu or cuda (cuda:N for the N-th GPU)") from None
+    if chosen.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise InvalidValue(f"device {value!r}: this torch has no usable Apple GPU (MPS); use cpu")
+        return str(value)
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise InvalidValue(f"device {value!r}: no CUDA GPU is visible here; use cpu")
     if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
         raise InvalidValue(f"device {value!r}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to "
                            f"cuda:{torch.cuda.device_count() - 1}")
     if chosen.type not in ("cpu", "cuda"):
-        raise InvalidValue(f"device {value!r}: idealseg runs on cpu or cuda")
+        raise InvalidValue(f"device {value!r}: idealseg runs on cpu, cuda or mps")
     return str(value)
 
 

@@ -147,6 +147,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         raise IdealsegError("--classes: for masks scored with --labels; a run's classes are its dataset's")
     args.split = args.split or "val"
     summary = evaluate_run(args.run, args.split, args.dataset, args.checkpoint or "last", args.out, args.tta,
+                           _device(args),
                            largest_component=args.largest_component, amp=args.amp, scale_search=args.scale_search)
     print(markdown_table(summary))
     print(f"{summary['volumes']} volumes in {summary['seconds']} s; wrote {summary['run']}/eval_{args.split}"
@@ -169,10 +170,28 @@ def _score_masks(args: argparse.Namespace) -> None:
     print(f"{summary['volumes']} volumes" + (f"; wrote {args.out}" if args.out else ""))
 
 
+def _add_compute_flags(p: argparse.ArgumentParser) -> None:
+    """--device and --threads for the commands that run a trained model (training takes them as options)."""
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: CUDA where there is one)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's choice)")
+
+
+def _device(args: argparse.Namespace) -> str:
+    """The checked device of a command that runs a model, after setting its CPU threads."""
+    from idealseg import checks
+
+    threads = checks.whole_number(args.threads, "--threads", 0)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return checks.device(args.device)
+
+
 def _cmd_report(args: argparse.Namespace) -> None:
     from idealseg.evaluation.report import write_report
 
-    out = write_report(args.run, args.split, args.cases)
+    out = write_report(args.run, args.split, args.cases, _device(args))
     print(f"wrote {out / 'report.md'} and its figures")
 
 
@@ -189,8 +208,9 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
 def _cmd_predict(args: argparse.Namespace) -> None:
     from idealseg.evaluation.predict import predict_files
 
-    written = predict_files(args.run, args.input, args.out, args.checkpoint, args.tta, overwrite=args.overwrite,
-                            largest_component=args.largest_component, scale_search=args.scale_search)
+    written = predict_files(args.run, args.input, args.out, args.checkpoint, args.tta, _device(args),
+                            overwrite=args.overwrite, largest_component=args.largest_component,
+                            scale_search=args.scale_search)
     print(f"wrote {len(written)} mask(s) to {args.out}")
 
 
@@ -278,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-search", action=argparse.BooleanOptionalAction, default=False,
                    help="segment each scan at the scale the model is most confident at, as `predict` does "
                         "(default: off, each scan at its header's spacing, as benchmarks score)")
+    _add_compute_flags(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("report", help="a run's curves, evaluation tables and overlays with a colour key, in RUN/report")
@@ -285,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, choices=["train", "val", "test"],
                    help="split whose labelled volumes the overlays show (default: test, else val, else train)")
     p.add_argument("--cases", type=int, default=2, help="volumes shown as overlays (default 2)")
+    _add_compute_flags(p)
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("predict", help="segment NIfTI scans; masks keep the input's geometry")
@@ -301,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "confident at, for scans whose anatomy is not at the size their header implies (another "
                         "centre's export); default: on, for a model in physical space")
     p.add_argument("--overwrite", action="store_true", help="replace masks that exist in OUT (never an input)")
+    _add_compute_flags(p)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("demo", help="phantom -> IDEAL pre-training -> fine-tuning (2 labelled) -> test report, minutes")

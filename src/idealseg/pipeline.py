@@ -30,7 +30,7 @@ def run_stage(
     check_not_link(out)  # before its config.yaml is read: a link's target is not this run's
     resume, overwrite = checks.resume_or_overwrite(resume, overwrite)
     cfg = stage_config(stage, dataset, profile, config, options, resumed=Path(out) if resume else None)
-    ctx = distributed.setup()
+    ctx = distributed.setup(cfg.device)
     with contextlib.ExitStack() as held:
         _lock(held, ctx, out)
         return _fit(ctx, lambda: Trainer(cfg, out, resume=resume, overwrite=overwrite), out)
@@ -155,7 +155,7 @@ def train(
     run = {k: ft_kwargs.pop(k) for k in run_options if k in ft_kwargs}
     ft_cfg = stage_config("finetune", dataset, run.get("profile"), run.get("config"), {**ft_kwargs, "method": method},
                           recorded=recorded)
-    ctx = distributed.setup()
+    ctx = distributed.setup(ft_cfg.device)
     with contextlib.ExitStack() as held:
         if not out.exists():  # a refused train leaves no OUT behind (the lock's folder goes with its lock)
             held.callback(_remove_if_empty, out)

@@ -126,6 +126,8 @@ _DECLARED: dict[str, Option] = {
                       "max-autotune; off by default: on was slower than eager on an H200 and on 2 CPU cores",
                       choices=("off", "on", "cudagraphs", "max-autotune")),
     "threads": Option("torch CPU threads (0 = torch's default)", limit=(lambda v: v >= 0, ">= 0 (0 = default)")),
+    "device": Option("where to train: cpu, cuda, cuda:N (the N-th GPU) or mps (Apple GPUs, where torch has it); "
+                     "auto: CUDA where there is one, else the CPU; under torchrun each process takes its own GPU"),
     "sync_bn": Option("under torchrun on CUDA, BatchNorm statistics over the global batch (SyncBatchNorm), so that "
                       "N processes train as one; CPU processes keep their own (PyTorch's needs a GPU)"),
 }

@@ -82,6 +82,7 @@ class RunConfig:
     channels_last: bool = True  # measured faster: CPU +25-30 %, CUDA bf16 2x (benchmarks/throughput.py)
     compile: str = "off"  # torch.compile of the networks: off, on, cudagraphs, max-autotune (not faster where measured)
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    device: str = "auto"  # cpu, cuda, cuda:N or mps; auto: CUDA where there is one
     sync_bn: bool = False  # under torchrun on CUDA: BatchNorm statistics over the global batch (pre-training: on)
 
     def to_dict(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from idealseg import checks
 from idealseg.errors import IdealsegError
 
 TIMEOUT_ENV = "IDEALSEG_DIST_TIMEOUT"
@@ -53,14 +54,19 @@ class Context:
         return self.world > 1
 
 
-def setup(prefer_cuda: bool = True) -> Context:
-    """Join the torchrun process group when launched by it (NCCL on CUDA, gloo on CPU), else run alone.
+def setup(device: str = "auto") -> Context:
+    """Join the torchrun process group when launched by it (NCCL on CUDA, gloo on CPU), else run alone,
+    on `device` (the run's option: auto, cpu, cuda, cuda:N, mps; checked, one line if this machine has
+    no such device). Under torchrun each process takes the GPU of its local rank, or the CPU.
 
     Called by every stage; the group is joined by the first call and kept until the process exits."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = prefer_cuda and torch.cuda.is_available()
     if world <= 1:
-        return Context(torch.device("cuda" if cuda else "cpu"))
+        return Context(torch.device(checks.device(device)))
+    if device not in ("auto", "cpu", "cuda"):
+        raise IdealsegError(f"--device {device}: under torchrun each process takes the GPU of its local rank; "
+                            "use --device cuda, cpu or auto")
+    cuda = device != "cpu" and torch.device(checks.device(device)).type == "cuda"
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if cuda and local >= torch.cuda.device_count():
         raise IdealsegError(

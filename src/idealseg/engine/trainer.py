@@ -59,7 +59,7 @@ class Trainer:
         RunSetup: already checked), build everything it needs, then write; a resume restores the last
         checkpoint."""
         self._recorded: set[str] = set()  # names already in the run's manifest (ownership.record_written)
-        self.ctx = distributed.setup()
+        self.ctx = distributed.setup((cfg.cfg if isinstance(cfg, RunSetup) else cfg).device)
         # every rank checks; a refusal on any is every rank's, and rank 0 writes only once all have
         # checked (a slower rank would otherwise find the folder just made and refuse it)
         with distributed.together(self.ctx):

@@ -24,7 +24,7 @@ from idealseg.runfolder.folder import resolve_run
 SPLITS = ("test", "val", "train")  # the first with labelled volumes is shown when no split is asked for
 
 
-def write_report(run: str | Path, split: str | None = None, cases: int = 2) -> Path:
+def write_report(run: str | Path, split: str | None = None, cases: int = 2, device: str | None = None) -> Path:
     """Write RUN/report/report.md with its figures and return that folder.
 
     The overlays show `cases` labelled volumes of `split` (default: the test split, else validation,
@@ -35,7 +35,7 @@ def write_report(run: str | Path, split: str | None = None, cases: int = 2) -> P
         raise IdealsegError(f"cases: expected a whole number >= 0, got {cases!r}")
     run_dir = resolve_run(run)
     out = run_dir / "report"
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     predictor = Predictor.from_run(run_dir, device=device)  # the post-processing evaluate scored with
     cfg = predictor.cfg
     ds = Dataset(cfg.dataset, fold=None if cfg.fold < 0 else cfg.fold)
