@@ -1,4 +1,4 @@
-"""Run by tests/test_distributed.py under `torchrun --nproc_per_node 2` (gloo, CPU): each rank computes
+"""Run by tests/engine/test_distributed.py under `torchrun --nproc_per_node 2` (gloo, CPU): each rank computes
 the contrastive losses on its half of a fixed global batch through a DDP-wrapped network, and rank 0
 saves the losses (averaged over ranks) and DDP's averaged gradients for the test to compare."""
 

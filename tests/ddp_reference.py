@@ -1,4 +1,4 @@
-"""The fixed global batch and network shared by the torchrun script and tests/test_distributed.py."""
+"""The fixed global batch and network shared by the torchrun script and tests/engine/test_distributed.py."""
 
 from __future__ import annotations
 

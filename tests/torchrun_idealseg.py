@@ -1,4 +1,4 @@
-"""Run by tests/test_torchrun.py under `torchrun --nproc_per_node 2`: idealseg's command line, with
+"""Run by tests/engine/test_torchrun.py under `torchrun --nproc_per_node 2`: idealseg's command line, with
 rank 1 made slow or stuck at one point (IDEALSEG_TEST_FAULT), so that an order of events which timing
 alone brings about only sometimes happens every time."""
 

@@ -4,7 +4,7 @@ Under torchrun each process holds a shard of the global batch. A contrastive los
 shard alone would see fewer negatives than one process on the whole batch, a different method. So
 keys are gathered from every rank with `torch.distributed.nn.functional.all_gather`, whose backward
 sends each rank the gradient of its own keys, and the loss is scaled so that, after DDP averages
-gradients over ranks, the step equals one process's on the global batch (tests/test_distributed.py).
+gradients over ranks, the step equals one process's on the global batch (tests/engine/test_distributed.py).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from idealseg.data.prepare import prepare
 from idealseg.data.slice_store import BatchSampler, SliceStore
 from idealseg.errors import IdealsegError
 
-from .conftest import write_ssl4mis
+from ..conftest import write_ssl4mis
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from .conftest import load_benchmark_script
+from ..conftest import load_benchmark_script
 
 sync = load_benchmark_script("sync_docs_table")
 

@@ -34,7 +34,7 @@ def _options_doc():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "options_doc.py"
+    path = Path(__file__).resolve().parents[2] / "scripts" / "options_doc.py"
     spec = importlib.util.spec_from_file_location("options_doc", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -66,7 +66,7 @@ def test_every_option_is_defined_once_and_documented():
     assert all(name.endswith("-pretrain") == (cls.stage == "pretrain") for name, cls in METHODS.items())
     readers = {r for o in OPTIONS.values() for r in o.readers}
     assert readers <= set(METHODS) | {"pretrain", "finetune"}, readers - set(METHODS)
-    docs = Path(__file__).resolve().parents[1] / "docs" / "options.md"
+    docs = Path(__file__).resolve().parents[2] / "docs" / "options.md"
     assert docs.read_text() == options_markdown(), "docs/options.md is stale: run scripts/options_doc.py"
 
 

@@ -12,7 +12,7 @@ from idealseg.cli import main
 from idealseg.evaluation.metrics import volume_metrics
 from idealseg.evaluation.score_folder import case_name
 
-from .conftest import write_nifti
+from ..conftest import write_nifti
 
 
 def _volumes(seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ import pytest
 
 from idealseg.cli import main
 
-from .conftest import write_acdc_release, write_nifti, write_ssl4mis
+from ..conftest import write_acdc_release, write_nifti, write_ssl4mis
 
 
 def _corrupt_h5(src: Path) -> str:

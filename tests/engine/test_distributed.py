@@ -12,7 +12,7 @@ import torch
 
 from tests.ddp_reference import ContrastiveNet, batch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_two_processes_equal_one_on_the_global_batch(tmp_path):

@@ -12,7 +12,7 @@ from idealseg.data.dataset import Dataset
 from idealseg.data.importers.phantom import phantom_case
 from idealseg.data.prepare import prepare
 
-from .conftest import ACDC, ACDC_NIFTI, require, write_acdc_release, write_nifti, write_ssl4mis
+from ..conftest import ACDC, ACDC_NIFTI, require, write_acdc_release, write_nifti, write_ssl4mis
 
 
 def test_ssl4mis_restacks_slices_bit_for_bit(tmp_path):

@@ -6,7 +6,7 @@ import tempfile
 
 import torch
 
-from .conftest import load_benchmark_script
+from ..conftest import load_benchmark_script
 
 
 def test_peak_and_flops_per_image():

@@ -16,7 +16,7 @@ from idealseg.data.patients import compile_rule, group_by_patient, patient_of
 from idealseg.data.prepare import prepare
 from idealseg.errors import IdealsegError
 
-from .conftest import write_nifti
+from ..conftest import write_nifti
 
 
 def _scan(rng) -> np.ndarray:
@@ -126,7 +126,7 @@ def test_an_nnunet_folder_runs_the_whole_chain_with_paths_alone(tmp_path, capsys
     with no flag beyond the paths (and the tiny profile, for time)."""
     from idealseg.data.importers.phantom import phantom_case
 
-    from .conftest import write_nifti as put
+    from ..conftest import write_nifti as put
 
     src = tmp_path / "Dataset001_Phantom"
 

@@ -22,7 +22,7 @@ from idealseg.data.slice_store import SliceStore
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.predictor import Predictor
 
-from .conftest import write_nifti, write_ssl4mis
+from ..conftest import write_nifti, write_ssl4mis
 
 
 def test_target_spacing_auto_none_or_a_number(phantom, tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ["--profile", "tiny", "--labeled", "2", "--threads", "1", "--val-every", "0"]
 
 

@@ -92,7 +92,7 @@ def test_predict_writes_a_quality_table_lowest_first_and_never_over_a_users_file
     from idealseg.cli import main
     from idealseg.pipeline import train
 
-    from .conftest import write_nifti
+    from ..conftest import write_nifti
 
     run = tmp_path / "run"
     phantom = tmp_path / "ph"

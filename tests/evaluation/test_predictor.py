@@ -23,7 +23,7 @@ from idealseg.evaluation import predict as predict_module
 from idealseg.evaluation.predict import run_normalization
 from idealseg.evaluation.predictor import Predictor
 
-from .conftest import write_nifti
+from ..conftest import write_nifti
 
 SRC = Path(idealseg.__file__).resolve().parent
 

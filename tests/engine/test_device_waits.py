@@ -1,6 +1,6 @@
 """The training step queues work on the device without waiting for it; the losses are read back only at
 log, validation and checkpoint steps (that a non-finite loss is still caught at its exact step:
-tests/test_training.py)."""
+tests/engine/test_training.py)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from idealseg.evaluation.evaluate import evaluate_run
 from idealseg.evaluation.predict import predict_files
 from idealseg.pipeline import train
 
-from .conftest import write_nifti
+from ..conftest import write_nifti
 
 TINY = {"profile": "tiny", "threads": 1, "iterations": 6, "checkpoint_every": 3, "val_every": 3}
 
@@ -86,7 +86,7 @@ def test_evaluate_refuses_a_split_without_labels(run, capsys):
 def test_evaluate_split_without_labelled_cases_is_a_clear_error(run, tmp_path, capsys):
     from idealseg.data.prepare import prepare
 
-    from .conftest import write_ssl4mis
+    from ..conftest import write_ssl4mis
 
     other = prepare("ssl4mis", tmp_path / "ds", write_ssl4mis(tmp_path / "src"))  # no test.list
     code = main(["evaluate", str(run), "--split", "test", "--dataset", str(other)])

@@ -12,9 +12,9 @@ import pytest
 import idealseg
 from idealseg.data.importers.phantom import phantom_raw
 
-from .conftest import write_nifti
+from ..conftest import write_nifti
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_example() -> str:

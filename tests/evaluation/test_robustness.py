@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conftest import load_benchmark_script
+from ..conftest import load_benchmark_script
 
 
 def test_reframing_keeps_image_and_label_together():

@@ -6,7 +6,7 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "idealseg"
+SRC = Path(__file__).resolve().parents[2] / "src" / "idealseg"
 OVERRIDES = {"forward", "predict", "encoders", "on_step_end", "streams_argmax", "state_dict", "load_state_dict"}
 
 

@@ -21,7 +21,7 @@ from idealseg.data.importers.phantom import phantom_raw
 from idealseg.ownership import MANIFEST
 from idealseg.pipeline import run_stage
 
-from .conftest import write_nifti, write_ssl4mis
+from ..conftest import write_nifti, write_ssl4mis
 
 TINY = {"profile": "tiny", "threads": 1, "iterations": 4, "checkpoint_every": 2, "val_every": 0}
 
@@ -483,7 +483,7 @@ def test_a_run_folder_from_before_compile_auto_was_dropped_still_reads():
 
     from idealseg.config import RunConfig
 
-    recorded = Path(__file__).parents[1] / "benchmarks/results/acdc_gpu_protocol/lease1/pretrain/ideal-pretrain_seed0"
+    recorded = Path(__file__).parents[2] / "benchmarks/results/acdc_gpu_protocol/lease1/pretrain/ideal-pretrain_seed0"
     assert "compile: auto" in (recorded / "config.yaml").read_text()
     assert RunConfig.load(recorded / "config.yaml").compile == "off"
 

@@ -286,7 +286,7 @@ def test_a_prepare_killed_before_it_wrote_is_run_again(tmp_path, capsys):
 
 @pytest.mark.parametrize("where", ["run", "dataset", "link"])
 def test_predict_writes_masks_only_into_a_folder_of_their_own(run, phantom, tmp_path, where, capsys):
-    from .conftest import write_nifti
+    from ..conftest import write_nifti
 
     scans = tmp_path / "scans"
     write_nifti(scans / "a.nii.gz", np.random.default_rng(0).random((32, 32, 3)).astype(np.float32))
@@ -301,7 +301,7 @@ def test_predict_writes_masks_only_into_a_folder_of_their_own(run, phantom, tmp_
 
 
 def test_predict_overwrite_replaces_only_masks(run, tmp_path, capsys):
-    from .conftest import write_nifti
+    from ..conftest import write_nifti
 
     scans, masks = tmp_path / "scans", tmp_path / "masks"
     write_nifti(scans / "a.nii.gz", np.random.default_rng(0).random((32, 32, 3)).astype(np.float32))

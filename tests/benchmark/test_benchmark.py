@@ -49,7 +49,7 @@ def _result(name: str, labeled: str, seed: int, **fields) -> CellResult:
 def test_shipped_benchmark_configs_parse(name):
     from pathlib import Path
 
-    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "configs" / f"{name}.yaml")
+    spec = load_benchmark(Path(__file__).parents[2] / "benchmarks" / "configs" / f"{name}.yaml")
     assert spec.labeled[:2] == ["ssl4mis:7", "ssl4mis:3"]
     assert [c.name for c in spec.methods][:3] == ["supervised", "cps", "ideal"]
     names = {c.name for c in spec.methods}
@@ -60,7 +60,7 @@ def test_shipped_benchmark_configs_parse(name):
 def test_ideal_ablation_config_changes_one_thing_per_row():
     from pathlib import Path
 
-    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "configs" / "acdc_cpu_ideal_ablation.yaml")
+    spec = load_benchmark(Path(__file__).parents[2] / "benchmarks" / "configs" / "acdc_cpu_ideal_ablation.yaml")
     rows = spec.methods
     assert rows[0].name == spec.reference == "ideal" and not rows[0].options
     assert all(r.pretrain == "ideal-pretrain" for r in rows)
@@ -82,7 +82,7 @@ def test_committed_results_cpu_cells_rerun_with_the_optimiser_they_recorded(name
     from idealseg.benchmark.spec import cell_dir, pretrain_key, stage_options
     from idealseg.config import resolve_config
 
-    repo = Path(__file__).parents[1]
+    repo = Path(__file__).parents[2]
     spec = load_benchmark(repo / "benchmarks" / "configs" / f"{name}.yaml")
     root, checked = repo / spec.out, 0
     keys = ("optimizer", "lr", "weight_decay", "poly_power")
@@ -106,7 +106,7 @@ def test_committed_results_cpu_cells_rerun_with_the_optimiser_they_recorded(name
 def test_tuning_config_sweeps_both_methods_alike():
     from pathlib import Path
 
-    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "configs" / "acdc_cpu_tuning.yaml")
+    spec = load_benchmark(Path(__file__).parents[2] / "benchmarks" / "configs" / "acdc_cpu_tuning.yaml")
     settings = {}  # the optimiser's settings of each method (a row may also change a recipe's own option)
     for cell in spec.methods:
         optimiser = {k: v for k, v in cell.options.items() if k in ("optimizer", "lr")}
@@ -119,7 +119,7 @@ def test_gpu_lease_config_fits_one_lease(name):
     """The short GPU configs: gpu profile, ideal first, every cell's calibrated compute under 6 minutes."""
     from pathlib import Path
 
-    spec = load_benchmark(Path(__file__).parents[1] / "benchmarks" / "configs" / f"{name}.yaml")
+    spec = load_benchmark(Path(__file__).parents[2] / "benchmarks" / "configs" / f"{name}.yaml")
     assert spec.profile == "gpu" and spec.methods[0].method == "ideal"
     assert len(spec.methods) * spec.budget.total_seconds <= 360
 
@@ -128,7 +128,7 @@ def test_committed_results_long_cpu_config_reuses_the_cpu_calibration():
     """acdc_cpu_long: three times acdc_cpu's budget, the same pre-training, acdc_cpu's committed seconds per step."""
     from pathlib import Path
 
-    repo = Path(__file__).parents[1]
+    repo = Path(__file__).parents[2]
     short, long = (load_benchmark(repo / "benchmarks" / "configs" / f"{n}.yaml") for n in ("acdc_cpu", "acdc_cpu_long"))
     assert long.budget.total_seconds == 3 * short.budget.total_seconds
     assert long.budget.pretrain_seconds == short.budget.pretrain_seconds
@@ -302,7 +302,7 @@ def test_benchmark_runs_one_label_budget_when_asked(phantom, tmp_path):
 def test_committed_results_bf16_config_matches_the_float32_cells_steps():
     from pathlib import Path
 
-    repo = Path(__file__).parents[1]
+    repo = Path(__file__).parents[2]
     spec = load_benchmark(repo / "benchmarks" / "configs" / "acdc_cpu_bf16.yaml")
     fp32 = json.loads((repo / "benchmarks/results/acdc_cpu/cells/supervised_ssl4mis_7_seed0/result.json").read_text())
     assert spec.options == {"amp": True, "iterations": fp32["steps"], "time_budget": 0}
@@ -310,7 +310,7 @@ def test_committed_results_bf16_config_matches_the_float32_cells_steps():
 
 
 def test_paired_script_pairs_cells_volume_by_volume(tmp_path, capsys):
-    from .conftest import load_benchmark_script
+    from ..conftest import load_benchmark_script
 
     cells = []
     for name, values in (("a_7_seed0", (0.8, 0.6, 0.5)), ("b_7_seed0", (0.9, 0.6, 0.4))):
@@ -516,7 +516,7 @@ def test_paired_script_reads_the_cell_folders_it_is_given(tmp_path):
 
     cell(tmp_path / "bench" / "cells" / "m_7_seed0", [0.8, 0.9])
     cell(tmp_path / "bench" / "superseded" / "m_7_seed0", [0.6, 0.7])
-    script = Path(__file__).parents[1] / "benchmarks" / "scripts" / "paired.py"
+    script = Path(__file__).parents[2] / "benchmarks" / "scripts" / "paired.py"
     out = subprocess.run([sys.executable, str(script), str(tmp_path / "bench" / "superseded" / "m_7_seed0"), "--",
                           str(tmp_path / "bench" / "cells" / "m_7_seed0")], capture_output=True, text=True, check=True)
     assert "A 0.650, B 0.850; B minus A +0.200" in out.stdout
@@ -524,7 +524,7 @@ def test_paired_script_reads_the_cell_folders_it_is_given(tmp_path):
 
 def test_pseudo_label_script_reads_each_cells_last_validation_point(tmp_path, capsys):
     """Rows without a validation Dice (training-loss rows) are skipped; columns a cell lacks stay empty."""
-    from .conftest import load_benchmark_script
+    from ..conftest import load_benchmark_script
 
     logs = {
         "sup": "step,loss,val_dice,pl_dice_model\n100,0.5,0.70,0.71\n150,0.4,,\n200,0.3,0.80,0.8249\n250,0.2,,\n",

@@ -1,0 +1,1 @@
+"""Tests of dataset import, patients, label budgets, physical space."""

@@ -1,0 +1,1 @@
+"""Tests of metrics, the predictor, evaluate, predict, reports, quality scores."""
