@@ -46,13 +46,13 @@ from torch.utils.data import DataLoader, Dataset
 from idealseg.atomic import atomic_file
 from idealseg.config import resolve_config
 from idealseg.data.dataset import Dataset as IdealDataset
-from idealseg.engine.precision import autocast_dtype
 from idealseg.engine.trainer import Trainer
 from idealseg.evaluation.predictor import Predictor
 from idealseg.losses.dice_ce import DiceCELoss
 from idealseg.methods import METHODS
 from idealseg.models.unet import ByteMaskDropout, UNet, fold_batchnorm
-from idealseg.runfolder.environment import cpu_has_native_bf16, cpu_model
+from idealseg.precision import autocast_dtype, cpu_has_native_bf16
+from idealseg.runfolder.environment import cpu_model
 
 
 class ReferenceSlices(Dataset):

@@ -167,7 +167,7 @@ def test_mixed_precision_where_the_cpu_has_native_bfloat16(phantom, tmp_path):
 
     from idealseg.engine.trainer import autocast_dtype
     from idealseg.losses.dense_contrastive import DenseContrastiveLoss
-    from idealseg.runfolder.environment import cpu_has_native_bf16
+    from idealseg.precision import cpu_has_native_bf16
 
     cpu = torch.device("cpu")
     assert autocast_dtype(cpu, False) is None

@@ -146,8 +146,8 @@ def test_inference_follows_the_runs_precision(amp):
     float32 otherwise (Predictor.from_method passes the run's own option)."""
     from types import SimpleNamespace
 
-    from idealseg.engine.precision import cpu_has_native_bf16
     from idealseg.evaluation.predictor import Predictor
+    from idealseg.precision import cpu_has_native_bf16
 
     seen = []
 

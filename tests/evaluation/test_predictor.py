@@ -18,10 +18,10 @@ import idealseg.api
 from idealseg.data.importers.phantom import phantom_raw
 from idealseg.data.normalize import normalize_volume
 from idealseg.data.physical import resample, resampled_size
-from idealseg.engine.precision import autocast_dtype
 from idealseg.evaluation import predict as predict_module
 from idealseg.evaluation.predict import run_normalization
 from idealseg.evaluation.predictor import Predictor
+from idealseg.precision import autocast_dtype
 
 from ..conftest import write_nifti
 

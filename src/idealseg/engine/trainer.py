@@ -35,8 +35,9 @@ from idealseg.evaluation.metrics import dice_score, mean_foreground_dice
 from idealseg.evaluation.predictor import Predictor
 from idealseg.methods import get_method
 from idealseg.ownership import RUN_FILES, check_no_overlap, record_written, replace_folder, write_manifest
+from idealseg.precision import autocast_dtype
 from idealseg.runfolder.checkpoint import load_checkpoint, load_latest, save_checkpoint
-from idealseg.runfolder.environment import autocast_dtype, write_environment
+from idealseg.runfolder.environment import write_environment
 from idealseg.runfolder.folder import encoder_state, load_pretrained
 from idealseg.runfolder.weights import load_weights
 

@@ -39,7 +39,7 @@ def evaluate_run(
 ) -> dict:
     """Evaluate `run` on `split`; returns the summary and writes it beside the CSV and table.
     `largest_component` None: the post-processing the run's validation chose; `amp` None: the
-    precision the run trained in (bfloat16 autocast where the device has it: engine.precision);
+    precision the run trained in (bfloat16 autocast where the device has it: idealseg.precision);
     `scale_search`: segment each scan at the scale the model is most confident at (Predictor.choose_scale),
     as `predict` does on new scans."""
     run, split, checkpoint, device = checked_run_arguments(run, split, checkpoint, device)

@@ -29,9 +29,9 @@ from idealseg.config import RunConfig
 from idealseg.data.components import largest_components
 from idealseg.data.normalize import check_volume
 from idealseg.data.physical import oversize, resample, resampled_size
-from idealseg.engine.precision import autocast_dtype
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.quality import ConfidenceTally
+from idealseg.precision import autocast_dtype
 from idealseg.runfolder.folder import load_run, run_largest_component
 
 OVERLAP = 0.5
@@ -67,7 +67,7 @@ class Predictor:
 
     `network` maps [B, 1, h, w] slices to class probabilities [B, C, h, w] (a method's `predict`).
     `target_spacing` > 0: the run works in physical space at that in-plane spacing (mm), and a volume's
-    spacing is needed. `precision`: the autocast dtype (None: float32), as `engine.precision` decides
+    spacing is needed. `precision`: the autocast dtype (None: float32), as `idealseg.precision` decides
     for the run's device and `amp` option, so a model trained in bfloat16 is served in it.
     `largest_component` keeps each class's largest 3D connected component (data/components.py).
     `scale_search` (physical space only) first picks the scale the model is most confident at

@@ -3,7 +3,7 @@
 Timings in this project are only comparable on the same CPU model (machines differ up to 3x, some
 have native bfloat16 and some do not), so every run folder records the processor, the device, the
 library versions, the source commit and the command line, and whether the CPU has native bfloat16
-(the precision policy itself is engine/precision.py's).
+(the precision policy itself is precision.py's).
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import torch
 
 import idealseg
 from idealseg.atomic import atomic_file
-from idealseg.engine.precision import autocast_dtype, cpu_has_native_bf16
+from idealseg.precision import cpu_has_native_bf16
 
-# autocast_dtype stays importable from here for the training loop, which reads it beside env.json
-__all__ = ["autocast_dtype", "cpu_has_native_bf16", "cpu_model", "environment", "write_environment"]
+__all__ = ["cpu_model", "environment", "write_environment"]
 
 
 def cpu_model() -> str:
