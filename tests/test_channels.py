@@ -111,6 +111,17 @@ def test_channel_sets_and_grids_are_checked(files, expected, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_unlabelled_scans_need_the_sources_channels(tmp_path):
+    volume = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    for k in range(2):
+        write_nifti(tmp_path / "src" / "imagesTr" / f"a_{k:04d}.nii.gz", volume)
+    write_nifti(tmp_path / "src" / "labelsTr" / "a.nii.gz", np.zeros((8, 8, 3), np.uint8))
+    write_nifti(tmp_path / "other" / "b.nii.gz", volume)
+    with pytest.raises(InputError, match=re.escape("b.nii.gz: case 'b' has 1 channel(s), the dataset's other cases 2")):
+        prepare("nifti", tmp_path / "out", tmp_path / "src", unlabeled=tmp_path / "other")
+    assert not (tmp_path / "out").exists()
+
+
 def test_dataset_json_channel_names_must_match_the_files(tmp_path):
     for k in range(2):
         write_nifti(tmp_path / "src" / "imagesTr" / f"a_{k:04d}.nii.gz", np.ones((8, 8, 3), np.float32))
