@@ -22,7 +22,7 @@ import numpy as np
 from idealseg import checks
 from idealseg.checks import InvalidValue
 from idealseg.config import RunConfig
-from idealseg.data.normalize import normalize_volume
+from idealseg.data.normalize import normalize_channels
 from idealseg.data.prepare import prepare as _prepare
 from idealseg.evaluation.evaluate import checked_run_arguments, evaluate_run
 from idealseg.evaluation.predict import predict_files as _predict_files
@@ -201,7 +201,8 @@ class Segmenter:
         """Segment a volume of raw intensities, normalised first as the run's training data was.
 
         Args:
-            volume: [Z, H, W] raw intensities, slices along the first axis.
+            volume: [Z, H, W] raw intensities, slices along the first axis; [C, Z, H, W] for a run trained
+                on scans of C > 1 channels (each channel is normalised on its own).
             flip_tta: Average the network over horizontal and vertical flips (three passes).
             spacing: In mm, (Z, H, W) or in-plane (H, W). A model in physical space (`spacing_mm` > 0)
                 needs it to see the anatomy at its training scale; a spacing far from the model's is
@@ -223,7 +224,7 @@ class Segmenter:
                 or no spacing for a model in physical space (also a `ValueError`).
             IdealsegError: A spacing at which the slices would be absurdly large.
         """
-        volume = _volume(volume)
+        volume = _volume(volume, self.cfg.in_channels)
         flip_tta = checks.flag(flip_tta, "flip_tta")
         if spacing is not None:
             spacing = _in_plane(spacing)
@@ -233,7 +234,7 @@ class Segmenter:
         elif self.spacing_mm:
             raise InvalidValue(f"this model works at {self.spacing_mm:g} mm: pass the volume's spacing "
                                "(segment(volume, spacing=(z, y, x)))")
-        image = normalize_volume(volume, self.normalization)
+        image = normalize_channels(volume, self.normalization)
         largest_component = checks.optional_flag(largest_component, "largest_component")
         scale_search = checks.flag(scale_search, "scale_search")
         if largest_component is None:
@@ -259,14 +260,17 @@ class Segmenter:
         return list(self.cfg.classes)
 
 
-def _volume(volume: Any) -> np.ndarray:
-    """A [Z, H, W] array of finite intensities, or the error that says what it is instead."""
+def _volume(volume: Any, channels: int = 1) -> np.ndarray:
+    """A [Z, H, W] array of finite intensities ([channels, Z, H, W] where channels > 1), or the error that
+    says what it is instead."""
     try:
         array = np.asarray(volume, dtype=np.float32)
     except (TypeError, ValueError):
         raise InvalidValue(f"volume: expected a [Z, H, W] array of numbers, got {type(volume).__name__}") from None
-    if array.ndim != 3 or min(array.shape) == 0:
-        raise InvalidValue(f"expected a [Z, H, W] volume, got shape {array.shape}")
+    shaped = array.ndim == 3 if channels == 1 else (array.ndim == 4 and array.shape[0] == channels)
+    if not shaped or min(array.shape) == 0:
+        form = "[Z, H, W]" if channels == 1 else f"[{channels}, Z, H, W] ({channels} channels)"
+        raise InvalidValue(f"expected a {form} volume, got shape {array.shape}")
     if not np.isfinite(array).all():
         raise InvalidValue("volume contains NaN or Inf values")
     return array

@@ -155,7 +155,7 @@ def test_inference_follows_the_runs_precision(amp):
         seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
         return torch.nn.functional.one_hot((x[:, 0] > 0.5).long(), 2).permute(0, 3, 1, 2).float()
 
-    cfg = SimpleNamespace(input_size=16, spacing_mm=0.0, amp=amp)
+    cfg = SimpleNamespace(input_size=16, spacing_mm=0.0, amp=amp, in_channels=1)
     case = SimpleNamespace(image=np.random.default_rng(0).random((3, 20, 20), dtype=np.float32), spacing=None)
     mask = Predictor.from_method(SimpleNamespace(predict=predict), cfg, "cpu").predict(case.image, case.spacing)
     assert mask.shape == (3, 20, 20) and seen and all(s == (amp and cpu_has_native_bf16()) for s in seen)

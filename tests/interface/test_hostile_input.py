@@ -78,7 +78,7 @@ def _two_d_volume(src: Path) -> str:
     with h5py.File(victim, "w") as f:
         f["image"] = np.zeros((16, 16), np.float32)
         f["label"] = np.zeros((16, 16), np.uint8)
-    return "image must be 3D [Z, H, W], got shape (16, 16)"
+    return "image must be 3D [Z, H, W] (or [C, Z, H, W] for C > 1 channels), got shape (16, 16)"
 
 
 def _missing_listed(src: Path) -> str:
@@ -217,12 +217,13 @@ RNG = np.random.default_rng(0)
 IMG = RNG.random((8, 8, 3)).astype(np.float32)
 
 
-def _two_channels(tmp: Path):
+def _channel_gap(tmp: Path):
     src = tmp / "nii"
-    for channel in ("0000", "0001"):
+    for channel in ("0000", "0002"):
         write_nifti(src / "imagesTr" / f"case_{channel}.nii.gz", IMG)
     write_nifti(src / "labelsTr" / "case.nii.gz", np.zeros((8, 8, 3), np.uint8))
-    return ["prepare", "nifti", src, tmp / "out"], "case 'case' has channel file(s) _0000, _0001", tmp / "out"
+    return ["prepare", "nifti", src, tmp / "out"], "case 'case' has channel file(s) _0000, _0002 but no _0001", \
+        tmp / "out"
 
 
 def _shifted_label(tmp: Path):
@@ -309,7 +310,7 @@ CASES = {
     "predict: not a NIfTI file": _predict_text_file,
     "predict: not a run folder": _predict_missing,
     "nifti: binary mask saved as 0/255": _nifti_case(IMG, np.where(IMG > 0.5, 255, 0).astype(np.uint8)),
-    "nifti: nnU-Net second channel": _two_channels,
+    "nifti: a gap in the channel files": _channel_gap,
     "nifti: label on another grid than its image": _shifted_label,
     "nifti: RGB image": _rgb_image,
     "nifti: label map names one code twice": _nifti_case(IMG, np.zeros((8, 8, 3), np.uint8),

@@ -73,6 +73,8 @@ _DECLARED: dict[str, Option] = {
     "channels": Option("U-Net channels per level, e.g. 16,32,64,128,256",
                        limit=(lambda v: len(v) == 5 and min(v) >= 1, "five positive channel counts, one per level")),
     "num_classes": Option("set from the dataset", limit=(lambda v: v >= 2, ">= 2"), cli=False),
+    "in_channels": Option("image channels the network reads (CASE_0000, CASE_0001, ...): set from the dataset",
+                          limit=(lambda v: v >= 1, ">= 1"), cli=False),
     "classes": Option("set from the dataset", cli=False),
     "normalization": Option("set from the dataset", cli=False),
     "target_spacing": Option("in-plane spacing in mm the network works at: auto (the dataset's median, when every "

@@ -8,7 +8,7 @@ a `train`'s pre-training, checked against the run folder's config.yaml or a chec
 from __future__ import annotations
 
 # Set from the dataset (and target_spacing) when a run is resolved: a user who names one is refused.
-FROM_DATASET = ("num_classes", "classes", "normalization", "spacing_mm")
+FROM_DATASET = ("num_classes", "in_channels", "classes", "normalization", "spacing_mm")
 
 # Not carried over on resume: the stage and dataset come from the command, the rest from the dataset.
 NOT_RESUMED = frozenset({"stage", "dataset", *FROM_DATASET})
@@ -25,8 +25,8 @@ RESUME_KEYS = ("stage", "method", "dataset", "labeled", "seed", "fold", "input_s
 # What a checkpoint's own record (the `config` entry of last.pt) must share with config.yaml: the
 # options that shape the network or define the experiment its weights are the outcome of. Paths
 # (dataset, init) are left out: moving a dataset and editing its path in config.yaml is fine.
-RECORDED_KEYS = ("stage", "method", "channels", "num_classes", "input_size", "spacing_mm", "optimizer", "labeled",
-                 "seed")
+RECORDED_KEYS = ("stage", "method", "channels", "in_channels", "num_classes", "input_size", "spacing_mm", "optimizer",
+                 "labeled", "seed")
 
 # compile: auto (compiled on CUDA) was the default until the H200 measured compiling slower than eager
 # (2026-11-27); run folders written then say `auto`. It changes no weights, so they read as `off`.

@@ -39,6 +39,7 @@ class RunConfig:
     input_size: int = 128
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     num_classes: int = 4
+    in_channels: int = 1  # image channels the network reads (multi-parametric MRI: several), set from the dataset
     classes: tuple[str, ...] = ()
     normalization: str = ""  # the dataset's intensity normalisation, copied at training so predict needs no dataset
     target_spacing: str = "auto"  # in-plane mm: "auto" (the dataset's median), "none" (resize), or a number

@@ -1,5 +1,9 @@
 """Batched augmentation on tensors (CPU or CUDA), returning the spatial transform it applied.
 
+Slices may have several channels (multi-parametric MRI): a spatial transform moves all channels of a
+slice alike, so they stay on one grid; the intensity transforms treat each channel as a slice of its
+own (`per_channel`), since a T2 and an ADC map react to a scanner's contrast differently.
+
 Spatial transforms are 2x3 matrices `theta` in `torch.nn.functional.affine_grid` convention:
 they map a location of the *output* view (normalised coordinates in [-1, 1]) to the location in
 the *source* slice it samples. Knowing theta for two views of one slice, `correspondence` maps
@@ -9,6 +13,7 @@ each location of one view to the other, which is what the dense contrastive loss
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -115,8 +120,23 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return y.transpose(0, 1)
 
 
+def per_channel(transform: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """`transform` of [B, 1, H, W] slices applied to [B, C, H, W] with each channel drawing its own
+    parameters (as a slice of its own); one channel is passed as it is, drawing exactly as before."""
+    b, c, h, w = x.shape
+    if c == 1:
+        return transform(x)
+    return transform(x.reshape(b * c, 1, h, w)).reshape(b, c, h, w)
+
+
 def photometric(x: torch.Tensor, params: PhotometricParams = PhotometricParams()) -> torch.Tensor:
-    """Independent per-slice brightness, contrast, gamma, blur and noise on [B, 1, H, W] in [0, 1]."""
+    """Independent per-slice (and per-channel) brightness, contrast, gamma, blur and noise on
+    [B, C, H, W] in [0, 1]."""
+    return per_channel(lambda slices: _photometric(slices, params), x)
+
+
+def _photometric(x: torch.Tensor, params: PhotometricParams) -> torch.Tensor:
+    """`photometric` of one-channel slices [B, 1, H, W]."""
     b, dev = x.shape[0], x.device
 
     def on() -> torch.Tensor:
@@ -201,7 +221,13 @@ def _gamma(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
 
 
 def nnunet_photometric(x: torch.Tensor, params: NnUNetPhotometric = NnUNetPhotometric()) -> torch.Tensor:
-    """nnU-Net's intensity transforms on [B, 1, H, W], each slice drawing its own (see NnUNetPhotometric)."""
+    """nnU-Net's intensity transforms on [B, C, H, W], each slice and channel drawing its own (see
+    NnUNetPhotometric; nnU-Net too transforms each channel on its own)."""
+    return per_channel(lambda slices: _nnunet_photometric(slices, params), x)
+
+
+def _nnunet_photometric(x: torch.Tensor, params: NnUNetPhotometric) -> torch.Tensor:
+    """`nnunet_photometric` of one-channel slices [B, 1, H, W]."""
     b, dev, dims = x.shape[0], x.device, (1, 2, 3)
     std = x.std(dims, keepdim=True)
     noise = _uniform(b, *params.noise_variance, dev).sqrt().view(b, 1, 1, 1) * std

@@ -4,6 +4,11 @@
       dataset.json          name, classes, splits, cases (patient, split, labelled, spacing...)
       cases/<case_id>.h5    image float32 [Z, H, W] in [0, 1], label uint8 [Z, H, W] if any,
                             attrs: spacing (z, y, x) in mm when known, affine and axes for NIfTI
+
+A dataset of scans with several channels (dataset.json `channels`: C, absent for 1) stores its images as
+[C, Z, H, W], and `Dataset.load` returns them so: an image has a channel axis only where C > 1, so that
+every single-channel dataset and caller reads exactly as before (data/channels.py). A case's `shape`
+is its grid, [Z, H, W], whatever its channels.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ class CaseVolume:
 
     case_id: str
     patient: str
-    image: np.ndarray  # float32 [Z, H, W], normalised to [0, 1]
+    image: np.ndarray  # float32 [Z, H, W] (or [C, Z, H, W] with C > 1 channels), normalised to [0, 1]
     label: np.ndarray | None = None  # uint8 [Z, H, W]
     spacing: tuple[float, float, float] | None = None  # (z, y, x) in mm
     affine: np.ndarray | None = None  # 4x4 NIfTI affine of the source array
@@ -64,17 +69,18 @@ def check_case_id(case_id: str, source: str | Path) -> None:
 def validate_volume(case: CaseVolume, source: str | Path, num_classes: int | None) -> None:
     """Check one imported volume; every failure names the source file and the problem."""
     image = case.image
-    if image.ndim != 3:
-        raise InputError(source, f"image must be 3D [Z, H, W], got shape {image.shape}")
+    if image.ndim not in (3, 4) or (image.ndim == 4 and image.shape[0] < 2):
+        raise InputError(source, "image must be 3D [Z, H, W] (or [C, Z, H, W] for C > 1 channels), got shape "
+                                 f"{image.shape}")
     if image.size == 0 or min(image.shape) == 0:
         raise InputError(source, f"empty volume (shape {image.shape})")
     if not np.isfinite(image).all():
         raise InputError(source, "image contains NaN or Inf values")
     if case.label is not None:
         label = case.label
-        if label.shape != image.shape:
+        if label.shape != image.shape[-3:]:
             raise InputError(
-                source, f"image/label shape mismatch: {image.shape} vs {label.shape}"
+                source, f"image/label shape mismatch: {image.shape[-3:]} vs {label.shape}"
             )
         if num_classes is not None and label.size and int(label.max()) >= num_classes:
             bad = sorted(int(v) for v in np.unique(label) if v >= num_classes)
@@ -117,6 +123,7 @@ class DatasetWriter:
             "cases": [],
         }
         self._ids: set[str] = set()
+        self.channels: int | None = None  # every case's channel count, set by the first case
         self.infer_classes = not classes  # generic NIfTI without --classes: 0..max label seen
         self._max_label = 0
         self.notes: list[str] = []  # what the import decided for the user (a default split), said once done
@@ -129,6 +136,11 @@ class DatasetWriter:
         if split not in SPLITS:
             raise IdealsegError(f"unknown split {split!r}; expected one of {SPLITS}")
         validate_volume(case, source, None if self.infer_classes else len(self.info["classes"]))
+        channels = 1 if case.image.ndim == 3 else int(case.image.shape[0])
+        if self.channels is not None and channels != self.channels:
+            raise InputError(source, f"case {case.case_id!r} has {channels} channel(s), the dataset's other cases "
+                                     f"{self.channels}; every case needs the same channels")
+        self.channels = channels
         if case.label is not None and case.label.size:
             self._max_label = max(self._max_label, int(case.label.max()))
         self._ids.add(case.case_id)
@@ -156,7 +168,7 @@ class DatasetWriter:
             patient=case.patient,
             split=split,
             labeled=case.label is not None,
-            shape=list(case.image.shape),
+            shape=list(case.image.shape[-3:]),
             spacing=None if case.spacing is None else [float(s) for s in case.spacing],
             meta=case.meta,
         )
@@ -169,6 +181,7 @@ class DatasetWriter:
             raise IdealsegError(f"{self.info['source']}: no cases found to import")
         if self.infer_classes:
             self.info["classes"] = ["background"] + [f"class{i}" for i in range(1, self._max_label + 1)]
+        self.info["channels"] = self.channels or 1
         self.info.update(extra)
         with atomic_file(self.root / "dataset.json") as f:
             json.dump(self.info, f, indent=1)
@@ -195,6 +208,8 @@ def check_dataset_info(info: Any, meta: Path) -> None:
     for key in TEXT_ENTRIES:
         if key in info and not isinstance(info[key], str):
             raise InputError(meta, f"dataset.json {key!r} must be a string, got {info[key]!r}")
+    if "channels" in info and not (is_whole(info["channels"]) and info["channels"] >= 1):
+        raise InputError(meta, f"dataset.json 'channels' must be a whole number >= 1, got {info['channels']!r}")
     if "normalization" in info and info["normalization"] not in NORMALIZATIONS:
         raise InputError(meta, f"dataset.json 'normalization' must be one of {', '.join(NORMALIZATIONS)}, "
                                f"got {info['normalization']!r}")
@@ -323,6 +338,12 @@ class Dataset:
         """Number of classes, background included."""
         return len(self.info["classes"])
 
+    @property
+    def channels(self) -> int:
+        """Channels of every image (1 for datasets prepared before channels were recorded): an image is
+        [Z, H, W] where it is 1, [C, Z, H, W] where it is more."""
+        return int(self.info.get("channels", 1))
+
     def split(self, name: str) -> list[CaseEntry]:
         """The cases of split `name` (train, val or test)."""
         return [c for c in self.cases if c.split == name]
@@ -344,4 +365,8 @@ class Dataset:
                 axes = tuple(int(a) for a in f.attrs["axes"]) if "axes" in f.attrs else None
         except (OSError, KeyError) as exc:
             raise InputError(path, f"unreadable case file ({exc})") from None
+        stored = 1 if image.ndim == 3 else image.shape[0]
+        if image.ndim not in (3, 4) or stored != self.channels:
+            raise InputError(path, f"image of shape {image.shape}: dataset.json says {self.channels} channel(s); "
+                                   "prepare the dataset again")
         return CaseVolume(case_id, entry.patient, image, label, spacing, affine, axes, entry.meta)

@@ -19,6 +19,7 @@ import numpy as np
 
 from idealseg.atomic import atomic_file
 from idealseg.config.profiles import profile_input_sizes
+from idealseg.data.channels import as_channels
 from idealseg.data.dataset import Dataset
 from idealseg.errors import InputError
 
@@ -27,20 +28,27 @@ PLAN = "plan.json"
 
 def fingerprint(dataset: Dataset) -> dict:
     """Spacing and field-of-view distributions over the cases that know their spacing, and
-    intensity statistics of the stored (normalised) images of the training cases."""
+    intensity statistics of the stored (normalised) images of the training cases: over all their
+    voxels and, for a dataset of several channels, of each channel (each was normalised on its own)."""
     fp = _geometry(dataset)
-    values = [dataset.load(c.id).image.ravel() for c in dataset.split("train")[:20]]
-    if values:
-        pixels = np.concatenate(values)
-        fp["intensity"] = {"mean": float(pixels.mean()), "std": float(pixels.std()),
-                           "p0.5": float(np.percentile(pixels, 0.5)), "p99.5": float(np.percentile(pixels, 99.5))}
+    images = [as_channels(dataset.load(c.id).image) for c in dataset.split("train")[:20]]
+    if images:
+        fp["intensity"] = _intensity(np.concatenate([i.ravel() for i in images]))
+        if dataset.channels > 1:
+            fp["intensity_per_channel"] = [_intensity(np.concatenate([i[k].ravel() for i in images]))
+                                           for k in range(dataset.channels)]
     return fp
+
+
+def _intensity(pixels: np.ndarray) -> dict:
+    return {"mean": float(pixels.mean()), "std": float(pixels.std()),
+            "p0.5": float(np.percentile(pixels, 0.5)), "p99.5": float(np.percentile(pixels, 99.5))}
 
 
 def _geometry(dataset: Dataset) -> dict:
     """The fingerprint's part read from dataset.json alone (no image loaded): what the plan needs."""
     known = [c for c in dataset.cases if c.spacing]
-    fp: dict = {"cases": len(dataset.cases), "with_spacing": len(known),
+    fp: dict = {"cases": len(dataset.cases), "with_spacing": len(known), "channels": dataset.channels,
                 "normalization": dataset.info.get("normalization", "unknown")}
     if known:
         spacing = np.array([c.spacing for c in known], dtype=float)  # (z, y, x) mm
@@ -59,10 +67,10 @@ def make_plan(dataset: Dataset) -> dict[str, Any]:
     """The dataset's plan: target in-plane spacing (the median, as nnU-Net; None unless every case
     knows its spacing: slices are then resized to the input and a model knows no physical size), what
     each profile's square patch covers at it against the median field of view, the intensity
-    normalisation of each channel, and the classes."""
+    normalisation of each channel (each normalised on its own), and the classes."""
     fp = _geometry(dataset)
     plan: dict[str, Any] = {"dataset_json_sha256": _digest(dataset), "target_spacing_mm": None, "patch": {},
-                            "normalization": [dataset.info.get("normalization", "percentile")],  # one channel
+                            "normalization": [dataset.info.get("normalization", "percentile")] * dataset.channels,
                             "classes": list(dataset.classes)}
     if "in_plane_spacing_mm" in fp and fp["with_spacing"] == fp["cases"] > 0:
         target, fov = fp["in_plane_spacing_mm"]["median"], fp["field_of_view_mm"]["median"]
@@ -108,8 +116,10 @@ def _digest(dataset: Dataset) -> str:
 
 def describe(fp: dict, pl: dict) -> list[str]:
     """The lines `idealseg info` prints for the fingerprint and the plan (the dataset's, load_plan)."""
+    channels = fp.get("channels", 1)
+    each = f" of each of {channels} channels" if channels > 1 else ""
     lines = [f"  fingerprint: {fp['with_spacing']} of {fp['cases']} cases know their spacing; "
-             f"intensity normalisation: {fp['normalization']}"]
+             f"intensity normalisation{each}: {fp['normalization']}"]
     for key, name in (("in_plane_spacing_mm", "in-plane spacing"), ("slice_spacing_mm", "slice spacing"),
                       ("field_of_view_mm", "field of view (longer side)")):
         if key in fp:
@@ -118,6 +128,9 @@ def describe(fp: dict, pl: dict) -> list[str]:
     if "intensity" in fp:
         i = fp["intensity"]
         lines.append(f"    intensity (train): mean {i['mean']:.3f}, std {i['std']:.3f}, "
+                     f"0.5-99.5 % {i['p0.5']:.3f} to {i['p99.5']:.3f}")
+    for k, i in enumerate(fp.get("intensity_per_channel", [])):
+        lines.append(f"      channel {k}: mean {i['mean']:.3f}, std {i['std']:.3f}, "
                      f"0.5-99.5 % {i['p0.5']:.3f} to {i['p99.5']:.3f}")
     if pl["target_spacing_mm"] is None:
         lines.append("  plan: not every case knows its spacing, so slices are resized to the input whatever their size "

@@ -30,6 +30,14 @@ def normalize_volume(
     return ((image - lo) / (hi - lo)).astype(np.float32)
 
 
+def normalize_channels(image: np.ndarray, method: str = "percentile") -> np.ndarray:
+    """`normalize_volume` of each channel on its own: a [Z, H, W] image as it is, a [C, Z, H, W] one
+    channel by channel, as a T2 and an ADC map share no intensity scale."""
+    if image.ndim != 4:
+        return normalize_volume(image, method)
+    return np.stack([normalize_volume(channel, method) for channel in image])
+
+
 def check_volume(image: np.ndarray, what: str = "volume") -> None:
     """Refuse, in one line, a volume with nothing to segment (a 0-length axis) or with NaN/Inf voxels:
     the first breaks the percentiles with an IndexError, the second turns the whole volume into NaN

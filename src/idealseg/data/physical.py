@@ -120,8 +120,8 @@ def centre(slices, size: int | tuple[int, int]):
 def crop_patches(
     images: torch.Tensor, labels: torch.Tensor, n_labeled: int, patch: int, generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random patch x patch crops of canvases: images [B, 1, S, S] and the first `n_labeled` slices'
-    labels [n, S, S]. A labelled slice is centred on a random foreground pixel with probability
+    """Random patch x patch crops of canvases: images [B, C, S, S] (all channels alike) and the first
+    `n_labeled` slices' labels [n, S, S]. A labelled slice is centred on a random foreground pixel with probability
     FOREGROUND_SHARE (where it has any); every other crop is uniform over the canvas. The draws come
     from torch's global generator unless one is given, so that checkpoints (which keep each rank's
     global state) resume the same crops; canvases of the patch's size are returned as they are."""

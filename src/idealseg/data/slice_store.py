@@ -3,7 +3,8 @@
 Without a target spacing, slices are resized to the run's square input size (bilinear images,
 nearest labels), the rule SSL4MIS uses. With one (physical space, data/physical.py), each slice is
 resampled to that spacing and centred on a square canvas, from which every step crops its patch.
-Labels are kept as uint8 (a quarter of int64's memory on a canvas) and widened per batch.
+Labels are kept as uint8 (a quarter of int64's memory on a canvas) and widened per batch. A dataset of
+several channels keeps them as the channel axis of each slice, resampled alike.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from idealseg.data.budgets import Budget
+from idealseg.data.channels import as_channels
 from idealseg.data.dataset import Dataset
 from idealseg.data.physical import canvas_size, centre, resample, resampled_size
 
@@ -23,7 +25,7 @@ from idealseg.data.physical import canvas_size, centre, resample, resampled_size
 class SliceStore:
     """Every training slice in memory (at the input size, or on a canvas at the target spacing), so
     that a step never waits for a file."""
-    images: torch.Tensor  # float32 [N, 1, S, S]
+    images: torch.Tensor  # float32 [N, C, S, S], C the dataset's channels
     labels: torch.Tensor  # uint8 [N, S, S]; zeros where the case has no label
     labeled: torch.Tensor  # bool [N]: inside the label budget, the only labels a loss may read
     case_ids: list[str]
@@ -49,7 +51,7 @@ class SliceStore:
         images, labels, flags, case_ids, idx, patients = [], [], [], [], [], []
         for entry in tqdm(dataset.split(split), desc=f"loading {split} slices", unit="case", leave=False):
             case = dataset.load(entry.id)
-            vol = torch.from_numpy(case.image).float()[:, None]
+            vol = torch.from_numpy(as_channels(case.image)).float().transpose(0, 1)  # [Z, C, H, W]
             images.append(fit(vol, case.spacing, "bilinear"))
             if case.label is not None:
                 lab = torch.from_numpy(case.label.astype(np.float32))[:, None]

@@ -2,10 +2,11 @@
 
 The options a user gave (profile, YAML, the resumed run's record, the command line) are resolved in
 config/resolve.py; here the dataset adds what it decides (config/resume_rules.FROM_DATASET: its
-classes, their normalisation, the spacing its plan gives), the label budget is drawn, and the run
-folder is checked against the result. The Trainer, the run-folder check and the saved config.yaml
-then all read this one frozen configuration; `train` builds its fine-tuning's set-up before
-pre-training starts, so that a run folder it cannot write is refused before any work is done.
+classes, its image channels (the network's input channels), their normalisation, the spacing its plan
+gives), the label budget is drawn, and the run folder is checked against the result. The Trainer,
+the run-folder check and the saved config.yaml then all read this one frozen configuration; `train`
+builds its fine-tuning's set-up before pre-training starts, so that a run folder it cannot write is
+refused before any work is done.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def setup_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
     get_method(cfg.method, cfg.stage)
     dataset = Dataset(cfg.dataset, fold=None if cfg.fold < 0 else cfg.fold)
     plan = load_plan(dataset)
-    cfg = cfg.derive(num_classes=dataset.num_classes, classes=tuple(dataset.classes),
+    cfg = cfg.derive(num_classes=dataset.num_classes, in_channels=dataset.channels, classes=tuple(dataset.classes),
                      normalization=dataset.info.get("normalization", "percentile"),  # what predict assumed before
                      spacing_mm=resolve_spacing(cfg.target_spacing, dataset))
     budget = select_budget(dataset, cfg.labeled, cfg.seed) if cfg.stage == "finetune" else None

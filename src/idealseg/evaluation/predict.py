@@ -1,4 +1,7 @@
-"""`predict`: NIfTI scans in, NIfTI masks out with the input's affine, header, shape and orientation."""
+"""`predict`: NIfTI scans in, NIfTI masks out with the input's affine, header, shape and orientation.
+
+A run of several channels reads each scan as its channel files, `CASE_0000`, `CASE_0001`, ...
+(data/channels.py), and writes `CASE_seg.nii.gz` with the geometry of channel 0."""
 
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ from tqdm import tqdm
 
 from idealseg import checks
 from idealseg.atomic import atomic_file, atomic_path
+from idealseg.data.channels import check_same_grid, scan_cases, stack_channels
 from idealseg.data.nifti_io import NiftiScan, from_zhw, read_scan
-from idealseg.data.normalize import normalize_volume
 from idealseg.data.physical import oversize
 from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.predictor import Predictor
@@ -137,18 +140,19 @@ def predict_files(
                                    largest_component=largest_component)
     cfg = predictor.cfg
     src, out = Path(src), checks.output_path(out, "OUT")
-    files = _inputs(src)
-    targets = plan_outputs(files, out, overwrite)
+    cases = scan_cases(_inputs(src), cfg.in_channels, src)
+    targets = plan_outputs([paths[0] for paths in cases], out, overwrite)
     normalization = normalization or run_normalization(cfg)
     if not cfg.spacing_mm:
         warnings.warn(f"{run}: this model knows no physical size (trained on slices resized to {cfg.input_size} px "
                       "whatever their spacing); it is only right on scans framed like its training set", stacklevel=2)
     table = quality_table_path(out, targets, overwrite)
-    scans = checked_scans(files, cfg.spacing_mm)
+    scans = checked_scans(cases, cfg.spacing_mm)
     written, rows = [], []
-    for path, target in tqdm(list(zip(files, targets, strict=True)), desc="predict", unit="vol"):
-        scan = scans.pop(path, None) or read_quietly(path)
-        result = predictor.segment(normalize_volume(scan.zhw, normalization), in_plane(scan.spacing))
+    for paths, target in tqdm(list(zip(cases, targets, strict=True)), desc="predict", unit="vol"):
+        channels = [scans.pop(p, None) or read_quietly(p) for p in paths]
+        path, scan = paths[0], channels[0]
+        result = predictor.segment(stack_channels(channels, normalization), in_plane(scan.spacing))
         if result.scale != 1.0:
             tqdm.write(f"{path}: segmented at {result.scale:g}x its header's in-plane spacing (its anatomy looks "
                        f"{1 / result.scale:.2g}x larger than the training scans'; --no-scale-search keeps the "
@@ -193,17 +197,20 @@ def write_quality_table(rows: list[dict], table: Path | None) -> None:
     tqdm.write(f"quality, lowest first: check these masks first: {shown}{where}")
 
 
-def checked_scans(files: list[Path], target: float) -> dict[Path, NiftiScan]:
-    """Read and check every scan before any mask is written (a bad file is an error, not a half-done
-    folder); the scans read are kept for the predictions while they fit in HELD_BYTES, so that a folder
-    of the usual size is read once, and a larger one is read again only for the scans beyond it."""
+def checked_scans(cases: list[tuple[Path, ...]], target: float) -> dict[Path, NiftiScan]:
+    """Read and check every scan (each channel file, the channels of a case on one grid) before any mask
+    is written (a bad file is an error, not a half-done folder); the scans read are kept for the
+    predictions while they fit in HELD_BYTES, so that a folder of the usual size is read once, and a
+    larger one is read again only for the scans beyond it."""
     held, size = {}, 0
-    for path in tqdm(files, desc="check scans", unit="vol", leave=False):
-        scan = read_scan(path)
-        check_scan_spacing(scan, path, target)
-        size += scan.data.nbytes
-        if size <= HELD_BYTES:
-            held[path] = scan
+    for paths in tqdm(cases, desc="check scans", unit="vol", leave=False):
+        channels = [read_scan(path) for path in paths]
+        check_same_grid(channels, paths)
+        check_scan_spacing(channels[0], paths[0], target)
+        for path, scan in zip(paths, channels, strict=True):
+            size += scan.data.nbytes
+            if size <= HELD_BYTES:
+                held[path] = scan
     return held
 
 

@@ -9,7 +9,9 @@ Two geometries, as the run was trained (RunConfig.spacing_mm):
 - physical space: each slice resampled to the run's spacing, then a Gaussian-weighted sliding
   window of the input size over it (MONAI's `sliding_window_inference`, half-patch overlap as
   nnU-Net), so a slice of any field of view is seen at the scale the network learnt.
-Probabilities go back to the volume's own grid before the argmax. Only the uint8 mask leaves the
+A run trained on scans of several channels (RunConfig.in_channels > 1) takes [C, Z, H, W] volumes, every
+channel on one grid, and a one-channel run [Z, H, W] ones (data/channels.py); either way the mask is
+[Z, H, W]. Probabilities go back to the volume's own grid before the argmax. Only the uint8 mask leaves the
 device: the argmax is taken where the model ran, so a GPU does not ship Z x C x H x W floats to the
 host for every volume.
 """
@@ -26,6 +28,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from idealseg.config import RunConfig
+from idealseg.data.channels import as_channels
 from idealseg.data.components import largest_components
 from idealseg.data.normalize import check_volume
 from idealseg.data.physical import oversize, resample, resampled_size
@@ -65,7 +68,7 @@ class Prediction:
 class Predictor:
     """A network and how it segments: geometry, device, precision, flip-TTA, scale search, post-processing.
 
-    `network` maps [B, 1, h, w] slices to class probabilities [B, C, h, w] (a method's `predict`).
+    `network` maps [B, in_channels, h, w] slices to class probabilities [B, C, h, w] (a method's `predict`).
     `target_spacing` > 0: the run works in physical space at that in-plane spacing (mm), and a volume's
     spacing is needed. `precision`: the autocast dtype (None: float32), as `idealseg.precision` decides
     for the run's device and `amp` option, so a model trained in bfloat16 is served in it.
@@ -86,6 +89,7 @@ class Predictor:
     batch_size: int = 32
     cfg: RunConfig | None = field(default=None, compare=False)  # what the run was trained with, for callers
     run_dir: Path | None = None
+    in_channels: int = 1  # volumes are [Z, H, W] where 1, [in_channels, Z, H, W] where more
 
     @classmethod
     def from_method(cls, method: Any, cfg: RunConfig, device: torch.device | str, *, amp: bool | None = None,
@@ -96,7 +100,7 @@ class Predictor:
         device = torch.device(device)
         return cls(method.predict, cfg.input_size, float(cfg.spacing_mm), device,
                    autocast_dtype(device, cfg.amp if amp is None else amp), flip_tta, scale_search,
-                   largest_component, cfg=cfg, run_dir=run_dir)
+                   largest_component, cfg=cfg, run_dir=run_dir, in_channels=cfg.in_channels)
 
     @classmethod
     def from_run(cls, run: str | Path, checkpoint: str = "last", device: torch.device | str | None = None, *,
@@ -117,7 +121,8 @@ class Predictor:
         return replace(self, **choices)
 
     def predict(self, volume: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
-        """The uint8 [Z, H, W] mask of a [Z, H, W] volume normalised as the run's training data was.
+        """The uint8 [Z, H, W] mask of a [Z, H, W] volume ([C, Z, H, W] for a run of C > 1 channels)
+        normalised as the run's training data was.
         `spacing` in mm, (Z, H, W) or in-plane (H, W); needed in physical space."""
         return self.segment(volume, spacing).mask
 
@@ -158,16 +163,17 @@ class Predictor:
         SCALE_FACTORS, on up to SCALE_SLICES slices of the volume's middle; 1 unless another beats it
         by SCALE_MARGIN. Without flips: the search compares scales, not the final mask."""
         spacing = (float(spacing[-2]), float(spacing[-1]))
-        z = volume.shape[0]
+        slices = self._slices(volume)
+        z = slices.shape[0]
         lo, hi = int(z * 0.2), max(int(z * 0.2) + 1, int(np.ceil(z * 0.8)))
         picks = np.unique(np.linspace(lo, hi - 1, min(SCALE_SLICES, hi - lo)).round().astype(int))
-        chunk = torch.from_numpy(np.ascontiguousarray(volume[picks], dtype=np.float32))[:, None].to(self.device)
+        chunk = slices[picks].to(self.device)
         confidence = {}
         for factor in SCALE_FACTORS:
             scaled = (spacing[0] * factor, spacing[1] * factor)
-            if oversize(volume.shape[1:], scaled, self.target_spacing):
+            if oversize(volume.shape[-2:], scaled, self.target_spacing):
                 continue
-            grid = resampled_size(volume.shape[1:], scaled, self.target_spacing)
+            grid = resampled_size(volume.shape[-2:], scaled, self.target_spacing)
             top, label = self._model_grid(chunk, grid, self._batch(grid, len(picks)), False).max(1)
             foreground = label > 0
             confidence[factor] = float(top[foreground].mean()) if foreground.any() else 0.0
@@ -177,8 +183,10 @@ class Predictor:
     # -- the network over a volume ---------------------------------------------------------------
     def _checked(self, volume: np.ndarray, spacing: Sequence[float] | None) -> tuple[float, float] | None:
         """The in-plane spacing as inference needs it, or the error that says what is wrong."""
-        if volume.ndim != 3:
-            raise IdealsegError(f"expected a [Z, H, W] volume, got shape {tuple(volume.shape)}")
+        c = self.in_channels
+        if volume.ndim != (3 if c == 1 else 4) or (volume.ndim == 4 and volume.shape[0] != c):
+            want = "[Z, H, W]" if c == 1 else f"[{c}, Z, H, W] ({c} channels)"
+            raise IdealsegError(f"expected a {want} volume, got shape {tuple(volume.shape)}")
         check_volume(volume)
         if self.target_spacing and (spacing is None or len(spacing) == 0):
             raise ValueError(f"this model works at {self.target_spacing:g} mm: the volume's in-plane spacing is "
@@ -186,7 +194,7 @@ class Predictor:
         if spacing is None or len(spacing) == 0:
             return None
         in_plane = (float(spacing[-2]), float(spacing[-1]))
-        reason = oversize(volume.shape[1:], in_plane, self.target_spacing) if self.target_spacing else None
+        reason = oversize(volume.shape[-2:], in_plane, self.target_spacing) if self.target_spacing else None
         if reason:
             raise ValueError(f"the model's spacing: {reason}: is the volume's spacing right?")
         return in_plane
@@ -204,13 +212,18 @@ class Predictor:
 
     def _native(self, volume: np.ndarray, spacing: tuple[float, float] | None) -> Iterator[torch.Tensor]:
         """[B, C, H, W] probabilities of each chunk of slices, back on the volume's own grid."""
-        z, h, w = volume.shape
+        vol = self._slices(volume)
+        z, _, h, w = vol.shape
         grid = self._grid((h, w), spacing)
         batch = self._batch(grid, self.batch_size)
-        vol = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[:, None]
         for start in range(0, z, batch):
             probs = self._model_grid(vol[start : start + batch].to(self.device), grid, batch, self.flip_tta)
             yield resample(probs, (h, w), "bilinear")
+
+    @staticmethod
+    def _slices(volume: np.ndarray) -> torch.Tensor:
+        """[Z, C, H, W] float32 slices of a [Z, H, W] or [C, Z, H, W] volume (on the host)."""
+        return torch.from_numpy(np.ascontiguousarray(as_channels(volume), dtype=np.float32)).transpose(0, 1)
 
     @staticmethod
     def _argmax(probs: torch.Tensor) -> torch.Tensor:
@@ -219,7 +232,7 @@ class Predictor:
         return probs.contiguous(memory_format=torch.channels_last).argmax(1).to(torch.uint8).cpu()
 
     def _model_grid(self, chunk: torch.Tensor, grid: tuple[int, int], batch: int, flip_tta: bool) -> torch.Tensor:
-        """[B, C, *grid] class probabilities (summed over flips with `flip_tta`) of slices [B, 1, H, W]:
+        """[B, C, *grid] class probabilities (summed over flips with `flip_tta`) of slices [B, C, H, W]:
         the one place the network runs over slices, in the run's geometry and precision."""
 
         def net(x: torch.Tensor) -> torch.Tensor:

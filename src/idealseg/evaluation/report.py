@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from idealseg.atomic import atomic_file
+from idealseg.data.channels import as_channels
 from idealseg.data.dataset import Dataset
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import markdown_table
@@ -63,7 +64,7 @@ def write_report(run: str | Path, split: str | None = None, cases: int = 2, devi
         case = ds.load(entry.id)
         mask = predictor.predict(case.image, case.spacing)
         name = f"overlay_{entry.id}.png"
-        overlay(case.image, case.label, mask, out / name, title=entry.id, classes=list(cfg.classes))
+        overlay(as_channels(case.image)[0], case.label, mask, out / name, title=entry.id, classes=list(cfg.classes))
         parts += [f"![{entry.id}]({name})", ""]
     with atomic_file(out / "report.md") as f:
         f.write("\n".join(parts))

@@ -34,7 +34,7 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def augment(self, images: torch.Tensor, labels: torch.Tensor | None):
-        """The run's fine-tuning augmentation (`augmentation`) of slices [B, 1, H, W] and their labels:
+        """The run's fine-tuning augmentation (`augmentation`) of slices [B, C, H, W] and their labels:
         one random transform per slice, the same for its label; every method calls this one."""
         if self.cfg.augmentation == "nnunet":
             return nnunet_augment(images, labels)
@@ -42,7 +42,7 @@ class Method(nn.Module):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        """Class probabilities [B, C, H, W] for un-augmented slices [B, 1, H, W]."""
+        """Class probabilities [B, C, H, W] for un-augmented slices [B, C, H, W]."""
         raise NotImplementedError
 
     @torch.no_grad()

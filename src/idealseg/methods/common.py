@@ -46,7 +46,7 @@ CUTMIX = {"area": (0.02, 0.4), "aspect": (0.3, 1 / 0.3), "p": 0.5}  # UniMatch's
 
 
 def strong_view(x: torch.Tensor, maps: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """A strongly augmented view of unlabelled slices [B, 1, H, W]: stronger photometric changes, then
+    """A strongly augmented view of unlabelled slices [B, C, H, W]: stronger photometric changes, then
     CutMix with the next slice of the batch; `maps` ([B, H, W] pseudo-labels, confidences) are mixed
     with the same box, so each pixel keeps the target of the slice it came from."""
     strong = photometric(x, STRONG)
@@ -81,7 +81,7 @@ class TeacherStudent(Method):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.student = UNet(cfg.num_classes, channels=cfg.channels)
+        self.student = UNet(cfg.num_classes, cfg.in_channels, channels=cfg.channels)
         self.teacher = copy.deepcopy(self.student)
         for p in self.teacher.parameters():
             p.requires_grad_(False)

@@ -17,8 +17,8 @@ class CPS(Method):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.net1 = UNet(cfg.num_classes, channels=cfg.channels)
-        self.net2 = UNet(cfg.num_classes, channels=cfg.channels)
+        self.net1 = UNet(cfg.num_classes, cfg.in_channels, channels=cfg.channels)
+        self.net2 = UNet(cfg.num_classes, cfg.in_channels, channels=cfg.channels)
         self.loss = supervised_loss(cfg)
 
     def forward(self, images, labels, n_labeled, progress):

@@ -29,7 +29,7 @@ class GclLclPretrain(Method):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.encoder = Encoder(channels=cfg.channels)
+        self.encoder = Encoder(cfg.in_channels, channels=cfg.channels)
         self.global_head = MLPHead(cfg.channels[-1])
         self.local_head = DenseProjectionHead(cfg.channels[LOCAL_LEVEL])
         self.global_loss = NTXentLoss(cfg.temperature)

@@ -33,7 +33,7 @@ class Ideal(Method):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.encoder = Encoder(channels=cfg.channels)
+        self.encoder = Encoder(cfg.in_channels, channels=cfg.channels)
         self.decoder1 = Decoder(cfg.num_classes, cfg.channels, upsampling="transposed")
         self.decoder2 = Decoder(cfg.num_classes, cfg.channels, upsampling="bilinear")
         self.perturb1 = perturbation(cfg.perturb1)

@@ -31,7 +31,7 @@ class IdealPretrain(Method):
         super().__init__(cfg)
         if cfg.head not in ("dense", "mlp"):
             raise ValueError(f"head must be 'dense' or 'mlp', got {cfg.head!r}")
-        self.encoder = Encoder(channels=cfg.channels)
+        self.encoder = Encoder(cfg.in_channels, channels=cfg.channels)
         level_channels = cfg.channels[cfg.dense_level]
         self.dense_head = DenseProjectionHead(level_channels) if cfg.head == "dense" else None
         use_global = cfg.head == "mlp" or cfg.global_weight > 0

@@ -15,7 +15,7 @@ class Supervised(Method):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.net = UNet(cfg.num_classes, channels=cfg.channels)
+        self.net = UNet(cfg.num_classes, cfg.in_channels, channels=cfg.channels)
         self.loss = supervised_loss(cfg)
 
     def forward(self, images, labels, n_labeled, progress):

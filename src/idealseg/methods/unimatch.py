@@ -34,7 +34,7 @@ class UniMatch(Method):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.net = UNet(cfg.num_classes, channels=cfg.channels)
+        self.net = UNet(cfg.num_classes, cfg.in_channels, channels=cfg.channels)
         self.feature_dropout = nn.Dropout2d(0.5)
         self.loss = supervised_loss(cfg)
 

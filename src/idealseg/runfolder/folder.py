@@ -114,8 +114,9 @@ def load_pretrained(method: Method, init: str | Path) -> None:
         method.load_pretrained(state)
     except RuntimeError:
         channels = ", ".join(str(c) for c in method.cfg.channels)
-        raise InputError(init, f"its pre-trained encoder does not fit this run's network (channels {channels}); "
-                               "pre-train with the same channels and input") from None
+        raise InputError(init, f"its pre-trained encoder does not fit this run's network (channels {channels}; "
+                               f"{method.cfg.in_channels} image channel(s)); pre-train with the same channels "
+                               "and input, on scans of as many channels") from None
 
 
 def encoder_state(method: Method) -> dict[str, torch.Tensor]:

@@ -2,6 +2,9 @@
 
     SRC/dataset.json (optional)   SRC/imagesTr/<case>[_0000].nii.gz   SRC/labelsTr/<case>.nii.gz
     SRC/imagesTs/<case>[_0000].nii.gz   SRC/labelsTs/<case>.nii.gz (optional)
+A case of several channels has one file each, `<case>_0000`, `<case>_0001`, ... on one grid (every case
+the same channels, as many as the dataset.json's `channel_names` where it names them): the image is
+stored [C, Z, H, W], each channel normalised on its own (data/channels.py).
 `imagesTs` is the test split, never training data. Images of `imagesTr` without a label are the
 unlabelled scans semi-supervision trains on; a folder with no labels at all is a dataset to pre-train
 on. Scans are grouped by patient (`idealseg.data.patients`) and every split is by patient. A
@@ -18,17 +21,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from idealseg.data.channels import check_same_grid, group_channel_files, stack_channels
 from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
 from idealseg.data.folds import SPLITS_FILE, make_folds
 from idealseg.data.importers.source_json import SourceJson
 from idealseg.data.importers.splits import assign_splits
 from idealseg.data.nifti_io import load_nifti, read_scan, to_zhw
-from idealseg.data.normalize import normalize_volume
 from idealseg.data.patients import group_by_patient
 from idealseg.errors import IdealsegError, InputError
 
 _SUFFIX = re.compile(r"(_0000)?\.nii(\.gz)?$")
-_CHANNEL = re.compile(r"^(.+)_(\d{4})\.nii(\.gz)?$")  # nnU-Net: one file per channel, CASE_XXXX
 MAX_CLASS = 31  # more classes than this, without a --label-map, is a coded mask (0/255), not a class set
 GEOMETRY_TOLERANCE = 1e-3  # mm: image and label affines must agree this closely
 
@@ -108,26 +110,38 @@ def _case_id(path: Path) -> str:
     return _SUFFIX.sub("", path.name)
 
 
-def _images(folder: Path) -> dict[str, Path]:
+def _nifti_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
-        return {}
-    files = [p for p in sorted(folder.iterdir()) if _SUFFIX.search(p.name)]
-    channels: dict[str, list[str]] = {}
-    for p in files:
-        match = _CHANNEL.match(p.name)
-        if match:
-            channels.setdefault(match.group(1), []).append(match.group(2))
-    multi = {case: chans for case, chans in channels.items() if chans != ["0000"]}
-    if multi:
-        case, chans = sorted(multi.items())[0]
-        raise InputError(folder, f"case {case!r} has channel file(s) _{', _'.join(chans)}; idealseg segments one "
-                                 "channel (_0000): keep only the _0000 files in a folder of their own")
+        return []
+    return [p for p in sorted(folder.iterdir()) if _SUFFIX.search(p.name)]
+
+
+def _images(folder: Path) -> dict[str, tuple[Path, ...]]:
+    """Case id -> its channel files (`CASE_0000`, `CASE_0001`, ...; a file without a channel number is a
+    one-channel case), every case with the same channels (data/channels.py)."""
+    return group_channel_files(_nifti_files(folder), folder)
+
+
+def _labels(folder: Path) -> dict[str, Path]:
+    """Case id -> its label file (a label has no channels; a `_0000` suffix is dropped as nnU-Net's)."""
     by_case: dict[str, Path] = {}
-    for p in files:
+    for p in _nifti_files(folder):
         other = by_case.setdefault(_case_id(p), p)
         if other != p:
             raise InputError(folder, f"two files for case {_case_id(p)!r} ({other.name} and {p.name}); keep one")
     return by_case
+
+
+def check_channel_names(images: dict[str, tuple[Path, ...]], source_json: SourceJson | None) -> None:
+    """A source dataset.json that names its channels must name as many as each case has files."""
+    if not images or not source_json or not source_json.channels:
+        return
+    case, paths = next(iter(images.items()))
+    named = source_json.channels
+    if len(paths) != len(named):
+        raise InputError(paths[0], f"case {case!r} has {len(paths)} channel file(s) but dataset.json names "
+                                   f"{len(named)} channel(s) ({', '.join(named)}); give each case one file per "
+                                   "channel (CASE_0000, CASE_0001, ...)")
 
 
 def _check_geometry(image_path: Path, label_path: Path, image_affine: np.ndarray, label_affine: np.ndarray) -> None:
@@ -182,10 +196,13 @@ class LabelCodes:
                                    f"({note}; map a code to 0 to drop it)")
 
 
-def _read_image(path: Path, normalization: str):
-    """(image [Z, H, W] normalised, affine, spacing (Z, H, W), axes, source ndim) of one scan."""
-    scan = read_scan(path)
-    return normalize_volume(scan.zhw, normalization), scan.affine, scan.spacing, scan.axes, scan.shape
+def _read_image(paths: tuple[Path, ...], normalization: str):
+    """(image normalised channel by channel, [Z, H, W] or [C, Z, H, W], then channel 0's affine, spacing
+    (Z, H, W), axes and source shape) of one case's channel files, which must share one grid."""
+    scans = [read_scan(p) for p in paths]
+    check_same_grid(scans, paths)
+    first = scans[0]
+    return stack_channels(scans, normalization), first.affine, first.spacing, first.axes, first.shape
 
 
 def _read_label(path: Path, image_path: Path, shape: tuple, affine: np.ndarray, axes: tuple[int, int, int],
@@ -228,11 +245,12 @@ def import_nifti(
     test, when asked) by patient, each patient's unlabelled scans following it; imagesTs is the test
     split. `classes` (the user's --classes) orders a suggested label map."""
     images = _images(src / "imagesTr")
-    labels = _images(src / "labelsTr")
+    labels = _labels(src / "labelsTr")
     tests = _images(src / "imagesTs")
-    test_labels = _images(src / "labelsTs")
+    test_labels = _labels(src / "labelsTs")
     if not images and not tests:
         raise InputError(src, "no imagesTr/ or imagesTs/ NIfTI files found")
+    check_channel_names(images or tests, source_json)
     for folder, found, scans in (("labelsTr", labels, images), ("labelsTs", test_labels, tests)):
         orphans = sorted(set(found) - set(scans))
         if orphans:
@@ -260,8 +278,9 @@ def import_nifti(
     patient_of = {c: p for group in (patients, group_by_patient(list(tests), patient_rule))
                   for p, ids in group.items() for c in ids}
     for case_id in tqdm(sorted(all_cases), desc="volumes", unit="vol"):
-        path = all_cases[case_id]
-        image, affine, spacing, axes, shape = _read_image(path, normalization)
+        paths = all_cases[case_id]
+        path = paths[0]
+        image, affine, spacing, axes, shape = _read_image(paths, normalization)
         label = None
         if case_id in all_labels:
             label = _read_label(all_labels[case_id], path, shape, affine, axes, codes)
@@ -294,12 +313,13 @@ def import_unlabelled(folder: Path, writer: DatasetWriter, normalization: str,
     taken = {c["id"] for c in writer.info["cases"]}
     clash = sorted(set(images) & taken)
     if clash:
-        raise InputError(images[clash[0]], f"--unlabeled: case id {clash[0]!r} is already in the dataset; "
+        raise InputError(images[clash[0]][0], f"--unlabeled: case id {clash[0]!r} is already in the dataset; "
                                            "rename the file")
     patients = {c: p for p, ids in group_by_patient(list(images), patient_rule).items() for c in ids}
     for case_id in tqdm(sorted(images), desc="unlabelled volumes", unit="vol"):
-        path = images[case_id]
-        image, affine, spacing, axes, shape = _read_image(path, normalization)
+        paths = images[case_id]
+        path = paths[0]
+        image, affine, spacing, axes, shape = _read_image(paths, normalization)
         volume = CaseVolume(case_id, patients[case_id], image, None, spacing, affine, axes,
                             {"source_file": path.name, "ndim": len(shape), "unlabelled_from": str(folder)})
         writer.add(volume, "train", path)
