@@ -320,11 +320,13 @@ def predict_files(run: str | Path, src: str | Path, out: str | Path, checkpoint:
         flip_tta: Average the network over flips.
         device: "cpu", "cuda" or "cuda:N"; None: CUDA where there is one.
         **options: `normalization` (None: the run's), `overwrite`, `largest_component` (None: as the
-            run's validation chose) and `scale_search` (default on for a model in physical space).
+            run's validation chose), `scale_search` (default on for a model in physical space) and
+            `ensemble` (a list of other runs of the same experiment, folds or seeds, whose
+            probabilities are averaged with `run`'s).
 
     Returns:
         The paths of the masks written, each `<scan>_seg.nii.gz` with its input's affine, header,
-        shape and orientation.
+        shape and orientation; a quality table `idealseg_quality.csv` beside them.
 
     Raises:
         IdealsegError: An unreadable or implausible scan (named), a mask that would overwrite an
@@ -335,4 +337,9 @@ def predict_files(run: str | Path, src: str | Path, out: str | Path, checkpoint:
     for name in ("overwrite", "largest_component", "scale_search"):
         if options.get(name) is not None:
             checks.flag(options[name], f"--{name.replace('_', '-')}")
+    ensemble = options.get("ensemble")
+    if ensemble is not None:
+        if isinstance(ensemble, (str, Path)) or not isinstance(ensemble, (list, tuple)):
+            raise InvalidValue(f"ensemble {ensemble!r}: expected a list of run folders")
+        options["ensemble"] = [checks.path(r, "--ensemble") for r in ensemble]
     return _predict_files(run, src, out, checkpoint, checks.flag(flip_tta, "--tta"), device, **options)

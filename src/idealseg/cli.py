@@ -210,7 +210,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
     written = predict_files(args.run, args.input, args.out, args.checkpoint, args.tta, _device(args),
                             overwrite=args.overwrite, largest_component=args.largest_component,
-                            scale_search=args.scale_search)
+                            scale_search=args.scale_search, ensemble=args.ensemble)
     print(f"wrote {len(written)} mask(s) to {args.out}")
 
 
@@ -323,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "confident at, for scans whose anatomy is not at the size their header implies (another "
                         "centre's export); default: on, for a model in physical space")
     p.add_argument("--overwrite", action="store_true", help="replace masks that exist in OUT (never an input)")
+    p.add_argument("--ensemble", action="append", metavar="RUN", default=None,
+                   help="another run of the same experiment (a fold, a seed) whose probabilities are averaged "
+                        "with RUN's; repeat for more (nnU-Net's ensemble of folds)")
     _add_compute_flags(p)
     p.set_defaults(func=_cmd_predict)
 

@@ -200,3 +200,43 @@ def test_a_run_trains_and_validates_on_its_fold(nnunet_folder, tmp_path):
     assert validated >= 0 and run is not None
     with pytest.raises(IdealsegError, match="resum|fold"):  # another fold is another experiment
         train(root, tmp_path / "run", fold=2, profile="tiny", threads=1, iterations=2, resume=True)
+
+
+def test_predict_averages_the_folds_of_one_experiment(nnunet_folder, tmp_path, capsys):
+    """--ensemble: the probabilities of several runs (here two folds) averaged; runs of another
+    experiment (another class set) are refused in one line."""
+    import nibabel as nib
+
+    from idealseg.evaluation.predictor import Predictor
+    from idealseg.pipeline import train
+
+    root = prepare("nifti", tmp_path / "ds", nnunet_folder)
+    tiny = {"profile": "tiny", "threads": 1, "iterations": 2, "val_every": 0}
+    for k in (0, 1):
+        train(root, tmp_path / f"fold{k}", fold=k, **tiny)
+    runs = [tmp_path / "fold0", tmp_path / "fold1"]
+    out = tmp_path / "masks"
+    assert main(["predict", str(runs[0]), str(nnunet_folder / "imagesTs"), str(out), "--ensemble", str(runs[1])]) == 0
+    both = Predictor.from_runs(runs, device="cpu", scale_search=True)
+    volume = Dataset(root).load("patient101_frame01")
+    a = Predictor.from_run(runs[0], device="cpu").probabilities(volume.image, volume.spacing)
+    b = Predictor.from_run(runs[1], device="cpu").probabilities(volume.image, volume.spacing)
+    averaged = both.with_choices(scale_search=False).probabilities(volume.image, volume.spacing)
+    assert torch_allclose(averaged, (a + b) / 2)
+    assert len(list(out.glob("*_seg.nii.gz"))) == 2 and nib.load(next(out.glob("*_seg.nii.gz"))).shape == (12, 10, 3)
+    other = tmp_path / "other_src"
+    import shutil
+
+    shutil.copytree(nnunet_folder, other)
+    (other / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "A": 1, "B": 2}}))
+    train(prepare("nifti", tmp_path / "ds2", other), tmp_path / "other", **tiny)
+    capsys.readouterr()
+    assert main(["predict", str(runs[0]), str(nnunet_folder / "imagesTs"), str(tmp_path / "m2"), "--ensemble",
+                 str(tmp_path / "other")]) == 2
+    assert "its classes" in capsys.readouterr().err and not (tmp_path / "m2").exists()
+
+
+def torch_allclose(a, b) -> bool:
+    import torch
+
+    return bool(torch.allclose(a, b, atol=1e-5))

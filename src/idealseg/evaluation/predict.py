@@ -130,14 +130,15 @@ def run_normalization(cfg) -> str:
 def predict_files(
     run: str | Path, src: str | Path, out: str | Path, checkpoint: str = "last", flip_tta: bool = False,
     device: str | None = None, normalization: str | None = None, overwrite: bool = False,
-    largest_component: bool | None = None, scale_search: bool = True,
+    largest_component: bool | None = None, scale_search: bool = True, ensemble: list[str | Path] | None = None,
 ) -> list[Path]:
     """Segment one NIfTI file or a folder of them; masks go to OUT (a folder, or a file name).
     `largest_component` None: the post-processing the run's validation chose. `scale_search` (a run in
     physical space): each scan is segmented at the multiple of its header's spacing the model is most
     confident at (Predictor.choose_scale), and a scan not segmented at its header's is named."""
-    predictor = Predictor.from_run(run, checkpoint, device, flip_tta=flip_tta, scale_search=scale_search,
-                                   largest_component=largest_component)
+    runs = [run, *(ensemble or [])]  # several runs (folds, seeds): their probabilities averaged
+    predictor = Predictor.from_runs(runs, checkpoint, device, flip_tta=flip_tta, scale_search=scale_search,
+                                    largest_component=largest_component)
     cfg = predictor.cfg
     src, out = Path(src), checks.output_path(out, "OUT")
     cases = scan_cases(_inputs(src), cfg.in_channels, src)

@@ -50,6 +50,9 @@ SCALE_MARGIN = 0.02  # the header's scale is kept unless another is this much mo
 SCALE_SLICES = 8  # slices of the volume's middle that the search looks at
 
 Network = Callable[[torch.Tensor], torch.Tensor]
+# what the runs of an ensemble must share: the averaged probabilities mean the same classes, at the same
+# scale, from the same inputs
+ENSEMBLE_KEYS = ("classes", "num_classes", "spacing_mm", "input_size", "in_channels", "normalization")
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,31 @@ class Predictor:
             largest_component = run_largest_component(run_dir)
         return cls.from_method(method, cfg, device, amp=amp, flip_tta=flip_tta, scale_search=scale_search,
                                largest_component=largest_component, run_dir=run_dir)
+
+    @classmethod
+    def from_runs(cls, runs: Sequence[str | Path], checkpoint: str = "last", device: torch.device | str | None = None,
+                  **choices: Any) -> Predictor:
+        """One predictor averaging the probabilities of several runs (the folds or seeds of one experiment,
+        nnU-Net's ensemble): the first run's geometry, precision and post-processing choice, and every
+        other run checked to share what the average needs (classes, spacing, patch, channels,
+        normalisation), so that a mismatch is one line, not a silently wrong mask."""
+        first = cls.from_run(runs[0], checkpoint, device, **choices)
+        if len(runs) == 1:
+            return first
+        networks = [first.network]
+        for run in runs[1:]:
+            other = cls.from_run(run, checkpoint, first.device, **choices)
+            for key in ENSEMBLE_KEYS:
+                if getattr(other.cfg, key) != getattr(first.cfg, key):
+                    raise IdealsegError(f"{other.run_dir}: its {key} {getattr(other.cfg, key)!r} is not "
+                                        f"{first.run_dir}'s {getattr(first.cfg, key)!r}; an ensemble averages runs "
+                                        "of one experiment")
+            networks.append(other.network)
+
+        def average(x: torch.Tensor) -> torch.Tensor:
+            return sum(net(x).float() for net in networks) / len(networks)
+
+        return replace(first, network=average)
 
     def with_choices(self, **choices: Any) -> Predictor:
         """A copy with other choices (flip_tta, scale_search, largest_component, ...), the network shared."""
