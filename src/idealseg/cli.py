@@ -73,8 +73,10 @@ def _train_flags() -> dict[str, str]:
     return {f.name: str(f.type) for f in fields(RunConfig) if OPTIONS[f.name].cli}
 
 
-def _add_train_options(p: argparse.ArgumentParser, stage: str, method_default: str) -> None:
+def _add_train_options(p: argparse.ArgumentParser, stage: str, method_default: str,
+                       help_profile: str | None = None) -> None:
     from idealseg.config import OPTIONS, PROFILES, method_names
+    from idealseg.config.profiles import profile_value
 
     p.add_argument("dataset", help="dataset folder written by `idealseg prepare`")
     p.add_argument("--out", required=True, help="run folder to write")
@@ -88,6 +90,11 @@ def _add_train_options(p: argparse.ArgumentParser, stage: str, method_default: s
     p.add_argument("--config", help="YAML file of options (any option below, by its name with underscores)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start again in a run folder idealseg wrote")
+    profile = help_profile if help_profile in PROFILES else "cpu"
+    groups = {title: p.add_argument_group(f"{title} ({profile} profile's values; --profile NAME --help shows "
+                                          "another's)" if title == HELP_GROUPS[0][0] else title)
+              for title, _ in HELP_GROUPS}
+    groups["method options"] = p.add_argument_group("method options (read only by the methods named)")
     for name, annotation in _train_flags().items():
         option = OPTIONS[name]
         text = option.help + (f"; one of {', '.join(option.choices)}" if option.choices else "")
@@ -95,8 +102,44 @@ def _add_train_options(p: argparse.ArgumentParser, stage: str, method_default: s
             text += f" [read by {', '.join(option.readers)}]"
         if annotation == "bool":
             text += " (true or false)"
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=_flag_type(annotation), default=None,
-                       metavar=name.upper(), help=text.replace("%", "%%"))
+        text += f" (default: {_shown(profile_value(profile, stage, name))})"
+        group = next((title for title, names in HELP_GROUPS if name in names), None)
+        if group is None:
+            group = "method options" if set(option.readers) - {"pretrain", "finetune"} else HELP_GROUPS[0][0]
+        groups[group].add_argument("--" + name.replace("_", "-"), dest=name, type=_flag_type(annotation),
+                                   default=None, metavar=name.upper(), help=text.replace("%", "%%"))
+
+
+# how `--help` of pretrain, finetune and train groups the run options (the rest: the experiment, or the
+# method options where only some methods read them)
+HELP_GROUPS = (
+    ("experiment", ("labeled", "seed", "fold", "init")),
+    ("data and model", ("input_size", "channels", "target_spacing", "augmentation", "sup_loss")),
+    ("budget and optimiser", ("iterations", "time_budget", "batch_labeled", "batch_unlabeled", "optimizer", "lr",
+                              "weight_decay", "poly_power")),
+    ("machine and bookkeeping", ("device", "threads", "amp", "compile", "channels_last", "sync_bn", "val_every",
+                                 "checkpoint_every", "log_every")),
+)
+
+
+def _shown(value) -> str:
+    """A default as a user types it on the command line."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _help_profile(argv: list[str] | None) -> str | None:
+    """The --profile a `--help` asks about, so that the help shows that profile's values."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" not in argv and "--help" not in argv:
+        return None
+    for i, arg in enumerate(argv):
+        if arg == "--profile" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--profile="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _train_kwargs(args: argparse.Namespace) -> dict:
@@ -222,8 +265,9 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(f"report and figures: {report}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse tree of every subcommand (its `--help` is the CLI's reference)."""
+def build_parser(help_profile: str | None = None) -> argparse.ArgumentParser:
+    """The argparse tree of every subcommand (its `--help` is the CLI's reference; the run options show
+    `help_profile`'s values, else the cpu profile's)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="idealseg", description=__doc__)
@@ -266,15 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("pretrain", help="contrastive pre-training of the encoder (labels never read)")
-    _add_train_options(p, "pretrain", "ideal-pretrain")
+    _add_train_options(p, "pretrain", "ideal-pretrain", help_profile)
     p.set_defaults(func=_cmd_pretrain)
 
     p = sub.add_parser("finetune", help="semi-supervised fine-tuning (or a baseline method)")
-    _add_train_options(p, "finetune", "bcp")
+    _add_train_options(p, "finetune", "bcp", help_profile)
     p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("train", help="pretrain then finetune, into OUT/pretrain and OUT/finetune")
-    _add_train_options(p, "finetune", "bcp")
+    _add_train_options(p, "finetune", "bcp", help_profile)
     p.add_argument("--pretrain-method", default="ideal-pretrain")
     p.add_argument("--no-pretrain", action="store_true", help="fine-tune from scratch (ablation)")
     p.set_defaults(func=_cmd_train)
@@ -448,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             signals = _Signals(owner=argv is None)
-            args = build_parser().parse_args(argv)
+            args = build_parser(_help_profile(argv)).parse_args(argv)
             import warnings
 
             warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {_one_line(str(msg))}\n"

@@ -91,3 +91,15 @@ def test_unread_option_is_named_dataset_options_refused_yaml_profile_honoured(ph
     (tmp_path / "run.yaml").write_text("profile: tiny\n")
     assert resolve_config("finetune", None, str(tmp_path / "run.yaml"), {}).input_size == 64  # tiny, not cpu
     assert resolve_config("finetune", "gpu", str(tmp_path / "run.yaml"), {}).input_size == 256  # the flag wins
+
+
+@pytest.mark.parametrize("profile,size", [(None, "128"), ("gpu", "256"), ("tiny", "64")])
+def test_help_groups_the_options_and_shows_the_chosen_profiles_values(profile, size, capsys):
+    from idealseg.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["finetune", *(["--profile", profile] if profile else []), "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"experiment ({profile or 'cpu'} profile's values" in text
+    assert "budget and optimiser:" in text and "method options (read only by the methods named):" in text
+    assert f"square training input size in pixels (default: {size})" in text

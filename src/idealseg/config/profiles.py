@@ -45,3 +45,12 @@ for _stages in PROFILES.values():  # contrastive pre-training normalises over th
 def profile_input_sizes() -> dict[str, int]:
     """Each profile's fine-tuning input size: the patches the dataset's plan sizes against its anatomy."""
     return {name: stages["finetune"]["input_size"] for name, stages in PROFILES.items()}
+
+
+def profile_value(profile: str, stage: str, name: str) -> Any:
+    """What option `name` is under `profile` for `stage` before a YAML or a flag changes it: the profile's
+    own value, else RunConfig's default (so `--help` can show the values a run would start from)."""
+    from idealseg.config.run_config import RunConfig
+
+    stages = PROFILES.get(profile, PROFILES["cpu"])
+    return stages.get(stage, {}).get(name, getattr(RunConfig(), name))
