@@ -240,3 +240,14 @@ def torch_allclose(a, b) -> bool:
     import torch
 
     return bool(torch.allclose(a, b, atol=1e-5))
+
+
+def test_a_target_spacing_far_from_the_datas_is_refused_or_said(nnunet_folder, tmp_path, capsys):
+    root = prepare("nifti", tmp_path / "ds", nnunet_folder)  # 1.5 mm in-plane
+    tiny = ["--profile", "tiny", "--threads", "1", "--iterations", "2", "--val-every", "0"]
+    assert main(["finetune", str(root), "--out", str(tmp_path / "r1"), "--target-spacing", "0.1", *tiny]) == 2
+    err = capsys.readouterr().err
+    assert "--target-spacing 0.1 mm is 15.0x finer than" in err and "median in-plane spacing 1.5 mm" in err
+    assert not (tmp_path / "r1").exists()
+    with pytest.warns(UserWarning, match="is 2.5x coarser than"):
+        assert main(["finetune", str(root), "--out", str(tmp_path / "r2"), "--target-spacing", "3.75", *tiny]) == 0

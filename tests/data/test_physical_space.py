@@ -134,8 +134,11 @@ def test_partial_spacing_warns_and_evaluation_needs_spacing(phantom, tmp_path, c
     partial = Dataset(_without_spacing(phantom, tmp_path / "partial", {first}))
     with pytest.warns(UserWarning, match="1 of .* cases have no spacing, so this run resizes slices"):
         assert resolve_spacing("auto", partial) == 0.0
-    with pytest.raises(IdealsegError, match="more than 4096 on a side; choose a coarser --target-spacing"):
-        resolve_spacing("0.01", Dataset(phantom))
+    with pytest.raises(IdealsegError, match=r"0.01 mm is 146.1x finer than .*; give a spacing within 4x of it"):
+        resolve_spacing("0.01", Dataset(phantom))  # far off: refused before any slice would be resampled
+    from idealseg.data.physical import oversize
+
+    assert "more than 4096 on a side" in oversize((300, 300), (1.5, 1.5), 0.1)  # a single huge case, within 4x
     run = idealseg.finetune(phantom, tmp_path / "run", method="supervised", labeled="2", profile="tiny",
                             iterations=2, val_every=0, threads=1)
     bare = _without_spacing(phantom, tmp_path / "bare")

@@ -27,6 +27,8 @@ from idealseg.errors import IdealsegError
 
 FOREGROUND_SHARE = 1 / 3  # nnU-Net's oversample_foreground_percent
 MAX_CANVAS_PATCHES = 2  # a canvas is at most twice the patch: the periphery of a huge field of view goes
+FAR_OFF = 4.0  # a target spacing this many times finer or coarser than the data's is refused
+NEAR = 2.0  # ... and beyond this it is said
 MAX_SIDE = 4096  # a slice resampled to the target spacing larger than this is an error, not an allocation
 
 
@@ -51,11 +53,28 @@ def resolve_spacing(option: str, dataset: Dataset) -> float:
                             "(prepare it from NIfTI, or ssl4mis with --spacing-from)")
     else:
         target = float(option)
+        _check_far_off(target, dataset, known)
     for case in dataset.cases if target else []:
         reason = oversize(tuple(case.shape[1:]), tuple(case.spacing[1:]), target)
         if reason:
             raise IdealsegError(f"{dataset.root}: case {case.id}: {reason}; choose a coarser --target-spacing")
     return target
+
+
+def _check_far_off(target: float, dataset: Dataset, known: list) -> None:
+    """A spacing far from the data's (a typo, mm for cm) turns every slice into a huge or a tiny image and
+    validation into hours: beyond FAR_OFF times the median in-plane spacing it is refused, with numbers;
+    beyond NEAR times it is said once."""
+    median = float(np.median([min(s[1:]) for s in known]))
+    ratio = max(target / median, median / target)
+    finer = "finer" if target < median else "coarser"
+    message = (f"--target-spacing {target:g} mm is {ratio:.1f}x {finer} than {dataset.root}'s median in-plane "
+               f"spacing {median:.3g} mm")
+    if ratio > FAR_OFF:
+        raise IdealsegError(f"{message}; give a spacing within {FAR_OFF:g}x of it, or auto")
+    if ratio > NEAR:
+        warnings.warn(f"{message}: each slice is resampled {ratio:.1f}x; training and validation cost follows",
+                      stacklevel=3)
 
 
 def resampled_size(shape: tuple[int, int], spacing: tuple[float, float], target: float) -> tuple[int, int]:
