@@ -89,6 +89,41 @@ def headline() -> list[str]:
     return lines
 
 
+GAP_MARKERS = ("<!-- gap: from the tuning, converged and ceiling reports -->", "<!-- /gap -->")
+GAP_REGIMES = (("equal compute", "acdc_cpu_tuning"), ("equal steps", "acdc_cpu_converged"))
+GAP_METHODS = (("BCP", "bcp adam 1e-3"), ("UniMatch", "unimatch adam 1e-3"),
+               ("default recipe", "ideal pre-training + bcp adam 1e-3"))
+PLAIN = "supervised adam 1e-3"
+
+
+def _dice_cells(folder: str) -> tuple[list[str], dict[str, list[str]]]:
+    """A report's first table: its budgets and, by row, each budget's mean Dice text ("-" where not run)."""
+    table = tables((ROOT / "benchmarks" / "results" / folder / "report.md").read_text(), 1)[0]
+    budgets = [b.strip().split()[0] for b in table[0].strip("|").split("|")[1:]]
+    return budgets, {row: [v.split(" / ")[0].split()[0] for v in values] for row, values in cells(table).items()}
+
+
+def gap_table() -> list[str]:
+    """Each method's share of the gap between the plain U-Net and the same U-Net with all 70 training
+    patients labelled (the ceiling, acdc_cpu_ceiling's report): (method - plain) / (ceiling - plain)."""
+    _, ceiling_rows = _dice_cells("acdc_cpu_ceiling")
+    ceiling = ceiling_rows[PLAIN][0]
+    header = ["labelled", "regime", "plain U-Net", *(f"{name}'s share" for name, _ in GAP_METHODS),
+              "ceiling (70 labelled)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for regime, folder in GAP_REGIMES:
+        budgets, rows = _dice_cells(folder)
+        for i, budget in enumerate(budgets):
+            plain = rows[PLAIN][i]
+            shares = []
+            for _, row in GAP_METHODS:
+                value = rows.get(row, ["-"] * len(budgets))[i]
+                gap = float(ceiling) - float(plain)
+                shares.append("-" if value == "-" else f"{(float(value) - float(plain)) / gap:+.0%}")
+            lines.append(f"| {budget.split(':')[1]} | {regime} | {plain} | " + " | ".join(shares) + f" | {ceiling} |")
+    return lines
+
+
 def _one_seed(value: str) -> str:
     """A report cell's mean, marked when one seed stands behind it (the others have two)."""
     mean = value.split()[0]
@@ -111,6 +146,9 @@ def main() -> None:
     for name in HEADLINE_PAGES:
         path = ROOT / name
         path.write_text(replace_between(path.read_text(), *README_MARKERS, "\n".join(headline())))
+    if (ROOT / "benchmarks" / "results" / "acdc_cpu_ceiling" / "report.md").exists():
+        path = ROOT / "docs" / "results.md"
+        path.write_text(replace_between(path.read_text(), *GAP_MARKERS, "\n".join(gap_table())))
 
 
 if __name__ == "__main__":

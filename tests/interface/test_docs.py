@@ -62,3 +62,12 @@ def test_headline_bolds_the_best_and_marks_single_seeds(monkeypatch):
     rows = sync.headline()[2:]
     assert rows[0] == "| 7 | **0.80** | 0.70 (1 seed) | 0.75 | 0.78 | -0.02 ± 0.01 | supervised |"
     assert rows[1] == "| 1 | 0.30 | - | 0.50 | **0.60** | +0.30 ± 0.02 | IDEAL pre-training + BCP |"
+
+
+def test_committed_results_the_gap_table_is_computed_from_the_reports():
+    """The Results page's share-of-the-gap table is what sync_docs_table.py computes from the tuning,
+    converged and ceiling reports (not typed by hand)."""
+    text = (sync.ROOT / "docs" / "results.md").read_text()
+    start, end = sync.GAP_MARKERS
+    assert text.split(start, 1)[1].split(end, 1)[0].strip().splitlines() == sync.gap_table(), (
+        "docs/results.md's gap table is stale: python benchmarks/scripts/sync_docs_table.py")
