@@ -197,9 +197,24 @@ def report(results: dict) -> str:
         dice = [f"{np.mean([s['dice'] for s in c['scans']]):.3f}" if (c := cells.get((r, ds))) else "-"
                 for r in runs]
         lines += ["| (mean Dice) | " + " | ".join(dice) + " |", ""]
+        lines += [f"- {r}: {worst_third(c)}" for r in runs if (c := cells.get((r, ds)))] + [""]
     lines += ["Seconds per run and dataset (scale search and 5 volume inferences a scan): "
               + ", ".join(f"{r} {d}: {c['seconds']:.0f}" for (r, d), c in cells.items())]
     return "\n".join(lines) + "\n"
+
+
+FAILURE_DICE = 0.7  # a mask below this mean foreground Dice is a failure a user must find
+
+
+def worst_third(cell: dict) -> str:
+    """Whether the lowest-scored third (by `confidence`) holds the failures and the lowest-Dice third."""
+    scans = cell["scans"]
+    k = len(scans) // 3
+    low = {s["id"] for s in sorted(scans, key=lambda s: s["confidence"])[:k]}
+    worst = {s["id"] for s in sorted(scans, key=lambda s: s["dice"])[:k]}
+    failures = [s["id"] for s in scans if s["dice"] < FAILURE_DICE]
+    return (f"the lowest-scored third ({k} scans) holds {sum(f in low for f in failures)} of the "
+            f"{len(failures)} failures (Dice < {FAILURE_DICE}) and {len(low & worst)} of the {k} lowest-Dice scans")
 
 
 def write(out: Path, results: dict) -> None:

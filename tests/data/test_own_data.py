@@ -251,3 +251,47 @@ def test_a_target_spacing_far_from_the_datas_is_refused_or_said(nnunet_folder, t
     assert not (tmp_path / "r1").exists()
     with pytest.warns(UserWarning, match="is 2.5x coarser than"):
         assert main(["finetune", str(root), "--out", str(tmp_path / "r2"), "--target-spacing", "3.75", *tiny]) == 0
+
+
+def _sides(ds: Dataset) -> dict[str, set[str]]:
+    sides: dict[str, set[str]] = {}
+    for c in ds.cases:
+        sides.setdefault(c.patient, set()).add(c.split)
+    return sides
+
+
+def test_no_importer_puts_a_patient_on_both_sides_of_a_split_a_budget_or_a_fold(nnunet_folder, tmp_path):
+    """Every importer, every split, label budget and fold: a patient's scans are on one side."""
+    from idealseg.data.budgets import select_budget
+
+    from ..conftest import write_acdc_release, write_ssl4mis
+
+    sources = {"phantom": prepare("phantom", tmp_path / "phantom", patients=6),
+               "acdc": prepare("acdc", tmp_path / "acdc", write_acdc_release(tmp_path / "rel", n_patients=4),
+                               val="1", test="1"),
+               "ssl4mis": prepare("ssl4mis", tmp_path / "ssl", write_ssl4mis(tmp_path / "s4m")),
+               "nifti": prepare("nifti", tmp_path / "nifti", nnunet_folder, test="1")}
+    for name, root in sources.items():
+        ds = Dataset(root)
+        assert all(len(s) == 1 for s in _sides(ds).values()), name
+        labelled_train = {c.patient for c in ds.split("train") if c.labeled}
+        budget = select_budget(ds, "1", 0)
+        for c in ds.cases:  # a budget labels whole patients of the train split only
+            if c.patient in budget.patients:
+                assert c.split == "train", name
+        assert set(budget.patients) <= labelled_train, name
+        if (root / "splits.json").exists():
+            for k in range(len(json.loads((root / "splits.json").read_text()))):
+                assert all(len(s) == 1 for s in _sides(Dataset(root, fold=k)).values()), (name, k)
+
+
+def test_joining_unlabelled_scans_leaves_the_labelled_cases_as_they_were(nnunet_folder, tmp_path):
+    import h5py
+
+    plain = Dataset(prepare("phantom", tmp_path / "plain", patients=4))
+    joined = Dataset(prepare("phantom", tmp_path / "joined", patients=4, unlabeled=nnunet_folder / "imagesTs"))
+    assert [(c.id, c.patient, c.split, c.labeled) for c in plain.cases] == \
+        [(c.id, c.patient, c.split, c.labeled) for c in joined.cases if not c.meta.get("unlabelled_from")]
+    for c in plain.cases:
+        with h5py.File(plain.case_path(c.id)) as a, h5py.File(joined.case_path(c.id)) as b:
+            assert np.array_equal(a["image"][...], b["image"][...]) and np.array_equal(a["label"][...], b["label"][...])
