@@ -14,18 +14,8 @@ from idealseg.cli import main
 from idealseg.data.importers.phantom import phantom_raw
 from idealseg.evaluation.evaluate import evaluate_run
 from idealseg.evaluation.predict import predict_files
-from idealseg.pipeline import train
 
 from ..conftest import write_nifti
-
-TINY = {"profile": "tiny", "threads": 1, "iterations": 6, "checkpoint_every": 3, "val_every": 3}
-
-
-@pytest.fixture(scope="module")
-def run(phantom, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "train"
-    train(phantom, out, labeled="2", **TINY)
-    return out
 
 
 def test_train_writes_a_complete_run_folder(run):

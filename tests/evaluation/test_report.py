@@ -5,21 +5,12 @@ from __future__ import annotations
 import csv
 
 import matplotlib.pyplot as plt
-import pytest
 
 import idealseg
 from idealseg.cli import main
 from idealseg.evaluation import figures
-from idealseg.pipeline import train
 
-TINY = {"profile": "tiny", "threads": 1, "iterations": 6, "checkpoint_every": 3, "val_every": 3}
-
-
-@pytest.fixture(scope="module")
-def run(phantom, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "train"
-    train(phantom, out, labeled="2", **TINY)
-    return out
+from .conftest import TINY
 
 
 def test_report_command_writes_curves_tables_and_overlays(run, capsys):
