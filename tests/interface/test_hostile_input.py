@@ -947,7 +947,7 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line(tmp_path, capsys, monkeypa
     """Building the parser imports the config module (yaml, ...): a Ctrl-C then was a traceback."""
     import idealseg.cli
 
-    def interrupted():
+    def interrupted(*args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(idealseg.cli, "build_parser", interrupted)
