@@ -61,15 +61,18 @@ def datasets(args: argparse.Namespace, work: Path, recipes: list[str]) -> tuple[
     return acdc, other, joined
 
 
-def train(acdc: Path, run: Path, recipe: str, augmentation: str, iterations: int) -> tuple[Path, float]:
+def train(acdc: Path, run: Path, recipe: str, augmentation: str, iterations: int, seed: int = 0
+          ) -> tuple[Path, float]:
     """One run (resumed if it was killed): its fine-tuning folder and its training seconds."""
     if recipe == "supervised":
         if not (run / "summary.json").exists():
             idealseg.finetune(acdc, run, method="supervised", labeled="ssl4mis:7", optimizer="adam", lr=1e-3,
-                              iterations=iterations, threads=1, augmentation=augmentation, resume=run.exists())
+                              iterations=iterations, threads=1, augmentation=augmentation, resume=run.exists(),
+                              seed=seed)
         return run, json.loads((run / "summary.json").read_text())["seconds"]
     if not (run / "finetune" / "summary.json").exists():
-        idealseg.train(acdc, run, labeled="ssl4mis:7", threads=1, augmentation=augmentation, resume=run.exists())
+        idealseg.train(acdc, run, labeled="ssl4mis:7", threads=1, augmentation=augmentation, resume=run.exists(),
+                       seed=seed)
     seconds = sum(json.loads((run / stage / "summary.json").read_text())["seconds"] for stage in ("pretrain",
                                                                                                   "finetune"))
     return run / "finetune", seconds
@@ -133,6 +136,7 @@ def main() -> None:
     parser.add_argument("--recipes", default="supervised")
     parser.add_argument("--augmentations", default="weak,nnunet")
     parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (rows of seeds other than 0 say theirs)")
     parser.add_argument("--work", default="runs/cross_centre")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -146,12 +150,13 @@ def main() -> None:
         results["runs"] = json.loads((out / "results.json").read_text())["runs"]
     for recipe in recipes:
         for augmentation in args.augmentations.split(","):
-            name = f"{recipe}, {augmentation}"
+            tag = f"_seed{args.seed}" if args.seed else ""
+            name = f"{recipe}, {augmentation}" + (f", seed {args.seed}" if args.seed else "")
             t0 = time.time()
-            folder = out / f"{recipe}_{augmentation}"
+            folder = out / f"{recipe}_{augmentation}{tag}"
             training_set = joined if recipe == "default+other" else acdc
-            run, seconds = train(training_set, work / "runs" / f"{recipe}_{augmentation}", recipe, augmentation,
-                                 args.iterations)
+            run, seconds = train(training_set, work / "runs" / f"{recipe}_{augmentation}{tag}", recipe,
+                                 augmentation, args.iterations, args.seed)
             entry = {"train_seconds": seconds,
                      "acdc_val": score(run, acdc, "val", folder / "acdc_val", False),
                      "acdc_val_scale_search": score(run, acdc, "val", folder / "acdc_val_scale_search", True),
@@ -159,6 +164,8 @@ def main() -> None:
                      "other_scale_search": score(run, other, "train", folder / "other_scale_search", True),
                      "scale_sweep": scale_sweep(run, other)}
             entry["wall_seconds"] = round(time.time() - t0)
+            if (out / "results.json").exists():  # rows another instance scored meanwhile (one per core) are kept
+                results["runs"] = {**json.loads((out / "results.json").read_text())["runs"], **results["runs"]}
             results["runs"][name] = entry
             with atomic_file(out / "results.json") as f:
                 json.dump(results, f, indent=1)
