@@ -23,6 +23,7 @@ report.md and the per-volume CSVs. A killed run resumes from its checkpoint when
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -126,6 +127,40 @@ def report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _scan_dice(folder: Path) -> dict[str, float]:
+    """Mean foreground Dice per scan of one evaluation folder's per_volume.csv."""
+    per_scan: dict[str, list[float]] = {}
+    with open(folder / "per_volume.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            per_scan.setdefault(row["case"], []).append(float(row["dice"]))
+    return {case: float(np.mean(v)) for case, v in per_scan.items()}
+
+
+def paired(out: Path, results: dict, base: str = "default", joined: str = "default+other") -> list[str]:
+    """The other centre's scans as unlabelled data, paired: `joined` minus `base` per scan and seed (the
+    weak augmentation rows), at the header's spacing and with the scale search; mean ± standard error."""
+    lines = []
+    for evaluation, label in (("other", "at the header's spacing"), ("other_scale_search", "with the scale search")):
+        diffs = []
+        for name in results["runs"]:
+            parts = name.split(", ")
+            if parts[0] != base or parts[1] != "weak":
+                continue
+            tag = "".join(f"_seed{p.split()[1]}" for p in parts[2:])
+            a, b = out / f"{base}_weak{tag}" / evaluation, out / f"{joined}_weak{tag}" / evaluation
+            if (a / "per_volume.csv").exists() and (b / "per_volume.csv").exists():
+                da, db = _scan_dice(a), _scan_dice(b)
+                diffs += [db[c] - da[c] for c in da if c in db]
+        if len(diffs) > 1:
+            d = np.array(diffs)
+            lines.append(f"- {joined} minus {base} {label}: {d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f} "
+                         f"({len(d)} scan-seed pairs)")
+    if lines:
+        lines = ["", "The other centre's scans as unlabelled training data, paired over scans and seeds (mean "
+                 "foreground Dice, mean ± standard error):", "", *lines]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--acdc", required=True, help="ACDC in the SSL4MIS layout")
@@ -137,11 +172,17 @@ def main() -> None:
     parser.add_argument("--augmentations", default="weak,nnunet")
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0, help="training seed (rows of seeds other than 0 say theirs)")
+    parser.add_argument("--report-only", action="store_true", help="rewrite report.md from results.json, no run")
     parser.add_argument("--work", default="runs/cross_centre")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     work, out = Path(args.work), Path(args.out)
     claim_results_folder(out)  # report.md and results.json are rewritten: never in a folder of the user's
+    if args.report_only:
+        results = json.loads((out / "results.json").read_text())
+        with atomic_file(out / "report.md") as f:
+            f.write(report(results) + "\n".join(paired(out, results)) + "\n")
+        return
     recipes = args.recipes.split(",")
     acdc, other, joined = datasets(args, work, recipes)
     results = {"other": str(args.other), "labeled": "ssl4mis:7", "iterations": args.iterations,
@@ -170,8 +211,8 @@ def main() -> None:
             with atomic_file(out / "results.json") as f:
                 json.dump(results, f, indent=1)
             with atomic_file(out / "report.md") as f:
-                f.write(report(results))
-    print(report(results))
+                f.write(report(results) + "\n".join(paired(out, results)) + "\n")
+    print(report(results) + "\n".join(paired(out, results)))
 
 
 if __name__ == "__main__":
