@@ -156,7 +156,7 @@ def score_masks(masks: str | Path, labels: str | Path, out: str | Path | None = 
     """
     from idealseg.evaluation.score_folder import score_folder
 
-    if classes is not None and (isinstance(classes, str) or not all(isinstance(c, str) for c in classes)):
+    if classes is not None and (not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes)):
         raise InvalidValue(f"classes {classes!r}: expected a list of class names, background first")
     return score_folder(masks, labels, out, None if classes is None else list(classes))
 

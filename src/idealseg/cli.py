@@ -208,6 +208,7 @@ def _score_masks(args: argparse.Namespace) -> None:
                 if value not in (None, False)]
     if run_only or args.split is not None:
         raise IdealsegError(f"{', '.join(run_only) or '--split'}: for a run folder, not for masks scored with --labels")
+    _device(args)  # --threads is checked and applied (the metrics run on the CPU)
     summary = score_folder(args.run, args.labels, args.out, args.classes.split(",") if args.classes else None)
     print(markdown_table(summary))
     print(f"{summary['volumes']} volumes" + (f"; wrote {args.out}" if args.out else ""))
@@ -222,8 +223,11 @@ def _add_compute_flags(p: argparse.ArgumentParser) -> None:
 def _device(args: argparse.Namespace) -> str:
     """The checked device of a command that runs a model, after setting its CPU threads."""
     from idealseg import checks
+    from idealseg.config.options import max_threads
 
     threads = checks.whole_number(args.threads, "--threads", 0)
+    if threads > max_threads():
+        raise IdealsegError(f"--threads {threads}: at most {max_threads()} (4x this machine's cores)")
     if threads:
         import torch
 

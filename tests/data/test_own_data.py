@@ -295,3 +295,48 @@ def test_joining_unlabelled_scans_leaves_the_labelled_cases_as_they_were(nnunet_
     for c in plain.cases:
         with h5py.File(plain.case_path(c.id)) as a, h5py.File(joined.case_path(c.id)) as b:
             assert np.array_equal(a["image"][...], b["image"][...]) and np.array_equal(a["label"][...], b["label"][...])
+
+
+def test_hostile_inputs_of_the_data_protocol_are_refused_or_kept_whole(nnunet_folder, tmp_path, capsys):
+    """An unlabelled scan of a known patient follows that patient's split; a group-less patient regex is
+    refused; a user's splits_final.json wins over prepare's splits.json."""
+    import shutil
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    shutil.copy(nnunet_folder / "imagesTs" / "patient101_frame01_0000.nii.gz", extra / "patient101_frame05_0000.nii.gz")
+    ds = Dataset(prepare("nifti", tmp_path / "ds", nnunet_folder, unlabeled=extra))
+    assert ds.by_id["patient101_frame05"].split == "test" and all(len(s) == 1 for s in _sides(ds).values())
+    with pytest.raises(IdealsegError, match="has no group"):
+        compile_rule(r"patient\d")
+    root = ds.root
+    mine = [{"train": [c.id for c in ds.cases if c.split in ("train", "val") and c.patient != "patient002"],
+             "val": [c.id for c in ds.cases if c.patient == "patient002"]}]
+    (root / "splits_final.json").write_text(json.dumps(mine))
+    assert {c.patient for c in Dataset(root, fold=0).split("val")} == {"patient002"}
+
+
+def test_scoring_refuses_class_names_that_would_drop_a_class(tmp_path, capsys):
+    labels, masks = tmp_path / "labels", tmp_path / "masks"
+    ref = np.zeros((8, 8, 3), np.uint8)
+    ref[2:5, 2:5] = 1
+    ref[5:7, 5:7] = 2
+    write_nifti(labels / "p1.nii.gz", ref)
+    write_nifti(masks / "p1_seg.nii.gz", ref)
+    for names in ("bg,RV,RV", "bg,mean,LV", ",,"):
+        assert main(["evaluate", str(masks), "--labels", str(labels), "--classes", names]) == 2
+        assert "give distinct, non-empty names" in capsys.readouterr().err
+    stray = ref.copy()
+    stray[0, 0, 0] = 8
+    write_nifti(masks / "p1_seg.nii.gz", stray)
+    assert main(["evaluate", str(masks), "--labels", str(labels)]) == 2
+    assert "the masks hold label 8" in capsys.readouterr().err
+    with pytest.raises(IdealsegError):
+        import idealseg
+
+        idealseg.score_masks(masks, labels, classes=3)
+    with pytest.raises(IdealsegError):
+        prepare("phantom", tmp_path / "x", unlabeled=["a"])
+    write_nifti(masks / "p1_seg.nii.gz", ref)
+    assert main(["evaluate", str(masks), "--labels", str(labels), "--threads", "100000"]) == 2
+    assert "--threads 100000: at most" in capsys.readouterr().err

@@ -487,3 +487,16 @@ def test_a_run_folder_from_before_compile_auto_was_dropped_still_reads():
     assert "compile: auto" in (recorded / "config.yaml").read_text()
     assert RunConfig.load(recorded / "config.yaml").compile == "off"
 
+
+
+def test_predict_overwrite_replaces_its_own_masks_only(trained, tmp_path, capsys):
+    """--overwrite replaces a mask predict wrote (its header says so), never a manual or another tool's."""
+    folder, out = tmp_path / "scans", tmp_path / "masks"
+    write_nifti(folder / "p1.nii.gz", scan(1))
+    assert main(["predict", str(trained), str(folder), str(out)]) == 0
+    assert main(["predict", str(trained), str(folder), str(out), "--overwrite"]) == 0  # ours: replaced
+    manual = write_nifti(out / "p1_seg.nii.gz", np.ones((8, 8, 3), np.uint8))
+    before = manual.read_bytes()
+    code, line = run_cli(["predict", trained, folder, out, "--overwrite"], capsys)
+    assert code == 2 and "is not a mask idealseg wrote" in line, line
+    assert manual.read_bytes() == before

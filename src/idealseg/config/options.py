@@ -8,6 +8,7 @@ declaration (`Method.reads`, see config/method_reads.py), merged in here.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +42,12 @@ class Option:
 
 
 _FRACTION = (lambda v: 0 <= v <= 1, "a fraction, 0 to 1")
+
+
+def max_threads() -> int:
+    """The most CPU threads a run may ask for: more than a few per core only slows it, and OpenMP crashes
+    (not an error, a segmentation fault) when asked for tens of thousands."""
+    return 4 * (os.cpu_count() or 1)
 _PROBABILITY = (lambda v: 0 <= v <= 1, "a probability, 0 to 1")
 _NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
 
@@ -127,7 +134,8 @@ _DECLARED: dict[str, Option] = {
     "compile": Option("torch.compile the networks: off, on (inductor), cudagraphs (inductor and CUDA graphs) or "
                       "max-autotune; off by default: on was slower than eager on an H200 and on 2 CPU cores",
                       choices=("off", "on", "cudagraphs", "max-autotune")),
-    "threads": Option("torch CPU threads (0 = torch's default)", limit=(lambda v: v >= 0, ">= 0 (0 = default)")),
+    "threads": Option("torch CPU threads (0 = torch's default)",
+                      limit=(lambda v: 0 <= v <= max_threads(), "0 (torch's default) to 4x this machine's cores")),
     "device": Option("where to train: cpu, cuda, cuda:N (the N-th GPU) or mps (Apple GPUs, where torch has it); "
                      "auto: CUDA where there is one, else the CPU; under torchrun each process takes its own GPU"),
     "sync_bn": Option("under torchrun on CUDA, BatchNorm statistics over the global batch (SyncBatchNorm), so that "

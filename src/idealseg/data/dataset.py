@@ -317,7 +317,8 @@ class Dataset:
         scans (unlabelled ones too); every other train or val patient trains. Test cases stay test."""
         from idealseg.data.folds import NNUNET_SPLITS_FILE, SPLITS_FILE, fold_split, read_folds
 
-        path = next((self.root / n for n in (SPLITS_FILE, NNUNET_SPLITS_FILE) if (self.root / n).is_file()), None)
+        # nnU-Net's splits_final.json is only ever put there by the user: it wins over the splits.json prepare wrote
+        path = next((self.root / n for n in (NNUNET_SPLITS_FILE, SPLITS_FILE) if (self.root / n).is_file()), None)
         if path is None:
             raise InputError(self.root, f"--fold {fold}: no {SPLITS_FILE} (nor {NNUNET_SPLITS_FILE}) in the dataset "
                                         "folder; prepare writes one for a dataset of 2 or more labelled patients")

@@ -5,7 +5,7 @@ one in training and one in validation inflates validation Dice without a word).
 The default rule covers the names the field uses: a frame, phase or time-point suffix is not part of the
 patient (`patient072_frame01` and `patient072_frame12` are `patient072`; `case7_ES`, `case7_t2` are
 `case7`). Anything else is its own patient, as nnU-Net treats a case. A user's regular expression
-replaces the rule: its group named `patient`, else its first group, else its whole match.
+replaces the rule: its group named `patient`, else its first group (a pattern without a group is refused).
 """
 
 from __future__ import annotations
@@ -24,9 +24,13 @@ def compile_rule(pattern: str | None) -> re.Pattern | None:
     if not isinstance(pattern, str) or not pattern:
         raise IdealsegError(f"--patient-regex {pattern!r}: expected a regular expression, e.g. '(patient\\d+)_'")
     try:
-        return re.compile(pattern)
+        rule = re.compile(pattern)
     except re.error as exc:
         raise IdealsegError(f"--patient-regex {pattern!r}: not a regular expression ({exc})") from None
+    if not rule.groups:
+        raise IdealsegError(f"--patient-regex {pattern!r}: has no group; put the patient's part of a case id in "
+                            "parentheses, e.g. '^(patient\\d+)_'")
+    return rule
 
 
 def patient_of(case_id: str, rule: re.Pattern | None = None) -> str:
@@ -39,10 +43,7 @@ def patient_of(case_id: str, rule: re.Pattern | None = None) -> str:
     if match is None:
         raise IdealsegError(f"--patient-regex {rule.pattern!r} does not match case {case_id!r}; every case needs "
                             "a patient")
-    if "patient" in rule.groupindex:
-        found = match.group("patient")
-    else:
-        found = match.group(1) if rule.groups else match.group(0)
+    found = match.group("patient") if "patient" in rule.groupindex else match.group(1)
     if not found:
         raise IdealsegError(f"--patient-regex {rule.pattern!r} gives case {case_id!r} an empty patient id")
     return found

@@ -198,6 +198,7 @@ def prepare(
     decided for the user (a default validation split) and one line per split."""
     source, out = checks.text(source, "source", SOURCES), checks.output_path(out, "OUT")
     src, spacing_from = checks.optional_path(src, "SRC"), checks.optional_path(spacing_from, "--spacing-from")
+    unlabeled = checks.optional_path(unlabeled, "--unlabeled")
     overwrite, seed = checks.flag(overwrite, "--overwrite"), checks.seed(seed)
     patients = checks.whole_number(patients, "--patients", 1)
     normalization = checks.text(normalization, "--normalize", NORMALIZATIONS)
@@ -213,7 +214,6 @@ def prepare(
     if spacing_from is not None and (source != "ssl4mis" or not Path(spacing_from).is_dir()):
         raise InputError(spacing_from, "--spacing-from takes the NIfTI release's folder, for prepare ssl4mis only")
     mapping = parse_label_map(label_map) if source == "nifti" else None
-    unlabeled = checks.optional_path(unlabeled, "--unlabeled")
     if unlabeled is not None and not Path(unlabeled).is_dir():
         raise InputError(unlabeled, "--unlabeled: folder not found")
     if patient_regex is not None and source != "nifti" and unlabeled is None:

@@ -89,6 +89,9 @@ def plan_outputs(files: list[Path], out: Path, overwrite: bool = False) -> list[
             raise InputError(target, "exists (pass --overwrite to replace existing masks)")
         if target.exists() and not _is_nifti(target):
             raise InputError(target, "exists and is not a NIfTI mask; --overwrite replaces only masks")
+        if target.exists() and not _ours(target):
+            raise InputError(target, "exists and is not a mask idealseg wrote (a manual or another tool's mask?); "
+                                     "--overwrite replaces only idealseg's: move it out or write elsewhere")
     return targets
 
 
@@ -103,6 +106,17 @@ def check_mask_folder(folder: Path) -> None:
             where = "is" if d == resolved else f"lies inside {d}, which is"
             raise InputError(folder, f"{where} an idealseg {manifest['kind']} folder; write the masks to a "
                                      "folder of their own")
+
+
+MASK_MARK = b"idealseg predict"  # the header's descrip of every mask predict writes: --overwrite's proof
+
+
+def _ours(path: Path) -> bool:
+    """Whether a NIfTI file is a mask `predict` wrote (its header's description says so)."""
+    try:
+        return bytes(nib.load(str(path)).header["descrip"]).startswith(MASK_MARK)
+    except Exception:  # any read failure: not provably ours
+        return False
 
 
 def _is_nifti(path: Path) -> bool:
@@ -243,6 +257,7 @@ def write_mask(mask: np.ndarray, scan: NiftiScan, target: Path) -> None:
         mask = mask[..., None]
     header = scan.img.header.copy()
     header.set_data_dtype(np.uint8)
+    header["descrip"] = MASK_MARK
     try:
         with atomic_path(target) as tmp:
             nib.save(nib.Nifti1Image(mask.astype(np.uint8), scan.affine, header), str(tmp))

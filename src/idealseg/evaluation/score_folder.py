@@ -63,6 +63,14 @@ def _labels(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     return data.astype(np.int64), affine, spacing[:3]
 
 
+def _check_names(names: list[str]) -> None:
+    """Class names become the keys of the summary: an empty, repeated or reserved one would drop a class."""
+    bad = [n for n in names if not n.strip() or n == "mean" or names.count(n) > 1]
+    if len(names) < 2 or bad:
+        raise IdealsegError(f"--classes {','.join(names)!r}: give distinct, non-empty names, background first "
+                            "('mean' is the summary's own row)")
+
+
 def score_folder(masks: str | Path, labels: str | Path, out: str | Path | None = None,
                  classes: list[str] | None = None) -> dict:
     """Dice, HD95 and ASD (mm, from the labels' headers) of every mask against the label of its case.
@@ -89,10 +97,15 @@ def score_folder(masks: str | Path, labels: str | Path, out: str | Path | None =
             raise InputError(predicted[key], "its affine is not its label's: the mask is on another grid "
                                              "(resample it to the label's geometry first)")
         pairs.append((key, pred, ref, spacing))
-    top = max(int(max(p.max(), r.max())) for _, p, r, _ in pairs)
-    names = list(classes) if classes else ["background", *(f"class_{c}" for c in range(1, top + 1))]
-    if top >= len(names):
-        raise IdealsegError(f"--classes names {len(names)} classes, but the files hold label {top}")
+    top_label = max(int(r.max()) for _, _, r, _ in pairs)
+    top_mask = max(int(p.max()) for _, p, _, _ in pairs)
+    names = list(classes) if classes else ["background", *(f"class_{c}" for c in range(1, top_label + 1))]
+    _check_names(names)
+    if max(top_label, top_mask) >= len(names):
+        where = "labels" if top_label >= len(names) else "masks"
+        raise IdealsegError(f"the {where} hold label {max(top_label, top_mask)}, but "
+                            + (f"--classes names {len(names)} classes" if classes else
+                               f"the labels' classes end at {top_label}: a mask value no label has is not a class"))
     rows = []
     t0 = time.perf_counter()
     for key, pred, ref, spacing in tqdm(pairs, desc="score masks", unit="vol"):

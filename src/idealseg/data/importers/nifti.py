@@ -316,11 +316,12 @@ def import_unlabelled(folder: Path, writer: DatasetWriter, normalization: str,
         raise InputError(images[clash[0]][0], f"--unlabeled: case id {clash[0]!r} is already in the dataset; "
                                            "rename the file")
     patients = {c: p for p, ids in group_by_patient(list(images), patient_rule).items() for c in ids}
+    split_of = {c["patient"]: c["split"] for c in writer.info["cases"]}  # a known patient keeps its side
     for case_id in tqdm(sorted(images), desc="unlabelled volumes", unit="vol"):
         paths = images[case_id]
         path = paths[0]
         image, affine, spacing, axes, shape = _read_image(paths, normalization)
         volume = CaseVolume(case_id, patients[case_id], image, None, spacing, affine, axes,
                             {"source_file": path.name, "ndim": len(shape), "unlabelled_from": str(folder)})
-        writer.add(volume, "train", path)
+        writer.add(volume, split_of.get(patients[case_id], "train"), path)
     return len(images)
