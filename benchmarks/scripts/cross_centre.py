@@ -161,6 +161,12 @@ def paired(out: Path, results: dict, base: str = "default", joined: str = "defau
     return lines
 
 
+def write_report(out: Path, results: dict) -> None:
+    """report.md: the tables, then the paired lines on the other centre's unlabelled scans."""
+    with atomic_file(out / "report.md") as f:
+        f.write(report(results) + "\n".join(paired(out, results)) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--acdc", required=True, help="ACDC in the SSL4MIS layout")
@@ -180,8 +186,7 @@ def main() -> None:
     claim_results_folder(out)  # report.md and results.json are rewritten: never in a folder of the user's
     if args.report_only:
         results = json.loads((out / "results.json").read_text())
-        with atomic_file(out / "report.md") as f:
-            f.write(report(results) + "\n".join(paired(out, results)) + "\n")
+        write_report(out, results)
         return
     recipes = args.recipes.split(",")
     acdc, other, joined = datasets(args, work, recipes)
@@ -210,9 +215,8 @@ def main() -> None:
             results["runs"][name] = entry
             with atomic_file(out / "results.json") as f:
                 json.dump(results, f, indent=1)
-            with atomic_file(out / "report.md") as f:
-                f.write(report(results) + "\n".join(paired(out, results)) + "\n")
-    print(report(results) + "\n".join(paired(out, results)))
+            write_report(out, results)
+    print((out / "report.md").read_text())
 
 
 if __name__ == "__main__":

@@ -86,6 +86,11 @@ class RunConfig:
     device: str = "auto"  # cpu, cuda, cuda:N or mps; auto: CUDA where there is one
     sync_bn: bool = False  # under torchrun on CUDA: BatchNorm statistics over the global batch (pre-training: on)
 
+    @property
+    def fold_index(self) -> int | None:
+        """The fold a dataset is read with (`Dataset(..., fold=)`): None for the dataset's own split."""
+        return None if self.fold < 0 else self.fold
+
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-ready values (tuples as lists)."""
         d = asdict(self)

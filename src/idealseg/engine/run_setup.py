@@ -42,7 +42,7 @@ def setup_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
     """Check the method, read the dataset and its plan, add the dataset's values to `cfg`, draw the
     label budget and check the run folder: every refusal before the first write."""
     get_method(cfg.method, cfg.stage)
-    dataset = Dataset(cfg.dataset, fold=None if cfg.fold < 0 else cfg.fold)
+    dataset = Dataset(cfg.dataset, fold=cfg.fold_index)
     plan = load_plan(dataset)
     cfg = cfg.derive(num_classes=dataset.num_classes, in_channels=dataset.channels, classes=tuple(dataset.classes),
                      normalization=dataset.info.get("normalization", "percentile"),  # what predict assumed before

@@ -52,7 +52,7 @@ def evaluate_run(
     predictor = Predictor.from_run(run, checkpoint, device, amp=amp, flip_tta=flip_tta, scale_search=scale_search,
                                    largest_component=largest_component)
     cfg, run_dir = predictor.cfg, predictor.run_dir
-    fold = None if dataset is not None or cfg.fold < 0 else cfg.fold  # a fold run's val is its fold's
+    fold = None if dataset is not None else cfg.fold_index  # a fold run's val is its fold's
     ds = Dataset(dataset or cfg.dataset, fold=fold)
     if cfg.classes and tuple(ds.classes) != tuple(cfg.classes):
         raise IdealsegError(f"{ds.root}: its classes {ds.classes} are not the run's {list(cfg.classes)}; "

@@ -39,7 +39,7 @@ def write_report(run: str | Path, split: str | None = None, cases: int = 2, devi
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     predictor = Predictor.from_run(run_dir, device=device)  # the post-processing evaluate scored with
     cfg = predictor.cfg
-    ds = Dataset(cfg.dataset, fold=None if cfg.fold < 0 else cfg.fold)
+    ds = Dataset(cfg.dataset, fold=cfg.fold_index)
     split = _split(ds, split)
     shown = [c for c in ds.split(split) if c.labeled][:cases]
     written = {"report.md", "pretrain_curves.png", "finetune_curves.png", *(f"overlay_{c.id}.png" for c in shown)}
