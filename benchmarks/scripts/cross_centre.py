@@ -62,6 +62,17 @@ def datasets(args: argparse.Namespace, work: Path, recipes: list[str]) -> tuple[
     return acdc, other, joined
 
 
+def rescaled_set(args: argparse.Namespace, work: Path, base_run: Path, tag: str) -> Path:
+    """ACDC with the other centre's scans joined unlabelled, each stored at the multiple of its header's
+    spacing that `base_run` (the default recipe trained on ACDC alone, same augmentation and seed) would
+    segment it at (`prepare --unlabeled-scale-from`); prepared once per base run."""
+    joined = work / f"acdc_plus_other_rescaled{tag}"
+    if not (joined / "dataset.json").exists():
+        idealseg.prepare("ssl4mis", joined, args.acdc, spacing_from=args.acdc_nifti, unlabeled=args.other,
+                         unlabeled_scale_from=base_run)
+    return joined
+
+
 def train(acdc: Path, run: Path, recipe: str, augmentation: str, iterations: int, seed: int = 0
           ) -> tuple[Path, float]:
     """One run (resumed if it was killed): its fine-tuning folder and its training seconds."""
@@ -136,9 +147,21 @@ def _scan_dice(folder: Path) -> dict[str, float]:
     return {case: float(np.mean(v)) for case, v in per_scan.items()}
 
 
-def paired(out: Path, results: dict, base: str = "default", joined: str = "default+other") -> list[str]:
-    """The other centre's scans as unlabelled data, paired: `joined` minus `base` per scan and seed (the
-    weak augmentation rows), at the header's spacing and with the scale search; mean ± standard error."""
+def paired(out: Path, results: dict, base: str = "default",
+           joined: tuple[str, ...] = ("default+other", "default+other-rescaled")) -> list[str]:
+    """The other centre's scans as unlabelled data, paired: each of `joined` minus `base` per scan and seed
+    (the weak augmentation rows), at the header's spacing and with the scale search; mean ± standard error."""
+    lines = []
+    for recipe in joined:
+        lines += _paired_lines(out, results, base, recipe)
+    if lines:
+        lines = ["", "The other centre's scans as unlabelled training data, paired over scans and seeds (mean "
+                 "foreground Dice, mean ± standard error):", "", *lines]
+    return lines
+
+
+def _paired_lines(out: Path, results: dict, base: str, joined: str) -> list[str]:
+    """`paired`'s two lines for one recipe."""
     lines = []
     for evaluation, label in (("other", "at the header's spacing"), ("other_scale_search", "with the scale search")):
         diffs = []
@@ -155,9 +178,6 @@ def paired(out: Path, results: dict, base: str = "default", joined: str = "defau
             d = np.array(diffs)
             lines.append(f"- {joined} minus {base} {label}: {d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f} "
                          f"({len(d)} scan-seed pairs)")
-    if lines:
-        lines = ["", "The other centre's scans as unlabelled training data, paired over scans and seeds (mean "
-                 "foreground Dice, mean ± standard error):", "", *lines]
     return lines
 
 
@@ -200,7 +220,13 @@ def main() -> None:
             name = f"{recipe}, {augmentation}" + (f", seed {args.seed}" if args.seed else "")
             t0 = time.time()
             folder = out / f"{recipe}_{augmentation}{tag}"
-            training_set = joined if recipe == "default+other" else acdc
+            training_set = {"default+other": joined, "default+other-rescaled": None}.get(recipe, acdc)
+            if recipe == "default+other-rescaled":
+                base = work / "runs" / f"default_{augmentation}{tag}" / "finetune"
+                if not (base / "summary.json").exists():
+                    raise IdealsegError(f"{base}: the default recipe's run of this seed and augmentation is needed "
+                                        "first (--recipes default,default+other-rescaled)")
+                training_set = rescaled_set(args, work, base, f"_{augmentation}{tag}")
             run, seconds = train(training_set, work / "runs" / f"{recipe}_{augmentation}{tag}", recipe,
                                  augmentation, args.iterations, args.seed)
             entry = {"train_seconds": seconds,

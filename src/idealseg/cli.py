@@ -32,7 +32,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         args.source, out, src, overwrite=args.overwrite, patients=args.patients, seed=args.seed,
         normalization=args.normalize, label_map=args.label_map, classes=classes,
         val=args.val, test=args.test, spacing_from=args.spacing_from, patient_regex=args.patient_regex,
-        unlabeled=args.unlabeled,
+        unlabeled=args.unlabeled, unlabeled_scale_from=args.unlabeled_scale_from,
     )
     print(f"wrote {path}")
 
@@ -300,6 +300,10 @@ def build_parser(help_profile: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--unlabeled", metavar="DIR",
                    help="any source: also take the NIfTI scans of DIR (or DIR/imagesTr; labels never read) as "
                         "unlabelled training scans, e.g. another centre's, for pre-training and semi-supervision")
+    p.add_argument("--unlabeled-scale-from", metavar="RUN",
+                   help="store each --unlabeled scan at the multiple of its header's in-plane spacing that RUN's "
+                        "predict would segment it at (its scale search), so training sees that centre's anatomy "
+                        "at the size prediction will; for a centre whose headers misstate the anatomy's size")
     p.add_argument("--patient-regex", help="nifti: a regular expression whose first group (or group 'patient') is "
                                            "a scan's patient, e.g. '(.+)_frame'; default: a _frameNN, _ED/_ES or "
                                            "_tN suffix is not part of the patient")

@@ -148,3 +148,40 @@ def test_predict_reads_each_scan_once_and_a_folder_too_large_to_hold_gives_the_s
     assert counts == {p.name: 2 for p in scans}, counts
     for a, b in zip(once, twice, strict=True):
         assert np.array_equal(np.asarray(nib.load(a).dataobj), np.asarray(nib.load(b).dataobj))
+
+
+def test_unlabelled_scans_join_at_the_scale_the_runs_search_picks(runs, phantom, tmp_path, monkeypatch, capsys):
+    """`prepare --unlabeled DIR --unlabeled-scale-from RUN`: each scan's in-plane spacing is its header's
+    times what RUN's scale search picks for it (its z spacing and the labelled cases untouched); a run
+    without physical space, or the option without --unlabeled, is one line and exit 2."""
+    from idealseg.cli import main
+    from idealseg.data.dataset import Dataset
+    from idealseg.data.prepare import prepare
+
+    scans = _scan_folder(tmp_path / "other", n=2)
+    plain = Dataset(prepare("phantom", tmp_path / "plain", patients=3, unlabeled=scans[0].parent))
+    predictor = Predictor.from_run(runs["physical"], device="cpu")
+    expected = {}
+    for case in plain.cases:
+        if case.meta.get("unlabelled_from"):
+            volume = plain.load(case.id)
+            expected[case.id] = predictor.choose_scale(volume.image, volume.spacing[1:])
+    joined = Dataset(prepare("phantom", tmp_path / "joined", patients=3, unlabeled=scans[0].parent,
+                             unlabeled_scale_from=runs["physical"]))
+    for case in joined.cases:
+        before = plain.by_id[case.id].spacing
+        factor = expected.get(case.id, 1.0)
+        assert case.spacing == pytest.approx((before[0], before[1] * factor, before[2] * factor)), case.id
+    assert "--unlabeled-scale-from:" in capsys.readouterr().out
+    monkeypatch.setattr(Predictor, "choose_scale", lambda self, volume, spacing: 0.5)
+    halved = Dataset(prepare("phantom", tmp_path / "halved", patients=3, unlabeled=scans[0].parent,
+                             unlabeled_scale_from=runs["physical"]))
+    for case in halved.cases:
+        before, unlabelled = plain.by_id[case.id].spacing, case.id in expected
+        assert case.spacing[1] == pytest.approx(before[1] * (0.5 if unlabelled else 1.0)), case.id
+        assert case.meta.get("header_spacing_multiple") == (0.5 if unlabelled else None)
+    assert main(["prepare", "phantom", str(tmp_path / "r"), "--unlabeled", str(scans[0].parent),
+                 "--unlabeled-scale-from", str(runs["resized"])]) == 2
+    assert "not in physical space" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    assert main(["prepare", "phantom", str(tmp_path / "s"), "--unlabeled-scale-from", str(runs["physical"])]) == 2
+    assert "give --unlabeled DIR too" in capsys.readouterr().err

@@ -19,6 +19,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from idealseg import checks
 from idealseg.data.arguments import class_names, label_map_text, split_text
 from idealseg.data.dataset import CaseVolume, Dataset, DatasetWriter
@@ -126,6 +128,7 @@ class GuardedWriter(DatasetWriter):
         super().__init__(tmp, *args)
         self.out, self.interrupt = out, interrupt
         self.unlabelled: Path | None = None  # --unlabeled: a folder of scans joined as unlabelled training cases
+        self.scale_from: Path | None = None  # --unlabeled-scale-from: a run whose scale search rescales them
         self.patient_rule: re.Pattern | None = None
 
     def add(self, case: CaseVolume, split: str, source: str | Path) -> None:
@@ -148,10 +151,15 @@ class GuardedWriter(DatasetWriter):
         of images alone is recorded as one to pre-train on."""
         self.interrupt()
         if self.unlabelled is not None:
-            added = import_unlabelled(self.unlabelled, self, extra.get("normalization", "percentile"),
-                                      self.patient_rule)
+            normalization = extra.get("normalization", "percentile")
+            rescale = scale_chooser(self.scale_from, normalization) if self.scale_from else None
+            factors = import_unlabelled(self.unlabelled, self, normalization, self.patient_rule, rescale)
             extra["unlabelled_from"] = str(self.unlabelled)
-            self.notes.append(f"--unlabeled: {added} scans of {self.unlabelled} joined the train split, unlabelled")
+            self.notes.append(f"--unlabeled: {len(factors)} scans of {self.unlabelled} joined the train split, "
+                              "unlabelled")
+            if self.scale_from:
+                extra["unlabelled_scale_from"] = str(self.scale_from)
+                self.notes.append(rescale_note(factors, self.scale_from))
         if self.info["cases"] and not any(c["labeled"] for c in self.info["cases"]):
             self._unlabelled()
         try:
@@ -168,6 +176,34 @@ class GuardedWriter(DatasetWriter):
             self.info["classes"] = list(UNLABELLED_CLASSES)
         warnings.warn(f"{self.info['source']}: no case has a label; {self.out} is a dataset to pre-train on "
                       "(idealseg pretrain), fine-tuning needs labels (labelsTr/)", stacklevel=3)
+
+
+def scale_chooser(run: Path, normalization: str) -> Callable[[np.ndarray, tuple[float, float]], float]:
+    """The scale search of `run` (a model in physical space, normalised as this dataset is): for a scan
+    and its in-plane spacing, the multiple of that spacing the run's `predict` would segment it at.
+    Another centre's header may not say how large its anatomy is; joined at the header's spacing, its
+    scans are learnt from at a scale prediction never uses (measured: no gain once predict searched)."""
+    from idealseg.evaluation.predict import run_normalization
+    from idealseg.evaluation.predictor import Predictor
+
+    predictor = Predictor.from_run(run, scale_search=True)
+    if not predictor.target_spacing:
+        raise InputError(run, "--unlabeled-scale-from: the run works at a fixed input size, not in physical space: "
+                              "it has no scale to choose")
+    if run_normalization(predictor.cfg) != normalization:
+        raise InputError(run, f"--unlabeled-scale-from: the run was trained with {run_normalization(predictor.cfg)} "
+                              f"normalisation, this dataset uses {normalization}")
+    return predictor.choose_scale
+
+
+def rescale_note(factors: list[float], run: Path) -> str:
+    """What the scale search of `run` did to the unlabelled scans, in one line."""
+    moved = [f for f in factors if f != 1.0]
+    if not moved:
+        return f"--unlabeled-scale-from: {run} kept every scan at its header's spacing"
+    return (f"--unlabeled-scale-from: {run} stored {len(moved)} of {len(factors)} scans at another multiple of their "
+            f"header's in-plane spacing (median x{float(np.median(factors)):g}, range x{min(factors):g} to "
+            f"x{max(factors):g})")
 
 
 def _write_error(path: Path, exc: Exception) -> IdealsegError:
@@ -193,12 +229,14 @@ def prepare(
     spacing_from: str | Path | None = None,
     patient_regex: str | None = None,
     unlabeled: str | Path | None = None,
+    unlabeled_scale_from: str | Path | None = None,
 ) -> Path:
     """Import `src` (of kind `source`) into the dataset folder `out`; returns `out`. Prints what the import
     decided for the user (a default validation split) and one line per split."""
     source, out = checks.text(source, "source", SOURCES), checks.output_path(out, "OUT")
     src, spacing_from = checks.optional_path(src, "SRC"), checks.optional_path(spacing_from, "--spacing-from")
     unlabeled = checks.optional_path(unlabeled, "--unlabeled")
+    scale_from = checks.optional_path(unlabeled_scale_from, "--unlabeled-scale-from")
     overwrite, seed = checks.flag(overwrite, "--overwrite"), checks.seed(seed)
     patients = checks.whole_number(patients, "--patients", 1)
     normalization = checks.text(normalization, "--normalize", NORMALIZATIONS)
@@ -216,6 +254,10 @@ def prepare(
     mapping = parse_label_map(label_map) if source == "nifti" else None
     if unlabeled is not None and not Path(unlabeled).is_dir():
         raise InputError(unlabeled, "--unlabeled: folder not found")
+    if scale_from is not None and unlabeled is None:
+        raise IdealsegError("--unlabeled-scale-from: rescales the --unlabeled scans; give --unlabeled DIR too")
+    if scale_from is not None and not Path(scale_from).is_dir():
+        raise InputError(scale_from, "--unlabeled-scale-from: run folder not found")
     if patient_regex is not None and source != "nifti" and unlabeled is None:
         raise IdealsegError(f"--patient-regex: for prepare nifti or --unlabeled; {source} knows its patients")
     rule = compile_rule(patient_regex)
@@ -227,7 +269,7 @@ def prepare(
             with atomic_dir(out, overwrite=overwrite) as tmp:
                 _import(source, tmp, out, src, interrupt, patients=patients, seed=seed, normalization=normalization,
                         mapping=mapping, classes=classes, val=val, test=test, spacing_from=spacing_from,
-                        patient_rule=rule, notes=notes, unlabeled=unlabeled)
+                        patient_rule=rule, notes=notes, unlabeled=unlabeled, scale_from=scale_from)
                 write_plan(tmp)
                 interrupt()
                 committing = True
@@ -255,7 +297,7 @@ def split_summary(dataset: Dataset) -> list[str]:
 def _import(source: str, tmp: Path, out: Path, src: Path | None, interrupt: Callable[[], None], *, patients: int,
             seed: int, normalization: str, mapping: dict[int, int] | None, classes: list[str] | None,
             val: str | None, test: str | None, spacing_from: str | Path | None, patient_rule: re.Pattern | None,
-            notes: list[str], unlabeled: Path | None) -> None:
+            notes: list[str], unlabeled: Path | None, scale_from: Path | None = None) -> None:
     """Run the importer of `source` into the temporary folder `tmp` of `out`; `notes` gets what it decided."""
     source_json = read_source_json(src) if source == "nifti" else None
     named = classes if classes is not None else (source_json.classes if source_json else None)
@@ -270,7 +312,7 @@ def _import(source: str, tmp: Path, out: Path, src: Path | None, interrupt: Call
             names = ["background", *[f"class{i}" for i in range(1, max(mapping.values()) + 1)]]
         writer = GuardedWriter(tmp, out, interrupt, src.name, names or [], f"nifti:{src}", "unknown")
         writer.infer_classes = names is None
-    writer.unlabelled, writer.patient_rule = unlabeled, patient_rule
+    writer.unlabelled, writer.patient_rule, writer.scale_from = unlabeled, patient_rule, scale_from
     if source == "phantom":
         import_phantom(writer, patients, seed)
     elif source == "ssl4mis":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -303,10 +304,13 @@ def _write_folds(writer: DatasetWriter, patients: dict[str, list[str]], labels: 
 
 
 def import_unlabelled(folder: Path, writer: DatasetWriter, normalization: str,
-                      patient_rule: re.Pattern | None = None) -> int:
+                      patient_rule: re.Pattern | None = None,
+                      rescale: Callable[[np.ndarray, tuple[float, float]], float] | None = None) -> list[float]:
     """Add every scan of `folder` (its `imagesTr/` where it is a Decathlon folder; labels are never read)
     as an unlabelled training case: another centre's scans, for pre-training and semi-supervision to see
-    that centre's images. Normalised as the rest of the dataset; returns how many were added."""
+    that centre's images. Normalised as the rest of the dataset. `rescale` (an image and its in-plane
+    spacing -> a multiple of that spacing) stores each scan at the scale a model would segment it at,
+    so that training sees the anatomy at the size prediction will; returns each scan's multiple."""
     images = _images(folder / "imagesTr") if (folder / "imagesTr").is_dir() else _images(folder)
     if not images:
         raise InputError(folder, "--unlabeled: holds no .nii or .nii.gz scans (nor imagesTr/ with some)")
@@ -317,11 +321,17 @@ def import_unlabelled(folder: Path, writer: DatasetWriter, normalization: str,
                                            "rename the file")
     patients = {c: p for p, ids in group_by_patient(list(images), patient_rule).items() for c in ids}
     split_of = {c["patient"]: c["split"] for c in writer.info["cases"]}  # a known patient keeps its side
+    factors: list[float] = []
     for case_id in tqdm(sorted(images), desc="unlabelled volumes", unit="vol"):
         paths = images[case_id]
         path = paths[0]
         image, affine, spacing, axes, shape = _read_image(paths, normalization)
-        volume = CaseVolume(case_id, patients[case_id], image, None, spacing, affine, axes,
-                            {"source_file": path.name, "ndim": len(shape), "unlabelled_from": str(folder)})
+        meta = {"source_file": path.name, "ndim": len(shape), "unlabelled_from": str(folder)}
+        factor = 1.0 if rescale is None else float(rescale(image, (spacing[1], spacing[2])))
+        if factor != 1.0:
+            spacing = (spacing[0], spacing[1] * factor, spacing[2] * factor)
+            meta["header_spacing_multiple"] = factor
+        factors.append(factor)
+        volume = CaseVolume(case_id, patients[case_id], image, None, spacing, affine, axes, meta)
         writer.add(volume, split_of.get(patients[case_id], "train"), path)
-    return len(images)
+    return factors
