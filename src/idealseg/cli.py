@@ -211,7 +211,9 @@ def _score_masks(args: argparse.Namespace) -> None:
     _device(args)  # --threads is checked and applied (the metrics run on the CPU)
     summary = score_folder(args.run, args.labels, args.out, args.classes.split(",") if args.classes else None)
     print(markdown_table(summary))
-    print(f"{summary['volumes']} volumes" + (f"; wrote {args.out}" if args.out else ""))
+    extra = summary["unpaired_masks"]
+    print(f"{summary['volumes']} volumes" + (f"; {extra} mask{'s' * (extra != 1)} without a label, not scored"
+                                             if extra else "") + (f"; wrote {args.out}" if args.out else ""))
 
 
 def _add_compute_flags(p: argparse.ArgumentParser) -> None:

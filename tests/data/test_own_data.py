@@ -234,6 +234,24 @@ def test_predict_averages_the_folds_of_one_experiment(nnunet_folder, tmp_path, c
     assert main(["predict", str(runs[0]), str(nnunet_folder / "imagesTs"), str(tmp_path / "m2"), "--ensemble",
                  str(tmp_path / "other")]) == 2
     assert "its classes" in capsys.readouterr().err and not (tmp_path / "m2").exists()
+    assert main(["predict", str(runs[0]), str(nnunet_folder / "imagesTs"), str(tmp_path / "m3"), "--ensemble",
+                 str(runs[0] / "finetune")]) == 2
+    assert "named twice" in capsys.readouterr().err and not (tmp_path / "m3").exists()
+    assert main(["report", str(runs[0]), "--split", "test"]) == 2  # imagesTs came without labels
+    assert "the test split holds no labelled volume" in capsys.readouterr().err
+
+
+def test_a_validation_split_of_unlabelled_scans_is_said_before_training(nnunet_folder, tmp_path):
+    from idealseg.api import finetune
+
+    root = prepare("nifti", tmp_path / "ds", nnunet_folder)
+    cases = [c.id for c in Dataset(root).cases if c.split != "test"]
+    (root / "splits_final.json").write_text(json.dumps([{"train": [c for c in cases if "006" not in c],
+                                                         "val": ["patient006_frame01"]}]))
+    assert [c.labeled for c in Dataset(root, fold=0).split("val")] == [False]
+    with pytest.warns(UserWarning, match="all unlabelled: this run never validates"):
+        finetune(root, tmp_path / "run", method="supervised", labeled="2", profile="tiny", iterations=2,
+                 val_every=1, threads=1, fold=0)
 
 
 def torch_allclose(a, b) -> bool:

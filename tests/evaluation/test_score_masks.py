@@ -51,6 +51,10 @@ def test_masks_are_scored_in_mm_against_their_labels(folders, tmp_path, capsys):
     assert summary["classes"]["outer"]["dice"]["mean"] == pytest.approx(np.mean(expected))
     assert summary["unit"] == "mm" and summary["volumes"] == 2
     assert "| outer |" in capsys.readouterr().out
+    write_nifti(masks / "p9_seg.nii.gz", _volumes(0)[0])  # a mask without a label: said, not scored
+    assert main(["evaluate", str(masks), "--labels", str(labels)]) == 0
+    assert "2 volumes; 1 mask without a label, not scored" in capsys.readouterr().out
+    (masks / "p9_seg.nii.gz").unlink()
     again = idealseg.score_masks(masks, labels, classes=["bg", "outer", "inner"])  # the API, writing nothing
     assert again["classes"]["outer"] == summary["classes"]["outer"]
 

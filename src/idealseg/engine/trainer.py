@@ -131,7 +131,12 @@ class Trainer:
         """The labelled validation volumes and the pseudo-label probe, read before anything is written
         (a damaged case is refused then); only rank 0 validates."""
         if self.cfg.stage == "finetune" and self.cfg.val_every and self.ctx.is_main:
-            self.val_cases = [self.dataset.load(c.id) for c in self.dataset.split("val") if c.labeled]
+            val = self.dataset.split("val")
+            self.val_cases = [self.dataset.load(c.id) for c in val if c.labeled]
+            if val and not self.val_cases:
+                warnings.warn(f"{self.dataset.root}: the val split's {len(val)} volumes are all unlabelled: this run "
+                              "never validates (no Dice to follow, no post-processing chosen); give the split a "
+                              "labelled patient (prepare --val, or splits_final.json)", stacklevel=3)
             self.probe = self.store.truth_probe(seed=self.cfg.seed)
         else:
             self.val_cases, self.probe = [], torch.empty(0, dtype=torch.long)

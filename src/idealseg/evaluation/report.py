@@ -40,8 +40,11 @@ def write_report(run: str | Path, split: str | None = None, cases: int = 2, devi
     predictor = Predictor.from_run(run_dir, device=device)  # the post-processing evaluate scored with
     cfg = predictor.cfg
     ds = Dataset(cfg.dataset, fold=cfg.fold_index)
-    split = _split(ds, split)
+    asked, split = split, _split(ds, split)
     shown = [c for c in ds.split(split) if c.labeled][:cases]
+    if asked and cases and not shown:
+        raise IdealsegError(f"{ds.root}: the {split} split holds no labelled volume to show; choose another "
+                            f"split ({', '.join(s for s in SPLITS if s != split)}) or --cases 0")
     written = {"report.md", "pretrain_curves.png", "finetune_curves.png", *(f"overlay_{c.id}.png" for c in shown)}
     check_writable(run_dir, [f"report/{name}" for name in sorted(written)])
     record_written(run_dir, [out / name for name in written])  # before the writes: a kill leaves them ours
