@@ -4,7 +4,10 @@ Trains one run per recipe and augmentation on the SSL4MIS split's 7 labelled pat
 space, 1 thread: `supervised` (a plain U-Net, Adam 1e-3, `--iterations` steps) and `default`
 (`idealseg train` as a user runs it: IDEAL pre-training, then BCP, the cpu profile's budget), and
 `default+other` (the same, with the other centre's scans joined to the training set unlabelled,
-`prepare --unlabeled`: their labels are never read). Then it scores each run
+`prepare --unlabeled`: their labels are never read), and `default+other-rescaled` (those scans each
+stored at the multiple of its header's spacing that the `default` run of the same seed and
+augmentation would segment it at, `prepare --unlabeled-scale-from`; that run is trained first).
+Then it scores each run
 - on ACDC validation (the run's own post-processing, as `idealseg evaluate` does), also with the
   scale search (what it costs where the header is right),
 - on the other centre's labelled scans, at their header's spacing and with `predict`'s scale search,
@@ -13,7 +16,7 @@ space, 1 thread: `supervised` (a plain U-Net, Adam 1e-3, `--iterations` steps) a
 
     python benchmarks/scripts/cross_centre.py --acdc ../shared/data/acdc --acdc-nifti ../shared/data/acdc-nifti \\
         --other ../shared/data/mscmr-c0-dev --label-map 600:1,200:2,500:3 \\
-        --out benchmarks/results/cross_centre [--recipes supervised,default,default+other] \\
+        --out benchmarks/results/cross_centre [--recipes supervised,default,default+other,default+other-rescaled] \\
         [--augmentations weak,nnunet]
 
 Datasets and runs go to `--work` (default `runs/cross_centre`); the results folder gets results.json,
