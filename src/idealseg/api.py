@@ -46,7 +46,9 @@ def prepare(source: str, out: str | Path, src: str | Path | None = None, **optio
         src: The source folder; None for the phantom, which is generated.
         **options: The command line's options as Python values: `overwrite`, `patients`, `seed`,
             `normalization`, `label_map` (`{205: 1}` or "205:1"), `classes`, `val`, `test`,
-            `spacing_from`.
+            `spacing_from`, `patient_regex`, `unlabeled` (a folder of scans joined as unlabelled
+            training cases, e.g. another centre's) and `unlabeled_scale_from` (a run whose scale
+            search sets the multiple of each such scan's header spacing it is stored at).
 
     Returns:
         The dataset folder `out`.
