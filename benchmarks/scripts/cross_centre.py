@@ -150,38 +150,46 @@ def _scan_dice(folder: Path) -> dict[str, float]:
     return {case: float(np.mean(v)) for case, v in per_scan.items()}
 
 
+EVALUATIONS = (("other", "other centre, header's spacing"), ("other_scale_search", "other centre, scale search"),
+               ("acdc_val", "ACDC validation"))
+
+
 def paired(out: Path, results: dict, base: str = "default",
            joined: tuple[str, ...] = ("default+other", "default+other-rescaled")) -> list[str]:
-    """The other centre's scans as unlabelled data, paired: each of `joined` minus `base` per scan and seed
-    (the weak augmentation rows), at the header's spacing and with the scale search; mean ± standard error."""
+    """The other centre's scans as unlabelled data, paired: each of `joined` minus `base`, per augmentation,
+    over the scans (or ACDC validation volumes) and seeds both ran; mean ± standard error."""
     lines = []
     for recipe in joined:
-        lines += _paired_lines(out, results, base, recipe)
+        for augmentation in ("weak", "nnunet"):
+            lines += _paired_lines(out, results, base, recipe, augmentation)
     if lines:
-        lines = ["", "The other centre's scans as unlabelled training data, paired over scans and seeds (mean "
-                 "foreground Dice, mean ± standard error):", "", *lines]
+        lines = ["", "The other centre's scans as unlabelled training data, paired over volumes and seeds (mean "
+                 "foreground Dice, mean ± standard error, pairs):", "",
+                 "| recipe minus default, augmentation | " + " | ".join(label for _, label in EVALUATIONS) + " |",
+                 "|---|" + "---|" * len(EVALUATIONS), *lines]
     return lines
 
 
-def _paired_lines(out: Path, results: dict, base: str, joined: str) -> list[str]:
-    """`paired`'s two lines for one recipe."""
-    lines = []
-    for evaluation, label in (("other", "at the header's spacing"), ("other_scale_search", "with the scale search")):
+def _paired_lines(out: Path, results: dict, base: str, joined: str, augmentation: str) -> list[str]:
+    """`paired`'s row for one recipe and augmentation (none where no seed ran both)."""
+    cells = []
+    for evaluation, _ in EVALUATIONS:
         diffs = []
         for name in results["runs"]:
             parts = name.split(", ")
-            if parts[0] != base or parts[1] != "weak":
+            if parts[0] != base or parts[1] != augmentation:
                 continue
             tag = "".join(f"_seed{p.split()[1]}" for p in parts[2:])
-            a, b = out / f"{base}_weak{tag}" / evaluation, out / f"{joined}_weak{tag}" / evaluation
+            a = out / f"{base}_{augmentation}{tag}" / evaluation
+            b = out / f"{joined}_{augmentation}{tag}" / evaluation
             if (a / "per_volume.csv").exists() and (b / "per_volume.csv").exists():
                 da, db = _scan_dice(a), _scan_dice(b)
                 diffs += [db[c] - da[c] for c in da if c in db]
-        if len(diffs) > 1:
-            d = np.array(diffs)
-            lines.append(f"- {joined} minus {base} {label}: {d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f} "
-                         f"({len(d)} scan-seed pairs)")
-    return lines
+        if len(diffs) < 2:
+            return []
+        d = np.array(diffs)
+        cells.append(f"{d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f} ({len(d)})")
+    return [f"| {joined}, {augmentation} | " + " | ".join(cells) + " |"]
 
 
 def write_report(out: Path, results: dict) -> None:
