@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import h5py
@@ -14,6 +15,9 @@ from idealseg.data.prepare import prepare
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ACDC = SHARED / "acdc"
 ACDC_NIFTI = SHARED / "acdc-nifti-sample"
+
+# torchrun on two CPU processes, its rendezvous on a free port (a fixed 29500 can be taken or lingering)
+TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m")
 
 
 def load_benchmark_script(name: str):

@@ -28,6 +28,7 @@ from idealseg.evaluation.evaluate import checked_run_arguments, evaluate_run
 from idealseg.evaluation.predict import predict_files as _predict_files
 from idealseg.evaluation.predict import run_normalization
 from idealseg.evaluation.predictor import Predictor
+from idealseg.evaluation.rescale import scale_chooser
 from idealseg.evaluation.spacing import spacing_mismatch
 from idealseg.pipeline import run_stage
 from idealseg.pipeline import train as _train
@@ -58,7 +59,7 @@ def prepare(source: str, out: str | Path, src: str | Path | None = None, **optio
             that is not idealseg's to replace. A value of the wrong type or out of range is an
             `InvalidValue`, also a `ValueError`.
     """
-    return _prepare(source, out, src, **options)
+    return _prepare(source, out, src, scale_chooser=scale_chooser, **options)
 
 
 def train(dataset: str | Path, out: str | Path, **options: Any) -> Path:

@@ -32,9 +32,18 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         args.source, out, src, overwrite=args.overwrite, patients=args.patients, seed=args.seed,
         normalization=args.normalize, label_map=args.label_map, classes=classes,
         val=args.val, test=args.test, spacing_from=args.spacing_from, patient_regex=args.patient_regex,
-        unlabeled=args.unlabeled, unlabeled_scale_from=args.unlabeled_scale_from,
+        unlabeled=args.unlabeled, unlabeled_scale_from=args.unlabeled_scale_from, scale_chooser=_scale_chooser(args),
     )
     print(f"wrote {path}")
+
+
+def _scale_chooser(args: argparse.Namespace):
+    """A run's scale search for --unlabeled-scale-from (loaded only then: prepare loads no model otherwise)."""
+    if args.unlabeled_scale_from is None:
+        return None
+    from idealseg.evaluation.rescale import scale_chooser
+
+    return scale_chooser
 
 
 def _cmd_info(args: argparse.Namespace) -> None:

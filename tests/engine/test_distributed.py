@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
 from tests.ddp_reference import ContrastiveNet, batch
+
+from ..conftest import TORCHRUN
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,8 +22,7 @@ def test_two_processes_equal_one_on_the_global_batch(tmp_path):
     (dense + global_).backward()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
     out = tmp_path / "ddp.pt"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "tests.ddp_losses",
-           str(out)]
+    cmd = [*TORCHRUN, "tests.ddp_losses", str(out)]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     ddp = torch.load(out)

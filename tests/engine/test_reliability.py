@@ -18,6 +18,8 @@ from idealseg.data.dataset import Dataset
 from idealseg.evaluation.evaluate import evaluate_run
 from idealseg.pipeline import train
 
+from ..conftest import TORCHRUN
+
 TRAIN = ["--profile", "tiny", "--labeled", "2", "--threads", "1", "--checkpoint-every", "2", "--val-every", "0"]
 
 
@@ -63,8 +65,8 @@ def test_kill_during_pretraining_and_finetuning_then_resume(phantom, tmp_path):
 
 def test_torchrun_two_processes_on_cpu(phantom, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # gloo, also on a 1-GPU machine
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "idealseg", "finetune",
-           str(phantom), "--out", str(tmp_path / "ddp"), *TRAIN, "--iterations", "6", "--val-every", "3"]
+    cmd = [*TORCHRUN, "idealseg", "finetune", str(phantom),
+           "--out", str(tmp_path / "ddp"), *TRAIN, "--iterations", "6", "--val-every", "3"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count('"steps": 6') == 1  # only rank 0 reports

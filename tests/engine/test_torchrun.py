@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import TORCHRUN
+
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ["--profile", "tiny", "--labeled", "2", "--threads", "1", "--val-every", "0"]
 
@@ -21,8 +23,7 @@ def torchrun(*args, fault: str = "", **env) -> subprocess.Popen:
     make rank 1 slow or stuck: `fault`), its output in one pipe."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT),
            "IDEALSEG_TEST_FAULT": fault, **env}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "tests.torchrun_idealseg",
-           *map(str, args)]
+    cmd = [*TORCHRUN, "tests.torchrun_idealseg", *map(str, args)]
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

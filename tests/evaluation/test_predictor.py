@@ -154,9 +154,9 @@ def test_unlabelled_scans_join_at_the_scale_the_runs_search_picks(runs, phantom,
     """`prepare --unlabeled DIR --unlabeled-scale-from RUN`: each scan's in-plane spacing is its header's
     times what RUN's scale search picks for it (its z spacing and the labelled cases untouched); a run
     without physical space, or the option without --unlabeled, is one line and exit 2."""
+    from idealseg import prepare
     from idealseg.cli import main
     from idealseg.data.dataset import Dataset
-    from idealseg.data.prepare import prepare
 
     scans = _scan_folder(tmp_path / "other", n=2)
     plain = Dataset(prepare("phantom", tmp_path / "plain", patients=3, unlabeled=scans[0].parent))

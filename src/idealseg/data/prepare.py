@@ -36,6 +36,9 @@ from idealseg.errors import IdealsegError, InputError
 from idealseg.ownership import atomic_dir, check_no_overlap
 
 SOURCES = ("ssl4mis", "acdc", "nifti", "phantom")
+# (run, the dataset's normalisation) -> (an image and its in-plane spacing -> a multiple of that spacing):
+# given by the caller (idealseg.prepare passes evaluation's), as a dataset does not load models
+ScaleChooser = Callable[[Path, str], Callable[[np.ndarray, tuple[float, float]], float]]
 UNLABELLED_CLASSES = ["background", "foreground"]  # a dataset without labels: its classes are not known
 
 PHANTOM_BYTES = 2_500_000  # one phantom patient's two volumes in the dataset folder, measured
@@ -129,6 +132,7 @@ class GuardedWriter(DatasetWriter):
         self.out, self.interrupt = out, interrupt
         self.unlabelled: Path | None = None  # --unlabeled: a folder of scans joined as unlabelled training cases
         self.scale_from: Path | None = None  # --unlabeled-scale-from: a run whose scale search rescales them
+        self.scale_chooser: ScaleChooser | None = None  # builds that search from the run (evaluation's)
         self.patient_rule: re.Pattern | None = None
 
     def add(self, case: CaseVolume, split: str, source: str | Path) -> None:
@@ -152,7 +156,7 @@ class GuardedWriter(DatasetWriter):
         self.interrupt()
         if self.unlabelled is not None:
             normalization = extra.get("normalization", "percentile")
-            rescale = scale_chooser(self.scale_from, normalization) if self.scale_from else None
+            rescale = self.scale_chooser(self.scale_from, normalization) if self.scale_from else None
             factors = import_unlabelled(self.unlabelled, self, normalization, self.patient_rule, rescale)
             extra["unlabelled_from"] = str(self.unlabelled)
             self.notes.append(f"--unlabeled: {len(factors)} scans of {self.unlabelled} joined the train split, "
@@ -176,24 +180,6 @@ class GuardedWriter(DatasetWriter):
             self.info["classes"] = list(UNLABELLED_CLASSES)
         warnings.warn(f"{self.info['source']}: no case has a label; {self.out} is a dataset to pre-train on "
                       "(idealseg pretrain), fine-tuning needs labels (labelsTr/)", stacklevel=3)
-
-
-def scale_chooser(run: Path, normalization: str) -> Callable[[np.ndarray, tuple[float, float]], float]:
-    """The scale search of `run` (a model in physical space, normalised as this dataset is): for a scan
-    and its in-plane spacing, the multiple of that spacing the run's `predict` would segment it at.
-    Another centre's header may not say how large its anatomy is; joined at the header's spacing, its
-    scans are learnt from at a scale prediction never uses (measured: no gain once predict searched)."""
-    from idealseg.evaluation.predict import run_normalization
-    from idealseg.evaluation.predictor import Predictor
-
-    predictor = Predictor.from_run(run, scale_search=True)
-    if not predictor.target_spacing:
-        raise InputError(run, "--unlabeled-scale-from: the run works at a fixed input size, not in physical space: "
-                              "it has no scale to choose")
-    if run_normalization(predictor.cfg) != normalization:
-        raise InputError(run, f"--unlabeled-scale-from: the run was trained with {run_normalization(predictor.cfg)} "
-                              f"normalisation, this dataset uses {normalization}")
-    return predictor.choose_scale
 
 
 def rescale_note(factors: list[float], run: Path) -> str:
@@ -230,9 +216,11 @@ def prepare(
     patient_regex: str | None = None,
     unlabeled: str | Path | None = None,
     unlabeled_scale_from: str | Path | None = None,
+    scale_chooser: ScaleChooser | None = None,
 ) -> Path:
     """Import `src` (of kind `source`) into the dataset folder `out`; returns `out`. Prints what the import
-    decided for the user (a default validation split) and one line per split."""
+    decided for the user (a default validation split) and one line per split. `unlabeled_scale_from`
+    needs `scale_chooser` (`idealseg.prepare` gives the scale search of evaluation/rescale.py)."""
     source, out = checks.text(source, "source", SOURCES), checks.output_path(out, "OUT")
     src, spacing_from = checks.optional_path(src, "SRC"), checks.optional_path(spacing_from, "--spacing-from")
     unlabeled = checks.optional_path(unlabeled, "--unlabeled")
@@ -258,6 +246,8 @@ def prepare(
         raise IdealsegError("--unlabeled-scale-from: rescales the --unlabeled scans; give --unlabeled DIR too")
     if scale_from is not None and not Path(scale_from).is_dir():
         raise InputError(scale_from, "--unlabeled-scale-from: run folder not found")
+    if scale_from is not None and scale_chooser is None:
+        raise IdealsegError("--unlabeled-scale-from: needs a model's scale search; call idealseg.prepare")
     if patient_regex is not None and source != "nifti" and unlabeled is None:
         raise IdealsegError(f"--patient-regex: for prepare nifti or --unlabeled; {source} knows its patients")
     rule = compile_rule(patient_regex)
@@ -269,7 +259,8 @@ def prepare(
             with atomic_dir(out, overwrite=overwrite) as tmp:
                 _import(source, tmp, out, src, interrupt, patients=patients, seed=seed, normalization=normalization,
                         mapping=mapping, classes=classes, val=val, test=test, spacing_from=spacing_from,
-                        patient_rule=rule, notes=notes, unlabeled=unlabeled, scale_from=scale_from)
+                        patient_rule=rule, notes=notes, unlabeled=unlabeled, scale_from=scale_from,
+                        scale_chooser=scale_chooser)
                 write_plan(tmp)
                 interrupt()
                 committing = True
@@ -297,7 +288,8 @@ def split_summary(dataset: Dataset) -> list[str]:
 def _import(source: str, tmp: Path, out: Path, src: Path | None, interrupt: Callable[[], None], *, patients: int,
             seed: int, normalization: str, mapping: dict[int, int] | None, classes: list[str] | None,
             val: str | None, test: str | None, spacing_from: str | Path | None, patient_rule: re.Pattern | None,
-            notes: list[str], unlabeled: Path | None, scale_from: Path | None = None) -> None:
+            notes: list[str], unlabeled: Path | None, scale_from: Path | None = None,
+            scale_chooser: ScaleChooser | None = None) -> None:
     """Run the importer of `source` into the temporary folder `tmp` of `out`; `notes` gets what it decided."""
     source_json = read_source_json(src) if source == "nifti" else None
     named = classes if classes is not None else (source_json.classes if source_json else None)
@@ -313,6 +305,7 @@ def _import(source: str, tmp: Path, out: Path, src: Path | None, interrupt: Call
         writer = GuardedWriter(tmp, out, interrupt, src.name, names or [], f"nifti:{src}", "unknown")
         writer.infer_classes = names is None
     writer.unlabelled, writer.patient_rule, writer.scale_from = unlabeled, patient_rule, scale_from
+    writer.scale_chooser = scale_chooser
     if source == "phantom":
         import_phantom(writer, patients, seed)
     elif source == "ssl4mis":
