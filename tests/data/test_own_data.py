@@ -237,6 +237,8 @@ def test_predict_averages_the_folds_of_one_experiment(nnunet_folder, tmp_path, c
     assert main(["predict", str(runs[0]), str(nnunet_folder / "imagesTs"), str(tmp_path / "m3"), "--ensemble",
                  str(runs[0] / "finetune")]) == 2
     assert "named twice" in capsys.readouterr().err and not (tmp_path / "m3").exists()
+    with pytest.raises(IdealsegError, match="named twice"):  # one path object given twice
+        Predictor.from_runs([runs[0], runs[0]], device="cpu")
     assert main(["report", str(runs[0]), "--split", "test"]) == 2  # imagesTs came without labels
     assert "the test split holds no labelled volume" in capsys.readouterr().err
 

@@ -132,10 +132,11 @@ class Predictor:
         networks, seen = [first.network], {first.run_dir.resolve(): runs[0]}
         for run in runs[1:]:
             other = cls.from_run(run, checkpoint, first.device, **choices)
-            twice = seen.setdefault(other.run_dir.resolve(), run)
-            if twice is not run:
-                raise IdealsegError(f"{run}: the same run as {twice}, named twice; an ensemble averages different "
-                                    "runs, each once")
+            where = other.run_dir.resolve()
+            if where in seen:
+                raise IdealsegError(f"{run}: the same run as {seen[where]}, named twice; an ensemble averages "
+                                    "different runs, each once")
+            seen[where] = run
             for key in ENSEMBLE_KEYS:
                 if getattr(other.cfg, key) != getattr(first.cfg, key):
                     raise IdealsegError(f"{other.run_dir}: its {key} {getattr(other.cfg, key)!r} is not "
