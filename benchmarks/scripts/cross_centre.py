@@ -231,7 +231,7 @@ def main() -> None:
             name = f"{recipe}, {augmentation}" + (f", seed {args.seed}" if args.seed else "")
             t0 = time.time()
             folder = out / f"{recipe}_{augmentation}{tag}"
-            training_set = {"default+other": joined, "default+other-rescaled": None}.get(recipe, acdc)
+            training_set = joined if recipe == "default+other" else acdc
             if recipe == "default+other-rescaled":
                 base = work / "runs" / f"default_{augmentation}{tag}" / "finetune"
                 if not (base / "summary.json").exists():

@@ -18,7 +18,7 @@ def scale_chooser(run: Path, normalization: str) -> Callable[[np.ndarray, tuple[
     and its in-plane spacing, the multiple of that spacing the run's `predict` would segment it at.
     Another centre's header may not say how large its anatomy is; joined at the header's spacing, its
     scans are learnt from at a scale prediction never uses (measured: no gain once predict searched)."""
-    predictor = Predictor.from_run(run, scale_search=True)
+    predictor = Predictor.from_run(run)
     if not predictor.target_spacing:
         raise InputError(run, "--unlabeled-scale-from: the run works at a fixed input size, not in physical space: "
                               "it has no scale to choose")
