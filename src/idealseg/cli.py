@@ -89,7 +89,7 @@ def _add_train_options(p: argparse.ArgumentParser, stage: str, method_default: s
 
     p.add_argument("dataset", help="dataset folder written by `idealseg prepare`")
     p.add_argument("--out", required=True, help="run folder to write")
-    names = [m for m in method_names() if (m.endswith("-pretrain")) == (stage == "pretrain")]
+    names = method_names(stage)
     p.add_argument("--method", default=None,
                    help=f"one of {', '.join(names)} (default: the --config YAML's method, else with --resume the "
                         f"run's own, else {method_default})")

@@ -2,7 +2,7 @@
 
 - `run_config`: the RunConfig dataclass (typed, frozen; config.yaml in every run folder);
 - `options`: every option's help, readers, choices and range (`OPTIONS`) and its checks;
-- `method_reads`: the methods' names and the options each declares it reads, without importing torch;
+- `method_registry`: the one method registry (name, stage, reads), readable without importing torch;
 - `profiles`: the named sets of defaults (`PROFILES`);
 - `yaml_io`: reading a YAML file of options;
 - `resolve`: profile < resumed run < YAML < command line, resolved once;
@@ -11,7 +11,7 @@
 docs/options.md is generated from `OPTIONS` by scripts/options_doc.py.
 """
 
-from idealseg.config.method_reads import method_names
+from idealseg.config.method_registry import method_names
 from idealseg.config.options import OPTIONS, Option, reads
 from idealseg.config.profiles import PROFILES
 from idealseg.config.resolve import resolve_config

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from idealseg.checks import SEED_MAX, is_real, is_whole
-from idealseg.config.method_reads import method_names, method_readers
+from idealseg.config.method_registry import method_names, method_readers
 from idealseg.errors import IdealsegError
 
 _TYPES: dict[str, tuple[tuple[type, ...], str, Callable[[Any], Any]]] = {  # annotation -> accepted, wording, convert

@@ -1,21 +1,19 @@
-"""Training methods, one file each; adding one is a new file plus one line in METHODS."""
+"""Training methods, one file each: a new file here with a `Method` subclass that sets `name` is a new
+method (the class registers itself, methods/base.py; every module of this package is imported here)."""
 
 from __future__ import annotations
 
-from idealseg.errors import IdealsegError
-from idealseg.methods.base import Method
-from idealseg.methods.bcp import BCP
-from idealseg.methods.cps import CPS
-from idealseg.methods.gcl_lcl_pretrain import GclLclPretrain
-from idealseg.methods.ideal import Ideal
-from idealseg.methods.ideal_pretrain import IdealPretrain
-from idealseg.methods.mean_teacher import MeanTeacher
-from idealseg.methods.supervised import Supervised
-from idealseg.methods.unimatch import UniMatch
+import importlib
+import pkgutil
 
-METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (IdealPretrain, GclLclPretrain, Ideal, Supervised, MeanTeacher, CPS, BCP, UniMatch)
-}
+from idealseg.config.method_registry import method_entries
+from idealseg.errors import IdealsegError
+from idealseg.methods.base import _CLASSES, Method
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+METHODS: dict[str, type[Method]] = _CLASSES  # the registry's classes, by name (one dict: later ones join it)
 
 
 def get_method(name: str, stage: str | None = None) -> type[Method]:
@@ -24,6 +22,6 @@ def get_method(name: str, stage: str | None = None) -> type[Method]:
         raise IdealsegError(f"unknown method {name!r}; expected one of {sorted(METHODS)}")
     cls = METHODS[name]
     if stage is not None and cls.stage != stage:
-        options = sorted(n for n, m in METHODS.items() if m.stage == stage)
+        options = sorted(n for n, e in method_entries().items() if e.stage == stage)
         raise IdealsegError(f"{name!r} is a {cls.stage} method; for {stage} use one of {options}")
     return cls

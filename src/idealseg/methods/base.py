@@ -14,8 +14,11 @@ import torch
 from torch import nn
 
 from idealseg.config import RunConfig
+from idealseg.config.method_registry import register
 from idealseg.data.augment import nnunet_augment, weak_augment
 from idealseg.models.unet import Encoder
+
+_CLASSES: dict[str, type[Method]] = {}  # name -> class, filled as method classes are defined
 
 
 class Method(nn.Module):
@@ -25,6 +28,14 @@ class Method(nn.Module):
     # the options it reads beyond those every run of its stage reads: the option table's "read by", the
     # CLI's help and the warning about an option no chosen method reads come from these declarations
     reads: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """A subclass that sets `name` registers itself (config/method_registry.py): defining the class is
+        all it takes for the CLI, the YAML checks and `get_method` to know it."""
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            register(cls.name, cls.stage, cls.reads, f"{cls.__module__}.{cls.__qualname__}")
+            _CLASSES[cls.name] = cls
 
     def __init__(self, cfg: RunConfig):
         super().__init__()
