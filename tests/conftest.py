@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -97,3 +98,19 @@ def write_acdc_release(root: Path, n_patients: int = 2, with_cfg: bool = True, s
         if with_cfg:
             (pdir / "Info.cfg").write_text(f"ED: 1\nES: {es}\nGroup: DCM\nHeight: 180.0\nNbFrame: 30\nWeight: 80.0\n")
     return root
+
+
+def restore_ctrl_c() -> None:
+    """`preexec_fn` of a child a test interrupts: Ctrl-C back to its default. A shell that starts the suite
+    in the background (`nohup pytest &`, many CI runners) ignores SIGINT, its children inherit that, and
+    idealseg rightly leaves an ignored Ctrl-C ignored: the tests of what Ctrl-C does must undo it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in this process for the test, even where the suite was started
+    with SIGINT ignored (see restore_ctrl_c)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

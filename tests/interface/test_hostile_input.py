@@ -15,7 +15,7 @@ import pytest
 
 from idealseg.cli import main
 
-from ..conftest import write_acdc_release, write_nifti, write_ssl4mis
+from ..conftest import restore_ctrl_c, write_acdc_release, write_nifti, write_ssl4mis
 
 
 def _corrupt_h5(src: Path) -> str:
@@ -431,7 +431,7 @@ def test_ctrl_c_during_prepare_is_one_line_exit_130_and_leaves_nothing(delay, tm
     out = tmp_path / "ds"
     cmd = [sys.executable, "-m", "idealseg", "prepare", "phantom", str(out), "--patients", "30"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=restore_ctrl_c)
     while not list(tmp_path.glob(".ds.dir-*")):  # the import has begun
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.005)
@@ -445,7 +445,7 @@ def test_ctrl_c_during_prepare_is_one_line_exit_130_and_leaves_nothing(delay, tm
     assert not out.exists() and not list(tmp_path.glob(".ds.*")), "partial output left behind"
 
 
-def test_ctrl_c_inside_a_library_callback_is_not_swallowed(tmp_path, capsys, monkeypatch):
+def test_ctrl_c_inside_a_library_callback_is_not_swallowed(tmp_path, capsys, monkeypatch, ctrl_c_raises):
     """The cause, made deterministic: Ctrl-C arriving while a weakref callback runs (h5py runs them as
     it closes its objects) raised KeyboardInterrupt inside the callback, which Python prints and drops."""
     import os
@@ -964,7 +964,7 @@ def test_ctrl_c_after_the_command_ended_is_one_line_exit_130(tmp_path):
               f"sys.argv = ['idealseg', 'prepare', 'phantom', {str(tmp_path / 'ds')!r}, '--patients', '3']; "
               "code = main(); os.kill(os.getpid(), signal.SIGINT); time.sleep(5); sys.exit(code)")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=restore_ctrl_c)
     assert (proc.returncode, proc.stderr) == (130, "interrupted\n"), proc.stderr
     assert proc.stdout.splitlines()[-1].startswith("wrote ")  # after the per-split summary lines
 
