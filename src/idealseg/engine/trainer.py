@@ -37,7 +37,7 @@ from idealseg.methods import get_method
 from idealseg.ownership import RUN_FILES, check_no_overlap, record_written, replace_folder, write_manifest
 from idealseg.precision import autocast_dtype
 from idealseg.runfolder.checkpoint import load_checkpoint, load_latest, save_checkpoint
-from idealseg.runfolder.environment import write_environment
+from idealseg.runfolder.environment import cpu_model, write_environment
 from idealseg.runfolder.folder import encoder_state, load_pretrained
 from idealseg.runfolder.weights import load_weights
 
@@ -46,6 +46,16 @@ PROGRESS_FIGURE_SECONDS = 60  # progress.png is redrawn at most this often (a dr
 
 class DamagedCheckpoint(InputError):
     """A checkpoint that loads but whose fields do not fit (edited, or written by something else)."""
+
+
+ETA_AFTER_STEPS = 10  # steps timed before the time the whole budget takes is said
+
+
+def _duration(seconds: float) -> str:
+    """'3 h 05 min', '12 min', '40 s': a duration as a user reads it."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    return f"{round(seconds / 60)} min" if seconds >= 90 else f"{round(seconds)} s"
 
 
 class Trainer:
@@ -463,12 +473,28 @@ class Trainer:
             raise error
 
     def _update_bar(self, bar, losses: dict[str, float] | None) -> None:
+        self._say_eta()
         if self.cfg.time_budget and self.elapsed > 0:
             expected = min(self.cfg.iterations, math.ceil(self.step / self.elapsed * self.cfg.time_budget))
             bar.total = max(expected, self.step)
         bar.update(self.step - bar.n)
         if losses is not None:
             bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+
+    def _say_eta(self) -> None:
+        """Once, a few steps in: what a step costs on this machine and how long the step budget will take
+        here (budgets count steps, so the same command takes longer on a slower or busier machine)."""
+        start = self.__dict__.setdefault("_eta_from", (self.step, self.elapsed))
+        steps = self.step - start[0]
+        if self.__dict__.get("_eta_said") or steps < min(ETA_AFTER_STEPS, self.cfg.iterations - start[0]):
+            return
+        self._eta_said = True
+        if not self.ctx.is_main or steps <= 0:
+            return
+        rate = (self.elapsed - start[1]) / steps
+        left = self.cfg.iterations - self.step
+        tqdm.write(f"{rate:.3g} s a step on this machine ({cpu_model()}): the {left} steps left take about "
+                   f"{_duration(rate * left)} (plus validation)")
 
     # -- validation, logging, checkpoints ----------------------------------------------------------
     @torch.no_grad()
