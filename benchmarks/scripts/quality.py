@@ -129,8 +129,9 @@ def scan_scores(predictor: Predictor, case, num_classes: int, cleaned: bool) -> 
             "dice": round(mean_foreground_dice(mask, case.label, num_classes), 4),
             "confidence": confidence,
             "entropy": foreground_entropy(probs),
-            "flip_agreement": mean_foreground_dice(mask, flipped, num_classes),
-            "scale_agreement": float(np.mean([mean_foreground_dice(mask, s, num_classes) for s in scaled])),
+            "flip_agreement": mean_foreground_dice(mask, flipped, num_classes, absent=1.0),
+            "scale_agreement": float(np.mean([mean_foreground_dice(mask, s, num_classes, absent=1.0)
+                                               for s in scaled])),
             "agreement": perturbation_agreement(mask, [flipped, *scaled], num_classes),
             "header_gap": -(confidence - foreground_confidence(header)),
             "largest_component": largest_component_share(raw, num_classes),

@@ -98,8 +98,8 @@ def main() -> None:
             mask = model.segment(np.ascontiguousarray(im), spacing=sp,  # spacing: used by models in physical space
                                  largest_component=args.largest_component)
             metrics = volume_metrics(mask, lab, len(model.classes), sp)
-            dice = float(np.mean([m["dice"] for m in metrics.values()]))
-            hd = [m["hd95"] for m in metrics.values() if m["status"] != "one_empty"]
+            dice = float(np.nanmean([m["dice"] for m in metrics.values()]))  # an absent class is NaN: not scored
+            hd = [m["hd95"] for m in metrics.values() if not np.isnan(m["hd95"])]
             rows.append({"case": case, "framing": how, "dice": dice,
                          "hd95_mm": float(np.mean(hd)) if hd else float("nan"), "shape": "x".join(map(str, lab.shape))})
         print(f"{case}: " + ", ".join(f"{r['framing']} {r['dice']:.3f}" for r in rows[-len(FRAMINGS):]), flush=True)

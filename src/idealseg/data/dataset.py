@@ -30,6 +30,9 @@ from idealseg.data.normalize import NORMALIZATIONS
 from idealseg.errors import IdealsegError, InputError
 
 SPLITS = ("train", "val", "test")
+# The stored label value of an unannotated voxel (nnU-Net v2's `ignore` label): never a class, read by no
+# loss and no metric. Stored labels are uint8, so 255 can never be a class number; one place defines it.
+IGNORE_LABEL = 255
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -40,7 +43,7 @@ class CaseVolume:
     case_id: str
     patient: str
     image: np.ndarray  # float32 [Z, H, W] (or [C, Z, H, W] with C > 1 channels), normalised to [0, 1]
-    label: np.ndarray | None = None  # uint8 [Z, H, W]
+    label: np.ndarray | None = None  # uint8 [Z, H, W]; IGNORE_LABEL where unannotated
     spacing: tuple[float, float, float] | None = None  # (z, y, x) in mm
     affine: np.ndarray | None = None  # 4x4 NIfTI affine of the source array
     axes: tuple[int, int, int] | None = None  # source array axis feeding each of (Z, H, W)
@@ -66,8 +69,9 @@ def check_case_id(case_id: str, source: str | Path) -> None:
         raise InputError(source, f"case id {case_id!r} is not a plain file name")
 
 
-def validate_volume(case: CaseVolume, source: str | Path, num_classes: int | None) -> None:
-    """Check one imported volume; every failure names the source file and the problem."""
+def validate_volume(case: CaseVolume, source: str | Path, num_classes: int | None, ignore: bool = False) -> None:
+    """Check one imported volume; every failure names the source file and the problem. `ignore`: the
+    dataset has unannotated voxels, stored as IGNORE_LABEL, which is then no class number out of range."""
     image = case.image
     if image.ndim not in (3, 4) or (image.ndim == 4 and image.shape[0] < 2):
         raise InputError(source, "image must be 3D [Z, H, W] (or [C, Z, H, W] for C > 1 channels), got shape "
@@ -82,8 +86,10 @@ def validate_volume(case: CaseVolume, source: str | Path, num_classes: int | Non
             raise InputError(
                 source, f"image/label shape mismatch: {image.shape[-3:]} vs {label.shape}"
             )
-        if num_classes is not None and label.size and int(label.max()) >= num_classes:
-            bad = sorted(int(v) for v in np.unique(label) if v >= num_classes)
+        over = num_classes is not None and label.size and int(label.max()) >= num_classes
+        bad = sorted(int(v) for v in np.unique(label) if v >= num_classes and not (ignore and v == IGNORE_LABEL)) \
+            if over else []
+        if bad:
             raise InputError(
                 source, f"label values {bad} outside the class set 0..{num_classes - 1}"
             )
@@ -126,6 +132,7 @@ class DatasetWriter:
         self.channels: int | None = None  # every case's channel count, set by the first case
         self.infer_classes = not classes  # generic NIfTI without --classes: 0..max label seen
         self._max_label = 0
+        self.ignore = False  # the source marks unannotated voxels (stored as IGNORE_LABEL; dataset.json says so)
         self.notes: list[str] = []  # what the import decided for the user (a default split), said once done
 
     def add(self, case: CaseVolume, split: str, source: str | Path) -> None:
@@ -135,14 +142,15 @@ class DatasetWriter:
             raise InputError(source, f"duplicate case id {case.case_id!r}")
         if split not in SPLITS:
             raise IdealsegError(f"unknown split {split!r}; expected one of {SPLITS}")
-        validate_volume(case, source, None if self.infer_classes else len(self.info["classes"]))
+        validate_volume(case, source, None if self.infer_classes else len(self.info["classes"]), self.ignore)
         channels = 1 if case.image.ndim == 3 else int(case.image.shape[0])
         if self.channels is not None and channels != self.channels:
             raise InputError(source, f"case {case.case_id!r} has {channels} channel(s), the dataset's other cases "
                                      f"{self.channels}; every case needs the same channels")
         self.channels = channels
         if case.label is not None and case.label.size:
-            self._max_label = max(self._max_label, int(case.label.max()))
+            annotated = case.label[case.label != IGNORE_LABEL] if self.ignore else case.label
+            self._max_label = max(self._max_label, int(annotated.max()) if annotated.size else 0)
         self._ids.add(case.case_id)
         try:
             self._write(case)
@@ -182,6 +190,8 @@ class DatasetWriter:
         if self.infer_classes:
             self.info["classes"] = ["background"] + [f"class{i}" for i in range(1, self._max_label + 1)]
         self.info["channels"] = self.channels or 1
+        if self.ignore:
+            self.info["ignore_label"] = IGNORE_LABEL
         self.info.update(extra)
         with atomic_file(self.root / "dataset.json") as f:
             json.dump(self.info, f, indent=1)
@@ -205,6 +215,12 @@ def check_dataset_info(info: Any, meta: Path) -> None:
     classes = info["classes"]
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
         raise InputError(meta, f"dataset.json 'classes' must list at least two class names, got {classes!r}")
+    if len(classes) > IGNORE_LABEL:
+        raise InputError(meta, f"dataset.json names {len(classes)} classes; at most {IGNORE_LABEL} fit the stored "
+                               f"labels ({IGNORE_LABEL} marks unannotated voxels)")
+    if "ignore_label" in info and info["ignore_label"] != IGNORE_LABEL:
+        raise InputError(meta, f"dataset.json 'ignore_label' must be {IGNORE_LABEL} (unannotated voxels), got "
+                               f"{info['ignore_label']!r}")
     for key in TEXT_ENTRIES:
         if key in info and not isinstance(info[key], str):
             raise InputError(meta, f"dataset.json {key!r} must be a string, got {info[key]!r}")
@@ -333,6 +349,11 @@ class Dataset:
     def classes(self) -> list[str]:
         """Class names, background first."""
         return list(self.info["classes"])
+
+    @property
+    def ignore_label(self) -> int | None:
+        """The stored value of unannotated voxels where the dataset has any (nnU-Net's `ignore`), else None."""
+        return self.info.get("ignore_label")
 
     @property
     def num_classes(self) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from idealseg.data.dataset import Dataset
+from idealseg.data.dataset import IGNORE_LABEL, Dataset
 from idealseg.data.fingerprint import load_plan
 from idealseg.errors import IdealsegError
 
@@ -151,7 +151,7 @@ def crop_patches(
     corners = torch.randint(0, span + 1, (len(images), 2), generator=generator)
     for i in range(n_labeled):
         if float(torch.rand(1, generator=generator)) < FOREGROUND_SHARE:
-            fg = torch.nonzero(labels[i] > 0)
+            fg = torch.nonzero((labels[i] > 0) & (labels[i] != IGNORE_LABEL))  # unannotated is no foreground
             if len(fg):
                 y, x = fg[int(torch.randint(0, len(fg), (1,), generator=generator))].tolist()
                 corners[i, 0] = min(max(y - patch // 2, 0), span)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from idealseg.data.budgets import Budget
 from idealseg.data.channels import as_channels
-from idealseg.data.dataset import Dataset
+from idealseg.data.dataset import IGNORE_LABEL, Dataset
 from idealseg.data.physical import canvas_size, centre, resample, resampled_size
 
 
@@ -83,7 +83,7 @@ class SliceStore:
         Their labels are for diagnostics only (how good a method's pseudo-labels are); no loss reads
         them, as the training loop only hands methods the labels of `labeled` slices.
         """
-        has_truth = self.labels.flatten(1).amax(1) > 0
+        has_truth = ((self.labels > 0) & (self.labels != IGNORE_LABEL)).flatten(1).any(1)
         pool = torch.nonzero(~self.labeled & has_truth).flatten()
         order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
         return pool[order[:n]].sort().values

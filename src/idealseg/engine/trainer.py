@@ -31,7 +31,7 @@ from idealseg.engine import distributed
 from idealseg.engine.compiled import compile_mode, compile_networks, fused
 from idealseg.engine.run_setup import RunSetup, setup_run
 from idealseg.errors import IdealsegError, InputError
-from idealseg.evaluation.metrics import dice_score, mean_foreground_dice
+from idealseg.evaluation.metrics import class_dice, mean_foreground_dice
 from idealseg.evaluation.predictor import Predictor
 from idealseg.methods import get_method
 from idealseg.ownership import RUN_FILES, check_no_overlap, record_written, replace_folder, write_manifest
@@ -42,6 +42,14 @@ from idealseg.runfolder.folder import encoder_state, load_pretrained
 from idealseg.runfolder.weights import load_weights
 
 PROGRESS_FIGURE_SECONDS = 60  # progress.png is redrawn at most this often (a draw costs about 0.3 s)
+
+
+def _mean_present(values) -> float:
+    """The mean of the scored values (NaN, an absent class or a volume without any, is not scored);
+    NaN when there are none."""
+    values = np.asarray(values, dtype=float)
+    present = values[~np.isnan(values)]
+    return float(present.mean()) if len(present) else float("nan")
 
 
 class DamagedCheckpoint(InputError):
@@ -88,6 +96,7 @@ class Trainer:
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step, self.elapsed, self.best, self.last_val, self.last_val_cleaned = 0, 0.0, -1.0, None, None
+        self.absent_said = False  # validation has said its absent class/volume pairs (once a run)
         if setup.resume:
             self._restore()
         self.board = self._tensorboard()
@@ -500,22 +509,25 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Mean foreground 3D Dice over labelled val volumes (keeps best.pt), each class's, and
-        pseudo-label quality; a bar while it runs (a large validation set takes minutes)."""
+        pseudo-label quality; a bar while it runs (a large validation set takes minutes). A class absent
+        from a volume (in neither its reference nor the mask: metrics.py) is not scored there, so it
+        cannot lift the mean that picks best.pt; the first validation says how many pairs that is."""
         self.method.eval()
         scores, cleaned, per_class = [], [], []
         n = self.cfg.num_classes
         predictor = Predictor.from_method(self.method, self.cfg, self.ctx.device)
         for case in tqdm(self.val_cases, desc="validate", unit="vol", leave=False, mininterval=2.0):
             mask = predictor.predict(case.image, case.spacing)
-            per_class.append([dice_score(mask == c, case.label == c) for c in range(1, n)])
-            scores.append(float(np.mean(per_class[-1])))
+            per_class.append(class_dice(mask, case.label, n))
+            scores.append(_mean_present(per_class[-1]))
             cleaned.append(mean_foreground_dice(largest_components(mask, n), case.label, n))
         classes = self.cfg.classes[1:] if len(self.cfg.classes) == n else [f"class{c}" for c in range(1, n)]
-        by_class = {f"val_dice_{name}": round(float(v), 5) for name, v in zip(classes, np.mean(per_class, 0),
-                                                                              strict=True)}
+        by_class = {f"val_dice_{name}": round(_mean_present(v), 5) for name, v in zip(classes, np.transpose(per_class),
+                                                                                      strict=True)}
+        self._say_absent(np.isnan(per_class).sum())
         quality = self.pseudo_label_quality()
         self.method.train()
-        self.last_val, self.last_val_cleaned = float(np.mean(scores)), float(np.mean(cleaned))
+        self.last_val, self.last_val_cleaned = _mean_present(scores), _mean_present(cleaned)
         if self.last_val > self.best:
             self.best = self.last_val
             self._record("checkpoints/best.pt")
@@ -524,6 +536,14 @@ class Trainer:
         tqdm.write(f"step {self.step}: val Dice {self.last_val:.4f} (best {self.best:.4f})")
         return {"val_dice": round(self.last_val, 5), "val_dice_largest_component": round(self.last_val_cleaned, 5),
                 **by_class, **quality}
+
+    def _say_absent(self, absent: int) -> None:
+        """Once a run (the validation volumes never change): how many class/volume pairs are not scored."""
+        if absent and not self.absent_said:
+            self.absent_said = True
+            warnings.warn(f"validation: {absent} class/volume pair(s) of {len(self.val_cases)} volume(s) have the "
+                          "class in neither the reference nor the mask; they are excluded from val Dice",
+                          stacklevel=3)
 
     def pseudo_label_quality(self) -> dict[str, float]:
         """Dice of each stream's hard prediction on unlabelled training slices against their true labels

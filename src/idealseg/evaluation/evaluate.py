@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from idealseg.atomic import atomic_file
 from idealseg.data.dataset import SPLITS, Dataset
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.clinical import ejection_fractions
-from idealseg.evaluation.metrics import volume_metrics
+from idealseg.evaluation.metrics import ABSENT, volume_metrics
 from idealseg.evaluation.predictor import Predictor
 from idealseg.evaluation.spacing import check_spacing
 from idealseg.ownership import (
@@ -105,13 +106,16 @@ def check_evaluation_folder(out: Path, run_dir: Path, dataset: Path) -> None:
 
 def summarise(rows: list[dict], classes: list[str], unit: str) -> dict:
     """Mean and std over volumes per class and for the foreground mean; undefined distances
-    (one mask empty) are excluded from the distance means and counted in `undefined`."""
+    (one mask empty) are excluded from the distance means and counted in `undefined`. Rows of a class
+    absent from a volume (status "absent": in neither mask) are left out of every mean, counted per
+    class in `absent`, and said once in a warning; a volume's foreground mean is over its other classes."""
+    scored = [r for r in rows if r.get("status") != ABSENT]
     per_class: dict[str, dict] = {}
     for name in [*classes, "mean"]:
-        sel = [r for r in rows if r["class"] == name] if name != "mean" else None
+        sel = [r for r in scored if r["class"] == name] if name != "mean" else None
         if sel is None:  # mean over classes per volume, then over volumes
             by_case: dict[str, list] = {}
-            for r in rows:
+            for r in scored:
                 by_case.setdefault(r["case"], []).append(r)
             sel = [{m: float(np.nanmean([r[m] for r in rs])) if not all(np.isnan(r[m]) for r in rs)
                     else float("nan") for m in METRICS} for rs in by_case.values()]
@@ -122,11 +126,24 @@ def summarise(rows: list[dict], classes: list[str], unit: str) -> dict:
             stats[m] = {"mean": float(ok.mean()) if len(ok) else None,
                         "std": float(ok.std()) if len(ok) else None, "undefined": int(np.isnan(values).sum())}
         per_class[name] = stats
-    return {"unit": unit, "classes": per_class}
+    absent = {name: sum(r["class"] == name for r in rows if r.get("status") == ABSENT) for name in classes}
+    _say_absent(absent, len({r["case"] for r in rows}))
+    return {"unit": unit, "classes": per_class, "absent": absent}
+
+
+def _say_absent(absent: dict[str, int], volumes: int) -> None:
+    """One warning per evaluation, not per volume: how many class/volume pairs had nothing to score."""
+    total = sum(absent.values())
+    if total:
+        which = ", ".join(f"{name} in {n}" for name, n in absent.items() if n)
+        warnings.warn(f"{total} class/volume pair(s) of {volumes} volume(s) have the class in neither the reference "
+                      f"nor the mask ({which}); they are excluded from the means (per_volume.csv lists them as "
+                      "'absent')", stacklevel=3)
 
 
 def markdown_table(summary: dict) -> str:
-    """The per-class table (Dice, HD95, ASD, mean ± std over volumes) that `evaluate` prints."""
+    """The per-class table (Dice, HD95, ASD, mean ± std over volumes) that `evaluate` prints; a note
+    under it counts the absent class/volume pairs left out of it, where there are any."""
     unit = summary["unit"]
     lines = [f"| class | Dice | HD95 ({unit}) | ASD ({unit}) |", "|---|---|---|---|"]
     for name, s in summary["classes"].items():
@@ -138,6 +155,10 @@ def markdown_table(summary: dict) -> str:
                 cell += f" ({v['undefined']} undefined)"
             cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    absent = sum(summary.get("absent", {}).values())
+    if absent:
+        lines += ["", f"{absent} class/volume pair(s) with the class in neither reference nor mask: not scored, "
+                      "not in the means."]
     return "\n".join(lines) + "\n"
 
 

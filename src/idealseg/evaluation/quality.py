@@ -65,4 +65,4 @@ def perturbation_agreement(mask: np.ndarray, perturbed: Sequence[np.ndarray] | C
     others = perturbed() if callable(perturbed) else perturbed
     if not len(others):
         raise ValueError("perturbation_agreement needs at least one perturbed mask")
-    return float(np.mean([mean_foreground_dice(mask, p, num_classes) for p in others]))
+    return float(np.mean([mean_foreground_dice(mask, p, num_classes, absent=1.0) for p in others]))

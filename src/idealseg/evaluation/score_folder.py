@@ -1,6 +1,8 @@
 """Score a folder of masks made by any tool against a folder of reference labels (nnU-Net's
 `evaluate_folder`): the same Dice, HD95 and ASD in mm as `evaluate`, so a run of another tool and an
-idealseg run are compared with one ruler.
+idealseg run are compared with one ruler. Where the labels folder lies in an nnU-Net v2 folder whose
+dataset.json has an `ignore` label (SRC/labelsTr beside SRC/dataset.json), its voxels are not scored, as
+nnU-Net's own evaluation leaves them out.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import numpy as np
 from tqdm import tqdm
 
 from idealseg import checks
+from idealseg.data.dataset import IGNORE_LABEL
+from idealseg.data.importers.source_json import source_ignore
 from idealseg.data.nifti_io import load_nifti
 from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.evaluate import summarise, write_outputs
@@ -63,6 +67,17 @@ def _labels(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     return data.astype(np.int64), affine, spacing[:3]
 
 
+def _mark_unannotated(ref: np.ndarray, ignore: int | None, path: Path) -> np.ndarray:
+    """A reference with its `ignore` voxels (the dataset.json's) as IGNORE_LABEL, which no metric scores;
+    without an `ignore` label the value IGNORE_LABEL is refused, as it would be silently left out."""
+    if ignore is None:
+        if (ref == IGNORE_LABEL).any():
+            raise InputError(path, f"holds label {IGNORE_LABEL}, which idealseg reserves for unannotated voxels; "
+                                   "number the classes 0, 1, 2, ... (a 0/255 mask as 0/1)")
+        return ref
+    return np.where(ref == ignore, IGNORE_LABEL, ref)
+
+
 def _check_names(names: list[str]) -> None:
     """Class names become the keys of the summary: an empty, repeated or reserved one would drop a class."""
     bad = [n for n in names if not n.strip() or n == "mean" or names.count(n) > 1]
@@ -77,7 +92,8 @@ def score_folder(masks: str | Path, labels: str | Path, out: str | Path | None =
 
     Every label needs a mask (a missing one would silently flatter the mean); masks without a label are
     ignored and counted. `classes` names the classes from 0 (background); default: class_1, class_2, ...
-    up to the largest value found. With `out`, per_volume.csv, summary.json and table.md are written
+    up to the largest value found (an nnU-Net dataset.json's `ignore` value is no class, not scored).
+    With `out`, per_volume.csv, summary.json and table.md are written
     there, as `evaluate` writes them; without it nothing is written.
     """
     masks, labels = checks.path(masks, "MASKS"), checks.path(labels, "--labels")
@@ -87,9 +103,11 @@ def score_folder(masks: str | Path, labels: str | Path, out: str | Path | None =
     if missing:
         raise InputError(masks, f"no mask for {len(missing)} labelled case(s), e.g. {missing[0]!r} "
                                 f"(masks pair with labels by name: p1.nii.gz, p1_seg.nii.gz, p1_0000_seg.nii.gz)")
+    ignore = source_ignore(labels.parent)
     pairs = []
     for key in sorted(reference):
         ref, ref_affine, spacing = _labels(reference[key])
+        ref = _mark_unannotated(ref, ignore, reference[key])
         pred, pred_affine, _ = _labels(predicted[key])
         if pred.shape != ref.shape:
             raise InputError(predicted[key], f"shape {pred.shape} is not its label's {ref.shape}")
@@ -97,7 +115,7 @@ def score_folder(masks: str | Path, labels: str | Path, out: str | Path | None =
             raise InputError(predicted[key], "its affine is not its label's: the mask is on another grid "
                                              "(resample it to the label's geometry first)")
         pairs.append((key, pred, ref, spacing))
-    top_label = max(int(r.max()) for _, _, r, _ in pairs)
+    top_label = max(int(r[r != IGNORE_LABEL].max(initial=0)) for _, _, r, _ in pairs)
     top_mask = max(int(p.max()) for _, p, _, _ in pairs)
     names = list(classes) if classes else ["background", *(f"class_{c}" for c in range(1, top_label + 1))]
     _check_names(names)

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from idealseg.data.dataset import IGNORE_LABEL
+
 
 class DiceCELoss(nn.Module):
     """`lambda_ce` x CE(logits, y) + `lambda_dice` x (1 - mean soft Dice over classes 1..C-1).
@@ -19,6 +21,11 @@ class DiceCELoss(nn.Module):
     An optional per-pixel `weight` [B, H, W] (0 = ignore) serves the mixing methods: copy-paste weighs
     pseudo-labelled regions less, confidence thresholds zero out uncertain pixels. Shapes: logits
     [B, C, H, W], target [B, H, W] long; returns a scalar.
+
+    Target pixels of IGNORE_LABEL (unannotated, nnU-Net's `ignore` label) count in neither term: CE's
+    `ignore_index`, and a zero weight in the Dice sums, so they get no gradient; labels mixed by
+    copy-paste keep the value, so every method's supervised term honours them through this loss. On
+    targets without such pixels both terms are bit for bit what they were before.
     """
 
     def __init__(self, num_classes: int, smooth: float = 1e-5, lambda_ce: float = 1.0, lambda_dice: float = 1.0,
@@ -32,11 +39,13 @@ class DiceCELoss(nn.Module):
 
     def dice(self, probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
              include_background: bool | None = None) -> torch.Tensor:
-        """1 - soft Dice, optionally per-pixel weighted; foreground classes unless `include_background`."""
-        onehot = F.one_hot(target, self.num_classes).permute(0, 3, 1, 2).to(probs.dtype)
-        if weight is not None:
-            w = weight[:, None].to(probs.dtype)
-            probs, onehot = probs * w, onehot * w
+        """1 - soft Dice, optionally per-pixel weighted; foreground classes unless `include_background`;
+        IGNORE_LABEL pixels weigh 0 (a multiplication by exactly 1 elsewhere, so no host sync is needed)."""
+        annotated = target != IGNORE_LABEL
+        weight = annotated if weight is None else weight * annotated
+        onehot = F.one_hot(target.masked_fill(~annotated, 0), self.num_classes).permute(0, 3, 1, 2).to(probs.dtype)
+        w = weight[:, None].to(probs.dtype)
+        probs, onehot = probs * w, onehot * w
         dims = (0, 2, 3)
         inter = (probs * onehot).sum(dims)
         denom = (probs * probs).sum(dims) + (onehot * onehot).sum(dims)  # = onehot.sum() unweighted
@@ -46,10 +55,12 @@ class DiceCELoss(nn.Module):
 
     def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor,
                       weight: torch.Tensor | None = None) -> torch.Tensor:
-        """Cross-entropy, averaged over pixels, or over the weights when `weight` is given."""
-        if weight is None:
-            return F.cross_entropy(logits.float(), target)
-        ce = F.cross_entropy(logits.float(), target, reduction="none")
+        """Cross-entropy, averaged over the annotated pixels, or over their weights when `weight` is given."""
+        if weight is None:  # a batch with no annotated pixel: 0 (the mean over none is NaN), on the device
+            ce = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_LABEL)
+            return torch.where((target != IGNORE_LABEL).any(), ce, ce.new_zeros(()))
+        ce = F.cross_entropy(logits.float(), target, reduction="none", ignore_index=IGNORE_LABEL)
+        weight = weight * (target != IGNORE_LABEL)
         return (ce * weight).sum() / weight.sum().clamp_min(1e-6)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,7 +9,9 @@ stored [C, Z, H, W], each channel normalised on its own (data/channels.py).
 unlabelled scans semi-supervision trains on; a folder with no labels at all is a dataset to pre-train
 on. Scans are grouped by patient (`idealseg.data.patients`) and every split is by patient. A
 `dataset.json` gives the class names and modality. A label map (`205:1,420:2,...`, as MMWHS needs)
-renumbers codes; any other non-zero value is an error, whose message suggests a complete map.
+renumbers codes; any other non-zero value is an error, whose message suggests a complete map. nnU-Net
+v2's `ignore` label (dataset.json `"ignore": N`) is no class: its voxels are stored as IGNORE_LABEL,
+before any label map (which may not name that code).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from idealseg.data.channels import check_same_grid, group_channel_files, stack_channels
-from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
+from idealseg.data.dataset import IGNORE_LABEL, CaseVolume, DatasetWriter, labels_to_uint8
 from idealseg.data.folds import SPLITS_FILE, make_folds
 from idealseg.data.importers.source_json import SourceJson
 from idealseg.data.importers.splits import assign_splits
@@ -54,8 +56,15 @@ def parse_label_map(spec: str | None) -> dict[int, int] | None:
     return mapping
 
 
-def apply_label_map(label: np.ndarray, mapping: dict[int, int] | None, path: Path) -> np.ndarray:
-    """Renumber codes; a non-zero code absent from the map is refused, naming the file."""
+def apply_label_map(label: np.ndarray, mapping: dict[int, int] | None, path: Path,
+                    ignore: int | None = None) -> np.ndarray:
+    """Renumber codes; a non-zero code absent from the map is refused, naming the file. Voxels of the
+    `ignore` code (nnU-Net's unannotated voxels) become IGNORE_LABEL, whatever the map."""
+    if ignore is not None:
+        unannotated = label == ignore
+        out = apply_label_map(np.where(unannotated, 0, label), mapping, path)
+        out[unannotated] = IGNORE_LABEL
+        return out
     if mapping is None:
         return labels_to_uint8(label, path)
     values = np.unique(label)
@@ -176,13 +185,17 @@ class LabelCodes:
     """The label files of an import and the user's --label-map and --classes: checks one label's
     codes and, when they need a map, suggests one that covers every label file."""
 
-    def __init__(self, paths: list[Path], label_map: dict[int, int] | None, classes: list[str] | None):
-        self.paths, self.label_map, self.classes = paths, label_map, classes
+    def __init__(self, paths: list[Path], label_map: dict[int, int] | None, classes: list[str] | None,
+                 ignore: int | None = None):
+        self.paths, self.label_map, self.classes, self.ignore = paths, label_map, classes, ignore
+        if ignore is not None and label_map is not None and ignore in label_map:
+            raise IdealsegError(f"--label-map maps {ignore}, the source dataset.json's 'ignore' label (unannotated "
+                                "voxels, never a class); leave it out of the map")
 
     def check(self, label: np.ndarray, path: Path) -> None:
         """Without a map, values must be class numbers 0..MAX_CLASS (0/255 masks and coded atlases need
-        --label-map); with one, every non-zero code must be in it."""
-        codes = [c for c in _integer_codes(label) if c != 0]
+        --label-map); with one, every non-zero code must be in it. The `ignore` code is neither."""
+        codes = [c for c in _integer_codes(label) if c not in (0, self.ignore)]
         if self.label_map is None:
             coded = [c for c in codes if not 0 <= c <= MAX_CLASS]
             if coded:
@@ -215,7 +228,7 @@ def _read_label(path: Path, image_path: Path, shape: tuple, affine: np.ndarray, 
     _check_geometry(image_path, path, affine, laffine)
     ldata = np.asarray(ldata)
     codes.check(ldata, path)
-    return apply_label_map(to_zhw(ldata, axes), codes.label_map, path)
+    return apply_label_map(to_zhw(ldata, axes), codes.label_map, path, codes.ignore)
 
 
 DEFAULT_VAL_SHARE = 5  # with no --val, one labelled patient in five (at least one) validates
@@ -272,8 +285,10 @@ def import_nifti(
     if crossing:
         raise InputError(src, f"patient {crossing[0]!r} has scans in both imagesTr and imagesTs; a patient's "
                               "scans belong on one side (or give --patient-regex)")
+    ignore = source_json.ignore if source_json else None
     codes = LabelCodes([labels[c] for c in sorted(labels)] + [test_labels[c] for c in sorted(test_labels)],
-                       label_map, classes)
+                       label_map, classes, ignore)
+    writer.ignore = ignore is not None
     all_cases = {**images, **tests}
     all_labels = {**labels, **test_labels}
     patient_of = {c: p for group in (patients, group_by_patient(list(tests), patient_rule))
