@@ -345,7 +345,7 @@ CASES = {
 
 EXPECTED = {  # messages of the generic NIfTI cases, which name the file themselves
     "nifti: binary mask saved as 0/255": "a.nii.gz: label values [255] are not class numbers 0..31; map them to "
-                                         "classes, e.g. --label-map 255:1",
+                                         "classes, e.g. --label-map=255:1",
     "nifti: label map names one code twice": "--label-map maps 500 twice (500:3 and 500:0)",
     "nifti: label map class above 255": "--label-map entry '500:300': the class number must be 0 to 31",
     "nifti: --val file missing": "missing.txt: cannot read this split file",
@@ -554,8 +554,8 @@ def test_the_suggested_label_map_works_when_pasted(codes, classes, expected, tmp
     src = _coded(tmp_path / "src", codes)
     extra = ["--classes", classes] if classes else []
     code, line = run_cli(["prepare", "nifti", src, tmp_path / "ds", *extra], capsys)
-    assert code == 2 and "--label-map " in line, line
-    suggestion = line.split("--label-map ", 1)[1].split()[0]
+    assert code == 2 and "--label-map=" in line, line
+    suggestion = line.split("--label-map=", 1)[1].split()[0]
     assert suggestion == expected, line
     code, line = run_cli(["prepare", "nifti", src, tmp_path / "ds", *extra, "--label-map", suggestion], capsys)
     assert code == 0, line
@@ -571,7 +571,7 @@ def test_the_suggested_label_map_works_when_pasted(codes, classes, expected, tmp
 def test_a_partial_label_map_gets_a_complete_suggestion(tmp_path, capsys):
     src = _coded(tmp_path / "src", [[0, 205, 420], [0, 500]])
     code, line = run_cli(["prepare", "nifti", src, tmp_path / "ds", "--label-map", "205:1,420:2"], capsys)
-    assert code == 2 and "label values [500] are not in the label map; e.g. --label-map 205:1,420:2,500:3" in line
+    assert code == 2 and "label values [500] are not in the label map; e.g. --label-map=205:1,420:2,500:3" in line
     assert run_cli(["prepare", "nifti", src, tmp_path / "ds", "--label-map", "205:1,420:2,500:3"], capsys)[0] == 0
 
 

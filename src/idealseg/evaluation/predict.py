@@ -39,9 +39,27 @@ def looks_like_mask(path: Path) -> bool:
     return _stem(path).endswith(MASK_SUFFIXES) or "labelsTr" in path.parts
 
 
+def _not_a_file(path: Path) -> str:
+    """What a NIfTI-named entry that is not a regular file is (lstat/stat only: a FIFO is never opened,
+    as opening one blocks until something writes to it)."""
+    if path.is_symlink() and not path.exists():
+        return "broken link"
+    if path.is_fifo():
+        return "FIFO"
+    return "folder" if path.is_dir() else "not a regular file"
+
+
 def _inputs(src: Path) -> list[Path]:
+    """The scans to segment: `src` itself, or the NIfTI files of the folder `src`; entries named as masks
+    and entries named .nii/.nii.gz that are no regular file (a broken link, a FIFO) are skipped, each
+    kind said in one line."""
     if src.is_dir():
-        files = sorted(p for p in src.iterdir() if p.name.endswith((".nii", ".nii.gz")) and p.is_file())
+        named = sorted(p for p in src.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+        files = [p for p in named if p.is_file()]
+        odd = [f"{p.name} ({_not_a_file(p)})" for p in named if p not in files]
+        if odd:
+            warnings.warn(f"{src}: skipping {len(odd)} entr{'y' if len(odd) == 1 else 'ies'} named as NIfTI that "
+                          f"{'is' if len(odd) == 1 else 'are'} no regular file: {describe(odd)}", stacklevel=3)
         masks = [p for p in files if looks_like_mask(p)]
         if masks:
             warnings.warn(f"{src}: skipping {len(masks)} file(s) named as masks ({describe([p.name for p in masks])})",
