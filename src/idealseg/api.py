@@ -4,7 +4,7 @@ Every function here is what a CLI subcommand calls, so a script and the command 
 run folders and the same numbers:
 
     import idealseg
-    dataset = idealseg.prepare("ssl4mis", "data/acdc", "../shared/data/acdc")
+    dataset = idealseg.prepare("ssl4mis", "../shared/data/acdc", "data/acdc")
     idealseg.train(dataset, "runs/ideal7", labeled="ssl4mis:7")
     print(idealseg.evaluate("runs/ideal7", split="val")["classes"]["mean"]["dice"]["mean"])
     mask = idealseg.load("runs/ideal7").segment(volume)          # [Z, H, W] -> uint8 labels
@@ -37,14 +37,16 @@ __all__ = ["prepare", "train", "pretrain", "finetune", "evaluate", "score_masks"
            "Segmenter", "predict_files"]
 
 
-def prepare(source: str, out: str | Path, src: str | Path | None = None, **options: Any) -> Path:
+def prepare(source: str, src: str | Path | None = None, out: str | Path | None = None, **options: Any) -> Path:
     """Import a dataset into a dataset folder (`idealseg prepare`), once, so that every run reads the
-    same normalised volumes, splits and spacings instead of re-reading the source.
+    same normalised volumes, splits and spacings instead of re-reading the source. The arguments come
+    in the command line's order, `prepare(source, SRC, OUT)`; the phantom has no SRC:
+    `prepare("phantom", out=OUT)`.
 
     Args:
         source: The kind of source: "ssl4mis", "acdc", "nifti" or "phantom".
-        out: The dataset folder to write (new, or one idealseg wrote, with `overwrite=True`).
         src: The source folder; None for the phantom, which is generated.
+        out: The dataset folder to write (new, or one idealseg wrote, with `overwrite=True`).
         **options: The command line's options as Python values: `overwrite`, `patients`, `seed`,
             `normalization`, `label_map` (`{205: 1}` or "205:1"), `classes`, `val`, `test`,
             `spacing_from`, `patient_regex`, `unlabeled` (a folder of scans joined as unlabelled
@@ -55,11 +57,11 @@ def prepare(source: str, out: str | Path, src: str | Path | None = None, **optio
         The dataset folder `out`.
 
     Raises:
-        IdealsegError: A source that cannot be read (the message names the file) or an output folder
-            that is not idealseg's to replace. A value of the wrong type or out of range is an
-            `InvalidValue`, also a `ValueError`.
+        IdealsegError: A source that cannot be read (the message names the file), an output folder
+            that is not idealseg's to replace, or the arguments in the old order (OUT before SRC). A
+            value of the wrong type or out of range is an `InvalidValue`, also a `ValueError`.
     """
-    return _prepare(source, out, src, scale_chooser=scale_chooser, **options)
+    return _prepare(source, src, out, scale_chooser=scale_chooser, **options)
 
 
 def train(dataset: str | Path, out: str | Path, **options: Any) -> Path:
