@@ -282,12 +282,11 @@ ORDER = "prepare(source, SRC, OUT), as the command line (the phantom: prepare('p
 def check_argument_order(source: str, src: str | Path | None, out: str | Path | None) -> None:
     """The arguments in the command line's order, or a loud error: the order was once (source, OUT, SRC),
     and a call in that order must not import the output folder or write over the source."""
+    if source == "phantom" and src is not None:
+        raise IdealsegError(f"prepare phantom: the phantom is generated and reads no SRC ({src}); the order is {ORDER}")
     if out is None:
         raise IdealsegError(f"prepare {source}: no OUT given; the order is {ORDER}")
     if source == "phantom":
-        if src is not None:
-            raise IdealsegError(f"prepare phantom: the phantom is generated and reads no SRC ({src}); the order is "
-                                f"{ORDER}")
         return
     if not isinstance(src, (str, Path)) or not isinstance(out, (str, Path)):
         return  # checks.optional_path and checks.output_path say what is wrong with the value
