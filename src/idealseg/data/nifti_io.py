@@ -65,7 +65,25 @@ def read_scan(path: Path) -> NiftiScan:
     image is here, so a scan predict accepts is one import would have read the same way: readable,
     one real channel, finite affine, plausible spacing (load_nifti), one 3D volume (not 4D frames),
     sliced along its through-plane axis (slicing_axes) and NaN-free (finite_image)."""
-    data, affine, spacing, img = load_nifti(path)
+    return _scan(*load_nifti(path), path)
+
+
+def scan_of_image(img: nib.Nifti1Image, name: Path) -> NiftiScan:
+    """A nibabel image already in memory (the API's `segment(img)`) read as `read_scan` reads a file,
+    `name` (its file, or a stand-in) naming it in messages."""
+    if not isinstance(img, nib.Nifti1Image):
+        raise InputError(name, f"a {type(img).__name__}, not a NIfTI image")
+    try:
+        pixdim = np.asarray(img.header["pixdim"], dtype=np.float64)
+        return _scan(*_checked_image(img, name, True, pixdim), name)
+    except InputError:
+        raise
+    except Exception as exc:  # an image whose data cannot be read (a proxy to a file since removed)
+        raise InputError(name, f"unreadable NIfTI image ({type(exc).__name__}: {exc})") from None
+
+
+def _scan(data: np.ndarray, affine: np.ndarray, spacing: tuple[float, ...], img: nib.Nifti1Image,
+          path: Path) -> NiftiScan:
     if data.ndim == 4 and data.shape[3] > 1:
         raise InputError(path, f"expected a 2D or 3D image, got 4D shape {data.shape} ({data.shape[3]} "
                                "channels/frames); give one 3D volume")
@@ -87,6 +105,15 @@ def load_nifti(path: Path, check_spacing: bool = True) -> tuple[np.ndarray, np.n
         raise InputError(path, "file not found")
     try:
         img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise InputError(path, f"unreadable NIfTI ({type(exc).__name__}: {exc})") from None
+    return _checked_image(img, path, check_spacing, _raw_pixdim(path))
+
+
+def _checked_image(img: nib.Nifti1Image, path: Path, check_spacing: bool, pixdim: np.ndarray):
+    """(array, affine, spacing, image) of an image opened from `path` (or held in memory), checked as
+    `load_nifti` says; `pixdim` as stored, before nibabel's header check replaces zeros."""
+    try:
         shape = img.shape
         if len(shape) >= 2 and sorted(shape[:3])[-1] * sorted(shape[:3])[-2] > MAX_SLICE_PIXELS:
             raise InputError(path, f"image of shape {shape} has slices over 4096x4096 pixels; crop or resample it")
@@ -103,7 +130,7 @@ def load_nifti(path: Path, check_spacing: bool = True) -> tuple[np.ndarray, np.n
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.isfinite(affine).all():
         raise InputError(path, "affine contains NaN or Inf values")
-    raw = _raw_pixdim(path)[1 : min(data.ndim, 3) + 1]
+    raw = pixdim[1 : min(data.ndim, 3) + 1]
     if not (np.isfinite(raw).all() and (raw > 0).all()):
         raise InputError(path, f"invalid voxel spacing {tuple(float(v) for v in raw)} in the header (must be > 0)")
     if not check_spacing:

@@ -36,9 +36,11 @@ from idealseg.errors import IdealsegError, InputError
 from idealseg.ownership import atomic_dir, check_no_overlap, read_manifest
 
 SOURCES = ("ssl4mis", "acdc", "nifti", "phantom")
-# (run, the dataset's normalisation) -> (an image and its in-plane spacing -> a multiple of that spacing):
-# given by the caller (idealseg.prepare passes evaluation's), as a dataset does not load models
-ScaleChooser = Callable[[Path, str], Callable[[np.ndarray, tuple[float, float]], float]]
+# (run, the dataset's normalisation, classes (None: unknown), median in-plane spacing in mm (None: unknown))
+# -> (an image and its in-plane spacing -> a multiple of that spacing): given by the caller
+# (idealseg.prepare passes evaluation's), as a dataset does not load models
+ScaleChooser = Callable[[Path, str, list[str] | None, float | None],
+                        Callable[[np.ndarray, tuple[float, float]], float]]
 UNLABELLED_CLASSES = ["background", "foreground"]  # a dataset without labels: its classes are not known
 
 PHANTOM_BYTES = 2_500_000  # one phantom patient's two volumes in the dataset folder, measured
@@ -156,7 +158,8 @@ class GuardedWriter(DatasetWriter):
         self.interrupt()
         if self.unlabelled is not None:
             normalization = extra.get("normalization", "percentile")
-            rescale = self.scale_chooser(self.scale_from, normalization) if self.scale_from else None
+            rescale = (self.scale_chooser(self.scale_from, normalization, *self._task())
+                       if self.scale_from else None)
             factors = import_unlabelled(self.unlabelled, self, normalization, self.patient_rule, rescale)
             extra["unlabelled_from"] = str(self.unlabelled)
             self.notes.append(f"--unlabeled: {len(factors)} scans of {self.unlabelled} joined the train split, "
@@ -171,6 +174,14 @@ class GuardedWriter(DatasetWriter):
         except OSError as exc:
             raise _write_error(self.out / "dataset.json", exc) from None
         self.interrupt()
+
+    def _task(self) -> tuple[list[str] | None, float | None]:
+        """The classes (None where no label names them yet) and median in-plane spacing (mm) of the cases
+        imported so far: what a run choosing the --unlabeled scans' scale must match."""
+        labelled = any(c["labeled"] for c in self.info["cases"])
+        classes = None if self.infer_classes or not labelled else list(self.info["classes"])
+        in_plane = [s for c in self.info["cases"] if c.get("spacing") for s in c["spacing"][1:]]
+        return classes, float(np.median(in_plane)) if in_plane else None
 
     def _unlabelled(self) -> None:
         """No case has a label: the dataset can be pre-trained on (labels never read), not fine-tuned; its
