@@ -158,7 +158,7 @@ def test_a_release_without_info_cfg_is_one_warning(tmp_path):
         warnings.simplefilter("always")
         prepare("acdc", src, tmp_path / "ds")
     lines = [str(w.message) for w in caught if "Info.cfg" in str(w.message)]
-    assert len(lines) == 1 and "3 patient folder(s) without Info.cfg" in lines[0], lines
+    assert len(lines) == 1 and "3 patient folder(s) with no Info.cfg" in lines[0], lines
 
 
 def test_prepare_in_the_old_order_fails_loudly(tmp_path):

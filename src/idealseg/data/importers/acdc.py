@@ -69,7 +69,7 @@ def _warn_missing_cfg(src: Path, missing: list[str]) -> None:
     if not missing:
         return
     first = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
-    warnings.warn(f"{src}: {len(missing)} patient folder(s) without Info.cfg ({first}); ED/ES taken from the two "
+    warnings.warn(f"{src}: {len(missing)} patient folder(s) with no Info.cfg ({first}); ED/ES taken from the two "
                   "_gt frames (the lower number as ED); group, height, weight unknown", stacklevel=3)
 
 
