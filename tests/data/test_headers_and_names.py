@@ -173,3 +173,14 @@ def test_prepare_in_the_old_order_fails_loudly(tmp_path):
         made = prepare("nifti", src, tmp_path / "ds")
     with pytest.raises(InputError, match="the order is prepare"):
         prepare("nifti", made, src, overwrite=True)
+
+
+def test_one_unlabelled_case_of_several_channel_endings_is_said(tmp_path):
+    src = tmp_path / "src"
+    for k in range(3):
+        write_nifti(src / "imagesTr" / f"img_{k:04d}.nii.gz", _volume(k))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = Dataset(prepare("nifti", src, tmp_path / "out"))
+    assert ds.channels == 3
+    assert any("read as one case of 3 channels" in str(w.message) for w in caught)
