@@ -41,7 +41,7 @@ def require(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def phantom(tmp_path_factory) -> Path:
     """5 phantom patients: 3 train, 1 val, 1 test."""
-    return prepare("phantom", tmp_path_factory.mktemp("ds") / "phantom", patients=5, seed=0)
+    return prepare("phantom", out=tmp_path_factory.mktemp("ds") / "phantom", patients=5, seed=0)
 
 
 def write_ssl4mis(root: Path, n_patients: int = 4, slices: int = 3, size: int = 16, seed: int = 0) -> Path:

@@ -54,14 +54,14 @@ def datasets(args: argparse.Namespace, work: Path, recipes: list[str]) -> tuple[
     each prepared once."""
     acdc, other, joined = work / "acdc", work / "other", work / "acdc_plus_other"
     if not (acdc / "dataset.json").exists():
-        idealseg.prepare("ssl4mis", acdc, args.acdc, spacing_from=args.acdc_nifti)
+        idealseg.prepare("ssl4mis", args.acdc, acdc, spacing_from=args.acdc_nifti)
     if not (other / "dataset.json").exists():
-        idealseg.prepare("nifti", other, args.other, label_map=args.label_map, classes=args.classes.split(","),
+        idealseg.prepare("nifti", args.other, other, label_map=args.label_map, classes=args.classes.split(","),
                          val="0")
     if "default+other" not in recipes:
         return acdc, other, None
     if not (joined / "dataset.json").exists():
-        idealseg.prepare("ssl4mis", joined, args.acdc, spacing_from=args.acdc_nifti, unlabeled=args.other)
+        idealseg.prepare("ssl4mis", args.acdc, joined, spacing_from=args.acdc_nifti, unlabeled=args.other)
     return acdc, other, joined
 
 
@@ -71,7 +71,7 @@ def rescaled_set(args: argparse.Namespace, work: Path, base_run: Path, tag: str)
     segment it at (`prepare --unlabeled-scale-from`); prepared once per base run."""
     joined = work / f"acdc_plus_other_rescaled{tag}"
     if not (joined / "dataset.json").exists():
-        idealseg.prepare("ssl4mis", joined, args.acdc, spacing_from=args.acdc_nifti, unlabeled=args.other,
+        idealseg.prepare("ssl4mis", args.acdc, joined, spacing_from=args.acdc_nifti, unlabeled=args.other,
                          unlabeled_scale_from=base_run)
     return joined
 

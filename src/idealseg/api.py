@@ -4,10 +4,11 @@ Every function here is what a CLI subcommand calls, so a script and the command 
 run folders and the same numbers:
 
     import idealseg
-    dataset = idealseg.prepare("ssl4mis", "data/acdc", "../shared/data/acdc")
+    dataset = idealseg.prepare("ssl4mis", "../shared/data/acdc", "data/acdc")
     idealseg.train(dataset, "runs/ideal7", labeled="ssl4mis:7")
     print(idealseg.evaluate("runs/ideal7", split="val")["classes"]["mean"]["dice"]["mean"])
     mask = idealseg.load("runs/ideal7").segment(volume)          # [Z, H, W] -> uint8 labels
+    mask = idealseg.load("runs/ideal7").segment("scan.nii.gz", out="scan_seg.nii.gz")  # in the scan's geometry
 """
 
 from __future__ import annotations
@@ -17,19 +18,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 
 from idealseg import checks
 from idealseg.checks import InvalidValue
 from idealseg.config import RunConfig
+from idealseg.data.channels import check_same_grid, scan_cases, stack_channels
+from idealseg.data.nifti_io import NiftiScan, read_scan, scan_of_image
 from idealseg.data.normalize import normalize_channels
 from idealseg.data.prepare import prepare as _prepare
+from idealseg.errors import InputError
 from idealseg.evaluation.evaluate import checked_run_arguments, evaluate_run
+from idealseg.evaluation.predict import (
+    check_mask_folder,
+    check_scan_spacing,
+    check_target,
+    mask_in_source,
+    plan_outputs,
+    run_normalization,
+    write_mask,
+)
 from idealseg.evaluation.predict import predict_files as _predict_files
-from idealseg.evaluation.predict import run_normalization
 from idealseg.evaluation.predictor import Predictor
 from idealseg.evaluation.rescale import scale_chooser
-from idealseg.evaluation.spacing import spacing_mismatch
+from idealseg.evaluation.spacing import in_plane, spacing_mismatch
 from idealseg.pipeline import run_stage
 from idealseg.pipeline import train as _train
 
@@ -37,14 +50,16 @@ __all__ = ["prepare", "train", "pretrain", "finetune", "evaluate", "score_masks"
            "Segmenter", "predict_files"]
 
 
-def prepare(source: str, out: str | Path, src: str | Path | None = None, **options: Any) -> Path:
+def prepare(source: str, src: str | Path | None = None, out: str | Path | None = None, **options: Any) -> Path:
     """Import a dataset into a dataset folder (`idealseg prepare`), once, so that every run reads the
-    same normalised volumes, splits and spacings instead of re-reading the source.
+    same normalised volumes, splits and spacings instead of re-reading the source. The arguments come
+    in the command line's order, `prepare(source, SRC, OUT)`; the phantom has no SRC:
+    `prepare("phantom", out=OUT)`.
 
     Args:
         source: The kind of source: "ssl4mis", "acdc", "nifti" or "phantom".
-        out: The dataset folder to write (new, or one idealseg wrote, with `overwrite=True`).
         src: The source folder; None for the phantom, which is generated.
+        out: The dataset folder to write (new, or one idealseg wrote, with `overwrite=True`).
         **options: The command line's options as Python values: `overwrite`, `patients`, `seed`,
             `normalization`, `label_map` (`{205: 1}` or "205:1"), `classes`, `val`, `test`,
             `spacing_from`, `patient_regex`, `unlabeled` (a folder of scans joined as unlabelled
@@ -55,11 +70,11 @@ def prepare(source: str, out: str | Path, src: str | Path | None = None, **optio
         The dataset folder `out`.
 
     Raises:
-        IdealsegError: A source that cannot be read (the message names the file) or an output folder
-            that is not idealseg's to replace. A value of the wrong type or out of range is an
-            `InvalidValue`, also a `ValueError`.
+        IdealsegError: A source that cannot be read (the message names the file), an output folder
+            that is not idealseg's to replace, or the arguments in the old order (OUT before SRC). A
+            value of the wrong type or out of range is an `InvalidValue`, also a `ValueError`.
     """
-    return _prepare(source, out, src, scale_chooser=scale_chooser, **options)
+    return _prepare(source, src, out, scale_chooser=scale_chooser, **options)
 
 
 def train(dataset: str | Path, out: str | Path, **options: Any) -> Path:
@@ -198,14 +213,18 @@ class Segmenter:
     predictor: Predictor
     normalization: str
 
-    def segment(self, volume: np.ndarray, flip_tta: bool = False, *, spacing: tuple[float, ...] | None = None,
-                largest_component: bool | None = None, scale_search: bool = True,
-                with_quality: bool = False) -> np.ndarray | tuple[np.ndarray, float]:
+    def segment(self, volume: np.ndarray | nib.Nifti1Image | str | Path, flip_tta: bool = False, *,
+                spacing: tuple[float, ...] | None = None, largest_component: bool | None = None,
+                scale_search: bool = True, with_quality: bool = False, out: str | Path | None = None,
+                overwrite: bool = False) -> np.ndarray | tuple[np.ndarray, float]:
         """Segment a volume of raw intensities, normalised first as the run's training data was.
 
         Args:
             volume: [Z, H, W] raw intensities, slices along the first axis; [C, Z, H, W] for a run trained
-                on scans of C > 1 channels (each channel is normalised on its own).
+                on scans of C > 1 channels (each channel is normalised on its own). Or what a user holds:
+                a nibabel image or the path of a .nii/.nii.gz file (for a run of C > 1 channels, its
+                channel 0 file, the others beside it), read exactly as `predict` reads it: its header's
+                spacing and slice axis, its checks; the mask then comes back in its geometry.
             flip_tta: Average the network over horizontal and vertical flips (three passes).
             spacing: In mm, (Z, H, W) or in-plane (H, W). A model in physical space (`spacing_mm` > 0)
                 needs it to see the anatomy at its training scale; a spacing far from the model's is
@@ -217,16 +236,29 @@ class Segmenter:
             with_quality: Also return the mask's quality score, as `predict` writes it: the mean
                 confidence over what the mask calls foreground, 0 to 1; the lower, the likelier a
                 poor mask (rank scans by it to know which to check first).
+            out: For an image or path: also write the mask there (a .nii.gz path), as `predict` writes
+                it (the input's affine and header), never over an existing file unless `overwrite`,
+                and then only over a mask idealseg wrote.
+            overwrite: Replace an existing mask at `out`.
 
         Returns:
-            Labels, uint8 [Z, H, W]; the value is the index in `classes`. With `with_quality`, the
-            pair (labels, quality score).
+            Labels, uint8 [Z, H, W] for an array; for an image or path, in the input's own axis order
+            and shape. The value is the index in `classes`. With `with_quality`, the pair (labels,
+            quality score).
 
         Raises:
             InvalidValue: A volume that is not a finite [Z, H, W] array, an invalid spacing or flag,
                 or no spacing for a model in physical space (also a `ValueError`).
-            IdealsegError: A spacing at which the slices would be absurdly large.
+            IdealsegError: A spacing at which the slices would be absurdly large; an image or file
+                predict would refuse (one line naming it), or an `out` it would not write.
         """
+        if isinstance(volume, (str, Path, nib.Nifti1Image)):
+            return self._segment_scan(volume, flip_tta, spacing=spacing, largest_component=largest_component,
+                                      scale_search=scale_search, with_quality=with_quality, out=out,
+                                      overwrite=overwrite)
+        if out is not None:
+            raise InvalidValue("out: a mask is written only for an image or path, whose header it takes; for an "
+                               "array, save the mask with the header you have")
         volume = _volume(volume, self.cfg.in_channels)
         flip_tta = checks.flag(flip_tta, "flip_tta")
         if spacing is not None:
@@ -247,6 +279,39 @@ class Segmenter:
         result = predictor.segment(image, spacing)
         return (result.mask, result.quality) if checks.flag(with_quality, "with_quality") else result.mask
 
+    def _segment_scan(self, source: nib.Nifti1Image | str | Path, flip_tta: bool, *, spacing: Any,
+                      largest_component: bool | None, scale_search: bool, with_quality: bool,
+                      out: str | Path | None, overwrite: bool) -> np.ndarray | tuple[np.ndarray, float]:
+        """`segment` of a nibabel image or a NIfTI path: read, checked, normalised and written as `predict`
+        does (evaluation/predict.py), the mask returned in the input's geometry."""
+        if spacing is not None:
+            raise InvalidValue("spacing: an image or path has its spacing in its header; pass spacing only "
+                               "with an array")
+        overwrite = checks.flag(overwrite, "overwrite")
+        scans = _read_scans(source, self.cfg.in_channels)
+        scan, name = scans[0]
+        check_scan_spacing(scan, name, self.spacing_mm)
+        target = None
+        if out is not None:
+            target = checks.output_path(out, "out")
+            if not target.name.endswith((".nii", ".nii.gz")):
+                raise InvalidValue(f"out {target}: give the mask's file name, ending .nii.gz")
+            if isinstance(source, (str, Path)):
+                plan_outputs([name], target, overwrite)  # predict's rules for one named mask
+            else:
+                check_mask_folder(target.parent)
+                check_target(target, overwrite)
+        image = stack_channels([s for s, _ in scans], self.normalization)
+        predictor = self.predictor.with_choices(
+            flip_tta=checks.flag(flip_tta, "flip_tta"), scale_search=checks.flag(scale_search, "scale_search"),
+            largest_component=_or(checks.optional_flag(largest_component, "largest_component"),
+                                  self.predictor.largest_component))
+        result = predictor.segment(image, in_plane(scan.spacing))
+        if target is not None:
+            write_mask(result.mask, scan, target)
+        mask = mask_in_source(result.mask, scan)
+        return (mask, result.quality) if checks.flag(with_quality, "with_quality") else mask
+
     @property
     def cfg(self) -> RunConfig:
         """The run's configuration, as it was trained."""
@@ -261,6 +326,29 @@ class Segmenter:
     def classes(self) -> list[str]:
         """Class names, background first, as the run was trained on (index = label value in a mask)."""
         return list(self.cfg.classes)
+
+
+def _or(value: bool | None, default: bool) -> bool:
+    return default if value is None else value
+
+
+def _read_scans(source: nib.Nifti1Image | str | Path, channels: int) -> list[tuple[NiftiScan, Path]]:
+    """The scan(s) of an image or path, each with the name its messages give, read as `predict` reads
+    them: a path's channel files (CASE_0000 and its siblings, for a run of several channels), checked
+    on one grid."""
+    if isinstance(source, nib.Nifti1Image):
+        if channels > 1:
+            raise InvalidValue(f"this run reads {channels} channels: give the path of the scan's channel 0 file "
+                               "(its other channels beside it), or a [C, Z, H, W] array")
+        name = Path(source.get_filename() or "the image given")
+        return [(scan_of_image(source, name), name)]
+    path = checks.path(source, "volume")
+    if path.is_dir():
+        raise InputError(path, "is a folder; segment takes one scan (predict_files takes a folder)")
+    paths = scan_cases([path], channels, path)[0]
+    scans = [read_scan(p) for p in paths]
+    check_same_grid(scans, paths)
+    return list(zip(scans, paths, strict=True))
 
 
 def _volume(volume: Any, channels: int = 1) -> np.ndarray:

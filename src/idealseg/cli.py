@@ -29,7 +29,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         src, out = args.paths
     classes = args.classes.split(",") if args.classes else None
     path = prepare(
-        args.source, out, src, overwrite=args.overwrite, patients=args.patients, seed=args.seed,
+        args.source, src, out, overwrite=args.overwrite, patients=args.patients, seed=args.seed,
         normalization=args.normalize, label_map=args.label_map, classes=classes,
         val=args.val, test=args.test, spacing_from=args.spacing_from, patient_regex=args.patient_regex,
         unlabeled=args.unlabeled, unlabeled_scale_from=args.unlabeled_scale_from, scale_chooser=_scale_chooser(args),

@@ -214,7 +214,7 @@ def _demo_stages(out: Path, patients: int, labeled: int, resume: bool, profile: 
 
     dataset = out / "dataset"
     if not (dataset / "dataset.json").exists():
-        prepare("phantom", dataset, patients=patients, seed=0)
+        prepare("phantom", out=dataset, patients=patients, seed=0)
     run = out / "run"
     done = (run / "finetune" / "summary.json").exists()
     if not done:

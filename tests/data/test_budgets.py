@@ -16,7 +16,7 @@ from ..conftest import write_ssl4mis
 @pytest.fixture(scope="module")
 def ssl(tmp_path_factory):
     root = tmp_path_factory.mktemp("ssl")
-    return Dataset(prepare("ssl4mis", root / "ds", write_ssl4mis(root / "src", n_patients=6, slices=4)))
+    return Dataset(prepare("ssl4mis", write_ssl4mis(root / "src", n_patients=6, slices=4), root / "ds"))
 
 
 def test_count_fraction_file_and_all(ssl, tmp_path):

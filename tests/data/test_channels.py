@@ -61,7 +61,7 @@ def two_channel_source(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_channel(two_channel_source, tmp_path_factory):
-    return prepare("nifti", tmp_path_factory.mktemp("ds") / "two", two_channel_source)
+    return prepare("nifti", two_channel_source, tmp_path_factory.mktemp("ds") / "two")
 
 
 def test_prepare_stores_each_channel_normalised_on_its_own(two_channel, two_channel_source):
@@ -107,7 +107,7 @@ def test_channel_sets_and_grids_are_checked(files, expected, tmp_path):
     for name, shape in files.items():
         write_nifti(tmp_path / "src" / name, np.random.default_rng(0).random(shape).astype(np.float32))
     with pytest.raises(InputError, match=re.escape(expected)):
-        prepare("nifti", tmp_path / "out", tmp_path / "src")
+        prepare("nifti", tmp_path / "src", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -118,7 +118,7 @@ def test_unlabelled_scans_need_the_sources_channels(tmp_path):
     write_nifti(tmp_path / "src" / "labelsTr" / "a.nii.gz", np.zeros((8, 8, 3), np.uint8))
     write_nifti(tmp_path / "other" / "b.nii.gz", volume)
     with pytest.raises(InputError, match=re.escape("b.nii.gz: case 'b' has 1 channel(s), the dataset's other cases 2")):
-        prepare("nifti", tmp_path / "out", tmp_path / "src", unlabeled=tmp_path / "other")
+        prepare("nifti", tmp_path / "src", tmp_path / "out", unlabeled=tmp_path / "other")
     assert not (tmp_path / "out").exists()
 
 
@@ -127,7 +127,7 @@ def test_dataset_json_channel_names_must_match_the_files(tmp_path):
         write_nifti(tmp_path / "src" / "imagesTr" / f"a_{k:04d}.nii.gz", np.ones((8, 8, 3), np.float32))
     (tmp_path / "src" / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T1", "1": "T2", "2": "F"}}))
     with pytest.raises(InputError, match="dataset.json names 3 channel"):
-        prepare("nifti", tmp_path / "out", tmp_path / "src")
+        prepare("nifti", tmp_path / "src", tmp_path / "out")
 
 
 def _options(ds, method, **over):

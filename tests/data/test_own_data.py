@@ -59,7 +59,7 @@ def test_default_rule_groups_frames_phases_and_time_points():
 
 
 def test_nnunet_folder_keeps_imagests_out_and_patients_whole(nnunet_folder, tmp_path, capsys):
-    ds = Dataset(prepare("nifti", tmp_path / "ds", nnunet_folder))
+    ds = Dataset(prepare("nifti", nnunet_folder, tmp_path / "ds"))
     out = capsys.readouterr().out
     assert "no --val given: 1 of 5 labelled patients validate" in out
     assert "test: 2 scans of 2 patients, 0 labelled" in out
@@ -76,7 +76,7 @@ def test_nnunet_folder_keeps_imagests_out_and_patients_whole(nnunet_folder, tmp_
 
 
 def test_splits_file_folds_patients_in_nnunets_format(nnunet_folder, tmp_path):
-    ds = Dataset(prepare("nifti", tmp_path / "ds", nnunet_folder, val="0"))
+    ds = Dataset(prepare("nifti", nnunet_folder, tmp_path / "ds", val="0"))
     patient = {c.id: c.patient for c in ds.cases if c.split != "test"}
     folds = read_folds(ds.root / "splits.json", patient)
     assert len(folds) == 5
@@ -161,7 +161,7 @@ def test_an_nnunet_folder_runs_the_whole_chain_with_paths_alone(tmp_path, capsys
 def test_another_centres_scans_join_as_unlabelled_training_scans(nnunet_folder, tmp_path, capsys):
     """--unlabeled DIR: the scans of a Decathlon folder's imagesTr (its labels never read) or of a plain
     folder join any source's train split, unlabelled, normalised as that source is."""
-    ds = Dataset(prepare("phantom", tmp_path / "ds", patients=3, unlabeled=nnunet_folder))
+    ds = Dataset(prepare("phantom", out=tmp_path / "ds", patients=3, unlabeled=nnunet_folder))
     joined = [c for c in ds.cases if c.meta.get("unlabelled_from")]
     assert len(joined) == 11 and all(c.split == "train" and not c.labeled for c in joined)
     assert {c.patient for c in joined} >= {"patient001", "patient006"}
@@ -174,7 +174,7 @@ def test_another_centres_scans_join_as_unlabelled_training_scans(nnunet_folder, 
 
 
 def test_a_fold_moves_whole_patients_between_train_and_val(nnunet_folder, tmp_path):
-    root = prepare("nifti", tmp_path / "ds", nnunet_folder)
+    root = prepare("nifti", nnunet_folder, tmp_path / "ds")
     seen_val = set()
     for k in range(5):
         ds = Dataset(root, fold=k)
@@ -192,7 +192,7 @@ def test_a_run_trains_and_validates_on_its_fold(nnunet_folder, tmp_path):
 
     from idealseg.pipeline import train
 
-    root = prepare("nifti", tmp_path / "ds", nnunet_folder)
+    root = prepare("nifti", nnunet_folder, tmp_path / "ds")
     run = train(root, tmp_path / "run", fold=3, profile="tiny", threads=1, iterations=2, val_every=2)
     finetune = tmp_path / "run" / "finetune"
     assert yaml.safe_load((finetune / "config.yaml").read_text())["fold"] == 3
@@ -210,7 +210,7 @@ def test_predict_averages_the_folds_of_one_experiment(nnunet_folder, tmp_path, c
     from idealseg.evaluation.predictor import Predictor
     from idealseg.pipeline import train
 
-    root = prepare("nifti", tmp_path / "ds", nnunet_folder)
+    root = prepare("nifti", nnunet_folder, tmp_path / "ds")
     tiny = {"profile": "tiny", "threads": 1, "iterations": 2, "val_every": 0}
     for k in (0, 1):
         train(root, tmp_path / f"fold{k}", fold=k, **tiny)
@@ -229,7 +229,7 @@ def test_predict_averages_the_folds_of_one_experiment(nnunet_folder, tmp_path, c
 
     shutil.copytree(nnunet_folder, other)
     (other / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "A": 1, "B": 2}}))
-    train(prepare("nifti", tmp_path / "ds2", other), tmp_path / "other", **tiny)
+    train(prepare("nifti", other, tmp_path / "ds2"), tmp_path / "other", **tiny)
     capsys.readouterr()
     assert main(["predict", str(runs[0]), str(nnunet_folder / "imagesTs"), str(tmp_path / "m2"), "--ensemble",
                  str(tmp_path / "other")]) == 2
@@ -246,7 +246,7 @@ def test_predict_averages_the_folds_of_one_experiment(nnunet_folder, tmp_path, c
 def test_a_validation_split_of_unlabelled_scans_is_said_before_training(nnunet_folder, tmp_path):
     from idealseg.api import finetune
 
-    root = prepare("nifti", tmp_path / "ds", nnunet_folder)
+    root = prepare("nifti", nnunet_folder, tmp_path / "ds")
     cases = [c.id for c in Dataset(root).cases if c.split != "test"]
     (root / "splits_final.json").write_text(json.dumps([{"train": [c for c in cases if "006" not in c],
                                                          "val": ["patient006_frame01"]}]))
@@ -263,7 +263,7 @@ def torch_allclose(a, b) -> bool:
 
 
 def test_a_target_spacing_far_from_the_datas_is_refused_or_said(nnunet_folder, tmp_path, capsys):
-    root = prepare("nifti", tmp_path / "ds", nnunet_folder)  # 1.5 mm in-plane
+    root = prepare("nifti", nnunet_folder, tmp_path / "ds")  # 1.5 mm in-plane
     tiny = ["--profile", "tiny", "--threads", "1", "--iterations", "2", "--val-every", "0"]
     assert main(["finetune", str(root), "--out", str(tmp_path / "r1"), "--target-spacing", "0.1", *tiny]) == 2
     err = capsys.readouterr().err
@@ -286,11 +286,11 @@ def test_no_importer_puts_a_patient_on_both_sides_of_a_split_a_budget_or_a_fold(
 
     from ..conftest import write_acdc_release, write_ssl4mis
 
-    sources = {"phantom": prepare("phantom", tmp_path / "phantom", patients=6),
-               "acdc": prepare("acdc", tmp_path / "acdc", write_acdc_release(tmp_path / "rel", n_patients=4),
+    sources = {"phantom": prepare("phantom", out=tmp_path / "phantom", patients=6),
+               "acdc": prepare("acdc", write_acdc_release(tmp_path / "rel", n_patients=4), tmp_path / "acdc",
                                val="1", test="1"),
-               "ssl4mis": prepare("ssl4mis", tmp_path / "ssl", write_ssl4mis(tmp_path / "s4m")),
-               "nifti": prepare("nifti", tmp_path / "nifti", nnunet_folder, test="1")}
+               "ssl4mis": prepare("ssl4mis", write_ssl4mis(tmp_path / "s4m"), tmp_path / "ssl"),
+               "nifti": prepare("nifti", nnunet_folder, tmp_path / "nifti", test="1")}
     for name, root in sources.items():
         ds = Dataset(root)
         assert all(len(s) == 1 for s in _sides(ds).values()), name
@@ -308,8 +308,8 @@ def test_no_importer_puts_a_patient_on_both_sides_of_a_split_a_budget_or_a_fold(
 def test_joining_unlabelled_scans_leaves_the_labelled_cases_as_they_were(nnunet_folder, tmp_path):
     import h5py
 
-    plain = Dataset(prepare("phantom", tmp_path / "plain", patients=4))
-    joined = Dataset(prepare("phantom", tmp_path / "joined", patients=4, unlabeled=nnunet_folder / "imagesTs"))
+    plain = Dataset(prepare("phantom", out=tmp_path / "plain", patients=4))
+    joined = Dataset(prepare("phantom", out=tmp_path / "joined", patients=4, unlabeled=nnunet_folder / "imagesTs"))
     assert [(c.id, c.patient, c.split, c.labeled) for c in plain.cases] == \
         [(c.id, c.patient, c.split, c.labeled) for c in joined.cases if not c.meta.get("unlabelled_from")]
     for c in plain.cases:
@@ -325,7 +325,7 @@ def test_hostile_inputs_of_the_data_protocol_are_refused_or_kept_whole(nnunet_fo
     extra = tmp_path / "extra"
     extra.mkdir()
     shutil.copy(nnunet_folder / "imagesTs" / "patient101_frame01_0000.nii.gz", extra / "patient101_frame05_0000.nii.gz")
-    ds = Dataset(prepare("nifti", tmp_path / "ds", nnunet_folder, unlabeled=extra))
+    ds = Dataset(prepare("nifti", nnunet_folder, tmp_path / "ds", unlabeled=extra))
     assert ds.by_id["patient101_frame05"].split == "test" and all(len(s) == 1 for s in _sides(ds).values())
     with pytest.raises(IdealsegError, match="has no group"):
         compile_rule(r"patient\d")
@@ -356,7 +356,7 @@ def test_scoring_refuses_class_names_that_would_drop_a_class(tmp_path, capsys):
 
         idealseg.score_masks(masks, labels, classes=3)
     with pytest.raises(IdealsegError):
-        prepare("phantom", tmp_path / "x", unlabeled=["a"])
+        prepare("phantom", out=tmp_path / "x", unlabeled=["a"])
     write_nifti(masks / "p1_seg.nii.gz", ref)
     assert main(["evaluate", str(masks), "--labels", str(labels), "--threads", "100000"]) == 2
     assert "--threads 100000: at most" in capsys.readouterr().err

@@ -30,7 +30,7 @@ def test_target_spacing_auto_none_or_a_number(phantom, tmp_path):
     spacings = [s for c in ds.cases for s in c.spacing[1:]]
     assert resolve_spacing("auto", ds) == pytest.approx(float(np.median(spacings)))
     assert resolve_spacing("none", ds) == 0.0 and resolve_spacing("2.5", ds) == 2.5
-    ssl = Dataset(idealseg.prepare("ssl4mis", tmp_path / "ssl", write_ssl4mis(tmp_path / "src")))
+    ssl = Dataset(idealseg.prepare("ssl4mis", write_ssl4mis(tmp_path / "src"), tmp_path / "ssl"))
     assert resolve_spacing("auto", ssl) == 0.0  # no spacing: slices are resized, as before
     with pytest.raises(IdealsegError, match="target_spacing 1.5 needs every case's spacing"):
         resolve_spacing("1.5", ssl)
@@ -250,7 +250,7 @@ def test_isotropic_scan_is_sliced_alike_by_import_and_predict(run, tmp_path):
     src = tmp_path / "src"
     write_nifti(src / "imagesTr" / "a.nii.gz", image, zooms=(1.0, 1.0, 1.0))
     write_nifti(src / "labelsTr" / "a.nii.gz", label, zooms=(1.0, 1.0, 1.0))
-    ds = Dataset(idealseg.prepare("nifti", tmp_path / "ds", src))
+    ds = Dataset(idealseg.prepare("nifti", src, tmp_path / "ds"))
     case = ds.load("a")
     assert case.image.shape == (4, 24, 32) and case.axes == (0, 2, 1)
     assert all(len(np.unique(case.label[z])) == 1 for z in range(4))  # every stored slice is one source plane

@@ -17,7 +17,7 @@ from ..conftest import ACDC, ACDC_NIFTI, require, write_acdc_release, write_nift
 
 def test_ssl4mis_restacks_slices_bit_for_bit(tmp_path):
     src = write_ssl4mis(tmp_path / "src")
-    ds = Dataset(prepare("ssl4mis", tmp_path / "ds", src))
+    ds = Dataset(prepare("ssl4mis", src, tmp_path / "ds"))
     assert len(ds.split("train")) == 6 and len(ds.split("val")) == 2
     for name in (src / "train_slices.list").read_text().split():
         case, z = name.rsplit("_slice_", 1)
@@ -56,7 +56,7 @@ def test_real_acdc_release_matches_ssl4mis_files(tmp_path):
     src = require(ACDC_NIFTI)
     require(ACDC)
     with pytest.warns(UserWarning, match="no Info.cfg"):
-        ds = Dataset(prepare("acdc", tmp_path / "ds", src, normalization="minmax"))
+        ds = Dataset(prepare("acdc", src, tmp_path / "ds", normalization="minmax"))
     assert len(ds.cases) == 12
     entry = ds.by_id["patient078_frame01"]  # a validation patient, stored as a volume in ../acdc
     case = ds.load(entry.id)
@@ -71,7 +71,7 @@ def test_real_acdc_release_matches_ssl4mis_files(tmp_path):
 
 def test_acdc_release_keeps_spacing_affine_and_info_cfg(tmp_path):
     src = write_acdc_release(tmp_path / "src", 3)
-    ds = Dataset(prepare("acdc", tmp_path / "ds", src, val="1", seed=0))
+    ds = Dataset(prepare("acdc", src, tmp_path / "ds", val="1", seed=0))
     assert len(ds.split("val")) == 2 and len(ds.split("train")) == 4
     case = ds.load("patient001_frame01")
     img = nib.load(str(src / "patient001" / "patient001_frame01.nii.gz"))
@@ -93,7 +93,7 @@ def test_decathlon_folder_with_label_map_and_unlabelled_images(tmp_path):
         write_nifti(src / "labelsTr" / f"ct_{i}.nii.gz", codes[rng.integers(0, 4, (12, 10, 5))].astype(np.int16),
                     (0.8, 0.8, 2.0))
     write_nifti(src / "imagesTs" / "ct_9.nii.gz", rng.random((12, 10, 5)).astype(np.float32), (0.8, 0.8, 2.0))
-    ds = Dataset(prepare("nifti", tmp_path / "ds", src, label_map="205:1,420:2,500:3"))
+    ds = Dataset(prepare("nifti", src, tmp_path / "ds", label_map="205:1,420:2,500:3"))
     assert ds.classes == ["background", "class1", "class2", "class3"]
     assert len(ds.cases) == 4 and not ds.by_id["ct_9"].labeled
     case = ds.load("ct_0")
@@ -127,7 +127,7 @@ def test_ssl4mis_takes_spacing_from_the_release_and_checks_the_shapes(tmp_path, 
     for p in (1, 2, 3):
         write_nifti(release / f"patient{p:03d}" / f"patient{p:03d}_frame01.nii.gz",
                     np.zeros((16, 16, 3), np.float32), zooms=(1.25, 1.25, 10.0))  # (x, y, z) as released
-    ds = prepare("ssl4mis", tmp_path / "ds", src, spacing_from=release)
+    ds = prepare("ssl4mis", src, tmp_path / "ds", spacing_from=release)
     assert {tuple(c.spacing) for c in Dataset(ds).cases} == {(10.0, 1.25, 1.25)}
     write_nifti(release / "patient003" / "patient003_frame01.nii.gz", np.zeros((16, 16, 4), np.float32))
     capsys.readouterr()

@@ -78,7 +78,7 @@ def test_evaluate_split_without_labelled_cases_is_a_clear_error(run, tmp_path, c
 
     from ..conftest import write_ssl4mis
 
-    other = prepare("ssl4mis", tmp_path / "ds", write_ssl4mis(tmp_path / "src"))  # no test.list
+    other = prepare("ssl4mis", write_ssl4mis(tmp_path / "src"), tmp_path / "ds")  # no test.list
     code = main(["evaluate", str(run), "--split", "test", "--dataset", str(other)])
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and "split 'test' has no labelled cases to evaluate" in line

@@ -159,14 +159,14 @@ def test_unlabelled_scans_join_at_the_scale_the_runs_search_picks(runs, phantom,
     from idealseg.data.dataset import Dataset
 
     scans = _scan_folder(tmp_path / "other", n=2)
-    plain = Dataset(prepare("phantom", tmp_path / "plain", patients=3, unlabeled=scans[0].parent))
+    plain = Dataset(prepare("phantom", out=tmp_path / "plain", patients=3, unlabeled=scans[0].parent))
     predictor = Predictor.from_run(runs["physical"], device="cpu")
     expected = {}
     for case in plain.cases:
         if case.meta.get("unlabelled_from"):
             volume = plain.load(case.id)
             expected[case.id] = predictor.choose_scale(volume.image, volume.spacing[1:])
-    joined = Dataset(prepare("phantom", tmp_path / "joined", patients=3, unlabeled=scans[0].parent,
+    joined = Dataset(prepare("phantom", out=tmp_path / "joined", patients=3, unlabeled=scans[0].parent,
                              unlabeled_scale_from=runs["physical"]))
     for case in joined.cases:
         before = plain.by_id[case.id].spacing
@@ -174,7 +174,7 @@ def test_unlabelled_scans_join_at_the_scale_the_runs_search_picks(runs, phantom,
         assert case.spacing == pytest.approx((before[0], before[1] * factor, before[2] * factor)), case.id
     assert "--unlabeled-scale-from:" in capsys.readouterr().out
     monkeypatch.setattr(Predictor, "choose_scale", lambda self, volume, spacing: 0.5)
-    halved = Dataset(prepare("phantom", tmp_path / "halved", patients=3, unlabeled=scans[0].parent,
+    halved = Dataset(prepare("phantom", out=tmp_path / "halved", patients=3, unlabeled=scans[0].parent,
                              unlabeled_scale_from=runs["physical"]))
     for case in halved.cases:
         before, unlabelled = plain.by_id[case.id].spacing, case.id in expected

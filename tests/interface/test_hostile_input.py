@@ -264,7 +264,7 @@ def _run_with(*args, expected: str):
     def build(tmp: Path):
         from idealseg.data.prepare import prepare
 
-        ds = prepare("phantom", tmp / "ds", patients=3, seed=0)
+        ds = prepare("phantom", out=tmp / "ds", patients=3, seed=0)
         return ["finetune", ds, "--out", tmp / "run", "--profile", "tiny", *args], expected, tmp / "run"
     return build
 
@@ -345,7 +345,7 @@ CASES = {
 
 EXPECTED = {  # messages of the generic NIfTI cases, which name the file themselves
     "nifti: binary mask saved as 0/255": "a.nii.gz: label values [255] are not class numbers 0..31; map them to "
-                                         "classes, e.g. --label-map 255:1",
+                                         "classes, e.g. --label-map=255:1",
     "nifti: label map names one code twice": "--label-map maps 500 twice (500:3 and 500:0)",
     "nifti: label map class above 255": "--label-map entry '500:300': the class number must be 0 to 31",
     "nifti: --val file missing": "missing.txt: cannot read this split file",
@@ -554,8 +554,8 @@ def test_the_suggested_label_map_works_when_pasted(codes, classes, expected, tmp
     src = _coded(tmp_path / "src", codes)
     extra = ["--classes", classes] if classes else []
     code, line = run_cli(["prepare", "nifti", src, tmp_path / "ds", *extra], capsys)
-    assert code == 2 and "--label-map " in line, line
-    suggestion = line.split("--label-map ", 1)[1].split()[0]
+    assert code == 2 and "--label-map=" in line, line
+    suggestion = line.split("--label-map=", 1)[1].split()[0]
     assert suggestion == expected, line
     code, line = run_cli(["prepare", "nifti", src, tmp_path / "ds", *extra, "--label-map", suggestion], capsys)
     assert code == 0, line
@@ -571,7 +571,7 @@ def test_the_suggested_label_map_works_when_pasted(codes, classes, expected, tmp
 def test_a_partial_label_map_gets_a_complete_suggestion(tmp_path, capsys):
     src = _coded(tmp_path / "src", [[0, 205, 420], [0, 500]])
     code, line = run_cli(["prepare", "nifti", src, tmp_path / "ds", "--label-map", "205:1,420:2"], capsys)
-    assert code == 2 and "label values [500] are not in the label map; e.g. --label-map 205:1,420:2,500:3" in line
+    assert code == 2 and "label values [500] are not in the label map; e.g. --label-map=205:1,420:2,500:3" in line
     assert run_cli(["prepare", "nifti", src, tmp_path / "ds", "--label-map", "205:1,420:2,500:3"], capsys)[0] == 0
 
 
@@ -582,7 +582,7 @@ def _phantom(tmp: Path) -> Path:
     """3 phantom patients (1 train, 1 val, 1 test): enough for a command to get as far as its checks."""
     from idealseg.data.prepare import prepare
 
-    return prepare("phantom", tmp / "ds", patients=3, seed=0)
+    return prepare("phantom", out=tmp / "ds", patients=3, seed=0)
 
 
 def _on_phantom(command: str, *args, expected: str):
@@ -805,14 +805,14 @@ def test_python_api_errors_are_the_cli_lines(tiny_run, tmp_path, capsys):
 
     code, line = run_cli(["prepare", "phantom", tmp_path / "cli", "--seed", "-1"], capsys)
     with pytest.raises(IdealsegError) as raised:
-        idealseg.prepare("phantom", tmp_path / "api", seed=-1)
+        idealseg.prepare("phantom", out=tmp_path / "api", seed=-1)
     assert code == 2 and line == f"idealseg prepare: error: {raised.value}"
     ds, run = tiny_run
     refused = [
-        (lambda: idealseg.prepare("nifti", tmp_path / "x", tmp_path, label_map=600), "--label-map 600: give"),
+        (lambda: idealseg.prepare("nifti", tmp_path, tmp_path / "x", label_map=600), "--label-map 600: give"),
         (lambda: idealseg.prepare("mri", tmp_path / "x"), "source 'mri': must be one of ssl4mis, acdc"),
-        (lambda: idealseg.prepare("phantom", tmp_path / "x", patients="3"), "--patients '3': must be a whole"),
-        (lambda: idealseg.prepare("phantom", 5), "OUT 5: must be a file or folder path"),
+        (lambda: idealseg.prepare("phantom", out=tmp_path / "x", patients="3"), "--patients '3': must be a whole"),
+        (lambda: idealseg.prepare("phantom", out=5), "OUT 5: must be a file or folder path"),
         (lambda: idealseg.finetune(ds, tmp_path / "r", resume=True, overwrite=True), "choose one"),
         (lambda: idealseg.finetune(ds, tmp_path / "r", resume="yes"), "--resume 'yes': must be True or False"),
         (lambda: idealseg.finetune(ds, tmp_path / "r", profile=["cpu"]), "unknown profile ['cpu']"),
@@ -836,7 +836,7 @@ def test_python_api_takes_a_label_map_as_a_dict(tmp_path):
 
     write_nifti(tmp_path / "src" / "imagesTr" / "a.nii.gz", IMG)
     write_nifti(tmp_path / "src" / "labelsTr" / "a.nii.gz", np.where(IMG > 0.5, 600, 0).astype(np.int16))
-    ds = Dataset(idealseg.prepare("nifti", tmp_path / "ds", tmp_path / "src", label_map={600: 1},
+    ds = Dataset(idealseg.prepare("nifti", tmp_path / "src", tmp_path / "ds", label_map={600: 1},
                                   classes=["background", "scar"]))
     assert ds.classes == ["background", "scar"] and np.unique(ds.load("a").label).tolist() == [0, 1]
 

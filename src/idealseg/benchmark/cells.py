@@ -38,7 +38,7 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
         from idealseg.data.prepare import prepare
 
         source, *src = str(spec.prepare).split()
-        prepare(source, spec.dataset, src[0] if src else None)
+        prepare(source, src[0] if src else None, spec.dataset)
     unknown = sorted(set(only or ()) - {e.name for e in spec.methods})
     if unknown:
         names = ", ".join(e.name for e in spec.methods)

@@ -48,13 +48,34 @@ def split_channel(path: Path) -> tuple[str, int] | None:
     return (match.group(1), int(match.group(2))) if match else None
 
 
-def group_channel_files(files: Sequence[Path], where: Path) -> dict[str, tuple[Path, ...]]:
-    """Case id -> its channel files in channel order. A file named `CASE_XXXX` is channel XXXX of CASE; any
-    other file is a one-channel case of its own name. Every case must have channels 0 to C-1, the same C
-    for all: one line naming the case otherwise."""
+def file_stem(path: Path) -> str:
+    """`img_0003` of `img_0003.nii.gz`: a file's name without its NIfTI ending."""
+    return path.name.removesuffix(".gz").removesuffix(".nii")
+
+
+def reads_channel_suffixes(images: Sequence[Path], labels: Sequence[Path], declared: int | None) -> bool:
+    """Whether a source's `_XXXX` name endings are channel numbers (nnU-Net's CASE_0000, CASE_0001) or just
+    part of each scan's name (`img_0000` ... `img_0005`, six scans). A four-digit ending alone says
+    nothing, so the channels must be declared or the labels must agree:
+    - a dataset.json naming its channels: several, the endings are channels; one, only where every image
+      ends in _0000 as nnU-Net names a one-channel case;
+    - else a label named exactly as an image whose ending is not _0000 (labelsTr/img_0003 beside
+      imagesTr/img_0003) says each file is a case of its own; a channel file never has its own label;
+    - else the endings are channels (labels named CASE, or no labels to say otherwise)."""
+    if declared is not None:
+        return declared > 1 or all((split_channel(p) or ("", 1))[1] == 0 for p in images)
+    numbered = {file_stem(p) for p in images if (split_channel(p) or ("", 0))[1] > 0}
+    return not numbered & {file_stem(p) for p in labels}
+
+
+def group_channel_files(files: Sequence[Path], where: Path, suffixes: bool = True) -> dict[str, tuple[Path, ...]]:
+    """Case id -> its channel files in channel order. With `suffixes` (see `reads_channel_suffixes`), a file
+    named `CASE_XXXX` is channel XXXX of CASE and any other file a one-channel case of its own name;
+    without, every file is a one-channel case named as the file. Every case must have channels 0 to C-1,
+    the same C for all: one line naming the case otherwise."""
     cases: dict[str, dict[int, Path]] = {}
     for path in files:
-        case, channel = split_channel(path) or (path.name.removesuffix(".gz").removesuffix(".nii"), 0)
+        case, channel = (split_channel(path) if suffixes else None) or (file_stem(path), 0)
         other = cases.setdefault(case, {}).setdefault(channel, path)
         if other != path:
             raise InputError(where, f"two files for case {case!r} channel {channel:04d} ({other.name} and "

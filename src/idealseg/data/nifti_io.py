@@ -2,7 +2,8 @@
 
 A 3D array is sliced along its through-plane axis (the axis of clearly largest spacing; where
 spacings tie or nearly tie, the axis with the fewest voxels, as a stack of 2D slices has far fewer
-slices than pixels per side) and stored as [Z, H, W]; `axes` records which source axis became Z, H
+slices than pixels per side; an axis with far fewer voxels than the others is the slice axis even
+where its spacing is finer, with a warning) and stored as [Z, H, W]; `axes` records which source axis became Z, H
 and W so a mask can be written back in the input's own orientation. Import and predict both call
 `slicing_axes`, so a model sees a scan sliced as its training data was.
 
@@ -28,6 +29,7 @@ MAX_SLICE_PIXELS = 4096 * 4096  # larger in-plane slices are refused before thei
 PLAUSIBLE_MM = (0.05, 50.0)  # voxel spacing of any scan idealseg segments, per axis, in mm
 PIXDIM_AGREEMENT = 0.02  # relative difference between the affine's and pixdim's spacing that is only rounding
 NEAR_TIE = 1.25  # spacings within this factor of the largest are one tie for the choice of slicing axis
+STACK_RATIO = 2  # an axis with at most half of each other axis's voxels is the stack, whatever the spacing
 UNIT_TO_MM = {"meter": (1000.0, "metres"), "micron": (0.001, "microns")}  # xyzt_units other than mm
 
 
@@ -62,10 +64,29 @@ def read_scan(path: Path) -> NiftiScan:
     image is here, so a scan predict accepts is one import would have read the same way: readable,
     one real channel, finite affine, plausible spacing (load_nifti), one 3D volume (not 4D frames),
     sliced along its through-plane axis (slicing_axes) and NaN-free (finite_image)."""
-    data, affine, spacing, img = load_nifti(path)
+    return _scan(*load_nifti(path), path)
+
+
+def scan_of_image(img: nib.Nifti1Image, name: Path) -> NiftiScan:
+    """A nibabel image already in memory (the API's `segment(img)`) read as `read_scan` reads a file,
+    `name` (its file, or a stand-in) naming it in messages."""
+    if not isinstance(img, nib.Nifti1Image):
+        raise InputError(name, f"a {type(img).__name__}, not a NIfTI image")
+    try:
+        pixdim = np.asarray(img.header["pixdim"], dtype=np.float64)
+        return _scan(*_checked_image(img, name, True, pixdim), name)
+    except InputError:
+        raise
+    except Exception as exc:  # an image whose data cannot be read (a proxy to a file since removed)
+        raise InputError(name, f"unreadable NIfTI image ({type(exc).__name__}: {exc})") from None
+
+
+def _scan(data: np.ndarray, affine: np.ndarray, spacing: tuple[float, ...], img: nib.Nifti1Image,
+          path: Path) -> NiftiScan:
     if data.ndim == 4 and data.shape[3] > 1:
         raise InputError(path, f"expected a 2D or 3D image, got 4D shape {data.shape} ({data.shape[3]} "
                                "channels/frames); give one 3D volume")
+    check_float32_range(data, img, path)
     axes = slicing_axes(data.shape, spacing, path)
     return NiftiScan(finite_image(data, path), affine, spacing_zhw(spacing, axes, path), axes, img)
 
@@ -77,16 +98,27 @@ def load_nifti(path: Path, check_spacing: bool = True) -> tuple[np.ndarray, np.n
     `check_spacing` False (a label's grid is checked against its image's instead): pixdim as it is."""
     if path.is_symlink() and not path.exists():
         raise InputError(path, "broken or looping symbolic link")
+    if path.exists() and not path.is_file():
+        raise InputError(path, "not a regular file (a folder, FIFO or device); give a NIfTI file")
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
         img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise InputError(path, f"unreadable NIfTI ({type(exc).__name__}: {exc})") from None
+    return _checked_image(img, path, check_spacing, _raw_pixdim(path))
+
+
+def _checked_image(img: nib.Nifti1Image, path: Path, check_spacing: bool, pixdim: np.ndarray):
+    """(array, affine, spacing, image) of an image opened from `path` (or held in memory), checked as
+    `load_nifti` says; `pixdim` as stored, before nibabel's header check replaces zeros."""
+    try:
         shape = img.shape
         if len(shape) >= 2 and sorted(shape[:3])[-1] * sorted(shape[:3])[-2] > MAX_SLICE_PIXELS:
             raise InputError(path, f"image of shape {shape} has slices over 4096x4096 pixels; crop or resample it")
         if 0 in shape:
             raise InputError(path, f"empty image (shape {tuple(shape)}): nothing to segment")
-        data = np.asarray(img.dataobj)
+        data = _scaled(img)
     except InputError:
         raise
     except Exception as exc:  # nibabel raises many types for corrupt files
@@ -97,12 +129,35 @@ def load_nifti(path: Path, check_spacing: bool = True) -> tuple[np.ndarray, np.n
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.isfinite(affine).all():
         raise InputError(path, "affine contains NaN or Inf values")
-    raw = _raw_pixdim(path)[1 : min(data.ndim, 3) + 1]
+    raw = pixdim[1 : min(data.ndim, 3) + 1]
     if not (np.isfinite(raw).all() and (raw > 0).all()):
         raise InputError(path, f"invalid voxel spacing {tuple(float(v) for v in raw)} in the header (must be > 0)")
     if not check_spacing:
         return data, affine, tuple(float(z) for z in img.header.get_zooms()[: data.ndim]), img
     return data, affine, image_spacing(img, path, data.ndim), img
+
+
+def _scaled(img: nib.Nifti1Image) -> np.ndarray:
+    """The voxels with the header's scl_slope and scl_inter applied in float64 (nibabel may scale in the
+    raw type's precision): a huge slope is then seen for what it is, not an overflow to Inf."""
+    proxy = img.dataobj
+    slope, inter = float(getattr(proxy, "slope", 1.0)), float(getattr(proxy, "inter", 0.0))
+    if (slope, inter) == (1.0, 0.0) or not hasattr(proxy, "get_unscaled"):
+        return np.asarray(proxy)
+    return np.asarray(proxy.get_unscaled(), dtype=np.float64) * slope + inter
+
+
+def check_float32_range(data: np.ndarray, img: nib.Nifti1Image, path: Path) -> None:
+    """Intensities are stored and computed in float32: a value beyond its range (a huge scl_slope) would
+    become Inf, and then the image's minimum, silently darkening the anatomy. One line instead."""
+    if data.dtype.kind != "f" or data.dtype.itemsize <= 4:
+        return
+    finite = data[np.isfinite(data)]
+    limit = float(np.finfo(np.float32).max)
+    if finite.size and float(np.abs(finite).max()) > limit:
+        slope = float(getattr(img.dataobj, "slope", 1.0))
+        raise InputError(path, f"intensities up to {float(np.abs(finite).max()):.3g} exceed float32's range "
+                               f"({limit:.3g}); the header's scl_slope is {slope:g}: fix the header's scaling")
 
 
 def _raw_pixdim(path: Path) -> np.ndarray:
@@ -179,21 +234,37 @@ def _plausible(spacing: np.ndarray, img: nib.Nifti1Image, path: Path) -> np.ndar
 
 
 def slicing_axes(shape: tuple[int, ...], zooms: tuple[float, ...], path: Path) -> tuple[int, int, int]:
-    """Choose (Z, H, W) source axes. Z is the axis of largest spacing; where other axes' spacings come
-    within NEAR_TIE of it (isotropic scans, slices no thicker than their pixels), the spacing says
-    nothing, and Z is the one of those axes with the fewest voxels (a stack of 2D slices has far fewer
-    slices than pixels per side), then the last. H and W are the other two, last axis first."""
+    """Choose (Z, H, W) source axes. Z is the axis of largest spacing (`spacing_axis`), unless the voxel
+    counts say otherwise: an axis with at most 1/STACK_RATIO of each other axis's voxels is the stack the
+    scan was acquired as (2D slices, or a CT's axial slices), and is Z whatever the spacing (slices finer
+    than their pixels are unusual, and a warning says so): slicing across it would cut the anatomy
+    the wrong way (measured: Dice 0.21 for a 2D stack with 1.0 mm slices of 1.61 mm pixels). H and W
+    are the other two, last axis first."""
     if len(shape) == 2:
         return (2, 1, 0)  # a single slice is promoted to [1, H, W] by `to_zhw`
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
     if len(shape) != 3:
         raise InputError(path, f"expected a 2D or 3D image, got {len(shape)}D shape {tuple(shape)}")
-    largest = max(float(zooms[a]) for a in range(3))
-    tied = [a for a in range(3) if float(zooms[a]) * NEAR_TIE >= largest]
-    z = min(tied, key=lambda a: (shape[a], -a))
+    z = spacing_axis(shape, zooms)
+    few = min(range(3), key=lambda a: (shape[a], -a))
+    others = min(shape[a] for a in range(3) if a != few)
+    if few != z and shape[few] * STACK_RATIO <= others:
+        warnings.warn(f"{path}: the spacing between slices ({float(zooms[few]):.4g} mm, axis {few}) is finer than "
+                      f"in-plane ({_mm(zooms[:3])} mm), which is unusual; slicing along axis {few}, a stack of "
+                      f"{shape[few]} slices of {shape[(few + 1) % 3]}x{shape[(few + 2) % 3]}", stacklevel=3)
+        z = few
     h, w = [a for a in (2, 1, 0) if a != z][:2]
     return (z, h, w)
+
+
+def spacing_axis(shape: tuple[int, ...], zooms: tuple[float, ...]) -> int:
+    """The through-plane axis by spacing: the largest; where other axes' spacings come within NEAR_TIE
+    of it (isotropic scans, slices no thicker than their pixels), the spacing says nothing, and it is
+    the one of those axes with the fewest voxels, then the last."""
+    largest = max(float(zooms[a]) for a in range(3))
+    tied = [a for a in range(3) if float(zooms[a]) * NEAR_TIE >= largest]
+    return min(tied, key=lambda a: (shape[a], -a))
 
 
 def finite_image(data: np.ndarray, path: Path) -> np.ndarray:

@@ -33,12 +33,14 @@ from idealseg.data.importers.ssl4mis import ACDC_CLASSES, import_ssl4mis
 from idealseg.data.normalize import NORMALIZATIONS
 from idealseg.data.patients import compile_rule
 from idealseg.errors import IdealsegError, InputError
-from idealseg.ownership import atomic_dir, check_no_overlap
+from idealseg.ownership import atomic_dir, check_no_overlap, read_manifest
 
 SOURCES = ("ssl4mis", "acdc", "nifti", "phantom")
-# (run, the dataset's normalisation) -> (an image and its in-plane spacing -> a multiple of that spacing):
-# given by the caller (idealseg.prepare passes evaluation's), as a dataset does not load models
-ScaleChooser = Callable[[Path, str], Callable[[np.ndarray, tuple[float, float]], float]]
+# (run, the dataset's normalisation, classes (None: unknown), median in-plane spacing in mm (None: unknown))
+# -> (an image and its in-plane spacing -> a multiple of that spacing): given by the caller
+# (idealseg.prepare passes evaluation's), as a dataset does not load models
+ScaleChooser = Callable[[Path, str, list[str] | None, float | None],
+                        Callable[[np.ndarray, tuple[float, float]], float]]
 UNLABELLED_CLASSES = ["background", "foreground"]  # a dataset without labels: its classes are not known
 
 PHANTOM_BYTES = 2_500_000  # one phantom patient's two volumes in the dataset folder, measured
@@ -156,7 +158,8 @@ class GuardedWriter(DatasetWriter):
         self.interrupt()
         if self.unlabelled is not None:
             normalization = extra.get("normalization", "percentile")
-            rescale = self.scale_chooser(self.scale_from, normalization) if self.scale_from else None
+            rescale = (self.scale_chooser(self.scale_from, normalization, *self._task())
+                       if self.scale_from else None)
             factors = import_unlabelled(self.unlabelled, self, normalization, self.patient_rule, rescale)
             extra["unlabelled_from"] = str(self.unlabelled)
             self.notes.append(f"--unlabeled: {len(factors)} scans of {self.unlabelled} joined the train split, "
@@ -171,6 +174,14 @@ class GuardedWriter(DatasetWriter):
         except OSError as exc:
             raise _write_error(self.out / "dataset.json", exc) from None
         self.interrupt()
+
+    def _task(self) -> tuple[list[str] | None, float | None]:
+        """The classes (None where no label names them yet) and median in-plane spacing (mm) of the cases
+        imported so far: what a run choosing the --unlabeled scans' scale must match."""
+        labelled = any(c["labeled"] for c in self.info["cases"])
+        classes = None if self.infer_classes or not labelled else list(self.info["classes"])
+        in_plane = [s for c in self.info["cases"] if c.get("spacing") for s in c["spacing"][1:]]
+        return classes, float(np.median(in_plane)) if in_plane else None
 
     def _unlabelled(self) -> None:
         """No case has a label: the dataset can be pre-trained on (labels never read), not fine-tuned; its
@@ -201,8 +212,8 @@ def _write_error(path: Path, exc: Exception) -> IdealsegError:
 
 def prepare(
     source: str,
-    out: str | Path,
     src: str | Path | None = None,
+    out: str | Path | None = None,
     *,
     overwrite: bool = False,
     patients: int = 20,
@@ -218,10 +229,13 @@ def prepare(
     unlabeled_scale_from: str | Path | None = None,
     scale_chooser: ScaleChooser | None = None,
 ) -> Path:
-    """Import `src` (of kind `source`) into the dataset folder `out`; returns `out`. Prints what the import
+    """Import `src` (of kind `source`) into the dataset folder `out`, in the command line's order (source,
+    SRC, OUT; the phantom has no SRC: `prepare("phantom", out=OUT)`); returns `out`. Prints what the import
     decided for the user (a default validation split) and one line per split. `unlabeled_scale_from`
     needs `scale_chooser` (`idealseg.prepare` gives the scale search of evaluation/rescale.py)."""
-    source, out = checks.text(source, "source", SOURCES), checks.output_path(out, "OUT")
+    source = checks.text(source, "source", SOURCES)
+    check_argument_order(source, src, out)
+    out = checks.output_path(out, "OUT")
     src, spacing_from = checks.optional_path(src, "SRC"), checks.optional_path(spacing_from, "--spacing-from")
     unlabeled = checks.optional_path(unlabeled, "--unlabeled")
     scale_from = checks.optional_path(unlabeled_scale_from, "--unlabeled-scale-from")
@@ -271,6 +285,27 @@ def prepare(
     for line in [*notes, *split_summary(Dataset(out))]:
         print(line)
     return out
+
+
+ORDER = "prepare(source, SRC, OUT), as the command line (the phantom: prepare('phantom', out=OUT))"
+
+
+def check_argument_order(source: str, src: str | Path | None, out: str | Path | None) -> None:
+    """The arguments in the command line's order, or a loud error: the order was once (source, OUT, SRC),
+    and a call in that order must not import the output folder or write over the source."""
+    if source == "phantom" and src is not None:
+        raise IdealsegError(f"prepare phantom: the phantom is generated and reads no SRC ({src}); the order is {ORDER}")
+    if out is None:
+        raise IdealsegError(f"prepare {source}: no OUT given; the order is {ORDER}")
+    if source == "phantom":
+        return
+    if not isinstance(src, (str, Path)) or not isinstance(out, (str, Path)):
+        return  # checks.optional_path and checks.output_path say what is wrong with the value
+    src_p, out_p = Path(src), Path(out)
+    a_source_as_out = not src_p.is_dir() and out_p.is_dir() and read_manifest(out_p) is None
+    a_dataset_as_src = src_p.is_dir() and (read_manifest(src_p) or {}).get("kind") == "dataset"
+    if a_source_as_out or a_dataset_as_src:
+        raise InputError(src_p, f"is not a source folder (SRC) but {out_p} may be: the order is {ORDER}")
 
 
 def split_summary(dataset: Dataset) -> list[str]:

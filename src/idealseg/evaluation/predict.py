@@ -39,9 +39,27 @@ def looks_like_mask(path: Path) -> bool:
     return _stem(path).endswith(MASK_SUFFIXES) or "labelsTr" in path.parts
 
 
+def _not_a_file(path: Path) -> str:
+    """What a NIfTI-named entry that is not a regular file is (lstat/stat only: a FIFO is never opened,
+    as opening one blocks until something writes to it)."""
+    if path.is_symlink() and not path.exists():
+        return "broken link"
+    if path.is_fifo():
+        return "FIFO"
+    return "folder" if path.is_dir() else "not a regular file"
+
+
 def _inputs(src: Path) -> list[Path]:
+    """The scans to segment: `src` itself, or the NIfTI files of the folder `src`; entries named as masks
+    and entries named .nii/.nii.gz that are no regular file (a broken link, a FIFO) are skipped, each
+    kind said in one line."""
     if src.is_dir():
-        files = sorted(p for p in src.iterdir() if p.name.endswith((".nii", ".nii.gz")) and p.is_file())
+        named = sorted(p for p in src.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+        files = [p for p in named if p.is_file()]
+        odd = [f"{p.name} ({_not_a_file(p)})" for p in named if p not in files]
+        if odd:
+            warnings.warn(f"{src}: skipping {len(odd)} entr{'y' if len(odd) == 1 else 'ies'} named as NIfTI that "
+                          f"{'is' if len(odd) == 1 else 'are'} no regular file: {describe(odd)}", stacklevel=3)
         masks = [p for p in files if looks_like_mask(p)]
         if masks:
             warnings.warn(f"{src}: skipping {len(masks)} file(s) named as masks ({describe([p.name for p in masks])})",
@@ -83,16 +101,22 @@ def plan_outputs(files: list[Path], out: Path, overwrite: bool = False) -> list[
         if target.exists() and key.parent in folders:
             raise InputError(target, "exists in the input folder; predict never replaces a file there "
                                      "(it may be a manual mask): write the masks to another folder")
-        if target.is_symlink():
-            raise InputError(target, "is a symbolic link; predict never writes through one")
-        if target.exists() and not overwrite:
-            raise InputError(target, "exists (pass --overwrite to replace existing masks)")
-        if target.exists() and not _is_nifti(target):
-            raise InputError(target, "exists and is not a NIfTI mask; --overwrite replaces only masks")
-        if target.exists() and not _ours(target):
-            raise InputError(target, "exists and is not a mask idealseg wrote (a manual or another tool's mask?); "
-                                     "--overwrite replaces only idealseg's: move it out or write elsewhere")
+        check_target(target, overwrite)
     return targets
+
+
+def check_target(target: Path, overwrite: bool) -> None:
+    """A mask file may be written at `target`: not through a link, and over an existing file only with
+    `overwrite` and only where it is a mask predict wrote."""
+    if target.is_symlink():
+        raise InputError(target, "is a symbolic link; predict never writes through one")
+    if target.exists() and not overwrite:
+        raise InputError(target, "exists (pass --overwrite to replace existing masks)")
+    if target.exists() and not _is_nifti(target):
+        raise InputError(target, "exists and is not a NIfTI mask; --overwrite replaces only masks")
+    if target.exists() and not _ours(target):
+        raise InputError(target, "exists and is not a mask idealseg wrote (a manual or another tool's mask?); "
+                                 "--overwrite replaces only idealseg's: move it out or write elsewhere")
 
 
 def check_mask_folder(folder: Path) -> None:
@@ -249,12 +273,16 @@ def check_scan_spacing(scan: NiftiScan, path: Path, target: float) -> None:
         warnings.warn(f"{path}: {suspect}", stacklevel=3)
 
 
+def mask_in_source(mask: np.ndarray, scan: NiftiScan) -> np.ndarray:
+    """A [Z, H, W] mask in the scan's own axis order and shape (2D, 3D, or 4D of one frame)."""
+    mask = from_zhw(mask, scan.axes, ndim=3 if scan.data.ndim != 2 else 2)
+    return mask[..., None] if scan.data.ndim == 4 else mask
+
+
 def write_mask(mask: np.ndarray, scan: NiftiScan, target: Path) -> None:
     """Write a [Z, H, W] mask in the scan's own axis order, affine and header; a failed write (a full disk,
     a read-only folder) is one line naming the mask, and leaves no partial file."""
-    mask = from_zhw(mask, scan.axes, ndim=3 if scan.data.ndim != 2 else 2)
-    if scan.data.ndim == 4:
-        mask = mask[..., None]
+    mask = mask_in_source(mask, scan)
     header = scan.img.header.copy()
     header.set_data_dtype(np.uint8)
     header["descrip"] = MASK_MARK

@@ -1,7 +1,8 @@
 """The official ACDC release: patientXXX/{Info.cfg, patientXXX_frameYY.nii.gz, ..._gt.nii.gz}.
 
 ED and ES frames come from Info.cfg; where it is missing (as in many copies found in the wild)
-the two frames with a `_gt` file are used, the lower number as ED, and a warning says so.
+the two frames with a `_gt` file are used, the lower number as ED, and one warning for the whole
+release says so and for how many patients (a copy without any Info.cfg is one fact, not a line per patient).
 """
 
 from __future__ import annotations
@@ -60,12 +61,16 @@ def _frames(patient_dir: Path) -> tuple[dict[str, int], dict[str, object]]:
         return frames, meta
     if len(gt_frames) != 2:
         raise InputError(patient_dir, f"no Info.cfg and {len(gt_frames)} _gt frames (need 2)")
-    warnings.warn(
-        f"{patient_dir}: no Info.cfg; ED/ES taken from the two _gt frames "
-        f"(ED=frame{gt_frames[0]:02d}, ES=frame{gt_frames[1]:02d}); group, height, weight unknown",
-        stacklevel=2,
-    )
     return {"ED": gt_frames[0], "ES": gt_frames[1]}, {"group": None, "height": None, "weight": None}
+
+
+def _warn_missing_cfg(src: Path, missing: list[str]) -> None:
+    """One line for every patient folder without an Info.cfg: how many, and the first of them."""
+    if not missing:
+        return
+    first = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+    warnings.warn(f"{src}: {len(missing)} patient folder(s) with no Info.cfg ({first}); ED/ES taken from the two "
+                  "_gt frames (the lower number as ED); group, height, weight unknown", stacklevel=3)
 
 
 def read_acdc_frame(image_path: Path, label_path: Path | None, normalization: str):
@@ -89,6 +94,7 @@ def import_acdc(
     if not patients:
         raise InputError(src, "no patientXXX folders found (not an ACDC release folder)")
     splits = assign_splits([p.name for p in patients], val, test, seed)
+    _warn_missing_cfg(src, [p.name for p in patients if not (p / "Info.cfg").is_file()])
     for patient_dir in tqdm(patients, desc="patients", unit="patient"):
         frames, meta = _frames(patient_dir)
         for phase, frame in frames.items():

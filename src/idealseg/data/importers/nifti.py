@@ -18,14 +18,26 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+<<<<<<< HEAD
 from idealseg.data.channels import check_same_grid, group_channel_files, stack_channels
 from idealseg.data.dataset import IGNORE_LABEL, CaseVolume, DatasetWriter, labels_to_uint8
+=======
+from idealseg.data.channels import (
+    check_same_grid,
+    file_stem,
+    group_channel_files,
+    reads_channel_suffixes,
+    stack_channels,
+)
+from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
+>>>>>>> r3-inputs
 from idealseg.data.folds import SPLITS_FILE, make_folds
 from idealseg.data.importers.source_json import SourceJson
 from idealseg.data.importers.splits import assign_splits
@@ -126,20 +138,43 @@ def _nifti_files(folder: Path) -> list[Path]:
     return [p for p in sorted(folder.iterdir()) if _SUFFIX.search(p.name)]
 
 
-def _images(folder: Path) -> dict[str, tuple[Path, ...]]:
+def _images(folder: Path, suffixes: bool = True) -> dict[str, tuple[Path, ...]]:
     """Case id -> its channel files (`CASE_0000`, `CASE_0001`, ...; a file without a channel number is a
-    one-channel case), every case with the same channels (data/channels.py)."""
-    return group_channel_files(_nifti_files(folder), folder)
+    one-channel case; every file one where `suffixes` is False), every case with the same channels
+    (data/channels.py)."""
+    return group_channel_files(_nifti_files(folder), folder, suffixes)
 
 
-def _labels(folder: Path) -> dict[str, Path]:
-    """Case id -> its label file (a label has no channels; a `_0000` suffix is dropped as nnU-Net's)."""
+def _labels(folder: Path, image_ids: set[str] | frozenset[str] = frozenset()) -> dict[str, Path]:
+    """Case id -> its label file (a label has no channels; a `_0000` suffix is dropped as nnU-Net's, unless
+    the label is named exactly as a case of `image_ids`, a case named by its whole file name)."""
     by_case: dict[str, Path] = {}
     for p in _nifti_files(folder):
-        other = by_case.setdefault(_case_id(p), p)
+        case = file_stem(p) if file_stem(p) in image_ids else _case_id(p)
+        other = by_case.setdefault(case, p)
         if other != p:
-            raise InputError(folder, f"two files for case {_case_id(p)!r} ({other.name} and {p.name}); keep one")
+            raise InputError(folder, f"two files for case {case!r} ({other.name} and {p.name}); keep one")
     return by_case
+
+
+def _source_cases(src: Path, source_json: SourceJson | None):
+    """The images and labels of imagesTr/labelsTr and imagesTs/labelsTs, grouped into cases by one rule
+    for the whole source: `_XXXX` endings are channel numbers only where dataset.json declares channels
+    or the labels agree (data/channels.py `reads_channel_suffixes`)."""
+    folders = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
+    files = {name: _nifti_files(src / name) for name in folders}
+    declared = len(source_json.channels) if source_json and source_json.channels else None
+    suffixes = reads_channel_suffixes(files["imagesTr"] + files["imagesTs"], files["labelsTr"] + files["labelsTs"],
+                                      declared)
+    images, tests = _images(src / "imagesTr", suffixes), _images(src / "imagesTs", suffixes)
+    labels, test_labels = _labels(src / "labelsTr", set(images)), _labels(src / "labelsTs", set(tests))
+    cases = [*images.values(), *tests.values()]
+    if suffixes and declared is None and not labels and not test_labels and len(cases) == 1 and len(cases[0]) > 1:
+        paths = cases[0]
+        warnings.warn(f"{paths[0].parent}: {', '.join(p.name for p in paths)} read as one case of {len(paths)} "
+                      f"channels (nnU-Net's CASE_XXXX); if they are {len(paths)} scans, add a dataset.json "
+                      "naming one channel or name them without the 4-digit ending", stacklevel=3)
+    return images, labels, tests, test_labels
 
 
 def check_channel_names(images: dict[str, tuple[Path, ...]], source_json: SourceJson | None) -> None:
@@ -201,12 +236,12 @@ class LabelCodes:
             if coded:
                 hint, note = suggest_label_map(_all_codes(self.paths), None, self.classes)
                 raise InputError(path, f"label values {codes[:6]} are not class numbers 0..{MAX_CLASS}; map them "
-                                       f"to classes, e.g. --label-map {hint} ({note})")
+                                       f"to classes, e.g. --label-map={hint} ({note})")
             return
         unknown = [c for c in codes if c not in self.label_map]
         if unknown:
             hint, note = suggest_label_map(_all_codes(self.paths), self.label_map, self.classes)
-            raise InputError(path, f"label values {unknown[:6]} are not in the label map; e.g. --label-map {hint} "
+            raise InputError(path, f"label values {unknown[:6]} are not in the label map; e.g. --label-map={hint} "
                                    f"({note}; map a code to 0 to drop it)")
 
 
@@ -258,10 +293,7 @@ def import_nifti(
     """Import a Decathlon / nnU-Net folder. Labelled patients of imagesTr are split into train, val (and
     test, when asked) by patient, each patient's unlabelled scans following it; imagesTs is the test
     split. `classes` (the user's --classes) orders a suggested label map."""
-    images = _images(src / "imagesTr")
-    labels = _labels(src / "labelsTr")
-    tests = _images(src / "imagesTs")
-    test_labels = _labels(src / "labelsTs")
+    images, labels, tests, test_labels = _source_cases(src, source_json)
     if not images and not tests:
         raise InputError(src, "no imagesTr/ or imagesTs/ NIfTI files found")
     check_channel_names(images or tests, source_json)
@@ -326,7 +358,9 @@ def import_unlabelled(folder: Path, writer: DatasetWriter, normalization: str,
     that centre's images. Normalised as the rest of the dataset. `rescale` (an image and its in-plane
     spacing -> a multiple of that spacing) stores each scan at the scale a model would segment it at,
     so that training sees the anatomy at the size prediction will; returns each scan's multiple."""
-    images = _images(folder / "imagesTr") if (folder / "imagesTr").is_dir() else _images(folder)
+    scans = folder / "imagesTr" if (folder / "imagesTr").is_dir() else folder
+    suffixes = reads_channel_suffixes(_nifti_files(scans), [], writer.channels)
+    images = _images(scans, suffixes)
     if not images:
         raise InputError(folder, "--unlabeled: holds no .nii or .nii.gz scans (nor imagesTr/ with some)")
     taken = {c["id"] for c in writer.info["cases"]}
