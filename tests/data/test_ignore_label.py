@@ -46,7 +46,7 @@ def ignore_folder(tmp_path):
 
 
 def test_the_ignore_label_is_no_class_and_is_stored_as_the_reserved_value(ignore_folder, tmp_path):
-    ds = Dataset(prepare("nifti", tmp_path / "ds", ignore_folder, val="1"))
+    ds = Dataset(prepare("nifti", ignore_folder, tmp_path / "ds", val="1"))
     assert ds.classes == ["background", "RV", "LV"] and ds.ignore_label == IGNORE_LABEL
     label = ds.load(ds.cases[0].id).label
     assert set(np.unique(label).tolist()) == {0, 1, 2, IGNORE_LABEL}
@@ -126,7 +126,7 @@ def test_a_tiny_run_trains_validates_and_evaluates_without_the_ignore_class(igno
     from idealseg.evaluation.evaluate import evaluate_run
     from idealseg.pipeline import train
 
-    root = prepare("nifti", tmp_path / "ds", ignore_folder, val="1")
+    root = prepare("nifti", ignore_folder, tmp_path / "ds", val="1")
     train(root, tmp_path / "run", method="supervised", skip_pretrain=True, profile="tiny", threads=1,
           iterations=2, val_every=2, labeled="all")
     finetune = tmp_path / "run" / "finetune"

@@ -25,10 +25,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-<<<<<<< HEAD
-from idealseg.data.channels import check_same_grid, group_channel_files, stack_channels
-from idealseg.data.dataset import IGNORE_LABEL, CaseVolume, DatasetWriter, labels_to_uint8
-=======
 from idealseg.data.channels import (
     check_same_grid,
     file_stem,
@@ -36,8 +32,7 @@ from idealseg.data.channels import (
     reads_channel_suffixes,
     stack_channels,
 )
-from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
->>>>>>> r3-inputs
+from idealseg.data.dataset import IGNORE_LABEL, CaseVolume, DatasetWriter, labels_to_uint8
 from idealseg.data.folds import SPLITS_FILE, make_folds
 from idealseg.data.importers.source_json import SourceJson
 from idealseg.data.importers.splits import assign_splits
