@@ -27,6 +27,7 @@ from idealseg.ownership import (
     record_written,
     write_manifest,
 )
+from idealseg.writer_lock import writer_lock
 
 METRICS = ("dice", "hd95", "asd")
 CHECKPOINTS = ("last", "best")
@@ -61,9 +62,18 @@ def evaluate_run(
     if not cases:
         raise IdealsegError(f"{ds.root}: split {split!r} has no labelled cases to evaluate")
     check_spacing(cfg, ds.root, cases)
-    unit = "mm" if all(c.spacing for c in cases) else "voxels"
     out = Path(out) if out else run_dir / f"eval_{split}"
-    check_evaluation_folder(out, run_dir, ds.root)
+    check_evaluation_folder(out, run_dir, ds.root)  # before the lock makes the folder
+    with writer_lock(out):  # one evaluation a folder: the second of two at once stops here
+        check_evaluation_folder(out, run_dir, ds.root)
+        return _score_and_write(predictor, ds, cases, split, checkpoint, out, flip_tta, scale_search)
+
+
+def _score_and_write(predictor: Predictor, ds: Dataset, cases: list, split: str, checkpoint: str, out: Path,
+                     flip_tta: bool, scale_search: bool) -> dict:
+    """evaluate_run's scoring and writing, under the evaluation folder's lock."""
+    cfg, run_dir = predictor.cfg, predictor.run_dir
+    unit = "mm" if all(c.spacing for c in cases) else "voxels"
     rows, masks = [], {}
     t0 = time.perf_counter()
     for entry in tqdm(cases, desc=f"evaluate {split}", unit="vol"):

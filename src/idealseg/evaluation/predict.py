@@ -22,6 +22,7 @@ from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.predictor import Predictor
 from idealseg.evaluation.spacing import in_plane, spacing_mismatch
 from idealseg.ownership import check_not_link, describe, read_manifest
+from idealseg.writer_lock import writer_lock
 
 QUALITY_FILE = "idealseg_quality.csv"  # per-scan quality scores, written beside the masks
 QUALITY_COLUMNS = ("scan", "mask", "quality", "scale")
@@ -156,6 +157,18 @@ def predict_files(
     cfg = predictor.cfg
     src, out = Path(src), checks.output_path(out, "OUT")
     cases = scan_cases(_inputs(src), cfg.in_channels, src)
+    folder = out.parent if len(cases) == 1 and out.name.endswith((".nii", ".nii.gz")) else out
+    if folder.exists() and not folder.is_dir():
+        raise InputError(folder, "exists and is not a folder (give a folder for the masks)")
+    check_mask_folder(folder)  # before the lock: never a lock file in a run's or a dataset's folder
+    with writer_lock(folder):  # one predict at a time: what plan_outputs finds stays true until written
+        return _predict_locked(predictor, run, cases, out, overwrite, normalization)
+
+
+def _predict_locked(predictor: Predictor, run: str | Path, cases: list[tuple[Path, ...]], out: Path,
+                    overwrite: bool, normalization: str | None) -> list[Path]:
+    """predict_files' checks and writes, under OUT's lock."""
+    cfg = predictor.cfg
     targets = plan_outputs([paths[0] for paths in cases], out, overwrite)
     normalization = normalization or run_normalization(cfg)
     if not cfg.spacing_mm:
