@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+import idealseg
 from idealseg.evaluation import predict as predict_module
 from idealseg.pipeline import run_stage
 from idealseg.writer_lock import LOCK, lock_holder
@@ -130,3 +135,39 @@ def test_a_run_training_without_a_checkpoint_yet_is_refused(run, scan, tmp_path,
     code, line = run_cli(["predict", young, scan, tmp_path / "masks", "--threads", "1"], capsys)
     assert code == 2 and "still training" in line and "no last.pt yet" in line, line
     assert not (tmp_path / "masks").exists()
+
+
+def under_file_size_limit(limit: int, *args) -> subprocess.CompletedProcess:
+    """`idealseg ARGS` in a process whose files may not grow past `limit` bytes (ulimit -f)."""
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(idealseg.__file__).parents[1])}
+    return subprocess.run([sys.executable, "-m", "idealseg", *map(str, args)], preexec_fn=limited,
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_prepare_past_the_file_size_limit_is_one_line_and_leaves_nothing(tmp_path):
+    """SIGXFSZ killed it inside HDF5 (h5py tracebacks, then a segmentation fault)."""
+    done = under_file_size_limit(50_000, "prepare", "phantom", tmp_path / "ds", "--patients", "3")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert f"{tmp_path / 'ds' / 'cases'}" in lines[0] and "File too large" in lines[0], lines
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_out_past_the_file_size_limit_names_the_file(run, tmp_path):
+    out = tmp_path / "scores"
+    done = under_file_size_limit(1000, "evaluate", run, "--out", out, "--threads", "1", "--device", "cpu")
+    lines = [line for line in done.stderr.strip().splitlines() if "error" in line]
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"{out}/" in lines[0] and "could not write (File too large)" in lines[0], lines
+    assert not [p for p in out.iterdir() if p.name in ("per_volume.csv", "summary.json", "table.md")]
+
+
+def test_report_past_the_file_size_limit_names_the_file(run, tmp_path):
+    done = under_file_size_limit(5000, "report", run, "--cases", "1", "--threads", "1", "--device", "cpu")
+    lines = [line for line in done.stderr.strip().splitlines() if "error" in line]
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"{run / 'report'}/" in lines[0] and "File too large" in lines[0], lines

@@ -157,12 +157,14 @@ def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
     write_manifest(out, "evaluation", EVAL_FILES)
     check_writable(out, EVAL_FILES)
     record_written(out, [out / name for name in EVAL_FILES])  # before the writes: a kill leaves them ours
-    with atomic_file(out / "per_volume.csv") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    # the three are renamed into place together, once all are written: a failed write leaves the old set
+    with atomic_file(out / "per_volume.csv") as table, atomic_file(out / "summary.json") as js, \
+            atomic_file(out / "table.md") as md:
+        writer = csv.DictWriter(table, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with atomic_file(out / "summary.json") as f:
-        json.dump(summary, f, indent=1)
-    with atomic_file(out / "table.md") as f:
-        f.write(f"{summary['method']} ({summary['labeled']} labelled), {summary['split']} split, "
-                f"{summary['volumes']} volumes\n\n" + markdown_table(summary))
+        json.dump(summary, js, indent=1)
+        md.write(f"{summary['method']} ({summary['labeled']} labelled), {summary['split']} split, "
+                 f"{summary['volumes']} volumes\n\n" + markdown_table(summary))
+        for handle in (table, js, md):
+            handle.flush()  # every write done (or failed) before the first rename

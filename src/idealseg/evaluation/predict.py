@@ -271,8 +271,8 @@ def write_mask(mask: np.ndarray, scan: NiftiScan, target: Path) -> None:
     header = scan.img.header.copy()
     header.set_data_dtype(np.uint8)
     header["descrip"] = MASK_MARK
-    try:
-        with atomic_path(target) as tmp:
+    with atomic_path(target) as tmp:
+        try:
             nib.save(nib.Nifti1Image(mask.astype(np.uint8), scan.affine, header), str(tmp))
-    except OSError as exc:
-        raise InputError(target, f"could not write the mask ({exc.strerror or exc})") from None
+        except OSError as exc:
+            raise InputError(target, f"could not write the mask ({exc.strerror or exc})") from None
