@@ -18,6 +18,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from idealseg.errors import InputError
+
 _SHAPE = re.compile(r"^\.(.+)\.(file|dir|old)-(\d+)-([0-9a-f]{12})\.tmp")  # `.NAME.KIND-PID-MARK.tmp...`
 
 
@@ -83,16 +85,22 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling path for writers that want a filename (torch.save, nibabel)."""
+    """Yield a temporary sibling path for writers that want a filename (torch.save, nibabel). A write
+    that fails (a full disk, a file-size limit, a read-only folder) is one line naming `path`, never
+    the temporary, nor no file at all (an OSError of a write carries no name)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
     tmp = temporary(path, "file")
     tmp = tmp.with_name(tmp.name + "".join(path.suffixes))  # writers that pick a format by suffix
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
         yield tmp
         os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is not None and Path(exc.filename) not in (tmp, path, path.parent):
+            raise  # another file's problem: its own name says where
+        raise InputError(path, f"could not write ({exc.strerror or exc})") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)

@@ -452,6 +452,11 @@ class _Signals:
         import signal
 
         self.signal, self.owner, self.received, self.previous = signal, owner, signal.SIGINT, {}
+        self.file_size = None
+        if _in_main_thread() and hasattr(signal, "SIGXFSZ"):
+            # a write past the file-size limit (ulimit -f) then fails as an OSError (EFBIG) that names its
+            # file in one line, instead of the signal killing the process inside HDF5 or zlib
+            self.file_size = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         if _in_main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous = signal.getsignal(sig)
@@ -491,6 +496,8 @@ class _Signals:
         if not self.owner:
             for sig, previous in self.previous.items():
                 self.signal.signal(sig, previous)
+            if self.file_size is not None:
+                self.signal.signal(self.signal.SIGXFSZ, self.file_size)
 
 
 def _in_main_thread() -> bool:

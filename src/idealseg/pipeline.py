@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ def stage_config(stage: str, dataset: str | Path, profile: str | None, config: s
     if options.get("init"):
         options["init"] = str(checks.path(options["init"], "--init").resolve())
     if recorded is None:
-        recorded = recorded_options(resumed, stage, profile, config) if resumed else {}
+        recorded = recorded_options(resumed, stage, profile, config,
+                                    [k for k, v in options.items() if v is not None]) if resumed else {}
     return resolve_config(stage, profile, config, {**options, "dataset": str(Path(dataset).resolve())}, recorded)
 
 
@@ -76,7 +78,8 @@ def _paths(dataset: Any, out: Any, config: Any) -> tuple[Path, Path, Path | None
     return checks.path(dataset, "DATASET"), checks.output_path(out, "--out"), checks.optional_path(config, "--config")
 
 
-def recorded_options(run_dir: str | Path, stage: str, profile: str | None, config: str | None) -> dict[str, Any]:
+def recorded_options(run_dir: str | Path, stage: str, profile: str | None, config: str | None,
+                     given: Iterable[str] = ()) -> dict[str, Any]:
     """The options a resumed run was started with, to continue it as it began: a newer idealseg may
     have changed a default since (`train`'s method, the cpu profile's optimiser), and a run should not
     change course or be refused for a setting its user never chose. Only idealseg's run folders of
@@ -95,7 +98,27 @@ def recorded_options(run_dir: str | Path, stage: str, profile: str | None, confi
     named = profile or (read_yaml(config).get("profile") if config else None)
     if named and named != old.profile:
         return {"method": old.method}
-    return {f.name: getattr(old, f.name) for f in fields(old) if f.name not in NOT_RESUMED}
+    kept = {f.name: getattr(old, f.name) for f in fields(old) if f.name not in NOT_RESUMED}
+    chosen = {k.replace("-", "_") for k in given} | (set(map(str, read_yaml(config))) if config else set())
+    return _this_machine(kept, read_yaml(recorded), chosen, recorded)
+
+
+def _this_machine(kept: dict[str, Any], written: dict, chosen: set[str], recorded: Path) -> dict[str, Any]:
+    """The machine options a resumed run recorded (threads, device) are where it trained, not refusals
+    here: threads above this machine's bound run at the bound, a device this machine lacks gives way
+    to the profile's; one line each, unless the command or --config chose the option anew."""
+    was = written.get("threads")
+    if isinstance(was, int) and was > kept.get("threads", was) and "threads" not in chosen:
+        warnings.warn(f"{recorded}: threads {was} is more than this machine runs well; "
+                      f"resuming with {kept['threads']} (4x its cores; --threads N to choose)", stacklevel=4)
+    if "device" in kept and "device" not in chosen:
+        try:
+            checks.device(kept["device"])
+        except IdealsegError as exc:
+            warnings.warn(f"{recorded}: {exc}; resuming on this machine's default device (--device to choose)",
+                          stacklevel=4)
+            del kept["device"]
+    return kept
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -139,7 +162,8 @@ def train(
     resumed = out / "finetune" if kwargs.get("resume") else None
     if resumed:
         kwargs.update(_pretraining_record(out, kwargs))
-    recorded = recorded_options(resumed, "finetune", kwargs.get("profile"), kwargs.get("config")) if resumed else {}
+    recorded = (recorded_options(resumed, "finetune", kwargs.get("profile"), kwargs.get("config"),
+                                 [k for k, v in kwargs.items() if v is not None]) if resumed else {})
     method = method or _named_method(kwargs.get("config"), recorded)
     if kwargs.get("init"):
         raise IdealsegError("`train` pre-trains itself; use `finetune --init` to start from another run")

@@ -39,6 +39,11 @@ def _stale(holder: dict) -> bool:
     return holder.get("host") == socket.gethostname() and not alive(int(holder.get("pid", 0)))
 
 
+def live_holder(holder: dict) -> bool:
+    """Whether a lock's writer may still be writing (alive here, or of another host: not checkable)."""
+    return not _stale(holder)
+
+
 def _create(path: Path) -> bool:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

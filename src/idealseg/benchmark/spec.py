@@ -99,6 +99,11 @@ def load_benchmark(path: str | Path) -> BenchmarkSpec:
         problem = budget_problem(column)
         if problem:
             raise IdealsegError(f"{path}: labeled: {column!r}: {problem}")
+    columns = [budget_text(b) for b in spec["labeled"]]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:  # `[2, '2', 2]`: one budget, three identical columns of the same cells
+        raise IdealsegError(f"{path}: labeled: {', '.join(twice)} named more than once ({spec['labeled']!r}); "
+                            "give each label budget once")
     _check_entries(path, spec)
     entries = []
     for cell in spec["methods"]:
@@ -125,7 +130,7 @@ def load_benchmark(path: str | Path) -> BenchmarkSpec:
         raise IdealsegError(f"{path}: reference {spec['reference']!r} is not one of the methods {names}")
     budget = spec.get("budget")
     return BenchmarkSpec(
-        dataset=spec["dataset"], methods=entries, labeled=[str(b) for b in spec["labeled"]],
+        dataset=spec["dataset"], methods=entries, labeled=columns,
         profile=spec["profile"], seeds=spec["seeds"], split=spec["split"], equal_budget=spec["equal_budget"],
         options=spec["options"], finetune_options=spec["finetune_options"], out=spec.get("out"),
         prepare=spec.get("prepare"), reference=spec.get("reference"),
@@ -220,6 +225,12 @@ def _check_entries(path: str | Path, spec: dict) -> None:
         raise IdealsegError(f"{path}: split must be one of {', '.join(SPLITS)}, got {spec['split']!r}")
     if not isinstance(spec["equal_budget"], bool):
         raise IdealsegError(f"{path}: equal_budget must be true or false, got {spec['equal_budget']!r}")
+
+
+def budget_text(budget: Any) -> str:
+    """A label budget as one spelling (`2`, `'2'` and `' 02'` are one budget), checked by budget_problem."""
+    text = str(budget).strip()
+    return str(int(text)) if text.isdigit() else text
 
 
 def budget_problem(budget: Any) -> str | None:

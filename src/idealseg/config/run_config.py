@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from idealseg.atomic import atomic_file
-from idealseg.config.options import checked
+from idealseg.checks import is_whole
+from idealseg.config.options import checked, max_threads
 from idealseg.config.resume_rules import LEGACY_VALUES
 from idealseg.config.yaml_io import read_yaml
 from idealseg.errors import IdealsegError
@@ -154,4 +155,7 @@ class RunConfig:
         for (key, old), new in LEGACY_VALUES.items():
             if values.get(key) == old:
                 values[key] = new
+        threads = values.get("threads")
+        if is_whole(threads) and threads > max_threads():  # fine where it trained: this machine's bound here
+            values["threads"] = max_threads()
         return cls().update(values, str(path))

@@ -159,7 +159,15 @@ class DatasetWriter:
         self._record(case, split)
 
     def _write(self, case: CaseVolume) -> None:
-        with h5py.File(self.cases_dir / f"{case.case_id}.h5", "w") as f:
+        """The case's h5 file, built in memory and written in one plain write: a write that fails (a full
+        disk, a file-size limit) is then an OSError here, not a failure inside HDF5's driver (which left
+        a file object whose every later flush failed again, and crashed the interpreter at exit)."""
+        with open(self.cases_dir / f"{case.case_id}.h5", "wb") as f:
+            f.write(self._h5_image(case))
+
+    @staticmethod
+    def _h5_image(case: CaseVolume) -> bytes:
+        with h5py.File(f"{case.case_id}.h5", "w", driver="core", backing_store=False) as f:
             f.create_dataset("image", data=case.image.astype(np.float32), compression="lzf")
             if case.label is not None:
                 f.create_dataset("label", data=case.label.astype(np.uint8), compression="lzf")
@@ -169,6 +177,8 @@ class DatasetWriter:
                 f.attrs["affine"] = np.asarray(case.affine, dtype=np.float64)
             if case.axes is not None:
                 f.attrs["axes"] = np.asarray(case.axes, dtype=np.int64)
+            f.flush()
+            return f.id.get_file_image()
 
     def _record(self, case: CaseVolume, split: str) -> None:
         entry = CaseEntry(

@@ -210,6 +210,14 @@ def _write_error(path: Path, exc: Exception) -> IdealsegError:
     return InputError(path, f"could not write ({reason})")
 
 
+def _named_in_out(exc: InputError, tmp: Path | None, out: Path) -> InputError:
+    """`exc` naming its file by where it goes in OUT, when it names one in the folder being built."""
+    path = Path(exc.path)
+    if tmp is None or not path.is_relative_to(tmp):
+        return exc
+    return InputError(out / path.relative_to(tmp), exc.problem)
+
+
 def prepare(
     source: str,
     src: str | Path | None = None,
@@ -268,7 +276,7 @@ def prepare(
     notes: list[str] = []
     with deferred_interrupt() as interrupt:
         check_free_space(out, estimated_size(src, patients))
-        committing = False
+        committing, tmp = False, None
         try:
             with atomic_dir(out, overwrite=overwrite) as tmp:
                 _import(source, tmp, out, src, interrupt, patients=patients, seed=seed, normalization=normalization,
@@ -282,6 +290,8 @@ def prepare(
             if not committing:
                 raise
             raise _write_error(out, exc) from None
+        except InputError as exc:  # a failed write names the file in OUT, not in the folder being built
+            raise _named_in_out(exc, tmp, out) from None
     for line in [*notes, *split_summary(Dataset(out))]:
         print(line)
     return out

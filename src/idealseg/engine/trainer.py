@@ -329,6 +329,7 @@ class Trainer:
         self.method.train()
         bar = self._progress_bar()
         self._log_rows: list[dict] = []
+        self._log_kept = self.step  # log.csv's rows up to the checkpoint resumed from are kept
         self._last_ckpt = self.step
         self._unread: list[torch.Tensor] = []  # losses not yet read back from the device (see _check_finite)
         while not self._done():
@@ -588,9 +589,11 @@ class Trainer:
         path = self.run_dir / "log.csv"
         self._record("log.csv")
         old = []
-        if path.exists():
-            with open(path, newline="") as f:
-                old = [r for r in csv.DictReader(f) if int(r["step"]) < rows[0]["step"]]  # drop rows a resume redoes
+        if path.exists():  # rows past the step this process started from are the steps a resume redoes,
+            with open(path, newline="") as f:  # and a row of the same step and kind is one it writes again
+                redone = {_kind(r) for r in rows}
+                old = [r for r in csv.DictReader(f) if _step(r) <= self._log_kept and _kind(r) not in redone]
+        self._log_kept = max(self._log_kept, rows[-1]["step"])  # what this process wrote stays
         keys: list[str] = []
         for r in old + rows:
             keys += [k for k in r if k not in keys]
@@ -633,3 +636,16 @@ class Trainer:
                             self.run_dir / "encoder.pt", keep_previous=False)
         save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
         self.cfg.save(self.run_dir / "config.yaml")
+
+
+def _step(row: dict) -> float:
+    """A log row's step (an unreadable one: infinite, so that it is dropped as a row to redo)."""
+    try:
+        return int(row["step"])
+    except (TypeError, ValueError, KeyError):
+        return float("inf")
+
+
+def _kind(row: dict) -> tuple[str, frozenset[str]]:
+    """A log row's step and which columns it fills (a training row's losses, a validation's Dice)."""
+    return str(row.get("step")), frozenset(k for k, v in row.items() if k != "time" and v not in ("", None))

@@ -28,6 +28,7 @@ from idealseg.ownership import (
     record_written,
     write_manifest,
 )
+from idealseg.writer_lock import writer_lock
 
 METRICS = ("dice", "hd95", "asd")
 CHECKPOINTS = ("last", "best")
@@ -62,9 +63,18 @@ def evaluate_run(
     if not cases:
         raise IdealsegError(f"{ds.root}: split {split!r} has no labelled cases to evaluate")
     check_spacing(cfg, ds.root, cases)
-    unit = "mm" if all(c.spacing for c in cases) else "voxels"
     out = Path(out) if out else run_dir / f"eval_{split}"
-    check_evaluation_folder(out, run_dir, ds.root)
+    check_evaluation_folder(out, run_dir, ds.root)  # before the lock makes the folder
+    with writer_lock(out):  # one evaluation a folder: the second of two at once stops here
+        check_evaluation_folder(out, run_dir, ds.root)
+        return _score_and_write(predictor, ds, cases, split, checkpoint, out, flip_tta, scale_search)
+
+
+def _score_and_write(predictor: Predictor, ds: Dataset, cases: list, split: str, checkpoint: str, out: Path,
+                     flip_tta: bool, scale_search: bool) -> dict:
+    """evaluate_run's scoring and writing, under the evaluation folder's lock."""
+    cfg, run_dir = predictor.cfg, predictor.run_dir
+    unit = "mm" if all(c.spacing for c in cases) else "voxels"
     rows, masks = [], {}
     t0 = time.perf_counter()
     for entry in tqdm(cases, desc=f"evaluate {split}", unit="vol"):
@@ -168,12 +178,14 @@ def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
     write_manifest(out, "evaluation", EVAL_FILES)
     check_writable(out, EVAL_FILES)
     record_written(out, [out / name for name in EVAL_FILES])  # before the writes: a kill leaves them ours
-    with atomic_file(out / "per_volume.csv") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    # the three are renamed into place together, once all are written: a failed write leaves the old set
+    with atomic_file(out / "per_volume.csv") as table, atomic_file(out / "summary.json") as js, \
+            atomic_file(out / "table.md") as md:
+        writer = csv.DictWriter(table, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with atomic_file(out / "summary.json") as f:
-        json.dump(summary, f, indent=1)
-    with atomic_file(out / "table.md") as f:
-        f.write(f"{summary['method']} ({summary['labeled']} labelled), {summary['split']} split, "
-                f"{summary['volumes']} volumes\n\n" + markdown_table(summary))
+        json.dump(summary, js, indent=1)
+        md.write(f"{summary['method']} ({summary['labeled']} labelled), {summary['split']} split, "
+                 f"{summary['volumes']} volumes\n\n" + markdown_table(summary))
+        for handle in (table, js, md):
+            handle.flush()  # every write done (or failed) before the first rename

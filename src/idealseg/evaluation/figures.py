@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -37,17 +38,28 @@ def _is_dice(key: str) -> bool:
 
 
 def read_log(log_csv: Path) -> dict[str, list[tuple[int, float]]]:
-    """Each logged column as (step, value) points, empty cells skipped (validation is logged every N steps)."""
+    """Each logged column as (step, value) points, empty cells skipped (validation is logged every N steps);
+    a row that is not numbers (an edited or damaged log.csv) is skipped, with one line saying how many."""
     with open(log_csv, newline="") as f:
         rows = list(csv.DictReader(f))
+    keys = [k for k in (rows[0] if rows else {}) if k is not None and k not in NOT_PLOTTED]
+    parsed = [p for p in (_parse_row(r, keys) for r in rows) if p is not None]
+    if len(parsed) < len(rows):
+        warnings.warn(f"{log_csv}: skipped {len(rows) - len(parsed)} row(s) that are not numbers", stacklevel=3)
     series: dict[str, list[tuple[int, float]]] = {}
-    for key in (rows[0] if rows else {}):
-        if key in NOT_PLOTTED:
-            continue
-        pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+    for key in keys:
+        pts = [(step, values[key]) for step, values in parsed if key in values]
         if pts:
             series[key] = pts
     return series
+
+
+def _parse_row(row: dict, keys: list[str]) -> tuple[int, dict[str, float]] | None:
+    """(step, the row's filled cells as numbers), or None where any cell is not a number."""
+    try:
+        return int(row["step"]), {k: float(row[k]) for k in keys if row.get(k) not in (None, "")}
+    except (TypeError, ValueError, KeyError):
+        return None
 
 
 def training_curves(log_csv: Path, path: Path, title: str = "") -> Path:
@@ -56,7 +68,8 @@ def training_curves(log_csv: Path, path: Path, title: str = "") -> Path:
     dice = {k: v for k, v in series.items() if _is_dice(k)}
     losses = {k: v for k, v in series.items() if not _is_dice(k)}
     panels = [(losses, "loss"), (dice, "Dice")] if dice else [(losses, "loss")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 3.5), squeeze=False)
+    # constrained layout keeps room for each legend beside its panel (else the loss panel's runs under the Dice one)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 3.5), squeeze=False, layout="constrained")
     for ax, (curves, ylabel) in zip(axes[0], panels, strict=True):
         for key, pts in curves.items():
             ax.plot(*zip(*pts, strict=True), label=key, marker="o" if ylabel == "Dice" and len(pts) < 40 else None,

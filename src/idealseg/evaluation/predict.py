@@ -22,6 +22,7 @@ from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.predictor import Predictor
 from idealseg.evaluation.spacing import in_plane, spacing_mismatch
 from idealseg.ownership import check_not_link, describe, read_manifest
+from idealseg.writer_lock import writer_lock
 
 QUALITY_FILE = "idealseg_quality.csv"  # per-scan quality scores, written beside the masks
 QUALITY_COLUMNS = ("scan", "mask", "quality", "scale")
@@ -180,6 +181,18 @@ def predict_files(
     cfg = predictor.cfg
     src, out = Path(src), checks.output_path(out, "OUT")
     cases = scan_cases(_inputs(src), cfg.in_channels, src)
+    folder = out.parent if len(cases) == 1 and out.name.endswith((".nii", ".nii.gz")) else out
+    if folder.exists() and not folder.is_dir():
+        raise InputError(folder, "exists and is not a folder (give a folder for the masks)")
+    check_mask_folder(folder)  # before the lock: never a lock file in a run's or a dataset's folder
+    with writer_lock(folder):  # one predict at a time: what plan_outputs finds stays true until written
+        return _predict_locked(predictor, run, cases, out, overwrite, normalization)
+
+
+def _predict_locked(predictor: Predictor, run: str | Path, cases: list[tuple[Path, ...]], out: Path,
+                    overwrite: bool, normalization: str | None) -> list[Path]:
+    """predict_files' checks and writes, under OUT's lock."""
+    cfg = predictor.cfg
     targets = plan_outputs([paths[0] for paths in cases], out, overwrite)
     normalization = normalization or run_normalization(cfg)
     if not cfg.spacing_mm:
@@ -286,8 +299,8 @@ def write_mask(mask: np.ndarray, scan: NiftiScan, target: Path) -> None:
     header = scan.img.header.copy()
     header.set_data_dtype(np.uint8)
     header["descrip"] = MASK_MARK
-    try:
-        with atomic_path(target) as tmp:
+    with atomic_path(target) as tmp:
+        try:
             nib.save(nib.Nifti1Image(mask.astype(np.uint8), scan.affine, header), str(tmp))
-    except OSError as exc:
-        raise InputError(target, f"could not write the mask ({exc.strerror or exc})") from None
+        except OSError as exc:
+            raise InputError(target, f"could not write the mask ({exc.strerror or exc})") from None

@@ -6,7 +6,9 @@ curves and by looking at masks, before trusting a table.
 
 from __future__ import annotations
 
+import glob
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -19,8 +21,9 @@ from idealseg.evaluation.evaluate import markdown_table
 from idealseg.evaluation.figures import overlay, training_curves
 from idealseg.evaluation.predictor import Predictor
 from idealseg.evaluation.spacing import check_spacing
-from idealseg.ownership import check_writable, record_written
+from idealseg.ownership import check_writable, owned, read_manifest, record_written
 from idealseg.runfolder.folder import resolve_run
+from idealseg.writer_lock import writer_lock
 
 SPLITS = ("test", "val", "train")  # the first with labelled volumes is shown when no split is asked for
 
@@ -35,6 +38,12 @@ def write_report(run: str | Path, split: str | None = None, cases: int = 2, devi
     if isinstance(cases, bool) or not isinstance(cases, int) or cases < 0:
         raise IdealsegError(f"cases: expected a whole number >= 0, got {cases!r}")
     run_dir = resolve_run(run)
+    with writer_lock(run_dir):  # the report writes into the run folder and its manifest: not while it trains
+        return _write_locked(run_dir, split, cases, device)
+
+
+def _write_locked(run_dir: Path, split: str | None, cases: int, device: str | None) -> Path:
+    """write_report's work, under the run folder's lock."""
     out = run_dir / "report"
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     predictor = Predictor.from_run(run_dir, device=device)  # the post-processing evaluate scored with
@@ -49,17 +58,15 @@ def write_report(run: str | Path, split: str | None = None, cases: int = 2, devi
     check_writable(run_dir, [f"report/{name}" for name in sorted(written)])
     record_written(run_dir, [out / name for name in written])  # before the writes: a kill leaves them ours
     parts = ["# idealseg report", "", *_about(run_dir, cfg), ""]
-    pre = run_dir.parent / "pretrain" / "log.csv"
-    if pre.exists():
+    pre = pretraining_log(cfg)
+    if pre is not None:
         training_curves(pre, out / "pretrain_curves.png", "pre-training")
         parts += ["![pre-training](pretrain_curves.png)", ""]
     if (run_dir / "log.csv").exists():
         training_curves(run_dir / "log.csv", out / "finetune_curves.png", "fine-tuning")
         parts += ["![fine-tuning](finetune_curves.png)", ""]
-    for summary_path in sorted(run_dir.glob("eval_*/summary.json")):
-        summary = json.loads(summary_path.read_text())
-        parts += [f"## {summary_path.parent.name[5:]} split ({summary['volumes']} volumes)", "",
-                  markdown_table(summary), ""]
+    for name, summary in evaluations(run_dir):
+        parts += [f"## {name[5:]} split ({summary['volumes']} volumes)", "", markdown_table(summary), ""]
     check_spacing(cfg, ds.root, shown)
     if shown:
         parts += [f"## Overlays ({split} split)", ""]
@@ -71,7 +78,50 @@ def write_report(run: str | Path, split: str | None = None, cases: int = 2, devi
         parts += [f"![{entry.id}]({name})", ""]
     with atomic_file(out / "report.md") as f:
         f.write("\n".join(parts))
+    _remove_old_figures(run_dir, out, parts)
     return out
+
+
+def _remove_old_figures(run_dir: Path, out: Path, parts: list[str]) -> None:
+    """Figures an earlier report wrote that this one does not show (fewer overlays, no pre-training):
+    removed, so the folder holds one report; only files the run's manifest records as idealseg's."""
+    shown = "\n".join(parts)
+    recorded = set((read_manifest(run_dir) or {}).get("written") or [])
+    for path in out.glob("*.png"):
+        if f"({path.name})" not in shown and f"report/{glob.escape(path.name)}" in recorded:
+            path.unlink(missing_ok=True)
+
+
+def pretraining_log(cfg) -> Path | None:
+    """The log.csv of the pre-training this run started from (its `init`: a run folder or its
+    encoder.pt), when that is an idealseg run folder; None for a run trained from scratch (a sibling
+    folder named `pretrain` is not this run's pre-training unless `init` names it)."""
+    if not cfg.init:
+        return None
+    init = Path(cfg.init)
+    folder = init.parent if init.suffix == ".pt" else init
+    if not owned(folder, "run") and owned(folder / "pretrain", "run"):
+        folder = folder / "pretrain"  # a `train` folder named as init (load_encoder accepts it)
+    log = folder / "log.csv"
+    return log if owned(folder, "run") and log.is_file() else None
+
+
+def evaluations(run_dir: Path) -> list[tuple[str, dict]]:
+    """(folder name, summary) of each evaluation idealseg wrote in the run folder (its manifest says
+    so); a user's `eval_*` folder is not idealseg's evaluation, and a summary that cannot be read as
+    one is skipped with a line naming it."""
+    found = []
+    for folder in sorted(p for p in run_dir.glob("eval_*") if p.is_dir() and owned(p, "evaluation")):
+        path = folder / "summary.json"
+        try:
+            summary = json.loads(path.read_text())
+            markdown_table(summary)
+            int(summary["volumes"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            warnings.warn(f"{path}: not a readable evaluation summary; left out of the report", stacklevel=3)
+            continue
+        found.append((folder.name, summary))
+    return found
 
 
 def _split(ds: Dataset, split: str | None) -> str:

@@ -21,6 +21,7 @@ from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.evaluate import summarise, write_outputs
 from idealseg.evaluation.metrics import volume_metrics
 from idealseg.ownership import check_no_overlap, check_replaceable
+from idealseg.writer_lock import writer_lock
 
 NIFTI = (".nii.gz", ".nii")
 AFFINE_TOLERANCE_MM = 1e-3  # mask and label grids that differ by more are not the same voxels
@@ -136,5 +137,7 @@ def score_folder(masks: str | Path, labels: str | Path, out: str | Path | None =
     if out is not None:
         check_no_overlap(out, [masks, labels], "scores folder")
         check_replaceable(out, "evaluation")
-        write_outputs(out, rows, summary)
+        with writer_lock(out):  # one writer a folder; checked again under the lock
+            check_replaceable(out, "evaluation")
+            write_outputs(out, rows, summary)
     return summary

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import warnings
 from pathlib import Path
 
 import torch
@@ -15,7 +18,7 @@ from idealseg.models.unet import fold_batchnorm
 from idealseg.ownership import check_not_link, check_replaceable, describe, foreign_files, owned
 from idealseg.runfolder.checkpoint import load_checkpoint
 from idealseg.runfolder.weights import load_weights
-from idealseg.writer_lock import LOCK
+from idealseg.writer_lock import LOCK, live_holder, lock_holder
 
 
 def is_run_folder(run_dir: Path) -> bool:
@@ -73,6 +76,7 @@ def load_run(run: str | Path, checkpoint: str = "last", device="cpu") -> tuple[R
     if cfg.stage != "finetune":
         raise IdealsegError(f"{run}: a {cfg.stage} run has no segmentation head; use a fine-tuning run")
     path = run / "checkpoints" / f"{checkpoint}.pt"
+    check_training(run, path)
     if checkpoint == "best" and not path.exists() and (run / "checkpoints" / "last.pt").exists():
         raise InputError(path, "no best checkpoint: this run never validated (use --checkpoint last)")
     state = load_checkpoint(path, map_location="cpu")
@@ -82,6 +86,30 @@ def load_run(run: str | Path, checkpoint: str = "last", device="cpu") -> tuple[R
     if cfg.channels_last:  # as trained; about 30 % faster inference on the CPU too
         method = method.to(memory_format=torch.channels_last)
     return cfg, method, run
+
+
+def training_holder(run_dir: Path) -> dict | None:
+    """The live process of another command writing the run folder (a training still running), or None."""
+    holder = lock_holder(run_dir / LOCK)
+    if holder is None or not live_holder(holder):
+        return None
+    if holder.get("host") == socket.gethostname() and int(holder.get("pid", 0)) == os.getpid():
+        return None  # this process's own run (a benchmark scoring the run it just trained)
+    return holder
+
+
+def check_training(run_dir: Path, checkpoint: Path) -> None:
+    """A run still training is used as its checkpoint is now, with one line saying so (its weights
+    will change); one with no checkpoint yet is refused, naming the process that trains it."""
+    holder = training_holder(run_dir)
+    if holder is None:
+        return
+    who = f"process {holder.get('pid')} on {holder.get('host')}"
+    if not checkpoint.is_file():
+        raise InputError(run_dir, f"is still training ({who}) and has no {checkpoint.name} yet; wait for its "
+                                  "first checkpoint or for the run to end")
+    warnings.warn(f"{run_dir}: is still training ({who}); using {checkpoint.name} as it is now (it may change)",
+                  stacklevel=3)
 
 
 def run_largest_component(run: str | Path) -> bool:
