@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from idealseg.data.augment import CONTRASTIVE, correspondence, random_theta, warp
 from idealseg.losses.dense_contrastive import DenseContrastiveLoss
 from idealseg.losses.global_contrastive import NTXentLoss
+from idealseg.transforms.augment import CONTRASTIVE, correspondence, random_theta, warp
 
 SIZE = 8  # the dense map is S x S at 32 px
 

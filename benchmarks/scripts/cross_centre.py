@@ -41,7 +41,7 @@ from idealseg.data.dataset import Dataset
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
 from idealseg.evaluation.metrics import mean_foreground_dice
-from idealseg.evaluation.predictor import Predictor
+from idealseg.inference.predictor import Predictor
 from idealseg.runfolder.environment import cpu_model
 from idealseg.runfolder.folder import load_run, run_largest_component
 

@@ -10,7 +10,7 @@ Dice, every candidate score from what inference has at hand:
 - `flip_agreement`: mean foreground Dice between the mask and the mask of the left-right flipped scan;
 - `scale_agreement`: mean foreground Dice between the mask and the masks at 0.9x and 1.1x of the
   in-plane spacing the scale search chose;
-- `agreement`: mean foreground Dice over those three perturbations (quality.perturbation_agreement);
+- `agreement`: mean foreground Dice over those three perturbations (evaluation/agreement.py);
 - `header_gap`: minus the confidence the scale search gained over the header's spacing (a scan it
   had to rescale is a riskier one);
 - `largest_component`: share of each class's raw foreground in its largest 3D connected component;
@@ -43,16 +43,17 @@ from scipy import ndimage, stats
 
 from idealseg.atomic import atomic_file
 from idealseg.benchmark.cells import claim_results_folder
-from idealseg.data.components import largest_components
 from idealseg.data.dataset import Dataset
 from idealseg.data.physical import oversize
 from idealseg.errors import IdealsegError
+from idealseg.evaluation.agreement import perturbation_agreement
 from idealseg.evaluation.metrics import mean_foreground_dice
-from idealseg.evaluation.predictor import Predictor
-from idealseg.evaluation.quality import foreground_confidence, perturbation_agreement
-from idealseg.evaluation.spacing import in_plane
+from idealseg.inference.predictor import Predictor
+from idealseg.inference.quality import foreground_confidence
+from idealseg.inference.spacing import in_plane
 from idealseg.runfolder.environment import cpu_model
 from idealseg.runfolder.folder import run_largest_component
+from idealseg.transforms.components import largest_components
 
 NEIGHBOURS = (0.9, 1.1)  # multiples of the chosen in-plane spacing for scale_agreement
 VARIANTS = ("confidence", "entropy", "flip_agreement", "scale_agreement", "agreement", "header_gap",

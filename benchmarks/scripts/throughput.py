@@ -47,7 +47,7 @@ from idealseg.atomic import atomic_file
 from idealseg.config import resolve_config
 from idealseg.data.dataset import Dataset as IdealDataset
 from idealseg.engine.trainer import Trainer
-from idealseg.evaluation.predictor import Predictor
+from idealseg.inference.predictor import Predictor
 from idealseg.losses.dice_ce import DiceCELoss
 from idealseg.methods import METHODS
 from idealseg.models.unet import ByteMaskDropout, UNet, fold_batchnorm

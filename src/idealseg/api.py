@@ -26,11 +26,10 @@ from idealseg.checks import InvalidValue
 from idealseg.config import RunConfig
 from idealseg.data.channels import check_same_grid, scan_cases, stack_channels
 from idealseg.data.nifti_io import NiftiScan, read_scan, scan_of_image
-from idealseg.data.normalize import normalize_channels
 from idealseg.data.prepare import prepare as _prepare
 from idealseg.errors import InputError
 from idealseg.evaluation.evaluate import checked_run_arguments, evaluate_run
-from idealseg.evaluation.predict import (
+from idealseg.inference.predict import (
     check_mask_folder,
     check_scan_spacing,
     check_target,
@@ -39,12 +38,13 @@ from idealseg.evaluation.predict import (
     run_normalization,
     write_mask,
 )
-from idealseg.evaluation.predict import predict_files as _predict_files
-from idealseg.evaluation.predictor import Predictor
-from idealseg.evaluation.rescale import scale_chooser
-from idealseg.evaluation.spacing import in_plane, spacing_mismatch
+from idealseg.inference.predict import predict_files as _predict_files
+from idealseg.inference.predictor import Predictor
+from idealseg.inference.rescale import scale_chooser
+from idealseg.inference.spacing import in_plane, spacing_mismatch
 from idealseg.pipeline import run_stage
 from idealseg.pipeline import train as _train
+from idealseg.transforms.normalize import normalize_channels
 
 __all__ = ["prepare", "train", "pretrain", "finetune", "evaluate", "score_masks", "report", "load",
            "Segmenter", "predict_files"]
@@ -283,7 +283,7 @@ class Segmenter:
                       largest_component: bool | None, scale_search: bool, with_quality: bool,
                       out: str | Path | None, overwrite: bool) -> np.ndarray | tuple[np.ndarray, float]:
         """`segment` of a nibabel image or a NIfTI path: read, checked, normalised and written as `predict`
-        does (evaluation/predict.py), the mask returned in the input's geometry."""
+        does (inference/predict.py), the mask returned in the input's geometry."""
         if spacing is not None:
             raise InvalidValue("spacing: an image or path has its spacing in its header; pass spacing only "
                                "with an array")

@@ -41,7 +41,7 @@ def _scale_chooser(args: argparse.Namespace):
     """A run's scale search for --unlabeled-scale-from (loaded only then: prepare loads no model otherwise)."""
     if args.unlabeled_scale_from is None:
         return None
-    from idealseg.evaluation.rescale import scale_chooser
+    from idealseg.inference.rescale import scale_chooser
 
     return scale_chooser
 
@@ -264,7 +264,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from idealseg.evaluation.predict import predict_files
+    from idealseg.inference.predict import predict_files
 
     written = predict_files(args.run, args.input, args.out, args.checkpoint, args.tta, _device(args),
                             overwrite=args.overwrite, largest_component=args.largest_component,

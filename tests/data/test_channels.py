@@ -13,19 +13,19 @@ import torch
 
 from idealseg.cli import main
 from idealseg.config import RunConfig, resolve_config
-from idealseg.data.augment import photometric
 from idealseg.data.channels import stack_channels
 from idealseg.data.dataset import Dataset
 from idealseg.data.fingerprint import fingerprint, load_plan
 from idealseg.data.importers.phantom import phantom_raw
-from idealseg.data.normalize import normalize_channels
 from idealseg.data.prepare import prepare
 from idealseg.data.slice_store import SliceStore
 from idealseg.engine.trainer import Trainer
 from idealseg.errors import IdealsegError, InputError
-from idealseg.evaluation.predict import predict_files
-from idealseg.evaluation.predictor import Predictor
+from idealseg.inference.predict import predict_files
+from idealseg.inference.predictor import Predictor
 from idealseg.methods import METHODS
+from idealseg.transforms.augment import photometric
+from idealseg.transforms.normalize import normalize_channels
 
 from ..conftest import write_nifti
 

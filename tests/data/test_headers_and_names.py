@@ -20,7 +20,7 @@ from idealseg.data.dataset import Dataset
 from idealseg.data.nifti_io import read_scan, slicing_axes
 from idealseg.data.prepare import prepare
 from idealseg.errors import IdealsegError, InputError
-from idealseg.evaluation.predict import _inputs
+from idealseg.inference.predict import _inputs
 
 from ..conftest import write_acdc_release, write_nifti
 

@@ -207,7 +207,7 @@ def test_predict_averages_the_folds_of_one_experiment(nnunet_folder, tmp_path, c
     experiment (another class set) are refused in one line."""
     import nibabel as nib
 
-    from idealseg.evaluation.predictor import Predictor
+    from idealseg.inference.predictor import Predictor
     from idealseg.pipeline import train
 
     root = prepare("nifti", nnunet_folder, tmp_path / "ds")

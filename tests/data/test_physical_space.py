@@ -16,11 +16,11 @@ import idealseg
 from idealseg.data.dataset import Dataset
 from idealseg.data.importers.phantom import phantom_raw
 from idealseg.data.nifti_io import load_nifti, read_scan, slicing_axes
-from idealseg.data.normalize import normalize_volume
 from idealseg.data.physical import FOREGROUND_SHARE, canvas_size, centre, crop_patches, resolve_spacing
 from idealseg.data.slice_store import SliceStore
 from idealseg.errors import IdealsegError
-from idealseg.evaluation.predictor import Predictor
+from idealseg.inference.predictor import Predictor
+from idealseg.transforms.normalize import normalize_volume
 
 from ..conftest import write_nifti, write_ssl4mis
 
@@ -295,7 +295,7 @@ def test_a_full_disk_in_predict_names_the_mask(run, tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     scan = write_nifti(tmp_path / "in" / "scan.nii.gz", np.transpose(phantom_raw(5, 0, 0)[0], (2, 1, 0)))
-    monkeypatch.setattr("idealseg.evaluation.predict.nib.save", full)
+    monkeypatch.setattr("idealseg.inference.predict.nib.save", full)
     with pytest.raises(IdealsegError, match=r"out/scan_seg.nii.gz: could not write the mask \(No space left on"):
         idealseg.predict_files(run, scan.parent, tmp_path / "out")
     assert not list((tmp_path / "out").glob("*"))

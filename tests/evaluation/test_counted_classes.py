@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from idealseg.cli import main
+from idealseg.evaluation.agreement import perturbation_agreement
 from idealseg.evaluation.evaluate import markdown_table, summarise
 from idealseg.evaluation.metrics import mean_foreground_dice, volume_metrics
-from idealseg.evaluation.quality import perturbation_agreement
 
 from ..conftest import ACDC, require, write_nifti
 

@@ -13,7 +13,7 @@ import torch
 from idealseg.cli import main
 from idealseg.data.importers.phantom import phantom_raw
 from idealseg.evaluation.evaluate import evaluate_run
-from idealseg.evaluation.predict import predict_files
+from idealseg.inference.predict import predict_files
 
 from ..conftest import write_nifti
 
@@ -45,7 +45,7 @@ def test_evaluate_writes_csv_summary_and_table(run):
 
 
 def test_largest_component_keeps_one_region_per_class_across_slices():
-    from idealseg.data.components import largest_components
+    from idealseg.transforms.components import largest_components
 
     mask = np.zeros((3, 12, 12), dtype=np.uint8)
     mask[0:3, 2:6, 2:6] = 3  # one region through three slices: 48 voxels
@@ -136,7 +136,7 @@ def test_inference_follows_the_runs_precision(amp):
     float32 otherwise (Predictor.from_method passes the run's own option)."""
     from types import SimpleNamespace
 
-    from idealseg.evaluation.predictor import Predictor
+    from idealseg.inference.predictor import Predictor
     from idealseg.precision import cpu_has_native_bf16
 
     seen = []

@@ -1,4 +1,4 @@
-"""Per-scan quality scores (evaluation/quality.py) on synthetic probabilities and the phantom."""
+"""Per-scan quality scores (inference/quality.py) on synthetic probabilities and the phantom."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 from scipy import ndimage
 
 from idealseg.data.importers.phantom import phantom_case
-from idealseg.evaluation.quality import foreground_confidence, perturbation_agreement
+from idealseg.evaluation.agreement import perturbation_agreement
+from idealseg.inference.quality import foreground_confidence
 
 MEANS = np.array([0.05, 0.3, 0.85])  # a hand-made 3-class "model": dark, mid-grey and bright tissue
 
@@ -71,7 +72,7 @@ def test_the_predictor_scores_masks_as_foreground_confidence_and_ranks_the_corru
     chunk), and a noisy scan ranks last among clean phantom scans."""
     import torch
 
-    from idealseg.evaluation.predictor import Predictor
+    from idealseg.inference.predictor import Predictor
 
     def network(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(intensity_probs(x[:, 0].numpy().astype(np.float64)).astype(np.float32))

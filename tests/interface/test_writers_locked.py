@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import idealseg
-from idealseg.evaluation import predict as predict_module
+from idealseg.inference import predict as predict_module
 from idealseg.pipeline import run_stage
 from idealseg.writer_lock import LOCK, lock_holder
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from idealseg.data.augment import WEAK, cell_centers, correspondence, random_theta, two_views, warp, warp_labels
 from idealseg.losses.consistency import cross_pseudo_loss, sigmoid_rampup
 from idealseg.losses.dense_contrastive import DenseContrastiveLoss
 from idealseg.losses.dice_ce import DiceCELoss
 from idealseg.losses.global_contrastive import NTXentLoss
+from idealseg.transforms.augment import WEAK, cell_centers, correspondence, random_theta, two_views, warp, warp_labels
 
 
 def _orthogonal_map(size: int) -> torch.Tensor:
@@ -141,7 +141,7 @@ def test_sigmoid_rampup():
 def test_nnunet_augmentation_keeps_image_and_label_aligned():
     """The label is the image's own bright square: after nnU-Net's spatial and intensity transforms the
     warped label must still sit on the (still brighter) warped square, slice by slice."""
-    from idealseg.data.augment import nnunet_augment
+    from idealseg.transforms.augment import nnunet_augment
 
     torch.manual_seed(0)
     images = torch.full((64, 1, 48, 48), 0.2)
@@ -156,7 +156,7 @@ def test_nnunet_augmentation_keeps_image_and_label_aligned():
 
 
 def test_nnunet_augmentation_draws_each_transform_at_its_rate():
-    from idealseg.data.augment import NNUNET_SPATIAL
+    from idealseg.transforms.augment import NNUNET_SPATIAL
 
     torch.manual_seed(0)
     theta = random_theta(4000, NNUNET_SPATIAL)

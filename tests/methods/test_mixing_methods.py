@@ -10,11 +10,11 @@ import torch
 
 from idealseg.benchmark.pricing import phase_jobs, run_parts
 from idealseg.config import resolve_config
-from idealseg.data.mixing import box_mask, paste
 from idealseg.engine.trainer import Trainer
 from idealseg.losses.consistency import confident_pseudo_labels
 from idealseg.losses.dice_ce import DiceCELoss
 from idealseg.methods import get_method
+from idealseg.transforms.mixing import box_mask, paste
 
 
 def test_bcp_box_covers_two_thirds_of_each_side():
@@ -101,7 +101,7 @@ def test_bcp_priced_parts_are_the_steps_it_takes():
 
 
 def test_largest_components_keeps_one_blob_per_class_and_slice():
-    from idealseg.methods.common import largest_components_2d as largest_components
+    from idealseg.transforms.components import largest_components_2d as largest_components
 
     labels = torch.zeros(2, 10, 10, dtype=torch.long)
     labels[0, 1:4, 1:4] = 1  # 9 pixels: kept
@@ -114,7 +114,7 @@ def test_largest_components_keeps_one_blob_per_class_and_slice():
 
 
 def test_ema_averages_or_copies_batchnorm_statistics():
-    from idealseg.methods.common import ema_update
+    from idealseg.methods.shared.ema import ema_update
 
     teacher, student = torch.nn.BatchNorm2d(2), torch.nn.BatchNorm2d(2)
     student.running_mean.fill_(1.0)
@@ -205,7 +205,7 @@ def _inline_bidirectional_paste(xl, yl, xu, w):
 
 
 def test_bidirectional_paste_equals_the_inline_mixing_it_replaced():
-    from idealseg.methods.paste import BidirectionalPaste
+    from idealseg.methods.shared.paste import BidirectionalPaste
 
     xl, xu = torch.rand(3, 1, 16, 16), torch.rand(3, 1, 16, 16)
     yl, pseudo = torch.randint(0, 4, (3, 16, 16)), torch.randint(0, 4, (3, 16, 16))
@@ -220,7 +220,8 @@ def test_bidirectional_paste_equals_the_inline_mixing_it_replaced():
 
 def _inline_bcp_step(bcp, images, labels, n_labeled):
     """BCP's self-training step as it read before BidirectionalPaste: (network input, target, weight, loss)."""
-    from idealseg.methods.common import largest_components_2d, pad_labels
+    from idealseg.methods.shared.two_stream import pad_labels
+    from idealseg.transforms.components import largest_components_2d
 
     x, y = bcp.augment(images, pad_labels(labels, len(images)))
     xl, yl, xu = x[:n_labeled], y[:n_labeled], x[n_labeled:]
@@ -236,7 +237,7 @@ def _inline_bcp_step(bcp, images, labels, n_labeled):
 def _inline_ideal_step(ideal, images, labels, n_labeled, progress):
     """IDEAL's copy-paste step as it read before BidirectionalPaste: (network input, targets, weight, loss)."""
     from idealseg.losses.consistency import sigmoid_rampup
-    from idealseg.methods.common import pad_labels
+    from idealseg.methods.shared.two_stream import pad_labels
 
     x, y = ideal.augment(images, pad_labels(labels, len(images)))
     xl, yl, xu = x[:n_labeled], y[:n_labeled], x[n_labeled:]

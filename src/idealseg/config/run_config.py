@@ -69,7 +69,7 @@ class RunConfig:
     confidence: float = 0.95  # unimatch, ideal weak_to_strong: softmax peak a pseudo-labelled pixel needs to count
     mixing: str = "none"  # ideal: "copy-paste" pastes labelled and unlabelled slices into each other (after BCP)
     weak_to_strong: bool = False  # ideal: confident weak-view labels also supervise the other stream's strong view
-    augmentation: str = "weak"  # fine-tuning: "weak" (rotation, flips, zoom 0.9-1.1) or "nnunet" (data/augment.py)
+    augmentation: str = "weak"  # fine-tuning: "weak" (rotation, flips, zoom 0.9-1.1) or "nnunet" (transforms/augment)
     # pre-training
     temperature: float = 0.1
     head: str = "dense"  # "dense" (1x1 convs, IDEAL) or "mlp" (pooled, ablation)

@@ -1,1 +1,2 @@
-"""Dataset folders, importers, label budgets, the in-memory slice store and batched augmentation."""
+"""Dataset folders and their I/O: importers, NIfTI reading, channels, patients, splits, folds, label
+budgets, the plan, the in-memory slice store."""

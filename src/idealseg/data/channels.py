@@ -1,13 +1,13 @@
 """Scans with several channels (multi-parametric MRI: T2, ADC, ...), read as nnU-Net reads them.
 
 nnU-Net stores a case's channels as one NIfTI file each, `CASE_0000.nii.gz`, `CASE_0001.nii.gz`, ...,
-all on one grid. Import (data/importers/nifti.py) and predict (evaluation/predict.py) both group files
+all on one grid. Import (data/importers/nifti.py) and predict (inference/predict.py) both group files
 into cases here and stack them here, so a model is served its channels in the order it learnt them.
 
 The channel rule of the whole package: an image is [Z, H, W] where it has one channel (every dataset
 prepared before channels were read, and the API's `segment(volume)`), [C, Z, H, W] where it has
 C > 1. A dataset records its count as `channels` in dataset.json (absent: 1), a run as `in_channels`
-in config.yaml. Each channel is normalised on its own (data/normalize.py), since a T2 and an ADC map
+in config.yaml. Each channel is normalised on its own (transforms/normalize.py), since a T2 and an ADC map
 share no intensity scale.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from idealseg.data.nifti_io import NiftiScan
-from idealseg.data.normalize import normalize_volume
 from idealseg.errors import InputError
+from idealseg.transforms.normalize import normalize_volume
 
 CHANNEL_FILE = re.compile(r"^(.+)_(\d{4})\.nii(\.gz)?$")  # nnU-Net: CASE_XXXX, one file per channel
 GRID_TOLERANCE = 1e-3  # mm: the channels of a case must lie on the same grid this closely

@@ -26,8 +26,8 @@ import numpy as np
 from idealseg import __version__
 from idealseg.atomic import atomic_file
 from idealseg.checks import is_number, is_whole
-from idealseg.data.normalize import NORMALIZATIONS
 from idealseg.errors import IdealsegError, InputError
+from idealseg.transforms.normalize import NORMALIZATIONS
 
 SPLITS = ("train", "val", "test")
 # The stored label value of an unannotated voxel (nnU-Net v2's `ignore` label): never a class, read by no

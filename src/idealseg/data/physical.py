@@ -6,7 +6,7 @@ dataset's median in-plane spacing; training slices are resampled to it once, pad
 a fixed canvas, and each step crops the network's patch from the canvas (a third of the labelled
 patches centred on a random foreground pixel, nnU-Net's oversampling, so that small structures are
 seen often enough). Inference resamples a slice to the target, slides the patch over it and
-resamples the probabilities back to the slice's own grid (evaluation/predictor.py).
+resamples the probabilities back to the slice's own grid (inference/predictor.py).
 
 A dataset without spacing has no physical space: its slices are resized to the input as SSL4MIS
 does, and a model trained on it only works on scans framed like its training set.

@@ -30,10 +30,10 @@ from idealseg.data.importers.nifti import import_nifti, import_unlabelled, parse
 from idealseg.data.importers.phantom import PHANTOM_CLASSES, import_phantom
 from idealseg.data.importers.source_json import read_source_json
 from idealseg.data.importers.ssl4mis import ACDC_CLASSES, import_ssl4mis
-from idealseg.data.normalize import NORMALIZATIONS
 from idealseg.data.patients import compile_rule
 from idealseg.errors import IdealsegError, InputError
 from idealseg.ownership import atomic_dir, check_no_overlap, read_manifest
+from idealseg.transforms.normalize import NORMALIZATIONS
 
 SOURCES = ("ssl4mis", "acdc", "nifti", "phantom")
 # (run, the dataset's normalisation, classes (None: unknown), median in-plane spacing in mm (None: unknown))
@@ -240,7 +240,7 @@ def prepare(
     """Import `src` (of kind `source`) into the dataset folder `out`, in the command line's order (source,
     SRC, OUT; the phantom has no SRC: `prepare("phantom", out=OUT)`); returns `out`. Prints what the import
     decided for the user (a default validation split) and one line per split. `unlabeled_scale_from`
-    needs `scale_chooser` (`idealseg.prepare` gives the scale search of evaluation/rescale.py)."""
+    needs `scale_chooser` (`idealseg.prepare` gives the scale search of inference/rescale.py)."""
     source = checks.text(source, "source", SOURCES)
     check_argument_order(source, src, out)
     out = checks.output_path(out, "OUT")

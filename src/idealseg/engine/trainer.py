@@ -24,7 +24,6 @@ from tqdm import tqdm
 
 from idealseg.atomic import atomic_file, atomic_path
 from idealseg.config import RunConfig
-from idealseg.data.components import largest_components
 from idealseg.data.physical import crop_patches
 from idealseg.data.slice_store import BatchSampler, SliceStore
 from idealseg.engine import distributed
@@ -32,7 +31,7 @@ from idealseg.engine.compiled import compile_mode, compile_networks, fused
 from idealseg.engine.run_setup import RunSetup, setup_run
 from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.metrics import class_dice, mean_foreground_dice
-from idealseg.evaluation.predictor import Predictor
+from idealseg.inference.predictor import Predictor
 from idealseg.methods import get_method
 from idealseg.ownership import RUN_FILES, check_no_overlap, record_written, replace_folder, write_manifest
 from idealseg.precision import autocast_dtype
@@ -40,6 +39,7 @@ from idealseg.runfolder.checkpoint import load_checkpoint, load_latest, save_che
 from idealseg.runfolder.environment import cpu_model, write_environment
 from idealseg.runfolder.folder import encoder_state, load_pretrained
 from idealseg.runfolder.weights import load_weights
+from idealseg.transforms.components import largest_components
 
 PROGRESS_FIGURE_SECONDS = 60  # progress.png is redrawn at most this often (a draw costs about 0.3 s)
 

@@ -1,1 +1,1 @@
-"""Inference (volume -> mask), metrics (Dice, HD95, ASD), reports and figures."""
+"""Metrics (Dice, HD95, ASD in mm), evaluation of a run or of any masks, reports and figures."""

@@ -18,8 +18,8 @@ from idealseg.data.dataset import SPLITS, Dataset
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.clinical import ejection_fractions
 from idealseg.evaluation.metrics import ABSENT, volume_metrics
-from idealseg.evaluation.predictor import Predictor
-from idealseg.evaluation.spacing import check_spacing
+from idealseg.inference.predictor import Predictor
+from idealseg.inference.spacing import check_spacing
 from idealseg.ownership import (
     EVAL_FILES,
     check_no_overlap,

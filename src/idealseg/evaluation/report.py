@@ -19,8 +19,8 @@ from idealseg.data.dataset import Dataset
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import markdown_table
 from idealseg.evaluation.figures import overlay, training_curves
-from idealseg.evaluation.predictor import Predictor
-from idealseg.evaluation.spacing import check_spacing
+from idealseg.inference.predictor import Predictor
+from idealseg.inference.spacing import check_spacing
 from idealseg.ownership import check_writable, owned, read_manifest, record_written
 from idealseg.runfolder.folder import resolve_run
 from idealseg.writer_lock import writer_lock

@@ -15,8 +15,8 @@ from torch import nn
 
 from idealseg.config import RunConfig
 from idealseg.config.method_registry import register
-from idealseg.data.augment import nnunet_augment, weak_augment
 from idealseg.models.unet import Encoder
+from idealseg.transforms.augment import nnunet_augment, weak_augment
 
 _CLASSES: dict[str, type[Method]] = {}  # name -> class, filled as method classes are defined
 

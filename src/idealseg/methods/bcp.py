@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import torch
 
-from idealseg.data.mixing import box_mask, paste
-from idealseg.methods.common import TeacherStudent, largest_components_2d, pad_labels
-from idealseg.methods.paste import BidirectionalPaste
+from idealseg.methods.shared.paste import BidirectionalPaste
+from idealseg.methods.shared.teacher_student import TeacherStudent
+from idealseg.methods.shared.two_stream import pad_labels
+from idealseg.transforms.components import largest_components_2d
+from idealseg.transforms.mixing import box_mask, paste
 
 
 class BCP(TeacherStudent):

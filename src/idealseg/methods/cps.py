@@ -6,7 +6,7 @@ import torch
 
 from idealseg.losses.dice_ce import supervised_loss
 from idealseg.methods.base import Method
-from idealseg.methods.common import pad_labels, two_stream_losses
+from idealseg.methods.shared.two_stream import pad_labels, two_stream_losses
 from idealseg.models.unet import UNet
 
 

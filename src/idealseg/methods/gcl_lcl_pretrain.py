@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from idealseg.data.augment import correspondence, two_views
 from idealseg.losses.dense_contrastive import DenseContrastiveLoss
 from idealseg.losses.global_contrastive import NTXentLoss
 from idealseg.methods.base import Method
 from idealseg.models.heads import DenseProjectionHead, MLPHead
 from idealseg.models.unet import Encoder
+from idealseg.transforms.augment import correspondence, two_views
 
 LOCAL_LEVEL = 3
 REGIONS = 4

@@ -20,8 +20,9 @@ from torch import nn
 from idealseg.losses.consistency import confident_pseudo_labels, sigmoid_rampup
 from idealseg.losses.dice_ce import supervised_loss
 from idealseg.methods.base import Method
-from idealseg.methods.common import pad_labels, strong_view, two_stream_losses
-from idealseg.methods.paste import BidirectionalPaste
+from idealseg.methods.shared.paste import BidirectionalPaste
+from idealseg.methods.shared.strong_view import strong_view
+from idealseg.methods.shared.two_stream import pad_labels, two_stream_losses
 from idealseg.models.unet import Decoder, Encoder, perturbation
 
 

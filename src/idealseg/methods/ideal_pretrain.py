@@ -12,13 +12,13 @@ import copy
 
 import torch
 
-from idealseg.data.augment import correspondence, two_views
 from idealseg.losses.dense_contrastive import DenseContrastiveLoss
 from idealseg.losses.global_contrastive import NTXentLoss
 from idealseg.methods.base import Method
-from idealseg.methods.common import ema_update
+from idealseg.methods.shared.ema import ema_update
 from idealseg.models.heads import DenseProjectionHead, MLPHead
 from idealseg.models.unet import Encoder
+from idealseg.transforms.augment import correspondence, two_views
 
 
 class IdealPretrain(Method):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from idealseg.losses.consistency import sigmoid_rampup
-from idealseg.methods.common import TeacherStudent, pad_labels
+from idealseg.methods.shared.teacher_student import TeacherStudent
+from idealseg.methods.shared.two_stream import pad_labels
 
 
 class MeanTeacher(TeacherStudent):

@@ -23,7 +23,8 @@ from torch import nn
 from idealseg.losses.consistency import confident_pseudo_labels
 from idealseg.losses.dice_ce import supervised_loss
 from idealseg.methods.base import Method
-from idealseg.methods.common import pad_labels, strong_view
+from idealseg.methods.shared.strong_view import strong_view
+from idealseg.methods.shared.two_stream import pad_labels
 from idealseg.models.unet import UNet
 
 

@@ -17,8 +17,8 @@ from tqdm import tqdm
 from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
 from idealseg.data.importers.splits import assign_splits
 from idealseg.data.nifti_io import load_nifti, read_scan, to_zhw
-from idealseg.data.normalize import normalize_volume
 from idealseg.errors import InputError
+from idealseg.transforms.normalize import normalize_volume
 
 _FRAME = re.compile(r"^(patient\d+)_frame(\d+)_gt\.nii(\.gz)?$")
 

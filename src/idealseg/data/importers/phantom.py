@@ -13,7 +13,7 @@ from scipy.ndimage import gaussian_filter
 
 from idealseg.data.dataset import CaseVolume, DatasetWriter
 from idealseg.data.importers.ssl4mis import ACDC_CLASSES
-from idealseg.data.normalize import normalize_volume
+from idealseg.transforms.normalize import normalize_volume
 
 
 def _ellipse(yy, xx, cy, cx, ry, rx, angle):

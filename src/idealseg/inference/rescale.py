@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from idealseg.errors import InputError
-from idealseg.evaluation.predict import run_normalization
-from idealseg.evaluation.predictor import Predictor
+from idealseg.inference.predict import run_normalization
+from idealseg.inference.predictor import Predictor
 
 FAR_SPACING = 2.0  # a run working this many times finer or coarser than the dataset's scans is another dataset's
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from idealseg.data.mixing import box_mask, paste
+from idealseg.transforms.mixing import box_mask, paste
 
 
 @dataclass(frozen=True)

@@ -9,21 +9,13 @@ scans of another centre (MS-CMRSeg bSSFP), 0.70 to 0.77 on 20 ACDC validation sc
 confidence at the header's spacing, a mask's scale it was not made at, gave 0.54 to 0.84 on the other
 centre: the score must come from the probabilities the mask came from.
 
-`perturbation_agreement` (mean foreground Dice between the mask and the masks of the flipped scan and
-of 0.9x and 1.1x the chosen spacing) was the best on ACDC for two runs of three (0.67 to 0.86) but
-weaker on the other centre (0.55 to 0.81), for three more inferences a scan; it is kept for callers
-that can afford them. With 10 scans the 95 % intervals of either span about 0.5: neither is shown to
-beat the other.
+The other signal measured, agreement under test-time perturbations, is evaluation/agreement.py's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import numpy as np
 import torch
-
-from idealseg.evaluation.metrics import mean_foreground_dice
 
 
 def foreground_confidence(probs: np.ndarray) -> float:
@@ -55,14 +47,3 @@ class ConfidenceTally:
     def value(self) -> float:
         """The mean top-class probability over foreground pixels; 0 where none was found."""
         return self.total / self.count if self.count else 0.0
-
-
-def perturbation_agreement(mask: np.ndarray, perturbed: Sequence[np.ndarray] | Callable[[], Sequence[np.ndarray]],
-                           num_classes: int) -> float:
-    """Mean foreground Dice between a label volume `mask` and the masks of the same scan under
-    test-time perturbations (given, or a callable that makes them), in [0, 1]: 1 when every
-    perturbation gives the same mask."""
-    others = perturbed() if callable(perturbed) else perturbed
-    if not len(others):
-        raise ValueError("perturbation_agreement needs at least one perturbed mask")
-    return float(np.mean([mean_foreground_dice(mask, p, num_classes, absent=1.0) for p in others]))

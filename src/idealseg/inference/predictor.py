@@ -29,13 +29,13 @@ from monai.inferers import sliding_window_inference
 
 from idealseg.config import RunConfig
 from idealseg.data.channels import as_channels
-from idealseg.data.components import largest_components
-from idealseg.data.normalize import check_volume
 from idealseg.data.physical import oversize, resample, resampled_size
 from idealseg.errors import IdealsegError
-from idealseg.evaluation.quality import ConfidenceTally
+from idealseg.inference.quality import ConfidenceTally
 from idealseg.precision import autocast_dtype
 from idealseg.runfolder.folder import load_run, run_largest_component
+from idealseg.transforms.components import largest_components
+from idealseg.transforms.normalize import check_volume
 
 OVERLAP = 0.5
 PROBABILITY_ELEMENTS = 2**24  # a chunk's probabilities are kept near 1 GB (float32, all classes)
@@ -59,7 +59,7 @@ ENSEMBLE_KEYS = ("classes", "num_classes", "spacing_mm", "input_size", "in_chann
 class Prediction:
     """A volume's mask, uint8 [Z, H, W], the multiple of its in-plane spacing it was segmented at (1
     unless the scale search chose another: `predict` names the scans where it did), and its quality
-    score (evaluation/quality.py: the mean confidence over what the mask calls foreground, from the
+    score (inference/quality.py: the mean confidence over what the mask calls foreground, from the
     probabilities the mask was made from; the lower, the likelier a poor mask)."""
 
     mask: np.ndarray
@@ -75,7 +75,7 @@ class Predictor:
     `target_spacing` > 0: the run works in physical space at that in-plane spacing (mm), and a volume's
     spacing is needed. `precision`: the autocast dtype (None: float32), as `idealseg.precision` decides
     for the run's device and `amp` option, so a model trained in bfloat16 is served in it.
-    `largest_component` keeps each class's largest 3D connected component (data/components.py).
+    `largest_component` keeps each class's largest 3D connected component (transforms/components.py).
     `scale_search` (physical space only) first picks the scale the model is most confident at
     (`choose_scale`), for scans whose anatomy is not at the size their header's spacing implies.
     Frozen: a caller that wants other choices for one volume makes a copy (`with_choices`).
