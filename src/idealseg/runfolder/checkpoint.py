@@ -1,10 +1,10 @@
-"""Atomic checkpoints with a fallback: a truncated `last.pt` is reported and `last.prev.pt` used."""
+"""Atomic checkpoints: the newest is `last.pt`, the one before it `last.prev.pt` (a resume falls back to it,
+engine/checkpointing.py)."""
 
 from __future__ import annotations
 
 import os
 import pickle
-import warnings
 from pathlib import Path
 
 import torch
@@ -43,25 +43,12 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     return state
 
 
-def _latest_paths(run_dir: Path) -> tuple[Path, Path]:
+def latest_paths(run_dir: Path) -> tuple[Path, Path]:
+    """last.pt and last.prev.pt of a run folder: what a resume tries, in that order."""
     last = run_dir / "checkpoints" / "last.pt"
     return last, last.with_suffix(".prev.pt")
 
 
 def has_checkpoint(run_dir: Path) -> bool:
-    """Whether a run can resume: what load_latest would try, without reading it."""
-    return any(p.exists() for p in _latest_paths(run_dir))
-
-
-def load_latest(run_dir: Path, map_location="cpu") -> dict | None:
-    """The newest readable of last.pt / last.prev.pt, warning when it had to fall back."""
-    if not has_checkpoint(run_dir):
-        return None
-    last, prev = _latest_paths(run_dir)
-    try:
-        return load_checkpoint(last, map_location)
-    except InputError as exc:
-        if not prev.exists():
-            raise
-        warnings.warn(f"{exc}; resuming from the previous checkpoint {prev}", stacklevel=2)
-        return load_checkpoint(prev, map_location)
+    """Whether a run can resume: a checkpoint to try, without reading it."""
+    return any(p.exists() for p in latest_paths(run_dir))
