@@ -387,20 +387,23 @@ def test_report_says_what_each_cell_was_given(tmp_path):
                       "pretrain_options: {iterations: 547, time_budget: 0}}\n") == (
         "each cell 6315 fine-tuning steps, pre-training (where a row has it) 547 steps")
     assert first_line(steps + sup + "  - {name: i, method: ideal, pretrain: ideal-pretrain}\n") == (
+        "each cell 6315 fine-tuning steps, pre-training (where a row has it) 550 steps")  # the cpu profile's
+    assert first_line(steps + sup + "  - {name: i, method: ideal, pretrain: ideal-pretrain, "
+                      "pretrain_options: {time_budget: 480}}\n") == (
         "each cell 6315 fine-tuning steps, pre-training (where a row has it) on the clock")
     assert first_line(steps + sup + "  - {name: t, method: supervised, options: {time_budget: 60}}\n") == (
         "each cell a wall-clock budget (the profile's unless its row sets one)")
-    assert first_line("dataset: d\nlabeled: [3]\nmethods:\n" + sup) == (
-        "each cell a wall-clock budget (the profile's unless its row sets one)")
+    assert first_line("dataset: d\nlabeled: [3]\nmethods:\n" + sup) == "each cell 1800 fine-tuning steps"  # cpu's
     assert first_line("dataset: d\nlabeled: [3]\nprofile: gpu\nmethods:\n" + sup) == "each cell 30000 fine-tuning steps"
 
 
 def test_equal_budget_adds_pretraining_time_only_to_a_clock(tmp_path):
-    """With `equal_budget` a cell without pre-training trains as long as a pre-trained one (the cpu
-    profile's 1200 s of fine-tuning plus its 480 s of pre-training); an equal-steps cell
-    (`time_budget: 0`) gets no clock from it, where it once got 1680 s that could cut its steps."""
+    """With `equal_budget` a cell without pre-training trains as long as a pre-trained one (1200 s of
+    fine-tuning plus 480 s of pre-training); an equal-steps cell (`time_budget: 0`) gets no clock from
+    it, where it once got 1680 s that could cut its steps."""
     cfg = tmp_path / "b.yaml"
-    cfg.write_text("dataset: d\nlabeled: [3]\nmethods:\n  - {name: sup, method: supervised}\n"
+    cfg.write_text("dataset: d\nlabeled: [3]\noptions: {time_budget: 480}\nfinetune_options: {time_budget: 1200}\n"
+                   "methods:\n  - {name: sup, method: supervised}\n"
                    "  - {name: i, method: ideal, pretrain: ideal-pretrain}\n"
                    "  - {name: fixed, method: supervised, options: {iterations: 100, time_budget: 0}}\n")
     spec = load_benchmark(cfg)

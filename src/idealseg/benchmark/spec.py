@@ -182,12 +182,13 @@ def _merged(options: dict[str, Any], finetune_options: dict[str, Any], entry: Me
 
 def clocked_options(spec: BenchmarkSpec, entry: MethodEntry, stage: str) -> dict[str, Any]:
     """A cell's stage options where the benchmark has no calibrated `budget`, with the profile's clock
-    and step limit made explicit. With `equal_budget`, a cell without pre-training adds the profile's
-    pre-training time to its fine-tuning clock, so that it trains as long as a pre-trained cell; a
-    stage with no clock (`time_budget: 0`, equal steps) gets none, since there is no time to equal."""
+    and step limit made explicit. With `equal_budget`, a cell without pre-training adds the pre-training
+    clock (the profile's, or the benchmark's `options`) to its fine-tuning clock, so that it trains as
+    long as a pre-trained cell; a stage with no clock (`time_budget: 0`, equal steps, every profile's
+    default) gets none, since there is no time to equal."""
     opts = {**PROFILES[spec.profile][stage], **stage_options(spec, entry, stage)}
     if stage == "finetune" and spec.equal_budget and not entry.pretrain and opts.get("time_budget"):
-        opts["time_budget"] += PROFILES[spec.profile]["pretrain"].get("time_budget", 0)
+        opts["time_budget"] += {**PROFILES[spec.profile]["pretrain"], **spec.options}.get("time_budget", 0)
     return opts
 
 def _check_budget(path: str | Path, budget: Any, pretraining: bool) -> None:
