@@ -44,7 +44,6 @@ from scipy import ndimage, stats
 from idealseg.atomic import atomic_file
 from idealseg.benchmark.cells import claim_results_folder
 from idealseg.data.dataset import Dataset
-from idealseg.data.physical import oversize
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.agreement import perturbation_agreement
 from idealseg.evaluation.metrics import mean_foreground_dice
@@ -54,6 +53,7 @@ from idealseg.inference.spacing import in_plane
 from idealseg.runfolder.environment import cpu_model
 from idealseg.runfolder.folder import run_largest_component
 from idealseg.transforms.components import largest_components
+from idealseg.transforms.resample import oversize
 
 NEIGHBOURS = (0.9, 1.1)  # multiples of the chosen in-plane spacing for scale_agreement
 VARIANTS = ("confidence", "entropy", "flip_agreement", "scale_agreement", "agreement", "header_gap",

@@ -35,8 +35,8 @@ from scipy import ndimage
 
 import idealseg
 from idealseg.atomic import atomic_file
-from idealseg.data.physical import centre
 from idealseg.evaluation.metrics import volume_metrics
+from idealseg.transforms.resample import centre
 
 FRAMINGS = ("native", "crop 240 mm", "pad 480 mm", "1.0 mm", "2.0 mm", "flip", "transpose")
 

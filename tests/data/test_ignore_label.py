@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from idealseg.cli import main
-from idealseg.data.dataset import IGNORE_LABEL, Dataset
-from idealseg.data.physical import crop_patches
+from idealseg.data.dataset import Dataset
 from idealseg.data.prepare import prepare
 from idealseg.evaluation.metrics import mean_foreground_dice, volume_metrics
 from idealseg.evaluation.score_folder import score_folder
+from idealseg.labels import IGNORE_LABEL
 from idealseg.losses.dice_ce import DiceCELoss
+from idealseg.transforms.patches import crop_patches
 
 from ..conftest import write_nifti
 

@@ -16,11 +16,13 @@ import idealseg
 from idealseg.data.dataset import Dataset
 from idealseg.data.importers.phantom import phantom_raw
 from idealseg.data.nifti_io import load_nifti, read_scan, slicing_axes
-from idealseg.data.physical import FOREGROUND_SHARE, canvas_size, centre, crop_patches, resolve_spacing
 from idealseg.data.slice_store import SliceStore
+from idealseg.data.target_spacing import canvas_size, resolve_spacing
 from idealseg.errors import IdealsegError
 from idealseg.inference.predictor import Predictor
 from idealseg.transforms.normalize import normalize_volume
+from idealseg.transforms.patches import FOREGROUND_SHARE, crop_patches
+from idealseg.transforms.resample import centre
 
 from ..conftest import write_nifti, write_ssl4mis
 
@@ -136,7 +138,7 @@ def test_partial_spacing_warns_and_evaluation_needs_spacing(phantom, tmp_path, c
         assert resolve_spacing("auto", partial) == 0.0
     with pytest.raises(IdealsegError, match=r"0.01 mm is 146.1x finer than .*; give a spacing within 4x of it"):
         resolve_spacing("0.01", Dataset(phantom))  # far off: refused before any slice would be resampled
-    from idealseg.data.physical import oversize
+    from idealseg.transforms.resample import oversize
 
     assert "more than 4096 on a side" in oversize((300, 300), (1.5, 1.5), 0.1)  # a single huge case, within 4x
     run = idealseg.finetune(phantom, tmp_path / "run", method="supervised", labeled="2", profile="tiny",

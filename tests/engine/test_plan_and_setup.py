@@ -18,7 +18,7 @@ def test_plan_is_written_by_prepare_copied_into_the_run_and_printed_by_info(phan
     from idealseg.cli import main
     from idealseg.data.dataset import Dataset
     from idealseg.data.fingerprint import make_plan
-    from idealseg.data.physical import resolve_spacing
+    from idealseg.data.target_spacing import resolve_spacing
 
     plan = json.loads((phantom / "plan.json").read_text())
     assert plan == make_plan(Dataset(phantom)) and plan["target_spacing_mm"] > 0
@@ -76,7 +76,7 @@ def _count_calls(monkeypatch, module: str, name: str) -> list:
 def test_each_run_resolves_its_spacing_and_checks_its_folder_once(phantom, tmp_path, monkeypatch):
     import idealseg.pipeline  # noqa: F401  every module that could call them, loaded before they are wrapped
 
-    spacing = _count_calls(monkeypatch, "idealseg.data.physical", "resolve_spacing")
+    spacing = _count_calls(monkeypatch, "idealseg.data.target_spacing", "resolve_spacing")
     folder = _count_calls(monkeypatch, "idealseg.runfolder.folder", "check_run_folder")
     idealseg.train(phantom, tmp_path / "run", profile="tiny", iterations=2, labeled="2", val_every=0, threads=1)
     assert len(spacing) == 2  # pre-training and fine-tuning, once each

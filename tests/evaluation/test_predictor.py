@@ -16,12 +16,12 @@ from monai.inferers import sliding_window_inference
 import idealseg
 import idealseg.api
 from idealseg.data.importers.phantom import phantom_raw
-from idealseg.data.physical import resample, resampled_size
 from idealseg.inference import predict as predict_module
 from idealseg.inference.predict import run_normalization
 from idealseg.inference.predictor import Predictor
 from idealseg.precision import autocast_dtype
 from idealseg.transforms.normalize import normalize_volume
+from idealseg.transforms.resample import resample, resampled_size
 
 from ..conftest import write_nifti
 
@@ -44,7 +44,7 @@ def _calls(name: str) -> list[str]:
 def test_the_sliding_window_and_the_resampling_each_have_one_call_site():
     assert len(_calls("sliding_window_inference")) == 1, _calls("sliding_window_inference")
     resampling = [c for c in _calls("interpolate") if not c.startswith("transforms/augment.py")]  # blur, not grid
-    assert len(resampling) == 1 and resampling[0].startswith("data/physical.py"), resampling
+    assert len(resampling) == 1 and resampling[0].startswith("transforms/resample.py"), resampling
 
 
 def test_every_public_function_of_the_api_says_args_returns_and_raises():

@@ -27,12 +27,10 @@ from idealseg import __version__
 from idealseg.atomic import atomic_file
 from idealseg.checks import is_number, is_whole
 from idealseg.errors import IdealsegError, InputError
+from idealseg.labels import IGNORE_LABEL
 from idealseg.transforms.normalize import NORMALIZATIONS
 
 SPLITS = ("train", "val", "test")
-# The stored label value of an unannotated voxel (nnU-Net v2's `ignore` label): never a class, read by no
-# loss and no metric. Stored labels are uint8, so 255 can never be a class number; one place defines it.
-IGNORE_LABEL = 255
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

@@ -3,7 +3,7 @@
 nnU-Net's answer to scans framed differently by different centres: measure the dataset, choose a
 target spacing (the median in-plane spacing), and size the network's patch in millimetres. The
 plan is decided here once: `prepare` writes it into the dataset folder (plan.json), each run copies
-it into its own folder, and `idealseg info` and training (data/physical.py) both read it, so the
+it into its own folder, and `idealseg info` and training (data/target_spacing.py) both read it, so the
 spacing a user is shown is the spacing a run trains at.
 """
 

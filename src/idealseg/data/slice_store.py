@@ -1,7 +1,7 @@
 """All training slices of a dataset in memory as tensors, so the training loop never reads files.
 
 Without a target spacing, slices are resized to the run's square input size (bilinear images,
-nearest labels), the rule SSL4MIS uses. With one (physical space, data/physical.py), each slice is
+nearest labels), the rule SSL4MIS uses. With one (physical space, data/target_spacing.py), each slice is
 resampled to that spacing and centred on a square canvas, from which every step crops its patch.
 Labels are kept as uint8 (a quarter of int64's memory on a canvas) and widened per batch. A dataset of
 several channels keeps them as the channel axis of each slice, resampled alike.
@@ -17,8 +17,10 @@ from tqdm import tqdm
 
 from idealseg.data.budgets import Budget
 from idealseg.data.channels import as_channels
-from idealseg.data.dataset import IGNORE_LABEL, Dataset
-from idealseg.data.physical import canvas_size, centre, resample, resampled_size
+from idealseg.data.dataset import Dataset
+from idealseg.data.target_spacing import canvas_size
+from idealseg.labels import IGNORE_LABEL
+from idealseg.transforms.resample import centre, resample, resampled_size
 
 
 @dataclass

@@ -11,10 +11,10 @@ import torch
 from tqdm import tqdm
 
 from idealseg.atomic import atomic_file
-from idealseg.data.physical import crop_patches
 from idealseg.engine import distributed
 from idealseg.errors import IdealsegError
 from idealseg.runfolder.environment import cpu_model
+from idealseg.transforms.patches import crop_patches
 
 ETA_AFTER_STEPS = 10  # steps timed before the time the whole budget takes is said
 

@@ -19,7 +19,7 @@ from idealseg.config import RunConfig
 from idealseg.data.budgets import Budget, select_budget
 from idealseg.data.dataset import Dataset
 from idealseg.data.fingerprint import load_plan
-from idealseg.data.physical import resolve_spacing
+from idealseg.data.target_spacing import resolve_spacing
 from idealseg.methods import get_method
 from idealseg.runfolder.folder import check_run_folder
 

@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 import torch
 
-from idealseg.data.dataset import IGNORE_LABEL
+from idealseg.labels import IGNORE_LABEL
 
 ABSENT = "absent"  # status of a class in neither the reference nor the prediction of a volume
 

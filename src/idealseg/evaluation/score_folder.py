@@ -14,12 +14,12 @@ import numpy as np
 from tqdm import tqdm
 
 from idealseg import checks
-from idealseg.data.dataset import IGNORE_LABEL
 from idealseg.data.importers.source_json import source_ignore
 from idealseg.data.nifti_io import load_nifti
 from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.evaluate import summarise, write_outputs
 from idealseg.evaluation.metrics import volume_metrics
+from idealseg.labels import IGNORE_LABEL
 from idealseg.ownership import check_no_overlap, check_replaceable
 from idealseg.writer_lock import writer_lock
 

@@ -17,11 +17,11 @@ from idealseg import checks
 from idealseg.atomic import atomic_file, atomic_path
 from idealseg.data.channels import check_same_grid, scan_cases, stack_channels
 from idealseg.data.nifti_io import NiftiScan, from_zhw, read_scan
-from idealseg.data.physical import oversize
 from idealseg.errors import IdealsegError, InputError
 from idealseg.inference.predictor import Predictor
 from idealseg.inference.spacing import in_plane, spacing_mismatch
 from idealseg.ownership import check_not_link, describe, read_manifest
+from idealseg.transforms.resample import oversize
 from idealseg.writer_lock import writer_lock
 
 QUALITY_FILE = "idealseg_quality.csv"  # per-scan quality scores, written beside the masks

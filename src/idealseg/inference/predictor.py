@@ -29,13 +29,13 @@ from monai.inferers import sliding_window_inference
 
 from idealseg.config import RunConfig
 from idealseg.data.channels import as_channels
-from idealseg.data.physical import oversize, resample, resampled_size
 from idealseg.errors import IdealsegError
 from idealseg.inference.quality import ConfidenceTally
 from idealseg.precision import autocast_dtype
 from idealseg.runfolder.folder import load_run, run_largest_component
 from idealseg.transforms.components import largest_components
 from idealseg.transforms.normalize import check_volume
+from idealseg.transforms.resample import oversize, resample, resampled_size
 
 OVERLAP = 0.5
 PROBABILITY_ELEMENTS = 2**24  # a chunk's probabilities are kept near 1 GB (float32, all classes)

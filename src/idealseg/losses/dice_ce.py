@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from idealseg.data.dataset import IGNORE_LABEL
+from idealseg.labels import IGNORE_LABEL
 
 
 class DiceCELoss(nn.Module):

@@ -32,13 +32,14 @@ from idealseg.data.channels import (
     reads_channel_suffixes,
     stack_channels,
 )
-from idealseg.data.dataset import IGNORE_LABEL, CaseVolume, DatasetWriter, labels_to_uint8
+from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
 from idealseg.data.folds import SPLITS_FILE, make_folds
 from idealseg.data.importers.source_json import SourceJson
 from idealseg.data.importers.splits import assign_splits
 from idealseg.data.nifti_io import load_nifti, read_scan, to_zhw
 from idealseg.data.patients import group_by_patient
 from idealseg.errors import IdealsegError, InputError
+from idealseg.labels import IGNORE_LABEL
 
 _SUFFIX = re.compile(r"(_0000)?\.nii(\.gz)?$")
 MAX_CLASS = 31  # more classes than this, without a --label-map, is a coded mask (0/255), not a class set
