@@ -26,7 +26,8 @@ from idealseg.data.arguments import class_names, label_map_text, split_text
 from idealseg.data.dataset import CaseVolume, Dataset, DatasetWriter
 from idealseg.data.fingerprint import write_plan
 from idealseg.data.importers.acdc import import_acdc
-from idealseg.data.importers.nifti import import_nifti, import_unlabelled, parse_label_map
+from idealseg.data.importers.label_codes import parse_label_map
+from idealseg.data.importers.nifti import import_nifti, import_unlabelled
 from idealseg.data.importers.phantom import PHANTOM_CLASSES, import_phantom
 from idealseg.data.importers.source_json import read_source_json
 from idealseg.data.importers.ssl4mis import ACDC_CLASSES, import_ssl4mis
