@@ -10,7 +10,8 @@ multiples that some rule picks. Rules compared, all from the same evidence:
 - `off`: the header's spacing (1x);
 - `old`: the most confident multiple where it beats 1x by 0.02 (the rule before this check);
 - `new`: Predictor's rule (ScaleEvidence.decide: SCALE_MARGIN and SCALE_SLICE_SHARE);
-- `margin only`, `slices only`: each half of the new rule on its own, to see which part does the work.
+- `margin only`, `slices only`: each half of the new rule on its own, to see which part does the work;
+- `margin 0.03`, `majority 0.75`: the new rule with a smaller margin, or asking 3 of 4 slices.
 
 The padded copies are also segmented with `Predictor.segment` itself (search off and on) and compared
 voxel by voxel with the unpadded scan's mask. Writes report.md and results.json to OUT.
@@ -48,6 +49,8 @@ RULES: dict[str, Callable[[ScaleEvidence], float]] = {
     "new": lambda e: e.decide(),
     "margin only": lambda e: e.decide(share=0.0),
     "slices only": lambda e: e.decide(margin=OLD_MARGIN),
+    "margin 0.03": lambda e: e.decide(margin=0.03),
+    "majority 0.75": lambda e: e.decide(share=0.75),
 }
 Scan = tuple[str, np.ndarray, np.ndarray, tuple[float, float]]  # name, raw [Z, H, W], label, in-plane spacing
 

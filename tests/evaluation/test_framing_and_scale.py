@@ -110,7 +110,7 @@ def test_a_scale_preferred_on_few_slices_is_not_taken():
     """Much more confident overall, but only on 2 of 8 slices: not the agreement a move needs."""
     header = np.full(8, 0.80)
     other = header.copy()
-    other[:2] = 0.99
+    other[:2] = 0.99  # 2 of 8 slices: below a third
     evidence = ScaleEvidence({1.0: 0.80, 0.6: 0.90}, {1.0: header, 0.6: other})
     assert evidence.decide() == 1.0
     other[:] = 0.90
