@@ -173,8 +173,9 @@ def predict_files(
 ) -> list[Path]:
     """Segment one NIfTI file or a folder of them; masks go to OUT (a folder, or a file name).
     `largest_component` None: the post-processing the run's validation chose. `scale_search` (a run in
-    physical space): each scan is segmented at the multiple of its header's spacing the model is most
-    confident at (Predictor.choose_scale), and a scan not segmented at its header's is named."""
+    physical space): each scan is segmented at its header's spacing unless the model is clearly more
+    confident at another multiple of it (Predictor.choose_scale), and a scan not segmented at its
+    header's is named, with that evidence."""
     runs = [run, *(ensemble or [])]  # several runs (folds, seeds): their probabilities averaged
     predictor = Predictor.from_runs(runs, checkpoint, device, flip_tta=flip_tta, scale_search=scale_search,
                                     largest_component=largest_component)
@@ -207,8 +208,8 @@ def _predict_locked(predictor: Predictor, run: str | Path, cases: list[tuple[Pat
         result = predictor.segment(stack_channels(channels, normalization), in_plane(scan.spacing))
         if result.scale != 1.0:
             tqdm.write(f"{path}: segmented at {result.scale:g}x its header's in-plane spacing (its anatomy looks "
-                       f"{1 / result.scale:.2g}x larger than the training scans'; --no-scale-search keeps the "
-                       "header's)")
+                       f"{1 / result.scale:.2g}x larger than the training scans': "
+                       f"{result.evidence.says(result.scale)}; --no-scale-search keeps the header's)")
         write_mask(result.mask, scan, target)
         written.append(target)
         rows.append({"scan": str(path), "mask": target.name, "quality": result.quality, "scale": result.scale})

@@ -1,10 +1,18 @@
-"""Per-volume intensity normalisation, shared by import and prediction so both see the same scale."""
+"""Per-volume intensity normalisation, shared by import and prediction so both see the same scale.
+
+The statistics (percentiles, minimum, maximum) are taken inside the scan's foreground box
+(`foreground_box`): a scan zero-padded, or padded with any constant, to a wider field of view is
+normalised as the scan itself, as nnU-Net crops to the non-zero box before it normalises. A scan with
+no constant face is normalised over the whole volume, as it always was.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from idealseg.errors import IdealsegError
+
+Box = tuple[slice, ...]
 
 NORMALIZATIONS = ("percentile", "minmax")
 
@@ -21,13 +29,48 @@ def normalize_volume(
         raise ValueError(f"unknown normalisation {method!r}; expected one of {NORMALIZATIONS}")
     check_volume(image)
     image = image.astype(np.float32)
+    box = foreground_box(image)
     if method == "percentile":
-        lo, hi = np.percentile(image, [lower, upper])
+        lo, hi = np.percentile(image[box], [lower, upper])
         image = np.clip(image, lo, hi)
-    lo, hi = float(image.min()), float(image.max())
+    lo, hi = float(image[box].min()), float(image[box].max())
     if hi <= lo:
         return np.zeros_like(image, dtype=np.float32)
+    if image[box].size != image.size:  # the padding outside the box maps into [0, 1] as well
+        image = np.clip(image, lo, hi)
     return ((image - lo) / (hi - lo)).astype(np.float32)
+
+
+def border_value(image: np.ndarray) -> float | None:
+    """The constant a volume is padded with: the value of its faces that hold one value only (the most
+    common such value where they disagree), or None where no face is constant (nothing to strip)."""
+    values = []
+    for axis in range(image.ndim):
+        for index in (0, -1):
+            face = np.take(image, index, axis=axis)
+            if face.size and np.all(face == face.flat[0]):
+                values.append(face.flat[0].item())
+    if not values:
+        return None
+    return max(values, key=values.count)
+
+
+def foreground_box(image: np.ndarray) -> Box:
+    """The bounding box of the voxels that differ from the border constant (`border_value`): the scan
+    without its padding, whatever side and constant it was padded with; the whole volume where no
+    face is constant or every voxel is the constant."""
+    whole = tuple(slice(0, n) for n in image.shape)
+    value = border_value(image)
+    if value is None:
+        return whole
+    content = image != value
+    if not content.any():
+        return whole
+    box = []
+    for axis in range(image.ndim):
+        hit = np.flatnonzero(content.any(axis=tuple(a for a in range(image.ndim) if a != axis)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
 
 
 def normalize_channels(image: np.ndarray, method: str = "percentile") -> np.ndarray:
