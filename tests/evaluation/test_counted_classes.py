@@ -127,6 +127,7 @@ def test_validation_picks_best_on_the_classes_a_volume_holds(phantom, tmp_path, 
     RV (0) and Myo (1), 0.5, not 0.667 with LV scored 1; said once over two validations."""
     from idealseg.config import resolve_config
     from idealseg.engine import trainer as trainer_module
+    from idealseg.engine import validation
 
     options = {"method": "supervised", "dataset": str(phantom), "labeled": "2", "val_every": 1, "threads": 1,
                "iterations": 1}
@@ -139,7 +140,7 @@ def test_validation_picks_best_on_the_classes_a_volume_holds(phantom, tmp_path, 
             return np.where(self.label == 1, 0, self.label)
 
     stub = MissesRV()
-    monkeypatch.setattr(trainer_module.Predictor, "from_method", lambda *a, **k: stub)
+    monkeypatch.setattr(validation.Predictor, "from_method", lambda *a, **k: stub)
     stub.label = trainer.val_cases[0].label
     trainer.val_cases = trainer.val_cases[:1]
     with warnings.catch_warnings(record=True) as caught:
