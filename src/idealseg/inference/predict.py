@@ -19,9 +19,9 @@ from idealseg.data.channels import check_same_grid, scan_cases, stack_channels
 from idealseg.data.nifti_io import NiftiScan, from_zhw, read_scan
 from idealseg.errors import IdealsegError, InputError
 from idealseg.inference.predictor import Predictor
-from idealseg.inference.spacing import in_plane, spacing_mismatch
+from idealseg.inference.spacing import spacing_mismatch
 from idealseg.ownership import check_not_link, describe, read_manifest
-from idealseg.transforms.resample import oversize
+from idealseg.transforms.resample import in_plane, oversize
 from idealseg.writer_lock import writer_lock
 
 QUALITY_FILE = "idealseg_quality.csv"  # per-scan quality scores, written beside the masks

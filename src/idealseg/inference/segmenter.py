@@ -26,8 +26,9 @@ from idealseg.inference.predict import (
     write_mask,
 )
 from idealseg.inference.predictor import Predictor
-from idealseg.inference.spacing import in_plane, spacing_mismatch
+from idealseg.inference.spacing import spacing_mismatch
 from idealseg.transforms.normalize import normalize_channels
+from idealseg.transforms.resample import in_plane
 
 
 @dataclass
@@ -207,4 +208,4 @@ def _in_plane(spacing: Any) -> tuple[float, float]:
         values = []
     if len(values) not in (2, 3) or not all(np.isfinite(v) and v > 0 for v in values[-2:]):
         raise InvalidValue(f"spacing must be (Z, H, W) or (H, W) in mm, the in-plane values > 0; got {spacing}")
-    return tuple(values[-2:])
+    return in_plane(values)

@@ -40,6 +40,7 @@ from idealseg.data.importers.splits import assign_splits
 from idealseg.data.nifti_io import load_nifti, read_scan, to_zhw
 from idealseg.data.patients import group_by_patient
 from idealseg.errors import InputError
+from idealseg.transforms.resample import in_plane
 
 _SUFFIX = re.compile(r"(_0000)?\.nii(\.gz)?$")
 GEOMETRY_TOLERANCE = 1e-3  # mm: image and label affines must agree this closely
@@ -245,7 +246,7 @@ def import_unlabelled(folder: Path, writer: DatasetWriter, normalization: str,
         path = paths[0]
         image, affine, spacing, axes, shape = _read_image(paths, normalization)
         meta = {"source_file": path.name, "ndim": len(shape), "unlabelled_from": str(folder)}
-        factor = 1.0 if rescale is None else float(rescale(image, (spacing[1], spacing[2])))
+        factor = 1.0 if rescale is None else float(rescale(image, in_plane(spacing)))
         if factor != 1.0:
             spacing = (spacing[0], spacing[1] * factor, spacing[2] * factor)
             meta["header_spacing_multiple"] = factor
