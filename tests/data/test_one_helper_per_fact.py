@@ -35,3 +35,19 @@ def test_in_plane_of_a_zhw_or_hw_spacing():
     assert in_plane((3, 1.5, 2)) == in_plane([1.5, 2.0]) == (1.5, 2.0)
     assert in_plane(None) is None and in_plane(()) is None
     assert median_in_plane([None, (1, 2, 4)]) == 3.0 and median_in_plane([None]) is None
+
+
+@pytest.mark.parametrize(("name", "stem", "case"), [
+    ("p1.nii.gz", "p1", "p1"), ("p1.nii", "p1", "p1"), ("p1_0000.nii.gz", "p1_0000", "p1"),
+    ("img_0003.nii", "img_0003", "img_0003"), ("p1_seg.nii.gz", "p1_seg", "p1_seg"), ("notes.txt", "notes.txt", None),
+])
+def test_one_rule_names_a_nifti_file_and_its_case(name, stem, case):
+    from idealseg.data.channels import case_of_file, split_channel
+    from idealseg.data.nifti_io import is_nifti, nifti_stem
+    from idealseg.inference.predict import _output_name
+
+    path = Path("folder") / name
+    assert nifti_stem(path) == stem and is_nifti(path) == (case is not None)
+    if case is not None:
+        assert case_of_file(path) == case and _output_name(path) == f"{case}_seg.nii.gz"
+    assert split_channel(Path("p1_0002.nii.gz")) == ("p1", 2) and split_channel(Path("p1_0002.txt")) is None

@@ -15,7 +15,7 @@ from idealseg import checks
 from idealseg.checks import InvalidValue
 from idealseg.config import RunConfig
 from idealseg.data.channels import check_same_grid, scan_cases, stack_channels
-from idealseg.data.nifti_io import NiftiScan, read_scan, scan_of_image
+from idealseg.data.nifti_io import NiftiScan, is_nifti, read_scan, scan_of_image
 from idealseg.errors import InputError
 from idealseg.inference.predict import (
     check_mask_folder,
@@ -127,7 +127,7 @@ class Segmenter:
         target = None
         if out is not None:
             target = checks.output_path(out, "out")
-            if not target.name.endswith((".nii", ".nii.gz")):
+            if not is_nifti(target):
                 raise InvalidValue(f"out {target}: give the mask's file name, ending .nii.gz")
             if isinstance(source, (str, Path)):
                 plan_outputs([name], target, overwrite)  # predict's rules for one named mask
