@@ -49,11 +49,10 @@ from idealseg.evaluation.agreement import perturbation_agreement
 from idealseg.evaluation.metrics import mean_foreground_dice
 from idealseg.inference.predictor import Predictor
 from idealseg.inference.quality import foreground_confidence
-from idealseg.inference.spacing import in_plane
 from idealseg.runfolder.environment import cpu_model
 from idealseg.runfolder.folder import run_largest_component
 from idealseg.transforms.components import largest_components
-from idealseg.transforms.resample import oversize
+from idealseg.transforms.resample import in_plane, oversize
 
 NEIGHBOURS = (0.9, 1.1)  # multiples of the chosen in-plane spacing for scale_agreement
 VARIANTS = ("confidence", "entropy", "flip_agreement", "scale_agreement", "agreement", "header_gap",

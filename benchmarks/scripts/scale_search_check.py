@@ -38,9 +38,9 @@ from idealseg.data.nifti_io import load_nifti, read_scan, to_zhw
 from idealseg.evaluation.metrics import dice_score, mean_foreground_dice
 from idealseg.inference.predict import run_normalization
 from idealseg.inference.predictor import SCALE_MARGIN, SCALE_SLICE_SHARE, Predictor, ScaleEvidence, content_box
-from idealseg.inference.spacing import in_plane
 from idealseg.runfolder.environment import cpu_model
 from idealseg.transforms.normalize import normalize_volume
+from idealseg.transforms.resample import in_plane
 
 OLD_MARGIN = 0.02
 RULES: dict[str, Callable[[ScaleEvidence], float]] = {

@@ -19,17 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from idealseg.data.nifti_io import NiftiScan
+from idealseg.data.nifti_io import NiftiScan, is_nifti, nifti_stem
 from idealseg.errors import InputError
 from idealseg.transforms.normalize import normalize_volume
 
-CHANNEL_FILE = re.compile(r"^(.+)_(\d{4})\.nii(\.gz)?$")  # nnU-Net: CASE_XXXX, one file per channel
+CHANNEL_FILE = re.compile(r"^(.+)_(\d{4})$")  # nnU-Net: CASE_XXXX.nii.gz, one file per channel
+FIRST_CHANNEL = "_0000"  # nnU-Net's suffix of a case's channel 0 (of its only one, for a one-channel case)
 GRID_TOLERANCE = 1e-3  # mm: the channels of a case must lie on the same grid this closely
-
-
-def channel_count(image: np.ndarray) -> int:
-    """C of an image under the channel rule: 1 for [Z, H, W], C for [C, Z, H, W]."""
-    return 1 if image.ndim == 3 else int(image.shape[0])
 
 
 def as_channels(image: np.ndarray) -> np.ndarray:
@@ -44,13 +40,14 @@ def from_channels(image: np.ndarray) -> np.ndarray:
 
 def split_channel(path: Path) -> tuple[str, int] | None:
     """(case, channel number) of a file named `CASE_XXXX.nii[.gz]`, else None."""
-    match = CHANNEL_FILE.match(path.name)
+    match = CHANNEL_FILE.match(nifti_stem(path)) if is_nifti(path) else None
     return (match.group(1), int(match.group(2))) if match else None
 
 
-def file_stem(path: Path) -> str:
-    """`img_0003` of `img_0003.nii.gz`: a file's name without its NIfTI ending."""
-    return path.name.removesuffix(".gz").removesuffix(".nii")
+def case_of_file(path: Path) -> str:
+    """`p1` of `p1.nii.gz` or `p1_0000.nii.gz`: the case a scan or label file names, without its NIfTI
+    ending and nnU-Net's channel-0 suffix (import's case ids, predict's mask names)."""
+    return nifti_stem(path).removesuffix(FIRST_CHANNEL)
 
 
 def reads_channel_suffixes(images: Sequence[Path], labels: Sequence[Path], declared: int | None) -> bool:
@@ -64,8 +61,8 @@ def reads_channel_suffixes(images: Sequence[Path], labels: Sequence[Path], decla
     - else the endings are channels (labels named CASE, or no labels to say otherwise)."""
     if declared is not None:
         return declared > 1 or all((split_channel(p) or ("", 1))[1] == 0 for p in images)
-    numbered = {file_stem(p) for p in images if (split_channel(p) or ("", 0))[1] > 0}
-    return not numbered & {file_stem(p) for p in labels}
+    numbered = {nifti_stem(p) for p in images if (split_channel(p) or ("", 0))[1] > 0}
+    return not numbered & {nifti_stem(p) for p in labels}
 
 
 def group_channel_files(files: Sequence[Path], where: Path, suffixes: bool = True) -> dict[str, tuple[Path, ...]]:
@@ -75,7 +72,7 @@ def group_channel_files(files: Sequence[Path], where: Path, suffixes: bool = Tru
     the same C for all: one line naming the case otherwise."""
     cases: dict[str, dict[int, Path]] = {}
     for path in files:
-        case, channel = (split_channel(path) if suffixes else None) or (file_stem(path), 0)
+        case, channel = (split_channel(path) if suffixes else None) or (nifti_stem(path), 0)
         other = cases.setdefault(case, {}).setdefault(channel, path)
         if other != path:
             raise InputError(where, f"two files for case {case!r} channel {channel:04d} ({other.name} and "

@@ -22,6 +22,7 @@ from idealseg.config.profiles import profile_input_sizes
 from idealseg.data.channels import as_channels
 from idealseg.data.dataset import Dataset
 from idealseg.errors import InputError
+from idealseg.transforms.resample import in_plane, in_plane_values, median_in_plane
 
 PLAN = "plan.json"
 
@@ -51,10 +52,9 @@ def _geometry(dataset: Dataset) -> dict:
     fp: dict = {"cases": len(dataset.cases), "with_spacing": len(known), "channels": dataset.channels,
                 "normalization": dataset.info.get("normalization", "unknown")}
     if known:
-        spacing = np.array([c.spacing for c in known], dtype=float)  # (z, y, x) mm
-        fov = np.array([[c.shape[1] * c.spacing[1], c.shape[2] * c.spacing[2]] for c in known], dtype=float)
-        fp["in_plane_spacing_mm"] = _stats(np.concatenate([spacing[:, 1], spacing[:, 2]]))
-        fp["slice_spacing_mm"] = _stats(spacing[:, 0])
+        fov = np.array([np.multiply(c.shape[1:], in_plane(c.spacing)) for c in known], dtype=float)
+        fp["in_plane_spacing_mm"] = _stats(in_plane_values(c.spacing for c in known))
+        fp["slice_spacing_mm"] = _stats(np.array([c.spacing[0] for c in known], dtype=float))
         fp["field_of_view_mm"] = _stats(fov.max(1))
     return fp
 
@@ -73,7 +73,7 @@ def make_plan(dataset: Dataset) -> dict[str, Any]:
                             "normalization": [dataset.info.get("normalization", "percentile")] * dataset.channels,
                             "classes": list(dataset.classes)}
     if "in_plane_spacing_mm" in fp and fp["with_spacing"] == fp["cases"] > 0:
-        target, fov = fp["in_plane_spacing_mm"]["median"], fp["field_of_view_mm"]["median"]
+        target, fov = median_in_plane(c.spacing for c in dataset.cases), fp["field_of_view_mm"]["median"]
         plan["target_spacing_mm"] = target
         plan["patch"] = {name: {"pixels": size, "covers_mm": size * target, "median_fov_mm": fov,
                                 "whole_slice": size * target >= fov} for name, size in profile_input_sizes().items()}

@@ -31,6 +31,21 @@ PIXDIM_AGREEMENT = 0.02  # relative difference between the affine's and pixdim's
 NEAR_TIE = 1.25  # spacings within this factor of the largest are one tie for the choice of slicing axis
 STACK_RATIO = 2  # an axis with at most half of each other axis's voxels is the stack, whatever the spacing
 UNIT_TO_MM = {"meter": (1000.0, "metres"), "micron": (0.001, "microns")}  # xyzt_units other than mm
+NIFTI_ENDINGS = (".nii.gz", ".nii")
+
+
+def is_nifti(path: Path) -> bool:
+    """Whether a file is named as NIfTI (.nii or .nii.gz): what import, predict and scoring read."""
+    return path.name.endswith(NIFTI_ENDINGS)
+
+
+def nifti_stem(path: Path) -> str:
+    """`img_0003` of `img_0003.nii.gz` or `img_0003.nii`: a file's name without its NIfTI ending (a
+    name without one is returned whole), the one rule every case and mask name starts from."""
+    for ending in NIFTI_ENDINGS:
+        if path.name.endswith(ending):
+            return path.name[: -len(ending)]
+    return path.name
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from idealseg.data.patients import compile_rule
 from idealseg.errors import IdealsegError, InputError
 from idealseg.ownership import atomic_dir, check_no_overlap, read_manifest
 from idealseg.transforms.normalize import NORMALIZATIONS
+from idealseg.transforms.resample import median_in_plane
 
 SOURCES = ("ssl4mis", "acdc", "nifti", "phantom")
 # (run, the dataset's normalisation, classes (None: unknown), median in-plane spacing in mm (None: unknown))
@@ -181,8 +182,7 @@ class GuardedWriter(DatasetWriter):
         imported so far: what a run choosing the --unlabeled scans' scale must match."""
         labelled = any(c["labeled"] for c in self.info["cases"])
         classes = None if self.infer_classes or not labelled else list(self.info["classes"])
-        in_plane = [s for c in self.info["cases"] if c.get("spacing") for s in c["spacing"][1:]]
-        return classes, float(np.median(in_plane)) if in_plane else None
+        return classes, median_in_plane(c.get("spacing") for c in self.info["cases"])
 
     def _unlabelled(self) -> None:
         """No case has a label: the dataset can be pre-trained on (labels never read), not fine-tuned; its

@@ -20,7 +20,7 @@ from idealseg.data.channels import as_channels
 from idealseg.data.dataset import Dataset
 from idealseg.data.target_spacing import canvas_size
 from idealseg.labels import IGNORE_LABEL
-from idealseg.transforms.resample import centre, resample, resampled_size
+from idealseg.transforms.resample import centre, in_plane, resample, resampled_size
 
 
 @dataclass
@@ -46,7 +46,7 @@ class SliceStore:
         def fit(slices: torch.Tensor, case_spacing, mode: str) -> torch.Tensor:
             if not spacing:
                 return resample(slices, (size, size), mode)
-            grid = resampled_size(tuple(slices.shape[-2:]), tuple(case_spacing[1:]), spacing)
+            grid = resampled_size(tuple(slices.shape[-2:]), in_plane(case_spacing), spacing)
             exact = "nearest-exact" if mode == "nearest" else mode  # labels land where bilinear puts the image
             return centre(resample(slices, grid, exact), canvas)
 

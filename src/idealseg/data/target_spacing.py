@@ -19,22 +19,21 @@ from __future__ import annotations
 import math
 import warnings
 
-import numpy as np
-
 from idealseg.data.dataset import Dataset
 from idealseg.data.fingerprint import load_plan
 from idealseg.errors import IdealsegError
-from idealseg.transforms.resample import oversize, resampled_size
+from idealseg.transforms.resample import in_plane, median_in_plane, oversize, resampled_size
 
 MAX_CANVAS_PATCHES = 2  # a canvas is at most twice the patch: the periphery of a huge field of view goes
 FAR_OFF = 4.0  # a target spacing this many times finer or coarser than the data's is refused
 NEAR = 2.0  # ... and beyond this it is said
 
 
-def resolve_spacing(option: str, dataset: Dataset) -> float:
+def resolve_spacing(option: str, dataset: Dataset, plan: dict | None = None) -> float:
     """The run's in-plane spacing in mm from its `target_spacing` option: "auto" is the dataset's plan
     (data/fingerprint.py: the median of its in-plane spacings when every case knows its spacing, else 0,
-    no physical space); "none" is 0; a number is that spacing, refused on a dataset without spacing."""
+    no physical space); "none" is 0; a number is that spacing, refused on a dataset without spacing.
+    `plan`: the dataset's plan where the caller has read it already (a run reads it once)."""
     option = str(option).strip().lower()
     known = [c.spacing for c in dataset.cases if c.spacing]
     everyone = bool(dataset.cases) and len(known) == len(dataset.cases)
@@ -45,7 +44,8 @@ def resolve_spacing(option: str, dataset: Dataset) -> float:
             warnings.warn(f"{dataset.root}: {len(dataset.cases) - len(known)} of {len(dataset.cases)} cases have no "
                           "spacing, so this run resizes slices and its model will know no physical size "
                           "(--target-spacing none says so explicitly)", stacklevel=2)
-        target = float(load_plan(dataset)["target_spacing_mm"] or 0.0)  # the plan `info` shows
+        plan = load_plan(dataset) if plan is None else plan  # the plan `info` shows
+        target = float(plan["target_spacing_mm"] or 0.0)
     elif not everyone:
         raise IdealsegError(f"{dataset.root}: target_spacing {option} needs every case's spacing, and "
                             f"{len(dataset.cases) - len(known)} of {len(dataset.cases)} cases have none "
@@ -54,7 +54,7 @@ def resolve_spacing(option: str, dataset: Dataset) -> float:
         target = float(option)
         _check_far_off(target, dataset, known)
     for case in dataset.cases if target else []:
-        reason = oversize(tuple(case.shape[1:]), tuple(case.spacing[1:]), target)
+        reason = oversize(tuple(case.shape[1:]), in_plane(case.spacing), target)
         if reason:
             raise IdealsegError(f"{dataset.root}: case {case.id}: {reason}; choose a coarser --target-spacing")
     return target
@@ -62,9 +62,9 @@ def resolve_spacing(option: str, dataset: Dataset) -> float:
 
 def _check_far_off(target: float, dataset: Dataset, known: list) -> None:
     """A spacing far from the data's (a typo, mm for cm) turns every slice into a huge or a tiny image and
-    validation into hours: beyond FAR_OFF times the median in-plane spacing it is refused, with numbers;
-    beyond NEAR times it is said once."""
-    median = float(np.median([min(s[1:]) for s in known]))
+    validation into hours: beyond FAR_OFF times the median in-plane spacing (the plan's, `median_in_plane`)
+    it is refused, with numbers; beyond NEAR times it is said once."""
+    median = median_in_plane(known)
     ratio = max(target / median, median / target)
     finer = "finer" if target < median else "coarser"
     message = (f"--target-spacing {target:g} mm is {ratio:.1f}x {finer} than {dataset.root}'s median in-plane "
@@ -79,6 +79,6 @@ def _check_far_off(target: float, dataset: Dataset, known: list) -> None:
 def canvas_size(dataset: Dataset, target: float, patch: int) -> int:
     """The square canvas training slices are stored on: the largest resampled slice side, rounded up to
     a multiple of 16 (the U-Net's), at least the patch and at most MAX_CANVAS_PATCHES patches."""
-    sides = [max(resampled_size(tuple(c.shape[1:]), tuple(c.spacing[1:]), target)) for c in dataset.cases]
+    sides = [max(resampled_size(tuple(c.shape[1:]), in_plane(c.spacing), target)) for c in dataset.cases]
     side = 16 * math.ceil(max(sides) / 16)
     return int(min(max(side, patch), MAX_CANVAS_PATCHES * patch))

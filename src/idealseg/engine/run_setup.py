@@ -46,7 +46,7 @@ def setup_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, overwri
     plan = load_plan(dataset)
     cfg = cfg.derive(num_classes=dataset.num_classes, in_channels=dataset.channels, classes=tuple(dataset.classes),
                      normalization=dataset.info.get("normalization", "percentile"),  # what predict assumed before
-                     spacing_mm=resolve_spacing(cfg.target_spacing, dataset))
+                     spacing_mm=resolve_spacing(cfg.target_spacing, dataset, plan))
     budget = select_budget(dataset, cfg.labeled, cfg.seed) if cfg.stage == "finetune" else None
     run_dir = Path(run_dir)
     check_run_folder(run_dir, cfg, resume, overwrite)

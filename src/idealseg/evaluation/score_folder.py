@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from idealseg import checks
 from idealseg.data.importers.source_json import source_ignore
-from idealseg.data.nifti_io import load_nifti
+from idealseg.data.nifti_io import is_nifti, load_nifti, nifti_stem
 from idealseg.errors import IdealsegError, InputError
 from idealseg.evaluation.evaluate import summarise, write_outputs
 from idealseg.evaluation.metrics import volume_metrics
@@ -23,7 +23,6 @@ from idealseg.labels import IGNORE_LABEL
 from idealseg.ownership import check_no_overlap, check_replaceable
 from idealseg.writer_lock import writer_lock
 
-NIFTI = (".nii.gz", ".nii")
 AFFINE_TOLERANCE_MM = 1e-3  # mask and label grids that differ by more are not the same voxels
 NAME_SUFFIXES = ("_seg", "_gt", "_0000")  # idealseg's mask names, manual labels, nnU-Net's first channel
 
@@ -31,9 +30,7 @@ NAME_SUFFIXES = ("_seg", "_gt", "_0000")  # idealseg's mask names, manual labels
 def case_name(path: Path) -> str:
     """The case a mask or label file belongs to: `p1_0000_seg.nii.gz`, `p1_gt.nii` and `p1.nii.gz` are all `p1`,
     so idealseg's `predict` output, nnU-Net's and manual labels pair up without renaming."""
-    name = path.name
-    for ending in NIFTI:
-        name = name.removesuffix(ending)
+    name = nifti_stem(path)
     changed = True
     while changed:
         changed = False
@@ -48,7 +45,7 @@ def _files(folder: Path, role: str) -> dict[str, Path]:
         raise InputError(folder, f"{role}: not a folder")
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.name.endswith(NIFTI):
+        if path.is_file() and is_nifti(path):
             key = case_name(path)
             if key in found:
                 raise InputError(path, f"{role}: a second file for case {key!r} (first: {found[key].name})")

@@ -15,13 +15,13 @@ from tqdm import tqdm
 
 from idealseg import checks
 from idealseg.atomic import atomic_file, atomic_path
-from idealseg.data.channels import check_same_grid, scan_cases, stack_channels
-from idealseg.data.nifti_io import NiftiScan, from_zhw, read_scan
+from idealseg.data.channels import case_of_file, check_same_grid, scan_cases, stack_channels
+from idealseg.data.nifti_io import NiftiScan, from_zhw, is_nifti, nifti_stem, read_scan
 from idealseg.errors import IdealsegError, InputError
 from idealseg.inference.predictor import Predictor
-from idealseg.inference.spacing import in_plane, spacing_mismatch
+from idealseg.inference.spacing import spacing_mismatch
 from idealseg.ownership import check_not_link, describe, read_manifest
-from idealseg.transforms.resample import oversize
+from idealseg.transforms.resample import in_plane, oversize
 from idealseg.writer_lock import writer_lock
 
 QUALITY_FILE = "idealseg_quality.csv"  # per-scan quality scores, written beside the masks
@@ -31,13 +31,9 @@ MASK_SUFFIXES = ("_seg", "_gt")  # masks by name (ours and the common manual con
 HELD_BYTES = 2 * 1024**3  # scans read by the check before any write are kept for the predictions up to this
 
 
-def _stem(path: Path) -> str:
-    return path.name.removesuffix(".gz").removesuffix(".nii")
-
-
 def looks_like_mask(path: Path) -> bool:
     """A file named as a mask (`p1_seg.nii.gz`, `p1_gt.nii`, anything under labelsTr): not a scan to segment."""
-    return _stem(path).endswith(MASK_SUFFIXES) or "labelsTr" in path.parts
+    return nifti_stem(path).endswith(MASK_SUFFIXES) or "labelsTr" in path.parts
 
 
 def _not_a_file(path: Path) -> str:
@@ -55,7 +51,7 @@ def _inputs(src: Path) -> list[Path]:
     and entries named .nii/.nii.gz that are no regular file (a broken link, a FIFO) are skipped, each
     kind said in one line."""
     if src.is_dir():
-        named = sorted(p for p in src.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+        named = sorted(p for p in src.iterdir() if is_nifti(p))
         files = [p for p in named if p.is_file()]
         odd = [f"{p.name} ({_not_a_file(p)})" for p in named if p not in files]
         if odd:
@@ -77,13 +73,14 @@ def _inputs(src: Path) -> list[Path]:
 
 
 def _output_name(path: Path) -> str:
-    return f"{_stem(path).removesuffix('_0000')}_seg.nii.gz"
+    """`p1_seg.nii.gz` of `p1.nii.gz` or `p1_0000.nii.gz`: a mask is named by its scan's case."""
+    return f"{case_of_file(path)}_seg.nii.gz"
 
 
 def plan_outputs(files: list[Path], out: Path, overwrite: bool = False) -> list[Path]:
     """Where each mask goes, checked before anything is written: never onto an input, never two masks
     onto one name, never onto an existing file unless `overwrite`."""
-    single = len(files) == 1 and out.name.endswith((".nii", ".nii.gz"))
+    single = len(files) == 1 and is_nifti(out)
     if not single and out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder (give a folder for the masks)")
     check_mask_folder(out.parent if single else out)
@@ -182,7 +179,7 @@ def predict_files(
     cfg = predictor.cfg
     src, out = Path(src), checks.output_path(out, "OUT")
     cases = scan_cases(_inputs(src), cfg.in_channels, src)
-    folder = out.parent if len(cases) == 1 and out.name.endswith((".nii", ".nii.gz")) else out
+    folder = out.parent if len(cases) == 1 and is_nifti(out) else out
     if folder.exists() and not folder.is_dir():
         raise InputError(folder, "exists and is not a folder (give a folder for the masks)")
     check_mask_folder(folder)  # before the lock: never a lock file in a run's or a dataset's folder

@@ -35,7 +35,7 @@ from idealseg.precision import autocast_dtype
 from idealseg.runfolder.folder import load_run, run_largest_component
 from idealseg.transforms.components import largest_components
 from idealseg.transforms.normalize import Box, check_volume, foreground_box
-from idealseg.transforms.resample import oversize, resample, resampled_size
+from idealseg.transforms.resample import in_plane, oversize, resample, resampled_size
 
 OVERLAP = 0.5
 PROBABILITY_ELEMENTS = 2**24  # a chunk's probabilities are kept near 1 GB (float32, all classes)
@@ -262,7 +262,7 @@ class Predictor:
         pixels not predicted as background) at each multiple of the in-plane `spacing` in SCALE_FACTORS,
         on up to SCALE_SLICES slices of the volume's middle, over them all and slice by slice. Without
         flips: the search compares scales, not the final mask."""
-        spacing = (float(spacing[-2]), float(spacing[-1]))
+        spacing = in_plane(spacing)
         slices = self._slices(volume)
         z = slices.shape[0]
         lo, hi = int(z * 0.2), max(int(z * 0.2) + 1, int(np.ceil(z * 0.8)))
@@ -295,11 +295,11 @@ class Predictor:
                              "needed")
         if spacing is None or len(spacing) == 0:
             return None
-        in_plane = (float(spacing[-2]), float(spacing[-1]))
-        reason = oversize(volume.shape[-2:], in_plane, self.target_spacing) if self.target_spacing else None
+        pair = in_plane(spacing)
+        reason = oversize(volume.shape[-2:], pair, self.target_spacing) if self.target_spacing else None
         if reason:
             raise ValueError(f"the model's spacing: {reason}: is the volume's spacing right?")
-        return in_plane
+        return pair
 
     def _grid(self, shape: tuple[int, int], spacing: tuple[float, float] | None) -> tuple[int, int]:
         """The slice size the network sees: the slice at the run's spacing, or the input size."""

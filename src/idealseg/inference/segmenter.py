@@ -15,7 +15,7 @@ from idealseg import checks
 from idealseg.checks import InvalidValue
 from idealseg.config import RunConfig
 from idealseg.data.channels import check_same_grid, scan_cases, stack_channels
-from idealseg.data.nifti_io import NiftiScan, read_scan, scan_of_image
+from idealseg.data.nifti_io import NiftiScan, is_nifti, read_scan, scan_of_image
 from idealseg.errors import InputError
 from idealseg.inference.predict import (
     check_mask_folder,
@@ -26,8 +26,9 @@ from idealseg.inference.predict import (
     write_mask,
 )
 from idealseg.inference.predictor import Predictor
-from idealseg.inference.spacing import in_plane, spacing_mismatch
+from idealseg.inference.spacing import spacing_mismatch
 from idealseg.transforms.normalize import normalize_channels
+from idealseg.transforms.resample import in_plane
 
 
 @dataclass
@@ -126,7 +127,7 @@ class Segmenter:
         target = None
         if out is not None:
             target = checks.output_path(out, "out")
-            if not target.name.endswith((".nii", ".nii.gz")):
+            if not is_nifti(target):
                 raise InvalidValue(f"out {target}: give the mask's file name, ending .nii.gz")
             if isinstance(source, (str, Path)):
                 plan_outputs([name], target, overwrite)  # predict's rules for one named mask
@@ -207,4 +208,4 @@ def _in_plane(spacing: Any) -> tuple[float, float]:
         values = []
     if len(values) not in (2, 3) or not all(np.isfinite(v) and v > 0 for v in values[-2:]):
         raise InvalidValue(f"spacing must be (Z, H, W) or (H, W) in mm, the in-plane values > 0; got {spacing}")
-    return tuple(values[-2:])
+    return in_plane(values)

@@ -27,11 +27,6 @@ def spacing_mismatch(spacing: tuple[float, float], target: float) -> str | None:
             "model was trained at; check the header's spacing, or that the model suits this scan")
 
 
-def in_plane(spacing) -> tuple[float, float] | None:
-    """(H, W) spacing of a (Z, H, W) spacing, or None where it is unknown."""
-    return None if spacing is None else (float(spacing[1]), float(spacing[2]))
-
-
 def check_spacing(cfg, root: Path, cases) -> None:
     """A run in physical space can only segment cases that know their spacing: say so before the first."""
     missing = [c.id for c in cases if not c.spacing]

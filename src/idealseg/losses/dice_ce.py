@@ -70,9 +70,6 @@ class DiceCELoss(nn.Module):
             return self.lambda_ce * ce + self.lambda_dice * self.dice(logits.softmax(1), target, weight)
 
 
-SUPERVISED_LOSSES = ("ce+dice", "ssl4mis")
-
-
 def supervised_loss(cfg) -> DiceCELoss:
     """The labelled-slice loss a run's `sup_loss` names: `ce+dice` (CE + foreground Dice, every result
     before the ablation) or `ssl4mis` (0.5 CE + 0.5 Dice averaged over all classes, background too)."""

@@ -26,8 +26,8 @@ import numpy as np
 from tqdm import tqdm
 
 from idealseg.data.channels import (
+    case_of_file,
     check_same_grid,
-    file_stem,
     group_channel_files,
     reads_channel_suffixes,
     stack_channels,
@@ -37,22 +37,18 @@ from idealseg.data.folds import SPLITS_FILE, make_folds
 from idealseg.data.importers.label_codes import LabelCodes, apply_label_map
 from idealseg.data.importers.source_json import SourceJson
 from idealseg.data.importers.splits import assign_splits
-from idealseg.data.nifti_io import load_nifti, read_scan, to_zhw
+from idealseg.data.nifti_io import is_nifti, load_nifti, nifti_stem, read_scan, to_zhw
 from idealseg.data.patients import group_by_patient
 from idealseg.errors import InputError
+from idealseg.transforms.resample import in_plane
 
-_SUFFIX = re.compile(r"(_0000)?\.nii(\.gz)?$")
 GEOMETRY_TOLERANCE = 1e-3  # mm: image and label affines must agree this closely
-
-
-def _case_id(path: Path) -> str:
-    return _SUFFIX.sub("", path.name)
 
 
 def _nifti_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return [p for p in sorted(folder.iterdir()) if _SUFFIX.search(p.name)]
+    return [p for p in sorted(folder.iterdir()) if is_nifti(p)]
 
 
 def _images(folder: Path, suffixes: bool = True) -> dict[str, tuple[Path, ...]]:
@@ -67,7 +63,7 @@ def _labels(folder: Path, image_ids: set[str] | frozenset[str] = frozenset()) ->
     the label is named exactly as a case of `image_ids`, a case named by its whole file name)."""
     by_case: dict[str, Path] = {}
     for p in _nifti_files(folder):
-        case = file_stem(p) if file_stem(p) in image_ids else _case_id(p)
+        case = nifti_stem(p) if nifti_stem(p) in image_ids else case_of_file(p)
         other = by_case.setdefault(case, p)
         if other != p:
             raise InputError(folder, f"two files for case {case!r} ({other.name} and {p.name}); keep one")
@@ -245,7 +241,7 @@ def import_unlabelled(folder: Path, writer: DatasetWriter, normalization: str,
         path = paths[0]
         image, affine, spacing, axes, shape = _read_image(paths, normalization)
         meta = {"source_file": path.name, "ndim": len(shape), "unlabelled_from": str(folder)}
-        factor = 1.0 if rescale is None else float(rescale(image, (spacing[1], spacing[2])))
+        factor = 1.0 if rescale is None else float(rescale(image, in_plane(spacing)))
         if factor != 1.0:
             spacing = (spacing[0], spacing[1] * factor, spacing[2] * factor)
             meta["header_spacing_multiple"] = factor
