@@ -476,16 +476,18 @@ def test_resuming_a_finished_run_and_another_optimizer(phantom, tmp_path, capsys
     assert code == 2 and "optimizer" in line, line
 
 
-def test_a_run_folder_from_before_compile_auto_was_dropped_still_reads():
-    """`compile: auto` was the default for a day (the first GPU lease's run folders say it): such a
-    config.yaml reads as `off`, the default it became, instead of an error on evaluate or resume."""
+def test_a_run_folder_older_than_0_1_0_is_one_line():
+    """`compile: auto` was the default for a day before 0.1.0 (the first GPU lease's run folders say
+    it): such a config.yaml is refused in one line saying to train again, not read as another value."""
     from pathlib import Path
 
     from idealseg.config import RunConfig
+    from idealseg.errors import InputError
 
     recorded = Path(__file__).parents[2] / "benchmarks/results/acdc_gpu_protocol/lease1/pretrain/ideal-pretrain_seed0"
     assert "compile: auto" in (recorded / "config.yaml").read_text()
-    assert RunConfig.load(recorded / "config.yaml").compile == "off"
+    with pytest.raises(InputError, match="compile: auto: a run of an idealseg older than 0.1.0; train it again"):
+        RunConfig.load(recorded / "config.yaml")
 
 
 

@@ -15,9 +15,9 @@ from idealseg.config.method_registry import method_names
 from idealseg.config.options import OPTIONS, Option, reads
 from idealseg.config.profiles import PROFILES
 from idealseg.config.resolve import resolve_config
-from idealseg.config.resume_rules import FROM_DATASET, LEGACY_VALUES
+from idealseg.config.resume_rules import FROM_DATASET
 from idealseg.config.run_config import RunConfig
 from idealseg.config.yaml_io import read_yaml
 
-__all__ = ["FROM_DATASET", "LEGACY_VALUES", "OPTIONS", "PROFILES", "Option", "RunConfig", "method_names", "read_yaml",
+__all__ = ["FROM_DATASET", "OPTIONS", "PROFILES", "Option", "RunConfig", "method_names", "read_yaml",
            "reads", "resolve_config"]

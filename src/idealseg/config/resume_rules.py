@@ -27,7 +27,3 @@ RESUME_KEYS = ("stage", "method", "dataset", "labeled", "seed", "fold", "input_s
 # (dataset, init) are left out: moving a dataset and editing its path in config.yaml is fine.
 RECORDED_KEYS = ("stage", "method", "channels", "in_channels", "num_classes", "input_size", "spacing_mm", "optimizer",
                  "labeled", "seed")
-
-# compile: auto (compiled on CUDA) was the default until the H200 measured compiling slower than eager
-# (2026-11-27); run folders written then say `auto`. It changes no weights, so they read as `off`.
-LEGACY_VALUES = {("compile", "auto"): "off"}

@@ -17,9 +17,8 @@ import yaml
 from idealseg.atomic import atomic_file
 from idealseg.checks import is_whole
 from idealseg.config.options import checked, max_threads
-from idealseg.config.resume_rules import LEGACY_VALUES
 from idealseg.config.yaml_io import read_yaml
-from idealseg.errors import IdealsegError
+from idealseg.errors import IdealsegError, InputError
 
 
 @dataclass(frozen=True)
@@ -149,12 +148,13 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
-        """Read a run folder's config.yaml with the same checks as any YAML (values older idealseg
-        versions wrote and this one no longer accepts are read as what they now mean)."""
+        """Read a run folder's config.yaml with the same checks as any YAML; one of an idealseg older
+        than 0.1.0 (no `normalization`, or `compile: auto`) is one line, not guessed at."""
         values = read_yaml(path)
-        for (key, old), new in LEGACY_VALUES.items():
-            if values.get(key) == old:
-                values[key] = new
+        old = ("records no normalization" if "normalization" not in values
+               else "says compile: auto" if values.get("compile") == "auto" else None)
+        if old:
+            raise InputError(path, f"{old}: a run of an idealseg older than 0.1.0; train it again into a new folder")
         threads = values.get("threads")
         if is_whole(threads) and threads > max_threads():  # fine where it trained: this machine's bound here
             values["threads"] = max_threads()

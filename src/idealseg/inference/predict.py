@@ -17,7 +17,7 @@ from idealseg import checks
 from idealseg.atomic import atomic_file, atomic_path
 from idealseg.data.channels import check_same_grid, scan_cases, stack_channels
 from idealseg.data.nifti_io import NiftiScan, from_zhw, read_scan
-from idealseg.errors import IdealsegError, InputError
+from idealseg.errors import InputError
 from idealseg.inference.predictor import Predictor
 from idealseg.inference.spacing import in_plane, spacing_mismatch
 from idealseg.ownership import check_not_link, describe, read_manifest
@@ -153,17 +153,9 @@ def _is_nifti(path: Path) -> bool:
 
 
 def run_normalization(cfg) -> str:
-    """The intensity normalisation the run was trained with, from the run folder itself."""
-    if cfg.normalization:
-        return cfg.normalization
-    from idealseg.data.dataset import Dataset  # runs from before the field: ask their dataset
-
-    try:
-        return Dataset(cfg.dataset).info.get("normalization", "percentile")
-    except IdealsegError:
-        warnings.warn(f"the run records no normalisation and its dataset ({cfg.dataset or 'none named'}) is not "
-                      "readable: using percentile normalisation", stacklevel=2)
-        return "percentile"
+    """The intensity normalisation the run was trained with, from the run folder itself (a config.yaml
+    without it is refused as it is read: `RunConfig.load`)."""
+    return cfg.normalization
 
 
 def predict_files(
