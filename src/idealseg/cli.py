@@ -7,6 +7,7 @@ import sys
 
 from idealseg import __version__
 from idealseg.errors import IdealsegError
+from idealseg.signals import CommandSignals
 
 TYPE_CHECKING = False  # imported before main() can take Ctrl-C: only what Python has loaded already
 if TYPE_CHECKING:
@@ -437,87 +438,13 @@ def _error(command: str, message: str) -> None:
         print(f"idealseg {command}: error: {_one_line(message)}", file=sys.stderr)
 
 
-class _Signals:
-    """Ctrl-C (SIGINT) and SIGTERM while a command runs: a KeyboardInterrupt, so that every clean-up
-    `finally` runs (a half-written output and its lock are removed), then "interrupted" and exit
-    128 + the signal (130, 143). `prepare` holds SIGINT to the next case (data.prepare.deferred_interrupt);
-    SIGTERM goes through whatever SIGINT's handler is then, and is held the same way.
-
-    Once the command has ended (it printed its result or its error), a signal ends the process at
-    once with the same line and code: an interrupt during the report or interpreter shutdown raises
-    where nothing can catch it. That only when main() owns the process (argv from the command line);
-    called with argv, from Python, the caller's handlers are put back instead."""
-
-    def __init__(self, owner: bool) -> None:
-        import signal
-
-        self.signal, self.owner, self.received, self.previous = signal, owner, signal.SIGINT, {}
-        self.file_size = None
-        if _in_main_thread() and hasattr(signal, "SIGXFSZ"):
-            # a write past the file-size limit (ulimit -f) then fails as an OSError (EFBIG) that names its
-            # file in one line, instead of the signal killing the process inside HDF5 or zlib
-            self.file_size = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        if _in_main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous = signal.getsignal(sig)
-                if previous is None or previous == signal.SIG_IGN:  # a background job ignores Ctrl-C
-                    continue
-                self.previous[sig] = previous
-                signal.signal(sig, self._raise)
-
-    def _raise(self, signum: int, frame) -> None:
-        self.received = signum
-        held = self.signal.getsignal(self.signal.SIGINT)
-        if signum != self.signal.SIGINT and callable(held) and held != self._raise:
-            held(self.signal.SIGINT, frame)  # prepare's hold: taken at the next case, or raises
-            return
-        raise KeyboardInterrupt
-
-    def _exit(self, signum: int, frame) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os.write(2, b"\ninterrupted\n" if _bar_open() else b"interrupted\n")
-        os._exit(128 + signum)
-
-    def code(self) -> int:
-        """The exit code of an interrupted command: 128 + the signal, as shells report it (130, 143)."""
-        return 128 + self.received
-
-    def ended(self) -> None:
-        """The command has ended: from here a signal exits at once (or the caller's handlers are back)."""
-        for sig, previous in self.previous.items():
-            self.signal.signal(sig, self._exit if self.owner else previous)
-
-    def restore(self) -> None:
-        """Called from Python: the caller's handlers back, however main() ended."""
-        if not self.owner:
-            for sig, previous in self.previous.items():
-                self.signal.signal(sig, previous)
-            if self.file_size is not None:
-                self.signal.signal(self.signal.SIGXFSZ, self.file_size)
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def _bar_open() -> bool:
-    tqdm = sys.modules.get("tqdm")
-    return bool(getattr(getattr(tqdm, "tqdm", None), "_instances", ()))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one command; user errors print one line and return 2, never a traceback; Ctrl-C prints
     "interrupted" and returns 130 (SIGTERM: 143) at any moment, the parser's imports included."""
     signals, args = None, None
     try:
         try:
-            signals = _Signals(owner=argv is None)
+            signals = CommandSignals(owner=argv is None)
             args = build_parser(_help_profile(argv)).parse_args(argv)
             import warnings
 

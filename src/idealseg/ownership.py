@@ -2,16 +2,18 @@
 
 `--overwrite` is the only way idealseg removes a folder a user can see, so it asks for proof of
 ownership: a manifest (`.idealseg.json`) that idealseg writes into every folder it builds, saying
-what kind of folder it is (dataset, run, demo, evaluation, benchmark). What each kind may hold is
-declared here, once (`LAYOUTS`): file patterns whose `*` never crosses a `/` (one path level), and
-the places where a folder of another kind may nest (a run's `eval_val`, a demo's dataset); a
-dataset lists its files exactly in its manifest. A folder is idealseg's alone only if it carries
-a manifest of the expected kind and every path below it is claimed: anything else (a user's file
-at any depth, a symbolic link, an empty folder idealseg does not make, a manifest nested where
-none belongs, a file that only looks like a temporary) is foreign, and a folder holding anything
-foreign is never replaced. The check runs before anything is written, and again at the moment of
-replacement (`replace_folder` moves the old folder aside first, then checks what it moved), so a
-file that appears while a command runs is never deleted either.
+what kind of folder it is (dataset, run, demo, evaluation, benchmark) and which files idealseg wrote
+there: a dataset lists its files when it is complete, the other kinds record each file before they
+write it (`written`; a pattern only for a writer that names its file itself, TensorBoard's events).
+`LAYOUTS` says, once, which sub-folders a kind makes (maybe empty) and where a folder of another
+kind may nest (a run's `eval_*`, a demo's dataset), judged by its own manifest. A folder is
+idealseg's alone only if its manifest is of the expected kind and every path below it is recorded
+there: anything else (a user's file at any depth, also at one of idealseg's names, a symbolic link,
+an empty folder idealseg does not make, a manifest nested where none belongs, a file that only looks
+like a temporary) is foreign, and a folder holding anything foreign is never replaced. The check
+runs before anything is written, and again at the moment of replacement (`replace_folder` moves the
+old folder aside first, then checks what it moved), so a file that appears while a command runs is
+never deleted either. A manifest of an idealseg older than 0.1.0 (no `written` record) is one line.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from idealseg.atomic import atomic_file, remove_stale_temporaries, temporary, temporary_owner, umask
-from idealseg.errors import IdealsegError
+from idealseg.errors import IdealsegError, InputError
 from idealseg.writer_lock import LOCK, lock_holder, writer_lock
 
 MANIFEST = ".idealseg.json"
@@ -35,54 +37,42 @@ MANIFEST = ".idealseg.json"
 
 @dataclass(frozen=True)
 class Layout:
-    """What a kind of folder may hold: `files` (patterns, one path level per `*`) and `folders`
-    (pattern -> kind of the idealseg folder that may nest there, with its own manifest). `written`:
-    the paths this folder's writer recorded as it wrote them (None in folders marked before idealseg
-    recorded them): a file at a layout's name that idealseg never wrote is the user's."""
-    files: tuple[str, ...] = ()
+    """What a kind of folder may hold besides its recorded files: `dirs`, the sub-folders its writer
+    makes (maybe still empty), and `folders` (pattern -> kind of the idealseg folder that may nest
+    there, with its own manifest)."""
+    dirs: tuple[str, ...] = ()
     folders: dict[str, str] = field(default_factory=dict)
-    written: frozenset[str] | None = None
 
 
 EVAL_FILES = ("per_volume.csv", "summary.json", "table.md")
-REPORT_FILES = ("report/report.md", "report/pretrain_curves.png", "report/finetune_curves.png",
-                "report/overlay_*.png")
-RUN_FILES = ("config.yaml", "plan.json", "labelled.json", "progress.png", "log.csv", "summary.json", "encoder.pt",
-             "env.json", "checkpoints/last.pt",
-             "checkpoints/last.prev.pt", "checkpoints/best.pt", "tensorboard/events.out.tfevents.*", *REPORT_FILES)
-BENCHMARK_FILES = ("results.csv", "report.md", "dice_vs_labels.png", "dice_vs_compute.png", "calibration.json",
-                   "cells/*/result.json")
 LAYOUTS = {
-    "run": Layout(RUN_FILES, {"eval_*": "evaluation"}),
-    "evaluation": Layout(EVAL_FILES),
+    "run": Layout(("checkpoints", "tensorboard", "report"), {"eval_*": "evaluation"}),
+    "evaluation": Layout(),
     "demo": Layout((), {"dataset": "dataset", "run/pretrain": "run", "run/finetune": "run"}),
-    "benchmark": Layout(BENCHMARK_FILES, {"cells/*/run": "run", "pretrain/*": "run", "calibrate-*/run": "run"}),
-    "dataset": Layout(),  # its manifest lists its files exactly
+    "benchmark": Layout((), {"cells/*/run": "run", "pretrain/*": "run", "calibrate-*/run": "run"}),
+    "dataset": Layout(),
 }
+AGAIN = {"dataset": "prepare it again", "run": "train it again", "evaluation": "evaluate again"}
 
 
 def matches(rel: str, pattern: str) -> bool:
-    """Whether path `rel` matches `pattern` level by level: `report/*` claims report/a.png, never
-    report/drafts/a.tex (fnmatch's `*` would cross the `/`)."""
+    """Whether path `rel` matches `pattern` level by level: `tensorboard/*` claims tensorboard/a, never
+    tensorboard/drafts/a (fnmatch's `*` would cross the `/`)."""
     parts, wanted = rel.split("/"), pattern.split("/")
     return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True))
 
 
-def write_manifest(folder: str | Path, kind: str, files: Iterable[str] | None = None) -> None:
-    """Mark `folder` as idealseg's `kind`. A dataset records exactly the files it holds now (`files`
-    None; it is complete when marked); other kinds' contents are declared in `LAYOUTS`."""
+def write_manifest(folder: str | Path, kind: str) -> None:
+    """Mark `folder` as idealseg's `kind`. A dataset records exactly the files it holds now (it is
+    complete when marked); other kinds keep what their writers recorded so far (`record_written`)."""
     folder = Path(folder)
-    if files is None:
-        files = [glob.escape(p.relative_to(folder).as_posix())  # exact names, even with [, *, ? in them
-                 for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST]
-    manifest = {"written_by": "idealseg", "kind": kind, "files": sorted(set(files)), "written": []}
+    files = [glob.escape(p.relative_to(folder).as_posix())  # exact names, even with [, *, ? in them
+             for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST] if kind == "dataset" else []
     old = read_manifest(folder)
-    if old is not None and old["kind"] == kind:  # a folder marked before idealseg recorded its writes keeps
-        manifest["written"] = old.get("written")  # its layout's claims (None); others keep their record
-        if manifest["written"] is None:
-            del manifest["written"]
+    written = old["written"] if old is not None and old["kind"] == kind else []
     with atomic_file(folder / MANIFEST) as f:
-        json.dump(manifest, f, indent=1)
+        json.dump({"written_by": "idealseg", "kind": kind, "files": sorted(set(files)), "written": written}, f,
+                  indent=1)
 
 
 def record_written(folder: str | Path, paths: Iterable[str | Path], patterns: Iterable[str] = ()) -> None:
@@ -92,19 +82,23 @@ def record_written(folder: str | Path, paths: Iterable[str | Path], patterns: It
     `patterns` for a writer that names its file itself (TensorBoard: time, host and process id)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
-    if manifest is None or not isinstance(manifest.get("written"), list):
-        return  # not idealseg's, or marked before it recorded writes: its layout alone says what it may hold
+    if manifest is None:
+        return  # not idealseg's: nothing of it is claimed
     names = {glob.escape(Path(p).relative_to(folder).as_posix()) for p in paths} | set(patterns)
-    written = set(manifest.get("written", []))
-    if names <= written:
+    if names <= set(manifest["written"]):
         return
-    manifest["written"] = sorted(written | names)
+    manifest["written"] = sorted(set(manifest["written"]) | names)
     with atomic_file(folder / MANIFEST) as f:
         json.dump(manifest, f, indent=1)
 
 
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def read_manifest(folder: str | Path) -> dict | None:
-    """The manifest of `folder`, or None when idealseg did not mark it (or the mark is unreadable)."""
+    """The manifest of `folder`, or None when idealseg did not mark it (or the mark is unreadable); one
+    line for the manifest of an idealseg older than 0.1.0, which recorded no files it wrote."""
     path = Path(folder) / MANIFEST
     if path.is_symlink():
         return None
@@ -113,43 +107,39 @@ def read_manifest(folder: str | Path) -> dict | None:
     except (OSError, ValueError):
         return None
     if (not isinstance(data, dict) or data.get("written_by") != "idealseg" or not isinstance(data.get("kind"), str)
-            or not isinstance(data.get("files"), list) or not all(isinstance(f, str) for f in data["files"])):
+            or not _strings(data.get("files"))):
         return None
-    return data
+    if "written" not in data and data["kind"] != "dataset":
+        raise InputError(path, f"an idealseg {data['kind']} folder older than 0.1.0 (it records no files it wrote); "
+                               f"{AGAIN.get(data['kind'], 'run it again')} into a new folder")
+    data.setdefault("written", [])
+    return data if _strings(data["written"]) else None
 
 
 def check_writable(folder: str | Path, names: Iterable[str]) -> None:
     """Refuse to write `names` (paths inside `folder`, an idealseg folder) where a file of that name
     exists that idealseg did not write there (its manifest does not record it)."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
-    written = manifest.get("written") if manifest is not None else None
-    theirs = [n for n in names if ((folder / n).exists() or (folder / n).is_symlink())
-              and ((folder / n).is_symlink() or (isinstance(written, list)
-                                                 and not any(matches(n, w) for w in written)))]
+    written = (read_manifest(folder) or {"written": []})["written"]
+    theirs = [n for n in names if (folder / n).is_symlink()
+              or ((folder / n).exists() and not any(matches(n, w) for w in written))]
     if theirs:
         raise IdealsegError(f"{folder}: holds files idealseg did not write where it would write ({describe(theirs)}); "
                             "move them out")
 
 
-def _claims(kind: str, manifest: dict | None) -> Layout:
-    """What a folder of `kind` may hold: its layout, and for a dataset the files its manifest lists."""
-    layout = LAYOUTS.get(kind, Layout())
-    if kind == "dataset" and manifest is not None:
-        return Layout(tuple(manifest["files"]), layout.folders)
-    written = manifest.get("written") if manifest is not None else None
-    if isinstance(written, list) and all(isinstance(w, str) for w in written):
-        return Layout(layout.files, layout.folders, frozenset(written))
-    return layout
+def _claims(manifest: dict) -> tuple[str, ...]:
+    """The files a folder's manifest claims: a dataset's exact list, another kind's recorded writes."""
+    return tuple(manifest["files"] if manifest["kind"] == "dataset" else manifest["written"])
 
 
-def _folder_prefixes(layout: Layout) -> set[str]:
-    """The sub-folders a layout's files and nested folders live in (idealseg makes them, maybe empty)."""
-    prefixes = set()
-    for pattern in (*layout.files, *layout.folders):
+def _dirs(layout: Layout, claims: tuple[str, ...]) -> set[str]:
+    """The sub-folders idealseg makes: the layout's, and those its claimed files and nested folders live in."""
+    dirs = set(layout.dirs)
+    for pattern in (*claims, *layout.folders):
         parts = pattern.split("/")
-        prefixes.update("/".join(parts[:i]) for i in range(1, len(parts)))
-    return prefixes
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    return dirs
 
 
 def foreign_files(folder: str | Path, kind: str) -> list[str]:
@@ -162,13 +152,14 @@ def foreign_files(folder: str | Path, kind: str) -> list[str]:
                       if p.name != LOCK or lock_holder(p) is None)
     if manifest["kind"] != kind:
         return [f"{MANIFEST} (an idealseg {manifest['kind']} folder, not a {kind} folder)"]
-    return sorted(_foreign_below(folder, _claims(kind, manifest), ""))
+    return sorted(_foreign_below(folder, kind, manifest, ""))
 
 
-def _foreign_below(folder: Path, layout: Layout, prefix: str) -> list[str]:
-    """Walk `folder` (whose files `layout` claims), descending into nested idealseg folders."""
+def _foreign_below(folder: Path, kind: str, manifest: dict, prefix: str) -> list[str]:
+    """Walk `folder` (idealseg's `kind`, whose files `manifest` claims), descending into nested idealseg folders."""
     foreign: list[str] = []
-    dirs = _folder_prefixes(layout)
+    layout, claims = LAYOUTS.get(kind, Layout()), _claims(manifest)
+    dirs = _dirs(layout, claims)
     for dirpath, dirnames, filenames in os.walk(folder):
         here = Path(dirpath)
         rel_here = here.relative_to(folder).as_posix()
@@ -198,21 +189,19 @@ def _foreign_below(folder: Path, layout: Layout, prefix: str) -> list[str]:
                 continue
             elif name == LOCK and not rel_here and lock_holder(path) is not None:
                 continue
-            elif not any(matches(rel, p) for p in layout.files) or (layout.written is not None and not any(
-                    matches(rel, w) for w in layout.written)):
+            elif not any(matches(rel, c) for c in claims):
                 foreign.append(prefix + rel)
     return foreign
 
 
 def _foreign_nested(path: Path, kind: str, prefix: str) -> list[str]:
-    """A folder where `kind` may nest: judged by its own manifest (or, at a name idealseg used before
-    it marked folders, by the layout alone)."""
+    """A folder where `kind` may nest: judged by its own manifest (without one it is the user's)."""
     manifest = read_manifest(path)
     if manifest is None:
         return _everything(path, prefix.rstrip("/"))
     if manifest["kind"] != kind:
         return [f"{prefix.rstrip('/')} (an idealseg {manifest['kind']} folder where a {kind} folder belongs)"]
-    return _foreign_below(path, _claims(kind, manifest), prefix)
+    return _foreign_below(path, kind, manifest, prefix)
 
 
 def _everything(path: Path, rel: str) -> list[str]:

@@ -213,7 +213,7 @@ def demo(out: str | Path = "idealseg-demo", patients: int = 10, labeled: int = 2
     with writer_lock(out):
         if overwrite and read_manifest(out):
             replace_folder(out, None, "demo")  # checked again as it is moved aside
-        write_manifest(out, "demo", ())  # its dataset and run folders carry their own manifests
+        write_manifest(out, "demo")  # its dataset and run folders carry their own manifests
         return _demo_stages(out, patients, labeled, resume, profile, method)
 
 

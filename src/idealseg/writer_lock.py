@@ -1,16 +1,18 @@
-"""One writer per folder: a lock file naming the writer's host and process.
+"""One writer per folder: `.idealseg.lock`, held with `fcntl.flock` and naming its holder.
 
 Two runs writing one folder at once would interleave their checkpoints and configs, leaving a
-folder that neither could resume. The first writer creates `.idealseg.lock` (an exclusive create,
-so exactly one of two racing writers gets it); a second meets it and stops with one line naming
-the holder. A lock whose process is gone (same host, no such pid) is stale and taken over; one of
-another host cannot be checked from here, nor can a lock file idealseg cannot read (a user's file
-of that name is never deleted), so the line says how to remove it by hand.
+folder that neither could resume. The writer holds an exclusive `flock` on the lock file, which the
+operating system releases when the process ends however it ends, so a lock left by a killed writer
+is simply taken again: no process ids to test. The file's JSON names the holder's host and process
+for the one line a second writer stops with. A lock file of another host is not taken over (flock
+may not reach across hosts on a network disk), nor is one idealseg cannot read (a user's file of
+that name is never deleted): the line says how to remove it by hand.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -19,7 +21,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from idealseg.atomic import alive
 from idealseg.errors import IdealsegError
 
 LOCK = ".idealseg.lock"
@@ -34,52 +35,90 @@ def lock_holder(path: Path) -> dict | None:
     return data if isinstance(data, dict) and data.get("written_by") == "idealseg" else None
 
 
-def _stale(holder: dict) -> bool:
-    """A lock of this host whose process is gone (killed before it could remove it)."""
-    return holder.get("host") == socket.gethostname() and not alive(int(holder.get("pid", 0)))
-
-
-def live_holder(holder: dict) -> bool:
-    """Whether a lock's writer may still be writing (alive here, or of another host: not checkable)."""
-    return not _stale(holder)
-
-
-def _create(path: Path) -> bool:
+def _locked(fd: int, mode: int = fcntl.LOCK_EX) -> bool:
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
         return False
-    with os.fdopen(fd, "w") as f:
-        json.dump({"written_by": "idealseg", "host": socket.gethostname(), "pid": os.getpid(),
-                   "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv[:4])}, f)
     return True
 
 
-def acquire(folder: Path) -> Path:
-    """Take `folder`'s lock (the folder must exist), or raise naming the run that holds it."""
+def live_holder(folder: Path) -> dict | None:
+    """The writer holding `folder`'s lock now (its flock is taken, or it is another host's), or None."""
+    path = folder / LOCK
+    holder = lock_holder(path)
+    if holder is None or holder.get("host") != socket.gethostname():
+        return holder
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return None if _locked(fd, fcntl.LOCK_SH) else holder
+    finally:
+        os.close(fd)
+
+
+def _refusal(folder: Path, path: Path, holder: dict | None) -> IdealsegError:
+    """The one line naming who holds `folder`'s lock (or why idealseg cannot tell)."""
+    if holder is None:  # a user's file of that name
+        return IdealsegError(f"{path}: a lock file idealseg cannot read; if no idealseg run is writing {folder}, "
+                             "delete it")
+    if holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid():
+        return IdealsegError(f"{folder}: this process is already writing it")
+    who = f"process {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
+    return IdealsegError(f"{folder}: another idealseg run is writing it ({who}); wait for it to end, or, if it "
+                         f"is gone, delete {path}")
+
+
+def _open(path: Path) -> tuple[int, bool]:
+    """(a descriptor of the lock file, whether this call created it): never truncates a file."""
+    try:
+        return os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644), True
+    except FileExistsError:
+        return os.open(path, os.O_RDWR), False
+
+
+def acquire(folder: Path) -> int:
+    """Take `folder`'s lock (the folder must exist) and return its descriptor, or raise naming the holder."""
     path = folder / LOCK
     for _ in range(3):
-        if _create(path):
-            return path
+        try:
+            fd, created = _open(path)
+        except FileNotFoundError:  # released between the two opens: try again
+            continue
+        if not _locked(fd):
+            os.close(fd)
+            raise _refusal(folder, path, lock_holder(path))
+        if os.fstat(fd).st_ino != getattr(_stat(path), "st_ino", None):
+            os.close(fd)  # its holder removed it as we took it: the lock is a new file now
+            continue
         holder = lock_holder(path)
-        if holder is None:  # not idealseg's JSON: a user's file of that name, or a writer killed mid-create
-            raise IdealsegError(f"{path}: a lock file idealseg cannot read; if no idealseg run is writing "
-                                f"{folder}, delete it")
-        if holder.get("host") == socket.gethostname() and int(holder.get("pid", 0)) == os.getpid():
-            raise IdealsegError(f"{folder}: this process is already writing it")
-        if not _stale(holder):
-            who = f"process {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
-            raise IdealsegError(f"{folder}: another idealseg run is writing it ({who}); wait for it to end, "
-                                f"or, if it is gone, delete {path}")
-        path.unlink(missing_ok=True)  # stale: its writer was killed
+        if not created and (holder is None or holder.get("host") != socket.gethostname()):
+            os.close(fd)  # a user's file, or another host's lock that flock may not see: left as it is
+            raise _refusal(folder, path, holder)
+        record = {"written_by": "idealseg", "host": socket.gethostname(), "pid": os.getpid(),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv[:4])}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        return fd
     raise IdealsegError(f"{folder}: could not take its lock {path}; delete it if no run is writing the folder")
 
 
-def release(path: Path) -> None:
-    """Remove the lock if it is still this process's."""
-    holder = lock_holder(path)
-    if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def release(folder: Path, fd: int) -> None:
+    """Remove the lock file if it is still the one this descriptor locks (it may have moved with its
+    folder), then let the lock go."""
+    path = folder / LOCK
+    if getattr(_stat(path), "st_ino", None) == os.fstat(fd).st_ino:
         path.unlink(missing_ok=True)
+    os.close(fd)
 
 
 @contextlib.contextmanager
@@ -99,11 +138,11 @@ def writer_lock(folder: str | Path) -> Iterator[None]:
         created = True
     except FileExistsError:
         created = False
-    lock = acquire(folder)
+    fd = acquire(folder)
     try:
         yield
     finally:
-        release(lock)
+        release(folder, fd)
         if created:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if empty: a refused or interrupted first run leaves nothing

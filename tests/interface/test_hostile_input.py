@@ -187,7 +187,7 @@ def _evaluate_not_a_run(tmp: Path):
 def _corrupt_checkpoint(tmp: Path):
     run = tmp / "run"
     (run / "checkpoints").mkdir(parents=True)
-    (run / "config.yaml").write_text("stage: finetune\nmethod: supervised\nnum_classes: 2\n")
+    (run / "config.yaml").write_text("stage: finetune\nmethod: supervised\nnum_classes: 2\nnormalization: percentile\n")
     (run / "checkpoints" / "last.pt").write_bytes(b"PK\x03\x04garbage")
     return ["evaluate", run], "last.pt: corrupt or truncated checkpoint", run / "eval_val"
 
@@ -195,7 +195,7 @@ def _corrupt_checkpoint(tmp: Path):
 def _predict_text_file(tmp: Path):
     run = tmp / "run"
     (run / "checkpoints").mkdir(parents=True)
-    (run / "config.yaml").write_text("stage: finetune\nmethod: supervised\nnum_classes: 2\n")
+    (run / "config.yaml").write_text("stage: finetune\nmethod: supervised\nnum_classes: 2\nnormalization: percentile\n")
     import torch
 
     from idealseg.config import RunConfig

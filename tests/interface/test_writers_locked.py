@@ -4,6 +4,7 @@ and a run still training is used with a warning (refused while it has no checkpo
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import resource
@@ -46,12 +47,26 @@ def scan(phantom, tmp_path):
     return path
 
 
+HELD: list = []  # open lock files: their flock lasts until the test ends
+
+
+@pytest.fixture(autouse=True)
+def _let_go():
+    yield
+    while HELD:
+        HELD.pop().close()
+
+
 def hold(folder):
-    """`folder`'s lock as another live idealseg process of this host holds it (pytest's parent)."""
+    """`folder`'s lock as another live idealseg process of this host holds it (pytest's parent, its
+    flock taken here)."""
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK
     lock.write_text(json.dumps({"written_by": "idealseg", "host": socket.gethostname(), "pid": os.getppid(),
                                 "started": "now"}))
+    handle = open(lock)
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    HELD.append(handle)
     return lock
 
 

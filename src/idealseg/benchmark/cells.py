@@ -16,7 +16,7 @@ from idealseg.benchmark.report import write_results
 from idealseg.benchmark.spec import BenchmarkSpec, clocked_options, load_benchmark, pretrain_key, stage_options
 from idealseg.errors import IdealsegError
 from idealseg.evaluation.evaluate import evaluate_run
-from idealseg.ownership import BENCHMARK_FILES, check_not_link, owned, read_manifest, write_manifest
+from idealseg.ownership import check_not_link, owned, write_manifest
 from idealseg.pipeline import run_stage
 from idealseg.runfolder.checkpoint import has_checkpoint
 from idealseg.runfolder.environment import cpu_model
@@ -63,19 +63,15 @@ def run_benchmark(path: str | Path, out: str | Path | None = None, only: list[st
 
 def claim_results_folder(root: Path) -> None:
     """Make `root` a benchmark's results folder, or accept one: its report.md and results.csv are
-    rewritten after every cell, so a folder of the user's (or another kind of idealseg's) is refused.
-    A results folder written before they carried a manifest is known by its cells' result.json."""
+    rewritten after every cell, so a folder of the user's (or another kind of idealseg's) is refused."""
     check_not_link(root)
     if root.exists() and any(p.name != LOCK for p in root.iterdir()) and not owned(root, "benchmark"):
-        legacy = read_manifest(root) is None and any((root / "cells").glob("*/result.json"))
-        if not legacy:
-            raise IdealsegError(f"{root}: exists and is not an idealseg benchmark's results folder; idealseg "
-                                "writes report.md and results.csv there only in a folder of its own: choose a "
-                                "new `out:`")
-        return  # it only gains the files it already has: nothing of anyone else's is written over
+        raise IdealsegError(f"{root}: exists and is not an idealseg benchmark's results folder; idealseg "
+                            "writes report.md and results.csv there only in a folder of its own: choose a "
+                            "new `out:`")
     root.mkdir(parents=True, exist_ok=True)
     if not owned(root, "benchmark"):
-        write_manifest(root, "benchmark", BENCHMARK_FILES)
+        write_manifest(root, "benchmark")
 
 
 def run_cell(root: Path, spec: BenchmarkSpec, cell: Cell) -> None:

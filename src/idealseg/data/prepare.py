@@ -9,12 +9,9 @@ then acted on at the next case: the temporary folder is removed and the command 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +31,7 @@ from idealseg.data.importers.ssl4mis import ACDC_CLASSES, import_ssl4mis
 from idealseg.data.patients import compile_rule
 from idealseg.errors import IdealsegError, InputError
 from idealseg.ownership import atomic_dir, check_no_overlap, read_manifest
+from idealseg.signals import deferred_interrupt
 from idealseg.transforms.normalize import NORMALIZATIONS
 from idealseg.transforms.resample import median_in_plane
 
@@ -89,41 +87,6 @@ def check_free_space(out: Path, needed: int, what: str = "the dataset") -> None:
     if free < margin:
         raise IdealsegError(f"{parent}: {free / 2**20:.0f} MiB free, {what} needs about {margin / 2**20:.0f} MiB; "
                             "free some space or choose another OUT")
-
-
-@contextlib.contextmanager
-def deferred_interrupt() -> Iterator[Callable[[], None]]:
-    """Hold Ctrl-C (SIGINT) until the caller's `check()`, called where an interrupt is safe.
-
-    Python raises KeyboardInterrupt wherever the main thread is when the signal arrives; inside a
-    weakref callback or finalizer (h5py runs them as it closes objects) it is printed and ignored,
-    and the import carried on to "wrote". Here the signal only sets a flag; `check()` raises it at
-    the next case, and so does leaving the block. A second Ctrl-C interrupts at once. Outside the
-    main thread, or where SIGINT is ignored (a background job), nothing changes."""
-    received: list[int] = []
-
-    def check() -> None:
-        if received:
-            raise KeyboardInterrupt
-
-    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-    if previous is None or previous == signal.SIG_IGN:
-        yield check
-        return
-
-    def hold(signum: int, frame) -> None:
-        received.append(signum)
-        signal.signal(signal.SIGINT, previous)
-
-    signal.signal(signal.SIGINT, hold)
-    try:
-        yield check
-    except Exception:
-        check()  # an error that followed Ctrl-C is not what the user asked about
-        raise
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    check()
 
 
 class GuardedWriter(DatasetWriter):

@@ -11,10 +11,8 @@ worker dies with the torchrun that started it.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import re
-import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,10 +24,10 @@ import torch.distributed as dist
 
 from idealseg import checks
 from idealseg.errors import IdealsegError
+from idealseg.signals import exit_with_launcher
 
 TIMEOUT_ENV = "IDEALSEG_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0  # rank 0 validates while the others wait: minutes on a CPU for large volumes
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # what gloo says when a peer does not answer or has gone (a plain RuntimeError, not a DistError)
 _TIMED_OUT = re.compile(r"timed out|timeout", re.I)
 _LOST = re.compile(r"connection (reset|closed|refused)|closed by peer|broken pipe|socket", re.I)
@@ -94,24 +92,6 @@ def timeout_s() -> float:
     if not value > 0:
         raise IdealsegError(f"{TIMEOUT_ENV}={text!r}: expected a number of seconds above 0")
     return value
-
-
-def exit_with_launcher() -> None:
-    """Be killed when the process that started this one dies (Linux; a no-op elsewhere).
-
-    torchrun starts each worker in a session of its own, so a Ctrl-C reaches only torchrun, and a
-    torchrun killed before it has stopped its workers (kill -9, a second Ctrl-C while it waits for
-    them) leaves them running, waiting forever in a collective for a peer that is gone. Only under
-    torchrun (which stays until its workers end): another launcher may start them and go."""
-    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" not in os.environ:
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the launcher died before prctl took effect
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager

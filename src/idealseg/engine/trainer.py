@@ -32,7 +32,7 @@ from idealseg.engine.run_setup import RunSetup, setup_run
 from idealseg.engine.validation import Validation
 from idealseg.errors import IdealsegError
 from idealseg.methods import get_method
-from idealseg.ownership import RUN_FILES, check_no_overlap, replace_folder, write_manifest
+from idealseg.ownership import check_no_overlap, replace_folder, write_manifest
 from idealseg.precision import autocast_dtype
 from idealseg.runfolder.environment import write_environment
 from idealseg.runfolder.folder import load_pretrained
@@ -170,7 +170,7 @@ class Trainer(Loop, Validation, RunLog, Checkpointing):
             if overwrite and not resume and self.run_dir.exists():  # checked again as it is moved aside
                 replace_folder(self.run_dir, None, "run")
             ckpt.mkdir(parents=True, exist_ok=True)
-            write_manifest(self.run_dir, "run", RUN_FILES)
+            write_manifest(self.run_dir, "run")
             self._record("env.json", "config.yaml", "plan.json", *(("labelled.json",) if self.budget else ()))
             write_environment(self.run_dir, self.ctx.device, self.ctx.world,
                               autocast=str(self.amp_dtype or "off"), compiled=self.compile_mode or "off")

@@ -175,7 +175,7 @@ def markdown_table(summary: dict) -> str:
 def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
     """per_volume.csv, summary.json and table.md in `out`, which is marked as an evaluation folder."""
     out.mkdir(parents=True, exist_ok=True)
-    write_manifest(out, "evaluation", EVAL_FILES)
+    write_manifest(out, "evaluation")
     check_writable(out, EVAL_FILES)
     record_written(out, [out / name for name in EVAL_FILES])  # before the writes: a kill leaves them ours
     # the three are renamed into place together, once all are written: a failed write leaves the old set

@@ -150,10 +150,11 @@ def _is_nifti(path: Path) -> bool:
 
 
 def run_normalization(cfg) -> str:
-    """The intensity normalisation the run was trained with, from the run folder itself."""
+    """The intensity normalisation the run was trained with, from the run folder itself; a run folder
+    written before config.yaml recorded it (benchmarks/results holds some) asks its dataset."""
     if cfg.normalization:
         return cfg.normalization
-    from idealseg.data.dataset import Dataset  # runs from before the field: ask their dataset
+    from idealseg.data.dataset import Dataset
 
     try:
         return Dataset(cfg.dataset).info.get("normalization", "percentile")

@@ -18,7 +18,7 @@ from idealseg.models.unet import fold_batchnorm
 from idealseg.ownership import check_not_link, check_replaceable, describe, foreign_files, owned
 from idealseg.runfolder.checkpoint import load_checkpoint
 from idealseg.runfolder.weights import load_weights
-from idealseg.writer_lock import LOCK, live_holder, lock_holder
+from idealseg.writer_lock import LOCK, live_holder
 
 
 def is_run_folder(run_dir: Path) -> bool:
@@ -90,8 +90,8 @@ def load_run(run: str | Path, checkpoint: str = "last", device="cpu") -> tuple[R
 
 def training_holder(run_dir: Path) -> dict | None:
     """The live process of another command writing the run folder (a training still running), or None."""
-    holder = lock_holder(run_dir / LOCK)
-    if holder is None or not live_holder(holder):
+    holder = live_holder(run_dir)
+    if holder is None:
         return None
     if holder.get("host") == socket.gethostname() and int(holder.get("pid", 0)) == os.getpid():
         return None  # this process's own run (a benchmark scoring the run it just trained)
