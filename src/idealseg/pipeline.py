@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import fields
@@ -105,12 +106,13 @@ def recorded_options(run_dir: str | Path, stage: str, profile: str | None, confi
 
 def _this_machine(kept: dict[str, Any], written: dict, chosen: set[str], recorded: Path) -> dict[str, Any]:
     """The machine options a resumed run recorded (threads, device) are where it trained, not refusals
-    here: threads above this machine's bound run at the bound, a device this machine lacks gives way
-    to the profile's; one line each, unless the command or --config chose the option anew."""
+    here: more threads than this machine has cores run at torch's default (its cores, or
+    OMP_NUM_THREADS), a device this machine lacks gives way to the profile's; one line each, unless
+    the command or --config chose the option anew."""
     was = written.get("threads")
-    if isinstance(was, int) and was > kept.get("threads", was) and "threads" not in chosen:
-        warnings.warn(f"{recorded}: threads {was} is more than this machine runs well; "
-                      f"resuming with {kept['threads']} (4x its cores; --threads N to choose)", stacklevel=4)
+    if isinstance(was, int) and was > (os.cpu_count() or 1) and "threads" not in chosen:
+        warnings.warn(f"{recorded}: threads {was} is more than this machine's {os.cpu_count()} cores; resuming "
+                      "with torch's default (the cores, or OMP_NUM_THREADS; --threads N to choose)", stacklevel=4)
     if "device" in kept and "device" not in chosen:
         try:
             checks.device(kept["device"])

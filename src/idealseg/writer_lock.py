@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from idealseg.errors import IdealsegError
+from idealseg.errors import IdealsegError, InputError
 
 LOCK = ".idealseg.lock"
 
@@ -79,8 +79,9 @@ def _open(path: Path) -> tuple[int, bool]:
         return os.open(path, os.O_RDWR), False
 
 
-def acquire(folder: Path) -> int:
-    """Take `folder`'s lock (the folder must exist) and return its descriptor, or raise naming the holder."""
+def acquire(folder: Path, purpose: str = "write") -> int:
+    """Take `folder`'s lock (the folder must exist) and return its descriptor, or raise naming the holder.
+    `purpose` is recorded for those who find the lock held (a `report` of a run is not a training)."""
     path = folder / LOCK
     for _ in range(3):
         try:
@@ -97,10 +98,16 @@ def acquire(folder: Path) -> int:
         if not created and (holder is None or holder.get("host") != socket.gethostname()):
             os.close(fd)  # a user's file, or another host's lock that flock may not see: left as it is
             raise _refusal(folder, path, holder)
-        record = {"written_by": "idealseg", "host": socket.gethostname(), "pid": os.getpid(),
+        record = {"written_by": "idealseg", "host": socket.gethostname(), "pid": os.getpid(), "purpose": purpose,
                   "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv[:4])}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(record).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode(), 0)
+        except OSError as exc:  # a full disk, a file-size limit: no empty lock left to block the folder
+            if created:
+                path.unlink(missing_ok=True)
+            os.close(fd)
+            raise InputError(path, f"could not write the lock ({exc.strerror or exc})") from None
         return fd
     raise IdealsegError(f"{folder}: could not take its lock {path}; delete it if no run is writing the folder")
 
@@ -122,7 +129,7 @@ def release(folder: Path, fd: int) -> None:
 
 
 @contextlib.contextmanager
-def writer_lock(folder: str | Path) -> Iterator[None]:
+def writer_lock(folder: str | Path, purpose: str = "write") -> Iterator[None]:
     """Hold `folder`'s lock for the block, creating the folder if absent (and removing it again if
     the block leaves it empty, so a refused command leaves no trace). A folder that is a symbolic
     link is refused: idealseg writes into folders it can see, not through links."""
@@ -138,7 +145,13 @@ def writer_lock(folder: str | Path) -> Iterator[None]:
         created = True
     except FileExistsError:
         created = False
-    fd = acquire(folder)
+    try:
+        fd = acquire(folder, purpose)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     try:
         yield
     finally:

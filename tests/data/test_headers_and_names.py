@@ -41,6 +41,17 @@ def test_four_digit_endings_with_labels_of_the_same_names_are_six_scans(tmp_path
     assert ds.load("img_0003").image.shape == (3, 8, 8)
 
 
+def test_four_digit_endings_with_one_label_named_after_the_first_are_six_scans(tmp_path):
+    """The usual semi-supervised folder: six scans, one of them labelled, the label named as its scan."""
+    src = tmp_path / "src"
+    for k in range(6):
+        write_nifti(src / "imagesTr" / f"img_{k:04d}.nii.gz", _volume(k))
+    write_nifti(src / "labelsTr" / "img_0000.nii.gz", np.ones((8, 8, 3), np.uint8))
+    ds = Dataset(prepare("nifti", src, tmp_path / "out", val="0"))
+    assert sorted(c.id for c in ds.cases) == [f"img_{k:04d}" for k in range(6)]
+    assert [c.id for c in ds.cases if c.labeled] == ["img_0000"] and ds.channels == 1
+
+
 def test_declared_channels_still_group_the_files(tmp_path):
     src = tmp_path / "src"
     for case in ("a", "b"):
@@ -170,7 +181,8 @@ def test_prepare_in_the_old_order_fails_loudly(tmp_path):
         prepare("nifti", tmp_path / "ds", src)
     assert not (tmp_path / "ds").exists()
     with pytest.raises(IdealsegError, match="the phantom is generated and reads no SRC"):
-        prepare("phantom", tmp_path / "ph")
+        prepare("phantom", tmp_path / "x", tmp_path / "ph")
+    assert Dataset(prepare("phantom", tmp_path / "ph", patients=3)).root == tmp_path / "ph"  # as the CLI's one OUT
     with pytest.warns(UserWarning, match="no case has a label"):
         made = prepare("nifti", src, tmp_path / "ds")
     with pytest.raises(InputError, match="the order is prepare"):
@@ -186,3 +198,20 @@ def test_one_unlabelled_case_of_several_channel_endings_is_said(tmp_path):
         ds = Dataset(prepare("nifti", src, tmp_path / "out"))
     assert ds.channels == 3
     assert any("read as one case of 3 channels" in str(w.message) for w in caught)
+
+
+def test_a_scaling_that_leaves_no_contrast_in_float32_is_refused(tmp_path):
+    """scl_inter 1e38 fits float32 but swallows every difference between voxels: the scan was stored flat."""
+    img = nib.Nifti1Image(_volume(0).astype(np.int16) + np.arange(3, dtype=np.int16), np.diag([1.5, 1.5, 8.0, 1.0]))
+    img.header.set_slope_inter(1.0, 1e38)
+    nib.save(img, str(tmp_path / "flat.nii.gz"))
+    with pytest.raises(InputError, match="leaves no contrast in float32"):
+        read_scan(tmp_path / "flat.nii.gz")
+
+
+def test_an_info_cfg_that_is_not_text_is_one_line(tmp_path):
+    from idealseg.data.importers.acdc import read_info_cfg
+
+    (tmp_path / "Info.cfg").write_bytes(b"garbage\x00\xff")
+    with pytest.raises(InputError, match="not a readable Info.cfg"):
+        read_info_cfg(tmp_path / "Info.cfg")

@@ -8,6 +8,7 @@ configuration (the dataset's values added) is a new object (`derive`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import yaml
 
 from idealseg.atomic import atomic_file
 from idealseg.checks import is_whole
-from idealseg.config.options import checked, max_threads
+from idealseg.config.options import checked
 from idealseg.config.resume_rules import LEGACY_VALUES
 from idealseg.config.yaml_io import read_yaml
 from idealseg.errors import IdealsegError
@@ -156,6 +157,6 @@ class RunConfig:
             if values.get(key) == old:
                 values[key] = new
         threads = values.get("threads")
-        if is_whole(threads) and threads > max_threads():  # fine where it trained: this machine's bound here
-            values["threads"] = max_threads()
+        if is_whole(threads) and threads > (os.cpu_count() or 1):  # fine where it trained; here more threads
+            values["threads"] = 0  # than cores only slow it down: torch's default (the cores, or OMP_NUM_THREADS)
         return cls().update(values, str(path))

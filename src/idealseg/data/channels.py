@@ -56,12 +56,13 @@ def reads_channel_suffixes(images: Sequence[Path], labels: Sequence[Path], decla
     nothing, so the channels must be declared or the labels must agree:
     - a dataset.json naming its channels: several, the endings are channels; one, only where every image
       ends in _0000 as nnU-Net names a one-channel case;
-    - else a label named exactly as an image whose ending is not _0000 (labelsTr/img_0003 beside
-      imagesTr/img_0003) says each file is a case of its own; a channel file never has its own label;
+    - else a label named exactly as a numbered image (labelsTr/img_0003 or labelsTr/img_0000 beside
+      imagesTr/img_0003, imagesTr/img_0000) says each file is a case of its own: nnU-Net names the label
+      of case CASE `CASE`, never after one of its channel files;
     - else the endings are channels (labels named CASE, or no labels to say otherwise)."""
     if declared is not None:
         return declared > 1 or all((split_channel(p) or ("", 1))[1] == 0 for p in images)
-    numbered = {nifti_stem(p) for p in images if (split_channel(p) or ("", 0))[1] > 0}
+    numbered = {nifti_stem(p) for p in images if split_channel(p)}
     return not numbered & {nifti_stem(p) for p in labels}
 
 

@@ -169,10 +169,17 @@ def check_float32_range(data: np.ndarray, img: nib.Nifti1Image, path: Path) -> N
         return
     finite = data[np.isfinite(data)]
     limit = float(np.finfo(np.float32).max)
+    slope, inter = float(getattr(img.dataobj, "slope", 1.0)), float(getattr(img.dataobj, "inter", 0.0))
     if finite.size and float(np.abs(finite).max()) > limit:
-        slope = float(getattr(img.dataobj, "slope", 1.0))
         raise InputError(path, f"intensities up to {float(np.abs(finite).max()):.3g} exceed float32's range "
                                f"({limit:.3g}); the header's scl_slope is {slope:g}: fix the header's scaling")
+    as32 = finite.astype(np.float32)
+    if (slope, inter) == (1.0, 0.0) or not finite.size or as32.max() > as32.min():
+        return
+    raw = np.asarray(img.dataobj.get_unscaled()) if hasattr(img.dataobj, "get_unscaled") else finite
+    if raw.max() > raw.min():
+        raise InputError(path, f"the header's scaling (scl_slope {slope:g}, scl_inter {inter:g}) leaves no contrast "
+                               "in float32 (every voxel the same value): fix the header's scaling")
 
 
 def _raw_pixdim(path: Path) -> np.ndarray:

@@ -202,10 +202,13 @@ def prepare(
     scale_chooser: ScaleChooser | None = None,
 ) -> Path:
     """Import `src` (of kind `source`) into the dataset folder `out`, in the command line's order (source,
-    SRC, OUT; the phantom has no SRC: `prepare("phantom", out=OUT)`); returns `out`. Prints what the import
+    SRC, OUT; the phantom has no SRC: `prepare("phantom", OUT)`, as on the command line); returns `out`.
+    Prints what the import
     decided for the user (a default validation split) and one line per split. `unlabeled_scale_from`
     needs `scale_chooser` (`idealseg.prepare` gives the scale search of inference/rescale.py)."""
     source = checks.text(source, "source", SOURCES)
+    if source == "phantom" and out is None and src is not None:  # its one folder is OUT, as on the command line
+        src, out = None, src
     check_argument_order(source, src, out)
     out = checks.output_path(out, "OUT")
     src, spacing_from = checks.optional_path(src, "SRC"), checks.optional_path(spacing_from, "--spacing-from")
@@ -261,7 +264,7 @@ def prepare(
     return out
 
 
-ORDER = "prepare(source, SRC, OUT), as the command line (the phantom: prepare('phantom', out=OUT))"
+ORDER = "prepare(source, SRC, OUT), as the command line (the phantom: prepare('phantom', OUT))"
 
 
 def check_argument_order(source: str, src: str | Path | None, out: str | Path | None) -> None:

@@ -22,9 +22,11 @@ from idealseg.inference.predictor import Predictor
 from idealseg.inference.spacing import check_spacing
 from idealseg.ownership import (
     EVAL_FILES,
+    MANIFEST,
     check_no_overlap,
     check_replaceable,
     check_writable,
+    read_manifest,
     record_written,
     write_manifest,
 )
@@ -89,13 +91,23 @@ def _score_and_write(predictor: Predictor, ds: Dataset, cases: list, split: str,
     summary.update(run=str(run_dir), split=split, dataset=str(ds.root), checkpoint=checkpoint,
                    largest_component=predictor.largest_component, flip_tta=flip_tta, scale_search=scale_search,
                    autocast=str(predictor.precision or "off"),
-                   volumes=len(cases), seconds=round(seconds, 2), method=cfg.method, labeled=cfg.labeled)
+                   volumes=len(cases), seconds=round(seconds, 2), method=cfg.method, labeled=cfg.labeled,
+                   trained_steps=trained_steps(run_dir))
     ef = ejection_fractions(ds, cases, masks)
     if ef:
         summary["ejection_fraction"] = ef
     check_evaluation_folder(out, run_dir, ds.root)  # again: a user's file may have appeared meanwhile
     write_outputs(out, rows, summary)
     return summary
+
+
+def trained_steps(run_dir: Path) -> int | None:
+    """The steps a finished run trained (its summary.json), None while it trains: an evaluation records
+    it, so that a report can tell a table scored on weights the run has since replaced."""
+    try:
+        return int(json.loads((run_dir / "summary.json").read_text())["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def checked_run_arguments(run: Any, split: Any, checkpoint: Any, device: Any) -> tuple[Path, str, str, str]:
@@ -175,6 +187,16 @@ def markdown_table(summary: dict) -> str:
 def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
     """per_volume.csv, summary.json and table.md in `out`, which is marked as an evaluation folder."""
     out.mkdir(parents=True, exist_ok=True)
+    fresh = read_manifest(out) is None
+    try:
+        _write_marked(out, rows, summary)
+    except BaseException:
+        if fresh:  # a first evaluation that could not be written leaves no folder that claims to be one
+            (out / MANIFEST).unlink(missing_ok=True)
+        raise
+
+
+def _write_marked(out: Path, rows: list[dict], summary: dict) -> None:
     write_manifest(out, "evaluation")
     check_writable(out, EVAL_FILES)
     record_written(out, [out / name for name in EVAL_FILES])  # before the writes: a kill leaves them ours

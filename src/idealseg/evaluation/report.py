@@ -17,7 +17,7 @@ from idealseg.atomic import atomic_file
 from idealseg.data.channels import as_channels
 from idealseg.data.dataset import Dataset
 from idealseg.errors import IdealsegError
-from idealseg.evaluation.evaluate import markdown_table
+from idealseg.evaluation.evaluate import markdown_table, trained_steps
 from idealseg.evaluation.figures import overlay, training_curves
 from idealseg.inference.predictor import Predictor
 from idealseg.inference.spacing import check_spacing
@@ -38,7 +38,7 @@ def write_report(run: str | Path, split: str | None = None, cases: int = 2, devi
     if isinstance(cases, bool) or not isinstance(cases, int) or cases < 0:
         raise IdealsegError(f"cases: expected a whole number >= 0, got {cases!r}")
     run_dir = resolve_run(run)
-    with writer_lock(run_dir):  # the report writes into the run folder and its manifest: not while it trains
+    with writer_lock(run_dir, purpose="report"):  # it writes into the run folder and its manifest
         return _write_locked(run_dir, split, cases, device)
 
 
@@ -66,7 +66,8 @@ def _write_locked(run_dir: Path, split: str | None, cases: int, device: str | No
         training_curves(run_dir / "log.csv", out / "finetune_curves.png", "fine-tuning")
         parts += ["![fine-tuning](finetune_curves.png)", ""]
     for name, summary in evaluations(run_dir):
-        parts += [f"## {name[5:]} split ({summary['volumes']} volumes)", "", markdown_table(summary), ""]
+        parts += [f"## {name[5:]} split ({summary['volumes']} volumes)", "", markdown_table(summary),
+                  *_stale(summary, trained_steps(run_dir), name), ""]
     check_spacing(cfg, ds.root, shown)
     if shown:
         parts += [f"## Overlays ({split} split)", ""]
@@ -104,6 +105,18 @@ def pretraining_log(cfg) -> Path | None:
         folder = folder / "pretrain"  # a `train` folder named as init (load_encoder accepts it)
     log = folder / "log.csv"
     return log if owned(folder, "run") and log.is_file() else None
+
+
+def _stale(summary: dict, steps: int | None, name: str) -> list[str]:
+    """A line under a table scored on weights the run has replaced since (evaluated while it trained)."""
+    if "trained_steps" not in summary or summary["trained_steps"] == steps:  # (an evaluation that predates the
+        return []                                                             # record cannot be judged)
+    when = "while the run was training" if summary.get("trained_steps") is None else \
+        f"after {summary['trained_steps']} steps"
+    warnings.warn(f"{name}: scored {when}; the run has trained {steps} steps since: run `idealseg evaluate` "
+                  "again", stacklevel=3)
+    return ["", f"Scored {when}, on weights the run has since replaced ({steps} steps): run `idealseg evaluate` "
+                "again."]
 
 
 def evaluations(run_dir: Path) -> list[tuple[str, dict]]:

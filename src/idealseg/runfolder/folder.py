@@ -105,6 +105,8 @@ def check_training(run_dir: Path, checkpoint: Path) -> None:
     if holder is None:
         return
     who = f"process {holder.get('pid')} on {holder.get('host')}"
+    if holder.get("purpose") == "report":  # a report writes its figures; the weights do not change
+        return
     if not checkpoint.is_file():
         raise InputError(run_dir, f"is still training ({who}) and has no {checkpoint.name} yet; wait for its "
                                   "first checkpoint or for the run to end")

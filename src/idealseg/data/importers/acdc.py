@@ -26,7 +26,12 @@ _FRAME = re.compile(r"^(patient\d+)_frame(\d+)_gt\.nii(\.gz)?$")
 def read_info_cfg(path: Path) -> dict[str, str]:
     """Parse the `Key: value` lines of an ACDC Info.cfg."""
     info = {}
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"not a readable Info.cfg ({type(exc).__name__}): ACDC's are plain text lines "
+                               "'Key: value'") from None
+    for line in text.splitlines():
         if ":" in line:
             key, value = line.split(":", 1)
             info[key.strip()] = value.strip()
