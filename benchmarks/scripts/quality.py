@@ -52,7 +52,8 @@ from idealseg.inference.quality import foreground_confidence
 from idealseg.runfolder.environment import cpu_model
 from idealseg.runfolder.folder import run_largest_component
 from idealseg.transforms.components import largest_components
-from idealseg.transforms.resample import in_plane, oversize
+from idealseg.transforms.resample import oversize
+from idealseg.transforms.spacing import in_plane
 
 NEIGHBOURS = (0.9, 1.1)  # multiples of the chosen in-plane spacing for scale_agreement
 VARIANTS = ("confidence", "entropy", "flip_agreement", "scale_agreement", "agreement", "header_gap",

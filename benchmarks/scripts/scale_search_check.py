@@ -40,7 +40,7 @@ from idealseg.inference.predict import run_normalization
 from idealseg.inference.predictor import SCALE_MARGIN, SCALE_SLICE_SHARE, Predictor, ScaleEvidence, content_box
 from idealseg.runfolder.environment import cpu_model
 from idealseg.transforms.normalize import normalize_volume
-from idealseg.transforms.resample import in_plane
+from idealseg.transforms.spacing import in_plane
 
 OLD_MARGIN = 0.02
 RULES: dict[str, Callable[[ScaleEvidence], float]] = {

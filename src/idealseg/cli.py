@@ -18,12 +18,13 @@ PREPARE_PHANTOM_USAGE = "idealseg prepare phantom OUT [--patients N] [--seed S]"
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
+    from idealseg.data.importers.registry import get_importer
     from idealseg.data.prepare import prepare
 
-    if args.source == "phantom":
+    if not get_importer(args.source).needs_src:
         out, src = args.paths[-1], None
         if len(args.paths) != 1:
-            raise IdealsegError(f"usage: {PREPARE_PHANTOM_USAGE}")
+            raise IdealsegError(f"usage: {PREPARE_PHANTOM_USAGE.replace('phantom', args.source)}")
     else:
         if len(args.paths) != 2:
             raise IdealsegError(f"usage: {PREPARE_USAGE}")
@@ -294,9 +295,12 @@ def build_parser(help_profile: str | None = None) -> argparse.ArgumentParser:
         "prepare", help="import scans into a dataset folder",
         usage=f"{PREPARE_USAGE}\n       {PREPARE_PHANTOM_USAGE}",
     )
-    p.add_argument("source", choices=["ssl4mis", "acdc", "nifti", "phantom"],
+    from idealseg.data.importers.registry import importer_names
+
+    p.add_argument("source", choices=importer_names(),
                    help="ssl4mis: SSL4MIS's ACDC h5 files; acdc: the ACDC NIfTI release; "
-                   "nifti: imagesTr/labelsTr/imagesTs; phantom: the synthetic cardiac phantom")
+                   "nifti: imagesTr/labelsTr/imagesTs; phantom: the synthetic cardiac phantom; any other "
+                   "registered importer (idealseg.data.importers)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="SRC OUT (phantom: OUT only)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an OUT that idealseg wrote (never a folder holding other files, nor an input)")

@@ -11,7 +11,7 @@ import pytest
 from idealseg.data.fingerprint import _geometry
 from idealseg.data.target_spacing import resolve_spacing
 from idealseg.errors import IdealsegError
-from idealseg.transforms.resample import in_plane, median_in_plane
+from idealseg.transforms.spacing import in_plane, median_in_plane
 
 
 def _anisotropic(root: Path) -> SimpleNamespace:

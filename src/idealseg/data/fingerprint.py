@@ -22,7 +22,7 @@ from idealseg.config.profiles import profile_input_sizes
 from idealseg.data.channels import as_channels
 from idealseg.data.dataset import Dataset
 from idealseg.errors import InputError
-from idealseg.transforms.resample import in_plane, in_plane_values, median_in_plane
+from idealseg.transforms.spacing import in_plane, in_plane_values, median_in_plane
 
 PLAN = "plan.json"
 

@@ -22,20 +22,16 @@ from idealseg import checks
 from idealseg.data.arguments import class_names, label_map_text, split_text
 from idealseg.data.dataset import CaseVolume, Dataset, DatasetWriter
 from idealseg.data.fingerprint import write_plan
-from idealseg.data.importers.acdc import import_acdc
 from idealseg.data.importers.label_codes import parse_label_map
-from idealseg.data.importers.nifti import import_nifti, import_unlabelled
-from idealseg.data.importers.phantom import PHANTOM_CLASSES, import_phantom
-from idealseg.data.importers.source_json import read_source_json
-from idealseg.data.importers.ssl4mis import ACDC_CLASSES, import_ssl4mis
+from idealseg.data.importers.nifti import import_unlabelled
+from idealseg.data.importers.registry import ImportRequest, get_importer, importer_names
 from idealseg.data.patients import compile_rule
 from idealseg.errors import IdealsegError, InputError
 from idealseg.ownership import atomic_dir, check_no_overlap, read_manifest
 from idealseg.signals import deferred_interrupt
 from idealseg.transforms.normalize import NORMALIZATIONS
-from idealseg.transforms.resample import median_in_plane
+from idealseg.transforms.spacing import median_in_plane
 
-SOURCES = ("ssl4mis", "acdc", "nifti", "phantom")
 # (run, the dataset's normalisation, classes (None: unknown), median in-plane spacing in mm (None: unknown))
 # -> (an image and its in-plane spacing -> a multiple of that spacing): given by the caller
 # (idealseg.prepare passes evaluation's), as a dataset does not load models
@@ -206,8 +202,8 @@ def prepare(
     Prints what the import
     decided for the user (a default validation split) and one line per split. `unlabeled_scale_from`
     needs `scale_chooser` (`idealseg.prepare` gives the scale search of inference/rescale.py)."""
-    source = checks.text(source, "source", SOURCES)
-    if source == "phantom" and out is None and src is not None:  # its one folder is OUT, as on the command line
+    source = checks.text(source, "source", tuple(importer_names()))
+    if not get_importer(source).needs_src and out is None and src is not None:  # its one folder is OUT, as on the CLI
         src, out = None, src
     check_argument_order(source, src, out)
     out = checks.output_path(out, "OUT")
@@ -221,7 +217,7 @@ def prepare(
     val, test = split_text(val, "--val"), split_text(test, "--test")
     if classes is not None and (len(classes) < 2 or not all(c.strip() for c in classes)):
         raise IdealsegError(f"--classes {','.join(classes)!r}: give at least two non-empty names, background first")
-    if source != "phantom":
+    if get_importer(source).needs_src:
         if src is None or not Path(src).is_dir():
             raise InputError(src or "SRC", "source folder not found")
         src = Path(src)
@@ -270,11 +266,12 @@ ORDER = "prepare(source, SRC, OUT), as the command line (the phantom: prepare('p
 def check_argument_order(source: str, src: str | Path | None, out: str | Path | None) -> None:
     """The arguments in the command line's order, or a loud error: the order was once (source, OUT, SRC),
     and a call in that order must not import the output folder or write over the source."""
-    if source == "phantom" and src is not None:
-        raise IdealsegError(f"prepare phantom: the phantom is generated and reads no SRC ({src}); the order is {ORDER}")
+    if not get_importer(source).needs_src and src is not None:
+        raise IdealsegError(f"prepare {source}: the {source} is generated and reads no SRC ({src}); the order is "
+                            f"{ORDER}")
     if out is None:
         raise IdealsegError(f"prepare {source}: no OUT given; the order is {ORDER}")
-    if source == "phantom":
+    if not get_importer(source).needs_src:
         return
     if not isinstance(src, (str, Path)) or not isinstance(out, (str, Path)):
         return  # checks.optional_path and checks.output_path say what is wrong with the value
@@ -303,28 +300,13 @@ def _import(source: str, tmp: Path, out: Path, src: Path | None, interrupt: Call
             notes: list[str], unlabeled: Path | None, scale_from: Path | None = None,
             scale_chooser: ScaleChooser | None = None) -> None:
     """Run the importer of `source` into the temporary folder `tmp` of `out`; `notes` gets what it decided."""
-    source_json = read_source_json(src) if source == "nifti" else None
-    named = classes if classes is not None else (source_json.classes if source_json else None)
-    if source == "phantom":
-        writer = GuardedWriter(tmp, out, interrupt, "phantom", PHANTOM_CLASSES, "phantom", "synthetic cine-MRI")
-    elif source in ("ssl4mis", "acdc"):
-        name, kind = (src.name, "ssl4mis") if source == "ssl4mis" else ("ACDC", "acdc")
-        writer = GuardedWriter(tmp, out, interrupt, name, ACDC_CLASSES, f"{kind}:{src}", "cine-MRI")
-    else:
-        names = named
-        if names is None and mapping:
-            names = ["background", *[f"class{i}" for i in range(1, max(mapping.values()) + 1)]]
-        writer = GuardedWriter(tmp, out, interrupt, src.name, names or [], f"nifti:{src}", "unknown")
-        writer.infer_classes = names is None
+    found = get_importer(source)
+    request = ImportRequest(src, normalization, mapping, classes, val, test, seed, patients,
+                            Path(spacing_from) if spacing_from else None, patient_rule)
+    spec = found.describe(request)
+    writer = GuardedWriter(tmp, out, interrupt, spec.name, spec.classes, spec.source, spec.modality)
+    writer.infer_classes = spec.infer_classes or not spec.classes
     writer.unlabelled, writer.patient_rule, writer.scale_from = unlabeled, patient_rule, scale_from
     writer.scale_chooser = scale_chooser
-    if source == "phantom":
-        import_phantom(writer, patients, seed)
-    elif source == "ssl4mis":
-        import_ssl4mis(src, writer, Path(spacing_from) if spacing_from else None)
-    elif source == "acdc":
-        import_acdc(src, writer, normalization, val, test, seed)
-    else:
-        import_nifti(src, writer, normalization, mapping, val, test, seed, classes=named,
-                     patient_rule=patient_rule, source_json=source_json)
+    found.run(request, writer)
     notes.extend(writer.notes)

@@ -20,7 +20,8 @@ from idealseg.data.channels import as_channels
 from idealseg.data.dataset import Dataset
 from idealseg.data.target_spacing import canvas_size
 from idealseg.labels import IGNORE_LABEL
-from idealseg.transforms.resample import centre, in_plane, resample, resampled_size
+from idealseg.transforms.resample import centre, resample, resampled_size
+from idealseg.transforms.spacing import in_plane
 
 
 @dataclass

@@ -22,7 +22,8 @@ import warnings
 from idealseg.data.dataset import Dataset
 from idealseg.data.fingerprint import load_plan
 from idealseg.errors import IdealsegError
-from idealseg.transforms.resample import in_plane, median_in_plane, oversize, resampled_size
+from idealseg.transforms.resample import oversize, resampled_size
+from idealseg.transforms.spacing import in_plane, median_in_plane
 
 MAX_CANVAS_PATCHES = 2  # a canvas is at most twice the patch: the periphery of a huge field of view goes
 FAR_OFF = 4.0  # a target spacing this many times finer or coarser than the data's is refused

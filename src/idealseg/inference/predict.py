@@ -21,7 +21,8 @@ from idealseg.errors import IdealsegError, InputError
 from idealseg.inference.predictor import Predictor
 from idealseg.inference.spacing import spacing_mismatch
 from idealseg.ownership import check_not_link, describe, read_manifest
-from idealseg.transforms.resample import in_plane, oversize
+from idealseg.transforms.resample import oversize
+from idealseg.transforms.spacing import in_plane
 from idealseg.writer_lock import writer_lock
 
 QUALITY_FILE = "idealseg_quality.csv"  # per-scan quality scores, written beside the masks

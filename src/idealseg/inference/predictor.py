@@ -35,7 +35,8 @@ from idealseg.precision import autocast_dtype
 from idealseg.runfolder.folder import load_run, run_largest_component
 from idealseg.transforms.components import largest_components
 from idealseg.transforms.normalize import Box, check_volume, foreground_box
-from idealseg.transforms.resample import in_plane, oversize, resample, resampled_size
+from idealseg.transforms.resample import oversize, resample, resampled_size
+from idealseg.transforms.spacing import in_plane
 
 OVERLAP = 0.5
 PROBABILITY_ELEMENTS = 2**24  # a chunk's probabilities are kept near 1 GB (float32, all classes)

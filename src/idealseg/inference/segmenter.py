@@ -28,7 +28,7 @@ from idealseg.inference.predict import (
 from idealseg.inference.predictor import Predictor
 from idealseg.inference.spacing import spacing_mismatch
 from idealseg.transforms.normalize import normalize_channels
-from idealseg.transforms.resample import in_plane
+from idealseg.transforms.spacing import in_plane
 
 
 @dataclass

@@ -15,7 +15,9 @@ import numpy as np
 from tqdm import tqdm
 
 from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
+from idealseg.data.importers.registry import ImportRequest, WriterSpec, importer
 from idealseg.data.importers.splits import assign_splits
+from idealseg.data.importers.ssl4mis import ACDC_CLASSES
 from idealseg.data.nifti_io import load_nifti, read_scan, to_zhw
 from idealseg.errors import InputError
 from idealseg.transforms.normalize import normalize_volume
@@ -113,3 +115,13 @@ def import_acdc(
             volume = CaseVolume(case_id, patient_dir.name, image, label, spacing, affine, axes, case_meta)
             writer.add(volume, splits[patient_dir.name], image_path)
     writer.finish(normalization=normalization)
+
+
+def _describe(req: ImportRequest) -> WriterSpec:
+    return WriterSpec("ACDC", ACDC_CLASSES, f"acdc:{req.src}", "cine-MRI")
+
+
+@importer("acdc", describe=_describe)
+def run_acdc(req: ImportRequest, writer: DatasetWriter) -> None:
+    """`idealseg prepare acdc RELEASE OUT [--val ...] [--test ...]`."""
+    import_acdc(req.src, writer, req.normalization, req.val, req.test, req.seed)

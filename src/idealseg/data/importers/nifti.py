@@ -35,12 +35,13 @@ from idealseg.data.channels import (
 from idealseg.data.dataset import CaseVolume, DatasetWriter
 from idealseg.data.folds import SPLITS_FILE, make_folds
 from idealseg.data.importers.label_codes import LabelCodes, apply_label_map
-from idealseg.data.importers.source_json import SourceJson
+from idealseg.data.importers.registry import ImportRequest, WriterSpec, importer
+from idealseg.data.importers.source_json import SourceJson, read_source_json
 from idealseg.data.importers.splits import assign_splits
 from idealseg.data.nifti_io import is_nifti, load_nifti, nifti_stem, read_scan, to_zhw
 from idealseg.data.patients import group_by_patient
 from idealseg.errors import InputError
-from idealseg.transforms.resample import in_plane
+from idealseg.transforms.spacing import in_plane
 
 GEOMETRY_TOLERANCE = 1e-3  # mm: image and label affines must agree this closely
 
@@ -249,3 +250,25 @@ def import_unlabelled(folder: Path, writer: DatasetWriter, normalization: str,
         volume = CaseVolume(case_id, patients[case_id], image, None, spacing, affine, axes, meta)
         writer.add(volume, split_of.get(patients[case_id], "train"), path)
     return factors
+
+
+def _named_classes(req: ImportRequest) -> list[str] | None:
+    """The class names: the user's --classes, else the source's dataset.json."""
+    if req.classes is not None:
+        return req.classes
+    source_json = read_source_json(req.src)
+    return source_json.classes if source_json else None
+
+
+def _describe(req: ImportRequest) -> WriterSpec:
+    names = _named_classes(req)
+    if names is None and req.label_map:
+        names = ["background", *[f"class{i}" for i in range(1, max(req.label_map.values()) + 1)]]
+    return WriterSpec(req.src.name, names or [], f"nifti:{req.src}", "unknown", infer_classes=names is None)
+
+
+@importer("nifti", describe=_describe)
+def run_nifti(req: ImportRequest, writer: DatasetWriter) -> None:
+    """`idealseg prepare nifti SRC OUT`: a Decathlon / nnU-Net v2 folder, read as nnU-Net reads it."""
+    import_nifti(req.src, writer, req.normalization, req.label_map, req.val, req.test, req.seed,
+                 classes=_named_classes(req), patient_rule=req.patient_rule, source_json=read_source_json(req.src))

@@ -12,6 +12,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from idealseg.data.dataset import CaseVolume, DatasetWriter
+from idealseg.data.importers.registry import ImportRequest, WriterSpec, importer
 from idealseg.data.importers.ssl4mis import ACDC_CLASSES
 from idealseg.transforms.normalize import normalize_volume
 
@@ -136,3 +137,13 @@ def import_phantom(writer: DatasetWriter, patients: int, seed: int) -> None:
 
 
 PHANTOM_CLASSES = ACDC_CLASSES
+
+
+def _describe(req: ImportRequest) -> WriterSpec:
+    return WriterSpec("phantom", PHANTOM_CLASSES, "phantom", "synthetic cine-MRI")
+
+
+@importer("phantom", describe=_describe, needs_src=False)
+def run_phantom(req: ImportRequest, writer: DatasetWriter) -> None:
+    """`idealseg prepare phantom OUT [--patients N] [--seed S]`: generated, no download."""
+    import_phantom(writer, req.patients, req.seed)

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from idealseg.data.dataset import CaseVolume, DatasetWriter, labels_to_uint8
+from idealseg.data.importers.registry import ImportRequest, WriterSpec, importer
 from idealseg.data.nifti_io import image_spacing
 from idealseg.errors import InputError
 
@@ -117,3 +118,13 @@ def import_ssl4mis(src: Path, writer: DatasetWriter, spacing_from: Path | None =
                                 spacing(case_id, image.shape) if spacing else None)
             writer.add(volume, split, path)
     writer.finish(slice_order=slice_order, normalization="minmax")  # SSL4MIS's volume min-max
+
+
+def _describe(req: ImportRequest) -> WriterSpec:
+    return WriterSpec(req.src.name, ACDC_CLASSES, f"ssl4mis:{req.src}", "cine-MRI")
+
+
+@importer("ssl4mis", describe=_describe)
+def run_ssl4mis(req: ImportRequest, writer: DatasetWriter) -> None:
+    """`idealseg prepare ssl4mis SRC OUT [--spacing-from RELEASE]`."""
+    import_ssl4mis(req.src, writer, req.spacing_from)
