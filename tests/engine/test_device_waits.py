@@ -56,4 +56,4 @@ def test_the_step_the_gpu_test_watches_runs_outside_fit(phantom, tmp_path):
     before = [p.detach().clone() for p in t.model.parameters()]
     _steady_steps(t, lambda: None, lambda: None)
     assert t.step == 2 and len(t._unread) == 2
-    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, t.model.parameters()))
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, t.model.parameters(), strict=True))

@@ -30,14 +30,14 @@ from idealseg.ownership import MANIFEST, foreign_files, matches, record_written,
 from idealseg.pipeline import run_stage
 from idealseg.writer_lock import LOCK
 
+from ..conftest import copy_run
 from .test_data_safety import TINY, run_cli, snapshot
 
 
 @pytest.fixture
-def run(phantom, tmp_path):
-    out = tmp_path / "run"
-    run_stage("finetune", phantom, out, method="supervised", labeled="2", **TINY)
-    return out
+def run(supervised_run, tmp_path):
+    """A trained tiny supervised run of this test's own, to write into."""
+    return copy_run(supervised_run, tmp_path / "run")
 
 
 def test_patterns_match_one_level():
