@@ -223,9 +223,11 @@ def test_the_compute_axis_prices_each_part_of_a_run(tmp_path):
 
 
 def test_benchmark_runs_resumes_and_reports(phantom, tmp_path, capsys):
+    """Validation is most of a tiny cell's time: every 8 steps (the curves need a point or two, the last
+    at the budget's end; a cell's budget buys some 10-30 steps)."""
     cfg = tmp_path / "b.yaml"
     cfg.write_text(
-        f"dataset: {phantom}\nprofile: tiny\nlabeled: [2]\noptions: {{threads: 1, val_every: 2}}\n"
+        f"dataset: {phantom}\nprofile: tiny\nlabeled: [2]\noptions: {{threads: 1, val_every: 8}}\n"
         "finetune_options: {optimizer: adam, lr: 0.002}\n"
         "budget: {total_seconds: 2, pretrain_seconds: 1, calibrate_steps: 2}\n"
         "methods:\n  - {name: supervised, method: supervised}\n"
