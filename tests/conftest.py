@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from idealseg.data.prepare import prepare
+from idealseg.pipeline import run_stage
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ACDC = SHARED / "acdc"
@@ -42,6 +44,27 @@ def require(path: Path) -> Path:
 def phantom(tmp_path_factory) -> Path:
     """5 phantom patients: 3 train, 1 val, 1 test."""
     return prepare("phantom", out=tmp_path_factory.mktemp("ds") / "phantom", patients=5, seed=0)
+
+
+# the tiny supervised run most tests of a run folder read: 4 steps, checkpoints at 2 and 4, no validation
+SUPERVISED = {"method": "supervised", "labeled": "2", "profile": "tiny", "threads": 1, "iterations": 4,
+              "checkpoint_every": 2, "val_every": 0}
+
+
+@pytest.fixture(scope="session")
+def supervised_run(phantom, tmp_path_factory) -> Path:
+    """A finished tiny supervised run on the phantom (SUPERVISED), trained once for the whole suite.
+    Never written to: a test or module fixture takes its own copy (copy_run), since what one test writes
+    into a run folder (an evaluation, a user's file, a resume) must never meet another test."""
+    out = tmp_path_factory.mktemp("supervised") / "run"
+    run_stage("finetune", phantom, out, **SUPERVISED)
+    return out
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A copy of a trained run folder at `dest`, to write into (run folders are portable: tests/engine/
+    test_portable_runs.py)."""
+    return Path(shutil.copytree(run, dest, symlinks=True))
 
 
 def write_ssl4mis(root: Path, n_patients: int = 4, slices: int = 3, size: int = 16, seed: int = 0) -> Path:

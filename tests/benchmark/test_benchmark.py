@@ -223,9 +223,11 @@ def test_the_compute_axis_prices_each_part_of_a_run(tmp_path):
 
 
 def test_benchmark_runs_resumes_and_reports(phantom, tmp_path, capsys):
+    """Validation is most of a tiny cell's time: every 16 steps (the curves need a point or two, the last
+    at the budget's end; a cell's budget buys some 10-40 steps)."""
     cfg = tmp_path / "b.yaml"
     cfg.write_text(
-        f"dataset: {phantom}\nprofile: tiny\nlabeled: [2]\noptions: {{threads: 1, val_every: 2}}\n"
+        f"dataset: {phantom}\nprofile: tiny\nlabeled: [2]\noptions: {{threads: 1, val_every: 16}}\n"
         "finetune_options: {optimizer: adam, lr: 0.002}\n"
         "budget: {total_seconds: 2, pretrain_seconds: 1, calibrate_steps: 2}\n"
         "methods:\n  - {name: supervised, method: supervised}\n"
@@ -504,12 +506,11 @@ def test_a_cheap_warm_up_is_priced_at_its_own_cost(tmp_path, monkeypatch):
     assert bm.iterations(root, "finetune", "supervised", {}, 1000) == int(1000 / 0.27)
 
 
-def test_paired_script_reads_the_cell_folders_it_is_given(tmp_path):
+def test_paired_script_reads_the_cell_folders_it_is_given(tmp_path, capsys):
     """A superseded cell, moved out of cells/, is paired on its own volumes, not on those of the cell
-    that replaced it under the same name."""
-    import subprocess
-    import sys
-    from pathlib import Path
+    that replaced it under the same name (the script's main in this process: its command line is
+    `main(sys.argv[1:])`, and a second interpreter's start-up was most of this test's time)."""
+    from ..conftest import load_benchmark_script
 
     def cell(folder, dice):
         (folder / "run" / "eval_val").mkdir(parents=True)
@@ -519,10 +520,9 @@ def test_paired_script_reads_the_cell_folders_it_is_given(tmp_path):
 
     cell(tmp_path / "bench" / "cells" / "m_7_seed0", [0.8, 0.9])
     cell(tmp_path / "bench" / "superseded" / "m_7_seed0", [0.6, 0.7])
-    script = Path(__file__).parents[2] / "benchmarks" / "scripts" / "paired.py"
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / "bench" / "superseded" / "m_7_seed0"), "--",
-                          str(tmp_path / "bench" / "cells" / "m_7_seed0")], capture_output=True, text=True, check=True)
-    assert "A 0.650, B 0.850; B minus A +0.200" in out.stdout
+    load_benchmark_script("paired").main([str(tmp_path / "bench" / "superseded" / "m_7_seed0"), "--",
+                                          str(tmp_path / "bench" / "cells" / "m_7_seed0")])
+    assert "A 0.650, B 0.850; B minus A +0.200" in capsys.readouterr().out
 
 
 def test_pseudo_label_script_reads_each_cells_last_validation_point(tmp_path, capsys):

@@ -24,7 +24,7 @@ from idealseg.transforms.normalize import normalize_volume
 from idealseg.transforms.patches import FOREGROUND_SHARE, crop_patches
 from idealseg.transforms.resample import centre
 
-from ..conftest import write_nifti, write_ssl4mis
+from ..conftest import copy_run, write_nifti, write_ssl4mis
 
 
 def test_target_spacing_auto_none_or_a_number(phantom, tmp_path):
@@ -98,9 +98,14 @@ def test_a_reframed_phantom_is_segmented_alike_in_physical_space(target, alike):
     assert (agreement > 0.9) == alike, agreement
 
 
-def test_predict_in_physical_space_writes_the_input_grid(phantom, tmp_path):
-    run = idealseg.finetune(phantom, tmp_path / "run", method="supervised", labeled="2", profile="tiny",
-                            iterations=2, val_every=0, threads=1)
+@pytest.fixture(scope="module")
+def run(supervised_run, tmp_path_factory):
+    """A tiny run in physical space (the phantom's ~1.5 mm: target spacing auto), for predict's and
+    evaluate's checks: this module's copy of the suite's supervised run."""
+    return copy_run(supervised_run, tmp_path_factory.mktemp("run") / "run")
+
+
+def test_predict_in_physical_space_writes_the_input_grid(run, tmp_path):
     assert idealseg.load(run).spacing_mm > 0
     image = phantom_raw(5, 0, 0)[0].astype(np.float32)
     affine = np.array([[0.0, -1.2, 0.1, 30.0], [1.3, 0.0, 0.0, -5.0], [0.0, 0.2, 7.0, 2.0], [0, 0, 0, 1.0]])
@@ -129,7 +134,7 @@ def _without_spacing(phantom, out, ids=None):
     return out
 
 
-def test_partial_spacing_warns_and_evaluation_needs_spacing(phantom, tmp_path, capsys):
+def test_partial_spacing_warns_and_evaluation_needs_spacing(phantom, run, tmp_path, capsys):
     from idealseg.cli import main
 
     first = Dataset(phantom).cases[0].id
@@ -141,8 +146,6 @@ def test_partial_spacing_warns_and_evaluation_needs_spacing(phantom, tmp_path, c
     from idealseg.transforms.resample import oversize
 
     assert "more than 4096 on a side" in oversize((300, 300), (1.5, 1.5), 0.1)  # a single huge case, within 4x
-    run = idealseg.finetune(phantom, tmp_path / "run", method="supervised", labeled="2", profile="tiny",
-                            iterations=2, val_every=0, threads=1)
     bare = _without_spacing(phantom, tmp_path / "bare")
     assert main(["evaluate", str(run), "--dataset", str(bare), "--out", str(tmp_path / "ev")]) == 2
     line = capsys.readouterr().err.strip()
@@ -175,11 +178,6 @@ def test_resuming_a_run_from_before_physical_space_says_which_option(phantom, tm
 # --- headers that cannot fool the geometry ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def run(phantom, tmp_path_factory):
-    """A tiny run in physical space (the phantom's ~1.5 mm), for predict's checks."""
-    return idealseg.finetune(phantom, tmp_path_factory.mktemp("run") / "run", method="supervised", labeled="2",
-                             profile="tiny", iterations=2, val_every=0, threads=1)
 
 
 def _prepare(*args):

@@ -30,17 +30,30 @@ def test_a_training_step_never_waits_for_the_gpu(phantom, tmp_path, method):
     """torch's sync debug mode turns every host-device wait (a read-back, a boolean index, a pageable
     copy's stream sync, a checked inverse) into an error, over batch, forward, backward and update."""
     t = _trainer(phantom, tmp_path / "run", method, iterations=4)
+    _steady_steps(t, lambda: torch.cuda.set_sync_debug_mode("error"), lambda: torch.cuda.set_sync_debug_mode("default"))
+    assert t.step == 2 and len(t._unread) == 2 and all(loss.is_cuda for loss in t._unread)
+
+
+def _steady_steps(t: Trainer, watch, unwatch) -> None:
+    """Two of the loop's own steps (engine/loop.py `_train_step`: schedule, batch, forward, backward,
+    update), each under `watch`; the first step allocates, the second is the steady state."""
     t.method.train()
-    for _ in range(2):  # the first step allocates; the second is the steady state
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
+    t._unread = []  # the losses fit() would read back at its next log step
+    for _ in range(2):
+        if t.ctx.device.type == "cuda":
+            torch.cuda.synchronize()
+        watch()
         try:
-            images, labels, n_l = t._batch()
-            with torch.autocast("cuda", dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
-                loss = t.model(images, labels, n_l, 0.5)["loss"]
-            t.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            t.optimizer.step()
-            t.method.on_step_end()
+            t._train_step()
         finally:
-            torch.cuda.set_sync_debug_mode("default")
+            unwatch()
+
+
+def test_the_step_the_gpu_test_watches_runs_outside_fit(phantom, tmp_path):
+    """The GPU test above drives `_train_step` by hand; on the CPU that hand-driven step still trains (so
+    the GPU test cannot pass by skipping the step), and leaves its losses unread."""
+    t = _trainer(phantom, tmp_path / "run", "supervised", iterations=4)
+    before = [p.detach().clone() for p in t.model.parameters()]
+    _steady_steps(t, lambda: None, lambda: None)
+    assert t.step == 2 and len(t._unread) == 2
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, t.model.parameters(), strict=True))

@@ -10,11 +10,10 @@ import sys
 
 import pytest
 
-import idealseg
 from idealseg.config import RunConfig, resolve_config
 
 
-def test_plan_is_written_by_prepare_copied_into_the_run_and_printed_by_info(phantom, tmp_path, capsys):
+def test_plan_is_written_by_prepare_copied_into_the_run_and_printed_by_info(phantom, supervised_run, capsys):
     from idealseg.cli import main
     from idealseg.data.dataset import Dataset
     from idealseg.data.fingerprint import make_plan
@@ -24,8 +23,7 @@ def test_plan_is_written_by_prepare_copied_into_the_run_and_printed_by_info(phan
     assert plan == make_plan(Dataset(phantom)) and plan["target_spacing_mm"] > 0
     assert plan["classes"] == Dataset(phantom).classes and plan["normalization"] == ["percentile"]
     assert resolve_spacing("auto", Dataset(phantom)) == plan["target_spacing_mm"]
-    run = idealseg.finetune(phantom, tmp_path / "run", method="supervised", labeled="2", profile="tiny",
-                            iterations=2, val_every=0, threads=1)
+    run = supervised_run  # trained on this phantom: read only
     assert json.loads((run / "plan.json").read_text()) == plan
     assert RunConfig.load(run / "config.yaml").spacing_mm == plan["target_spacing_mm"]
     assert main(["info", str(phantom)]) == 0

@@ -16,17 +16,17 @@ import torch
 from idealseg.data.budgets import select_budget
 from idealseg.data.dataset import Dataset
 from idealseg.evaluation.evaluate import evaluate_run
-from idealseg.pipeline import train
+from idealseg.pipeline import run_stage, train
 
 from ..conftest import TORCHRUN
 
 TRAIN = ["--profile", "tiny", "--labeled", "2", "--threads", "1", "--checkpoint-every", "2", "--val-every", "0"]
 
 
-def idealseg(*args, **kwargs) -> subprocess.Popen:
+def idealseg(*args, stdout=subprocess.PIPE, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "idealseg", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+                            stdout=stdout, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
 def kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
@@ -46,9 +46,10 @@ def final_weights(run: Path) -> dict:
 
 
 def test_kill_during_pretraining_and_finetuning_then_resume(phantom, tmp_path):
-    args = ["train", phantom, *TRAIN, "--iterations", "40"]
-    reference = idealseg(*args, "--out", tmp_path / "ref")
-    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+    """24 steps a stage: a kill lands after the second checkpoint (step 4) with 20 steps to spare."""
+    args = ["train", phantom, *TRAIN, "--iterations", "24"]
+    with open(tmp_path / "ref.log", "w") as log:  # trained alongside the killed run, one thread each
+        reference = idealseg(*args, "--out", tmp_path / "ref", stdout=log)
     run = tmp_path / "run"
     proc = idealseg(*args, "--out", run)
     kill_when(proc, lambda: (run / "pretrain" / "checkpoints" / "last.prev.pt").exists())
@@ -59,6 +60,7 @@ def test_kill_during_pretraining_and_finetuning_then_resume(phantom, tmp_path):
     proc = idealseg(*args, "--out", run, "--resume")
     out = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0 and "resumed" in out, out
+    assert reference.wait(timeout=300) == 0, (tmp_path / "ref.log").read_text()
     a, b = final_weights(tmp_path / "ref"), final_weights(run)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -72,9 +74,9 @@ def test_torchrun_two_processes_on_cpu(phantom, tmp_path):
     assert done.stdout.count('"steps": 6') == 1  # only rank 0 reports
     run = tmp_path / "ddp"
     assert (run / "checkpoints" / "last.pt").exists() and (run / "summary.json").exists()
-    single = tmp_path / "single"
-    subprocess.run([sys.executable, "-m", "idealseg", "finetune", str(phantom), "--out", str(single), *TRAIN,
-                    "--iterations", "2"], env=env, check=True, capture_output=True, timeout=300)
+    single = tmp_path / "single"  # the same command in one process (in this one: no second start-up)
+    run_stage("finetune", phantom, single, profile="tiny", labeled="2", threads=1, checkpoint_every=2, val_every=0,
+              iterations=2, device="cpu")
     header = lambda p: next(csv.reader(open(p / "log.csv")))  # noqa: E731
     assert header(run) == header(single) + ["val_dice"] or set(header(single)) <= set(header(run))
 

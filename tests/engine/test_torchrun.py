@@ -37,11 +37,11 @@ def finish(proc: subprocess.Popen, timeout: float) -> str:
         pytest.fail(f"torchrun hung for {timeout} s:\n{out[-3000:]}")
 
 
-@pytest.mark.parametrize("fault", ["slow-second-stage", "", ""], ids=["rank-1-late", "try-1", "try-2"])
+@pytest.mark.parametrize("fault", ["slow-second-stage", ""], ids=["rank-1-late", "plain"])
 def test_train_under_torchrun_never_hangs(phantom, tmp_path, fault):
     """Rank 1 joining fine-tuning late made rank 0 connect to rank 1's address of the pre-training's
-    process group (left and joined again between stages): a hang or a crash, every time; plain tries
-    hit that order sometimes."""
+    process group (left and joined again between stages): a hang or a crash, every time; a plain try
+    hits that order sometimes (one plain try: the forced order is what proves the fix every run)."""
     run = tmp_path / "run"
     proc = torchrun("train", phantom, *TRAIN, "--iterations", "4", "--out", run, fault=fault)
     out = finish(proc, timeout=90)

@@ -23,7 +23,7 @@ from idealseg.precision import autocast_dtype
 from idealseg.transforms.normalize import normalize_volume
 from idealseg.transforms.resample import resample, resampled_size
 
-from ..conftest import write_nifti
+from ..conftest import copy_run, write_nifti
 
 SRC = Path(idealseg.__file__).resolve().parent
 
@@ -58,11 +58,12 @@ def test_every_public_function_of_the_api_says_args_returns_and_raises():
 
 
 @pytest.fixture(scope="module")
-def runs(phantom, tmp_path_factory) -> dict[str, Path]:
-    """Tiny runs of both geometries: physical space (the phantom's spacing) and slices resized."""
+def runs(phantom, supervised_run, tmp_path_factory) -> dict[str, Path]:
+    """Tiny runs of both geometries: physical space (the phantom's spacing: a copy of the suite's run)
+    and slices resized."""
     root = tmp_path_factory.mktemp("runs")
     options = dict(method="supervised", labeled="2", profile="tiny", iterations=3, val_every=0, threads=1)
-    return {"physical": idealseg.finetune(phantom, root / "physical", **options),
+    return {"physical": copy_run(supervised_run, root / "physical"),
             "resized": idealseg.finetune(phantom, root / "resized", target_spacing="none", **options)}
 
 

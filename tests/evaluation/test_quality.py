@@ -87,18 +87,14 @@ def test_the_predictor_scores_masks_as_foreground_confidence_and_ranks_the_corru
     assert min(results, key=lambda k: results[k].quality) == "noisy"
 
 
-def test_predict_writes_a_quality_table_lowest_first_and_never_over_a_users_file(tmp_path, capsys):
+def test_predict_writes_a_quality_table_lowest_first_and_never_over_a_users_file(supervised_run, tmp_path, capsys):
     import csv
 
     from idealseg.cli import main
-    from idealseg.pipeline import train
 
-    from ..conftest import write_nifti
+    from ..conftest import copy_run, write_nifti
 
-    run = tmp_path / "run"
-    phantom = tmp_path / "ph"
-    assert main(["prepare", "phantom", str(phantom), "--patients", "4"]) == 0
-    train(phantom, run, labeled="1", profile="tiny", threads=1, iterations=2)
+    run = copy_run(supervised_run, tmp_path / "run")  # a tiny trained run of its own
     scans = tmp_path / "scans"
     for i in range(3):
         write_nifti(scans / f"p{i}.nii.gz", phantom_case(i, 0, 0).image.transpose(2, 1, 0).copy(), (1.5, 1.5, 8.0))

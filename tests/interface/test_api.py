@@ -12,7 +12,7 @@ import pytest
 import idealseg
 from idealseg.data.importers.phantom import phantom_raw
 
-from ..conftest import write_nifti
+from ..conftest import copy_run, write_nifti
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -31,9 +31,8 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "example" / "run" / "finetune" / "checkpoints" / "last.pt").is_file()
 
 
-def test_segment_in_memory_equals_predict_on_a_file(phantom, tmp_path):
-    run = idealseg.finetune(phantom, tmp_path / "run", method="supervised", labeled="2", profile="tiny",
-                            iterations=4, val_every=0, threads=1)
+def test_segment_in_memory_equals_predict_on_a_file(supervised_run, tmp_path):
+    run = copy_run(supervised_run, tmp_path / "run")  # a tiny supervised run (4 steps) of its own
     image = phantom_raw(5, 0, 0)[0].astype(np.float32) * 300.0  # [Z, H, W], un-normalised
     scan = write_nifti(tmp_path / "scan.nii.gz", np.transpose(image, (2, 1, 0)))
     idealseg.predict_files(run, scan, tmp_path / "mask.nii.gz")

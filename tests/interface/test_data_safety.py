@@ -21,9 +21,9 @@ from idealseg.data.importers.phantom import phantom_raw
 from idealseg.ownership import MANIFEST
 from idealseg.pipeline import run_stage
 
-from ..conftest import write_nifti, write_ssl4mis
+from ..conftest import SUPERVISED, copy_run, write_nifti, write_ssl4mis
 
-TINY = {"profile": "tiny", "threads": 1, "iterations": 4, "checkpoint_every": 2, "val_every": 0}
+TINY = {k: v for k, v in SUPERVISED.items() if k not in ("method", "labeled")}  # the suite's supervised run
 
 
 def run_cli(args: list, capsys) -> tuple[int, str]:
@@ -54,10 +54,9 @@ def nifti_source(root):
 
 
 @pytest.fixture(scope="module")
-def trained(phantom, tmp_path_factory):
-    run = tmp_path_factory.mktemp("safety") / "run"
-    run_stage("finetune", phantom, run, method="supervised", labeled="2", **TINY)
-    return run
+def trained(supervised_run, tmp_path_factory):
+    """This module's copy of the suite's tiny supervised run (trained with TINY)."""
+    return copy_run(supervised_run, tmp_path_factory.mktemp("safety") / "run")
 
 
 def test_prepare_into_its_own_source_is_refused(tmp_path, capsys):
@@ -171,9 +170,8 @@ def test_predict_is_the_same_from_any_directory_and_without_the_dataset(phantom,
     assert np.array_equal(here, there)
 
 
-def test_resume_with_other_options_is_refused_and_keeps_the_config(phantom, tmp_path, capsys):
-    run = tmp_path / "run"
-    run_stage("finetune", phantom, run, method="supervised", labeled="2", **TINY)
+def test_resume_with_other_options_is_refused_and_keeps_the_config(phantom, supervised_run, tmp_path, capsys):
+    run = copy_run(supervised_run, tmp_path / "run")
     config = (run / "config.yaml").read_bytes()
     for flag, value in (("--labeled", "1"), ("--method", "ideal"), ("--target-spacing", "none")):
         args = ["finetune", phantom, "--out", run, "--resume", "--profile", "tiny", "--method", "supervised",

@@ -31,14 +31,14 @@ from idealseg.ownership import MANIFEST, foreign_files, matches, record_written,
 from idealseg.pipeline import run_stage
 from idealseg.writer_lock import LOCK
 
+from ..conftest import copy_run
 from .test_data_safety import TINY, run_cli, snapshot
 
 
 @pytest.fixture
-def run(phantom, tmp_path):
-    out = tmp_path / "run"
-    run_stage("finetune", phantom, out, method="supervised", labeled="2", **TINY)
-    return out
+def run(supervised_run, tmp_path):
+    """A trained tiny supervised run of this test's own, to write into."""
+    return copy_run(supervised_run, tmp_path / "run")
 
 
 def test_patterns_match_one_level():
@@ -197,9 +197,10 @@ def test_a_lock_no_process_holds_is_taken_over(phantom, tmp_path, capsys):
     assert code == 2 and "another-host" in line and "delete" in line, line
 
 
-def test_two_runs_into_one_folder_at_once(phantom, tmp_path):
+def test_two_runs_into_one_folder_at_once(phantom, tmp_path, capsys):
     """A second process on a folder that one is training into stops with one line; once the first is
-    killed, the system has let its lock go and the folder resumes."""
+    killed, the system has let its lock go and the folder resumes (the second and the resume run in this
+    process: another process than the first's, without a start-up of their own)."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "idealseg", "finetune", str(phantom), "--out", str(out), "--method", "supervised",
            "--labeled", "2", "--profile", "tiny", "--threads", "1", "--val-every", "0", "--checkpoint-every", "2"]
@@ -211,16 +212,13 @@ def test_two_runs_into_one_folder_at_once(phantom, tmp_path):
         while not (out / "checkpoints" / "last.pt").exists() and time.time() < end and first.poll() is None:
             time.sleep(0.05)
         assert (out / LOCK).exists(), "the first run never started"
-        second = subprocess.run([*cmd, "--iterations", "100000", "--resume"], env=env, capture_output=True,
-                                text=True, timeout=120)
-        assert second.returncode == 2, second.stderr
-        assert "another idealseg run is writing it" in second.stderr.strip().splitlines()[-1], second.stderr
+        code, line = run_cli([*cmd[3:], "--iterations", "100000", "--resume"], capsys)
+        assert code == 2 and "another idealseg run is writing it" in line, line
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    again = subprocess.run([*cmd, "--iterations", "2", "--resume"], env=env, capture_output=True, text=True,
-                           timeout=120)
-    assert again.returncode == 0, again.stderr
+    code, line = run_cli([*cmd[3:], "--iterations", "2", "--resume"], capsys)
+    assert code == 0, line
     assert not (out / LOCK).exists()
 
 

@@ -20,17 +20,16 @@ import pytest
 
 import idealseg
 from idealseg.inference import predict as predict_module
-from idealseg.pipeline import run_stage
 from idealseg.writer_lock import LOCK, lock_holder
 
-from .test_data_safety import TINY, run_cli, snapshot
+from ..conftest import copy_run
+from .test_data_safety import run_cli, snapshot
 
 
 @pytest.fixture(scope="module")
-def run(phantom, tmp_path_factory):
-    out = tmp_path_factory.mktemp("locked") / "run"
-    run_stage("finetune", phantom, out, method="supervised", labeled="2", **TINY)
-    return out
+def run(supervised_run, tmp_path_factory):
+    """This module's copy of the suite's tiny supervised run."""
+    return copy_run(supervised_run, tmp_path_factory.mktemp("locked") / "run")
 
 
 @pytest.fixture
