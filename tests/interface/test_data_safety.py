@@ -222,7 +222,7 @@ def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch)
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "ds" / "cases" / "x.h5"))
 
-    monkeypatch.setattr("idealseg.data.prepare.import_ssl4mis", full)
+    monkeypatch.setattr("idealseg.data.importers.ssl4mis.import_ssl4mis", full)
     src = write_ssl4mis(tmp_path / "src")
     code, line = run_cli(["prepare", "ssl4mis", src, tmp_path / "ds"], capsys)
     assert code == 2 and "No space left on device" in line and "x.h5" in line, line
