@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -122,6 +123,16 @@ def write_acdc_release(root: Path, n_patients: int = 2, with_cfg: bool = True, s
             (pdir / "Info.cfg").write_text(f"ED: 1\nES: {es}\nGroup: DCM\nHeight: 180.0\nNbFrame: 30\nWeight: 80.0\n")
     return root
 
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (`-n 2`, the README's command) each worker trains on one core: two workers of
+    two threads each would fight over the two cores (one-thread jobs side by side are the faster)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"  # the children the tests start (torchrun, the CLI) too
 
 def restore_ctrl_c() -> None:
     """`preexec_fn` of a child a test interrupts: Ctrl-C back to its default. A shell that starts the suite
