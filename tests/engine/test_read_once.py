@@ -3,26 +3,12 @@ YAML, a run folder's config.yaml) once per version of it, however many checks co
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from pathlib import Path
 
 import yaml
 
-
-def _count_calls(monkeypatch, module: str, name: str) -> list:
-    """Wrap `module.name` in every loaded idealseg module that imported it, recording each call's arguments."""
-    original = getattr(sys.modules[module], name)
-    calls: list = []
-
-    def counted(*args, **kwargs):
-        calls.append(args)
-        return original(*args, **kwargs)
-
-    for loaded in list(sys.modules.values()):
-        if getattr(loaded, "__name__", "").startswith("idealseg") and getattr(loaded, name, None) is original:
-            monkeypatch.setattr(loaded, name, counted)
-    return calls
+from .test_plan_and_setup import _count_calls
 
 
 def _count_yaml_reads(monkeypatch) -> Counter:
