@@ -215,3 +215,14 @@ def test_an_info_cfg_that_is_not_text_is_one_line(tmp_path):
     (tmp_path / "Info.cfg").write_bytes(b"garbage\x00\xff")
     with pytest.raises(InputError, match="not a readable Info.cfg"):
         read_info_cfg(tmp_path / "Info.cfg")
+
+
+def test_one_declared_channel_with_mixed_endings_pairs_the_label(tmp_path):
+    """imagesTr/a_0000 with labelsTr/a beside imagesTs/img_0001: once blamed 'labels without images: a'."""
+    src = tmp_path / "src"
+    write_nifti(src / "imagesTr" / "a_0000.nii.gz", _volume(0))
+    write_nifti(src / "labelsTr" / "a.nii.gz", np.ones((8, 8, 3), np.uint8))
+    write_nifti(src / "imagesTs" / "img_0001.nii.gz", _volume(1))
+    (src / "dataset.json").write_text(json.dumps({"channel_names": {"0": "MRI"}}))
+    ds = Dataset(prepare("nifti", src, tmp_path / "out", val="0"))
+    assert {c.id: c.labeled for c in ds.cases} == {"a_0000": True, "img_0001": False}

@@ -61,10 +61,12 @@ def _images(folder: Path, suffixes: bool = True) -> dict[str, tuple[Path, ...]]:
 
 def _labels(folder: Path, image_ids: set[str] | frozenset[str] = frozenset()) -> dict[str, Path]:
     """Case id -> its label file (a label has no channels; a `_0000` suffix is dropped as nnU-Net's, unless
-    the label is named exactly as a case of `image_ids`, a case named by its whole file name)."""
+    the label is named exactly as a case of `image_ids`, a case named by its whole file name; a label
+    `CASE` of a scan `CASE_0000` read by its whole name, nnU-Net's one-channel naming, is that scan's)."""
     by_case: dict[str, Path] = {}
     for p in _nifti_files(folder):
-        case = nifti_stem(p) if nifti_stem(p) in image_ids else case_of_file(p)
+        stem = nifti_stem(p)
+        case = stem if stem in image_ids else f"{stem}_0000" if f"{stem}_0000" in image_ids else case_of_file(p)
         other = by_case.setdefault(case, p)
         if other != p:
             raise InputError(folder, f"two files for case {case!r} ({other.name} and {p.name}); keep one")
