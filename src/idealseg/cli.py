@@ -7,6 +7,7 @@ import sys
 
 from idealseg import __version__
 from idealseg.errors import IdealsegError
+from idealseg.plugins import load_plugins
 from idealseg.signals import CommandSignals
 
 TYPE_CHECKING = False  # imported before main() can take Ctrl-C: only what Python has loaded already
@@ -449,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             signals = CommandSignals(owner=argv is None)
+            load_plugins()  # your own methods and importers, before the parser lists them
             args = build_parser(_help_profile(argv)).parse_args(argv)
             import warnings
 

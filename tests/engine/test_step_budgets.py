@@ -32,3 +32,11 @@ def test_a_slow_machine_makes_the_same_steps_and_weights(phantom, tmp_path, monk
     assert fast["step"] == slow["step"] == 15
     assert all(torch.equal(fast["model"][k], slow["model"][k]) for k in fast["model"])
     assert "s a step on this machine" in capsys.readouterr().out
+
+
+def test_a_time_budget_says_the_steps_it_will_make(phantom, tmp_path, capsys):
+    options = {"method": "supervised", "dataset": str(phantom), "labeled": "2", "val_every": 0, "threads": 1,
+               "iterations": 100000, "time_budget": 1.0}
+    Trainer(resolve_config("finetune", "tiny", None, options), tmp_path / "run").fit()
+    out = capsys.readouterr().out
+    assert "the time budget of 1 s ends the run after about" in out and "steps left take about" not in out

@@ -17,6 +17,7 @@ from typing import Any
 from idealseg.checks import SEED_MAX, is_real, is_whole
 from idealseg.config.method_registry import method_names, method_readers
 from idealseg.errors import IdealsegError
+from idealseg.plugins import hint
 
 _TYPES: dict[str, tuple[tuple[type, ...], str, Callable[[Any], Any]]] = {  # annotation -> accepted, wording, convert
     "int": ((int,), "a whole number", int),
@@ -166,7 +167,7 @@ def checked(key: str, annotation: str, value: Any, source: str) -> Any:
     if annotation == "float" and not math.isfinite(value):  # inf passes every `>= 0`, nan fails them all
         raise IdealsegError(f"{source}: option {key!r} must be a finite number, got {value!r}")
     if key == "method" and value not in method_names():
-        raise IdealsegError(f"{source}: unknown method {value!r}; expected one of {method_names()}")
+        raise IdealsegError(f"{source}: unknown method {value!r}; expected one of {method_names()} ({hint()})")
     option = OPTIONS[key]
     if option.choices and value not in option.choices:
         raise IdealsegError(f"{source}: option {key!r} must be one of {', '.join(option.choices)}, got {value!r}")

@@ -204,5 +204,11 @@ class Loop:
             return
         rate = (self.elapsed - start[1]) / steps
         left = self.cfg.iterations - self.step
+        if self.cfg.time_budget and rate * left > self.cfg.time_budget - self.elapsed:  # the clock ends it first
+            steps_in_time = max(0, int((self.cfg.time_budget - self.elapsed) / rate))
+            tqdm.write(f"{rate:.3g} s a step on this machine ({cpu_model()}): the time budget of "
+                       f"{self.cfg.time_budget:g} s ends the run after about {self.step + steps_in_time} steps "
+                       "(validation not counted)")
+            return
         tqdm.write(f"{rate:.3g} s a step on this machine ({cpu_model()}): the {left} steps left take about "
                    f"{_duration(rate * left)} (plus validation)")

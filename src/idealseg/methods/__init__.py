@@ -9,6 +9,7 @@ import pkgutil
 from idealseg.config.method_registry import method_entries
 from idealseg.errors import IdealsegError
 from idealseg.methods.base import _CLASSES, Method
+from idealseg.plugins import hint
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
@@ -19,7 +20,7 @@ METHODS: dict[str, type[Method]] = _CLASSES  # the registry's classes, by name (
 def get_method(name: str, stage: str | None = None) -> type[Method]:
     """The method class called `name`, checked against the stage that asks for it."""
     if not isinstance(name, str) or name not in METHODS:  # a YAML list or number is named too
-        raise IdealsegError(f"unknown method {name!r}; expected one of {sorted(METHODS)}")
+        raise IdealsegError(f"unknown method {name!r}; expected one of {sorted(METHODS)} ({hint()})")
     cls = METHODS[name]
     if stage is not None and cls.stage != stage:
         options = sorted(n for n, e in method_entries().items() if e.stage == stage)

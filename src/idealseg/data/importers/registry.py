@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from idealseg.errors import IdealsegError
+from idealseg.plugins import hint
 
 
 @dataclass(frozen=True)
@@ -85,5 +86,5 @@ def get_importer(name: str) -> Importer:
     """The importer of source `name`, or one line listing the sources there are."""
     names = importer_names()
     if name not in IMPORTERS:
-        raise IdealsegError(f"source {name!r}: must be one of {', '.join(names)}")
+        raise IdealsegError(f"source {name!r}: must be one of {', '.join(names)} ({hint()})")
     return IMPORTERS[name]
