@@ -86,7 +86,7 @@ def _train_flags() -> dict[str, str]:
 
 
 def _add_train_options(p: argparse.ArgumentParser, stage: str, method_default: str,
-                       help_profile: str | None = None) -> None:
+                       help_profile: str | None = None, both_stages: bool = False) -> None:
     from idealseg.config import OPTIONS, PROFILES, method_names
     from idealseg.config.profiles import profile_value
 
@@ -114,7 +114,11 @@ def _add_train_options(p: argparse.ArgumentParser, stage: str, method_default: s
             text += f" [read by {', '.join(option.readers)}]"
         if annotation == "bool":
             text += " (true or false)"
-        text += f" (default: {_shown(profile_value(profile, stage, name))})"
+        value, before = profile_value(profile, stage, name), profile_value(profile, "pretrain", name)
+        if both_stages and before != value:  # train: a flag sets both stages; their defaults differ
+            text += f" (default: fine-tuning {_shown(value)}, pre-training {_shown(before)})"
+        else:
+            text += f" (default: {_shown(value)})"
         group = next((title for title, names in HELP_GROUPS if name in names), None)
         if group is None:
             group = "method options" if set(option.readers) - {"pretrain", "finetune"} else HELP_GROUPS[0][0]
@@ -343,7 +347,7 @@ def build_parser(help_profile: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("train", help="pretrain then finetune, into OUT/pretrain and OUT/finetune")
-    _add_train_options(p, "finetune", "bcp", help_profile)
+    _add_train_options(p, "finetune", "bcp", help_profile, both_stages=True)
     p.add_argument("--pretrain-method", default="ideal-pretrain")
     p.add_argument("--no-pretrain", action="store_true", help="fine-tune from scratch (ablation)")
     p.set_defaults(func=_cmd_train)
