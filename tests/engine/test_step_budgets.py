@@ -40,3 +40,11 @@ def test_a_time_budget_says_the_steps_it_will_make(phantom, tmp_path, capsys):
     Trainer(resolve_config("finetune", "tiny", None, options), tmp_path / "run").fit()
     out = capsys.readouterr().out
     assert "the time budget of 1 s ends the run after about" in out and "steps left take about" not in out
+
+
+def test_train_help_shows_each_stages_step_budget(capsys):
+    from idealseg.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "fine-tuning 1800, pre-training 550" in " ".join(capsys.readouterr().out.split())
