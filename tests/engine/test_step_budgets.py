@@ -47,4 +47,4 @@ def test_train_help_shows_each_stages_step_budget(capsys):
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])
-    assert "fine-tuning 1800, pre-training 550" in " ".join(capsys.readouterr().out.split())
+    assert "fine-tuning1800,pre-training550" in "".join(capsys.readouterr().out.split())  # wrapped anywhere
