@@ -61,6 +61,8 @@ class Loop:
         self._log_kept = self.step  # log.csv's rows up to the checkpoint resumed from are kept
         self._last_ckpt = self.step
         self._unread: list[torch.Tensor] = []  # losses not yet read back from the device (see _check_finite)
+        self._eta_from: tuple[int, float] | None = None  # (step, seconds) the time estimate counts from
+        self._eta_said = False
         while not self._done():
             losses, lr = self._train_step()
             logging = self.step % self.cfg.log_every == 0 or self.progress() >= 1.0  # local: no extra collective
@@ -195,9 +197,11 @@ class Loop:
     def _say_eta(self) -> None:
         """Once, a few steps in: what a step costs on this machine and how long the step budget will take
         here (budgets count steps, so the same command takes longer on a slower or busier machine)."""
-        start = self.__dict__.setdefault("_eta_from", (self.step, self.elapsed))
+        if self._eta_from is None:  # after the first step: its warm-up is not a step's cost
+            self._eta_from = (self.step, self.elapsed)
+        start = self._eta_from
         steps = self.step - start[0]
-        if self.__dict__.get("_eta_said") or steps < min(ETA_AFTER_STEPS, self.cfg.iterations - start[0]):
+        if self._eta_said or steps < min(ETA_AFTER_STEPS, self.cfg.iterations - start[0]):
             return
         self._eta_said = True
         if not self.ctx.is_main or steps <= 0:

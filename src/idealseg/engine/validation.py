@@ -9,19 +9,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from idealseg.evaluation.metrics import class_dice, mean_foreground_dice
+from idealseg.evaluation.metrics import class_dice, mean_foreground_dice, mean_present
 from idealseg.inference.predictor import Predictor
 from idealseg.runfolder.checkpoint import save_checkpoint
 from idealseg.transforms.components import largest_components
-
-
-def _mean_present(values) -> float:
-    """The mean of the scored values (NaN, an absent class or a volume without any, is not scored);
-    NaN when there are none."""
-    values = np.asarray(values, dtype=float)
-    present = values[~np.isnan(values)]
-    return float(present.mean()) if len(present) else float("nan")
-
 
 
 class Validation:
@@ -41,15 +32,15 @@ class Validation:
         for case in tqdm(self.val_cases, desc="validate", unit="vol", leave=False, mininterval=2.0):
             mask = predictor.predict(case.image, case.spacing)
             per_class.append(class_dice(mask, case.label, n))
-            scores.append(_mean_present(per_class[-1]))
+            scores.append(mean_present(per_class[-1]))
             cleaned.append(mean_foreground_dice(largest_components(mask, n), case.label, n))
         classes = self.cfg.classes[1:] if len(self.cfg.classes) == n else [f"class{c}" for c in range(1, n)]
-        by_class = {f"val_dice_{name}": round(_mean_present(v), 5) for name, v in zip(classes, np.transpose(per_class),
+        by_class = {f"val_dice_{name}": round(mean_present(v), 5) for name, v in zip(classes, np.transpose(per_class),
                                                                                       strict=True)}
         self._say_absent(np.isnan(per_class).sum())
         quality = self.pseudo_label_quality()
         self.method.train()
-        self.last_val, self.last_val_cleaned = _mean_present(scores), _mean_present(cleaned)
+        self.last_val, self.last_val_cleaned = mean_present(scores), mean_present(cleaned)
         if self.last_val > self.best:
             self.best = self.last_val
             self._record("checkpoints/best.pt")

@@ -91,5 +91,12 @@ def mean_foreground_dice(pred: np.ndarray, ref: np.ndarray, num_classes: int, ab
     values = np.array(class_dice(pred, ref, num_classes))
     if absent is not None:
         values = np.where(np.isnan(values), absent, values)
+    return mean_present(values)
+
+
+def mean_present(values) -> float:
+    """The mean of the scored values (NaN, an absent class or a volume without any, is not scored);
+    NaN when there are none: the one rule for every mean over classes and volumes of Dice."""
+    values = np.asarray(values, dtype=float)
     present = values[~np.isnan(values)]
     return float(present.mean()) if len(present) else float("nan")

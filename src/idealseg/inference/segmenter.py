@@ -93,7 +93,6 @@ class Segmenter:
             raise InvalidValue("out: a mask is written only for an image or path, whose header it takes; for an "
                                "array, save the mask with the header you have")
         volume = _volume(volume, self.cfg.in_channels)
-        flip_tta = checks.flag(flip_tta, "flip_tta")
         if spacing is not None:
             spacing = _in_plane(spacing)
             suspect = spacing_mismatch(spacing, self.spacing_mm)
@@ -103,13 +102,7 @@ class Segmenter:
             raise InvalidValue(f"this model works at {self.spacing_mm:g} mm: pass the volume's spacing "
                                "(segment(volume, spacing=(z, y, x)))")
         image = normalize_channels(volume, self.normalization)
-        largest_component = checks.optional_flag(largest_component, "largest_component")
-        scale_search = checks.flag(scale_search, "scale_search")
-        if largest_component is None:
-            largest_component = self.predictor.largest_component
-        predictor = self.predictor.with_choices(flip_tta=flip_tta, scale_search=scale_search,
-                                                largest_component=largest_component)
-        result = predictor.segment(image, spacing)
+        result = self._choices(flip_tta, scale_search, largest_component).segment(image, spacing)
         return (result.mask, result.quality) if checks.flag(with_quality, "with_quality") else result.mask
 
     def _segment_scan(self, source: nib.Nifti1Image | str | Path, flip_tta: bool, *, spacing: Any,
@@ -135,15 +128,18 @@ class Segmenter:
                 check_mask_folder(target.parent)
                 check_target(target, overwrite)
         image = stack_channels([s for s, _ in scans], self.normalization)
-        predictor = self.predictor.with_choices(
-            flip_tta=checks.flag(flip_tta, "flip_tta"), scale_search=checks.flag(scale_search, "scale_search"),
-            largest_component=_or(checks.optional_flag(largest_component, "largest_component"),
-                                  self.predictor.largest_component))
-        result = predictor.segment(image, in_plane(scan.spacing))
+        result = self._choices(flip_tta, scale_search, largest_component).segment(image, in_plane(scan.spacing))
         if target is not None:
             write_mask(result.mask, scan, target)
         mask = mask_in_source(result.mask, scan)
         return (mask, result.quality) if checks.flag(with_quality, "with_quality") else mask
+
+    def _choices(self, flip_tta: Any, scale_search: Any, largest_component: Any) -> Predictor:
+        """The run's predictor with one call's choices, checked (largest_component None: the run's own)."""
+        keep = checks.optional_flag(largest_component, "largest_component")
+        return self.predictor.with_choices(
+            flip_tta=checks.flag(flip_tta, "flip_tta"), scale_search=checks.flag(scale_search, "scale_search"),
+            largest_component=self.predictor.largest_component if keep is None else keep)
 
     @property
     def cfg(self) -> RunConfig:
@@ -159,10 +155,6 @@ class Segmenter:
     def classes(self) -> list[str]:
         """Class names, background first, as the run was trained on (index = label value in a mask)."""
         return list(self.cfg.classes)
-
-
-def _or(value: bool | None, default: bool) -> bool:
-    return default if value is None else value
 
 
 def _read_scans(source: nib.Nifti1Image | str | Path, channels: int) -> list[tuple[NiftiScan, Path]]:
